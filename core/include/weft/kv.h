@@ -1,0 +1,158 @@
+// The storage interface: named buckets of string keys and opaque byte values,
+// every value carrying a revision. Everything Weft persists goes through these
+// few operations, and every concurrent rule (claims, leases, retries, DLQ
+// moves) is built on compare-and-set by revision in the core services, never
+// inside a backend.
+//
+// Implementations: the in-memory backend (core, tests only) and the plugins in
+// plugins/<name>/ (nats, redis, sqlite), loaded through plugin.h.
+//
+// Contract common to every method:
+//  * No method throws. Failures come back as a Status (see status.h).
+//  * Every call is bounded by the store's operation timeout (`kv.timeoutMs`):
+//    when the backend does not answer in time the result is Code::Timeout; when
+//    it is known to be disconnected the result is Code::Unavailable at once.
+//  * A write returns Ok only after the backend acknowledged it durably (as far
+//    as its configuration makes writes durable). Nothing is acknowledged from a
+//    client-side buffer.
+//  * Revisions are positive, strictly increasing per bucket, and change on
+//    every write of a key. 0 never names a stored value.
+//  * Keys are used exactly as given; a backend never encodes them. A key the
+//    backend cannot represent gives NotFound on reads and InvalidArgument on
+//    writes.
+//  * All methods are safe to call from any thread concurrently.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "weft/status.h"
+
+namespace weft {
+
+struct KvEntry {
+  std::string key;
+  std::string value;
+  uint64_t revision = 0;
+};
+
+struct BucketOptions {
+  // Values not written for this long expire (0 = never). Expiry may happen
+  // without any watch event (NATS max age, Redis TTL): consumers that keep a
+  // view must re-list periodically to notice it.
+  int64_t maxAgeMs = 0;
+  // Revisions kept per key, 1 = only the latest; 0 = unlimited. A backend that
+  // keeps no history ignores this.
+  int64_t history = 1;
+};
+
+struct WatchEvent {
+  enum class Type {
+    Put,       // key now holds value at revision
+    Delete,    // key was deleted (revision of the delete, 0 if unknown)
+    CaughtUp,  // the replay of current values is complete; live changes follow
+    Reset,     // the feed restarts: a full replay of current values follows,
+               // then CaughtUp; keys not replayed before CaughtUp are gone
+  };
+  Type type = Type::Put;
+  std::string key;
+  std::string value;
+  uint64_t revision = 0;
+};
+
+// Called on a thread the backend owns, one event at a time and in order for a
+// given watch. It must not block for long and must not stop its own watch. An
+// exception escaping it is caught and logged by the backend.
+using WatchCallback = std::function<void(const WatchEvent&)>;
+
+class KvWatch {
+ public:
+  virtual ~KvWatch() = default;
+  // Stops delivery. When stop() returns, the callback is not running and will
+  // not be called again. Idempotent. The destructor stops too.
+  virtual void stop() = 0;
+};
+
+class KvBucket {
+ public:
+  virtual ~KvBucket() = default;
+
+  virtual const std::string& name() const = 0;
+
+  // The value and revision of key. NotFound when absent, deleted or purged.
+  virtual Result<KvEntry> get(const std::string& key) = 0;
+
+  // Unconditional write. Returns the new revision.
+  virtual Result<uint64_t> put(const std::string& key, const std::string& value) = 0;
+
+  // Writes only when key is absent (never written, deleted or purged).
+  // AlreadyExists when it holds a value. Returns the new revision.
+  virtual Result<uint64_t> create(const std::string& key, const std::string& value) = 0;
+
+  // Compare-and-set: writes only when key currently holds a value at exactly
+  // expectedRevision. Conflict otherwise (including when key is absent).
+  // Returns the new revision.
+  virtual Result<uint64_t> update(const std::string& key, const std::string& value,
+                                  uint64_t expectedRevision) = 0;
+
+  // Deletes key. expectedRevision == 0: unconditional, and Ok when absent.
+  // Otherwise only when key holds exactly that revision, Conflict when not.
+  virtual Status erase(const std::string& key, uint64_t expectedRevision = 0) = 0;
+
+  // Keys under prefix ("" = all), in no particular order. Terminates even when
+  // the bucket is empty or the latest operation was a delete.
+  virtual Result<std::vector<std::string>> keys(const std::string& prefix) = 0;
+
+  // Keys, values and revisions under prefix, in no particular order.
+  virtual Result<std::vector<KvEntry>> scan(const std::string& prefix) = 0;
+
+  // Starts a change feed for keys under prefix: every current value as Put,
+  // then CaughtUp, then each later Put/Delete in order, with at most about a
+  // second of latency. The feed survives reconnects; when a backend cannot
+  // prove no change was missed across one, it sends Reset and replays.
+  // Unavailable when the backend cannot start it now (retry later).
+  virtual Result<std::unique_ptr<KvWatch>> watch(const std::string& prefix,
+                                                 WatchCallback callback) = 0;
+};
+
+// Optional NATS-only messaging (API.md §6.4, §2.8). Only the nats plugin
+// provides it; KvStore::messaging() returns nullptr elsewhere.
+class KvMessaging {
+ public:
+  virtual ~KvMessaging() = default;
+  // Core NATS publish, fire-and-forget.
+  virtual Status publish(const std::string& subject, const std::string& payload) = 0;
+  // JetStream publish; NotFound when no stream captures the subject.
+  virtual Status publishJetStream(const std::string& subject, const std::string& payload) = 0;
+};
+
+enum class ConnectionState { Connecting, Connected, Disconnected, Closed };
+
+class KvStore {
+ public:
+  virtual ~KvStore() = default;
+
+  // The backend name ("nats", "redis", "sqlite", "memory").
+  virtual const std::string& name() const = 0;
+
+  // Opens bucket name, creating it with options when missing (idempotent:
+  // an existing bucket keeps its settings). Unavailable while disconnected;
+  // the caller retries. The bucket stays valid for the life of the store.
+  virtual Result<std::shared_ptr<KvBucket>> openBucket(const std::string& name,
+                                                       const BucketOptions& options) = 0;
+
+  // One cheap round trip (nats: JetStream account info; redis: PING; sqlite:
+  // SELECT 1). Ok, Unavailable or Timeout.
+  virtual Status ping() = 0;
+
+  // The last known connection state, without I/O. Never blocks.
+  virtual ConnectionState state() const = 0;
+
+  // NATS extras, or nullptr. Owned by the store.
+  virtual KvMessaging* messaging() { return nullptr; }
+};
+
+}  // namespace weft

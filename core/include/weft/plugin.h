@@ -1,0 +1,55 @@
+// The storage plugin ABI. A plugin is a shared library named
+// weft-kv-<name>.so that exports exactly one C symbol, WEFT_KV_PLUGIN_ENTRY,
+// returning a static descriptor. The host checks abiVersion before touching
+// anything else in the descriptor.
+//
+// The KvStore the plugin creates is a C++ object. Host and plugins are built
+// together by one CMake project with one compiler; WEFT_KV_ABI_VERSION is
+// bumped on any change to kv.h, status.h or this file, so a stale plugin is
+// refused at load time instead of crashing later. Rules for plugins:
+//  * no exception escapes create(), destroy() or any KvStore/KvBucket method,
+//    nor any thread the plugin owns;
+//  * the plugin allocates and frees its own objects: the host releases a store
+//    only through destroy() and never deletes it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "weft/kv.h"
+
+#define WEFT_KV_ABI_VERSION 1u
+#define WEFT_KV_PLUGIN_ENTRY "weft_kv_plugin_entry"
+
+namespace weft {
+
+enum class LogLevel { Trace, Debug, Info, Warn, Error };
+
+// What the host gives a plugin when it creates a store.
+struct PluginContext {
+  // Every configuration key (dotted names, e.g. "kv.timeoutMs", "nats.url"),
+  // after defaults, file, environment and flags were merged.
+  std::map<std::string, std::string> settings;
+  // Where the plugin logs, connection state changes in particular. Safe to
+  // call from any thread.
+  std::function<void(LogLevel, const std::string&)> log;
+};
+
+}  // namespace weft
+
+extern "C" {
+
+struct WeftKvPluginDescriptor {
+  uint32_t abiVersion;  // must equal WEFT_KV_ABI_VERSION
+  const char* name;     // the backend name, e.g. "nats"
+  // Creates a store. On failure returns nullptr and writes a readable reason
+  // to *error (a configuration problem such as a bad URL; an unreachable
+  // server is not a failure: the store starts disconnected and reconnects).
+  weft::KvStore* (*create)(const weft::PluginContext* context, std::string* error);
+  void (*destroy)(weft::KvStore* store);
+};
+
+typedef const WeftKvPluginDescriptor* (*WeftKvPluginEntryFn)(void);
+}
