@@ -1,0 +1,480 @@
+#include "weft/json.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstring>
+
+namespace weft {
+
+Json::Json(double d) : type_(Type::Number), double_(d) {
+  if (std::isfinite(d) && std::trunc(d) == d && std::fabs(d) < 9.2e18) {
+    // Keep the double representation for output, but remember integrality
+    // through isInteger(), so 5.0 validates as an integer like JSON clients
+    // expect (Number.isInteger(5.0) is true).
+    int_ = static_cast<int64_t>(d);
+  }
+}
+
+bool Json::isInteger() const {
+  if (type_ != Type::Number) return false;
+  if (isInt_) return true;
+  return std::isfinite(double_) && std::trunc(double_) == double_ && std::fabs(double_) < 9.2e18;
+}
+
+namespace {
+
+const Json kNull;
+
+class Parser {
+ public:
+  Parser(std::string_view text, int maxDepth) : s_(text), maxDepth_(maxDepth) {}
+
+  Result<Json> run() {
+    Json value;
+    skipWs();
+    if (!parseValue(value, 0)) return Status::invalidArgument(error_);
+    skipWs();
+    if (pos_ != s_.size()) return Status::invalidArgument(at("unexpected trailing characters"));
+    return value;
+  }
+
+ private:
+  std::string at(const char* what) const {
+    return std::string(what) + " at offset " + std::to_string(pos_);
+  }
+  bool fail(const char* what) {
+    if (error_.empty()) error_ = at(what);
+    return false;
+  }
+  void skipWs() {
+    while (pos_ < s_.size()) {
+      char c = s_[pos_];
+      if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+        ++pos_;
+      } else {
+        break;
+      }
+    }
+  }
+  bool literal(const char* word) {
+    size_t n = std::strlen(word);
+    if (s_.compare(pos_, n, word) != 0) return fail("invalid literal");
+    pos_ += n;
+    return true;
+  }
+
+  bool parseValue(Json& out, int depth) {
+    if (pos_ >= s_.size()) return fail("unexpected end of input");
+    char c = s_[pos_];
+    switch (c) {
+      case '{': return parseObject(out, depth + 1);
+      case '[': return parseArray(out, depth + 1);
+      case '"': {
+        std::string str;
+        if (!parseString(str)) return false;
+        out = Json(std::move(str));
+        return true;
+      }
+      case 't': if (!literal("true")) return false; out = Json(true); return true;
+      case 'f': if (!literal("false")) return false; out = Json(false); return true;
+      case 'n': if (!literal("null")) return false; out = Json(); return true;
+      default: return parseNumber(out);
+    }
+  }
+
+  bool parseObject(Json& out, int depth) {
+    if (depth > maxDepth_) return fail("nesting too deep");
+    ++pos_;  // '{'
+    Json::Object members;
+    skipWs();
+    if (pos_ < s_.size() && s_[pos_] == '}') {
+      ++pos_;
+      out = Json(std::move(members));
+      return true;
+    }
+    for (;;) {
+      skipWs();
+      if (pos_ >= s_.size() || s_[pos_] != '"') return fail("expected object key");
+      std::string key;
+      if (!parseString(key)) return false;
+      skipWs();
+      if (pos_ >= s_.size() || s_[pos_] != ':') return fail("expected ':'");
+      ++pos_;
+      skipWs();
+      Json value;
+      if (!parseValue(value, depth)) return false;
+      bool replaced = false;
+      for (auto& m : members) {
+        if (m.first == key) {
+          m.second = std::move(value);
+          replaced = true;
+          break;
+        }
+      }
+      if (!replaced) members.emplace_back(std::move(key), std::move(value));
+      skipWs();
+      if (pos_ >= s_.size()) return fail("unexpected end of input");
+      if (s_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (s_[pos_] == '}') {
+        ++pos_;
+        out = Json(std::move(members));
+        return true;
+      }
+      return fail("expected ',' or '}'");
+    }
+  }
+
+  bool parseArray(Json& out, int depth) {
+    if (depth > maxDepth_) return fail("nesting too deep");
+    ++pos_;  // '['
+    Json::Array items;
+    skipWs();
+    if (pos_ < s_.size() && s_[pos_] == ']') {
+      ++pos_;
+      out = Json(std::move(items));
+      return true;
+    }
+    for (;;) {
+      skipWs();
+      Json value;
+      if (!parseValue(value, depth)) return false;
+      items.push_back(std::move(value));
+      skipWs();
+      if (pos_ >= s_.size()) return fail("unexpected end of input");
+      if (s_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (s_[pos_] == ']') {
+        ++pos_;
+        out = Json(std::move(items));
+        return true;
+      }
+      return fail("expected ',' or ']'");
+    }
+  }
+
+  static void appendUtf8(std::string& out, uint32_t cp) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+
+  bool hex4(uint32_t& cp) {
+    if (pos_ + 4 > s_.size()) return fail("truncated \\u escape");
+    cp = 0;
+    for (int i = 0; i < 4; ++i) {
+      char c = s_[pos_++];
+      cp <<= 4;
+      if (c >= '0' && c <= '9') cp |= static_cast<uint32_t>(c - '0');
+      else if (c >= 'a' && c <= 'f') cp |= static_cast<uint32_t>(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F') cp |= static_cast<uint32_t>(c - 'A' + 10);
+      else return fail("invalid \\u escape");
+    }
+    return true;
+  }
+
+  // Validates one UTF-8 sequence starting at pos_ and copies it.
+  bool copyUtf8(std::string& out) {
+    auto b = static_cast<unsigned char>(s_[pos_]);
+    int len;
+    uint32_t cp;
+    if (b < 0x80) { out += static_cast<char>(b); ++pos_; return true; }
+    if ((b & 0xE0) == 0xC0) { len = 2; cp = b & 0x1F; }
+    else if ((b & 0xF0) == 0xE0) { len = 3; cp = b & 0x0F; }
+    else if ((b & 0xF8) == 0xF0) { len = 4; cp = b & 0x07; }
+    else return fail("invalid UTF-8");
+    if (pos_ + len > s_.size()) return fail("invalid UTF-8");
+    for (int i = 1; i < len; ++i) {
+      auto c = static_cast<unsigned char>(s_[pos_ + i]);
+      if ((c & 0xC0) != 0x80) return fail("invalid UTF-8");
+      cp = (cp << 6) | (c & 0x3F);
+    }
+    static const uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return fail("invalid UTF-8");
+    }
+    out.append(s_.data() + pos_, static_cast<size_t>(len));
+    pos_ += static_cast<size_t>(len);
+    return true;
+  }
+
+  bool parseString(std::string& out) {
+    ++pos_;  // opening quote
+    for (;;) {
+      if (pos_ >= s_.size()) return fail("unterminated string");
+      char c = s_[pos_];
+      if (c == '"') {
+        ++pos_;
+        return true;
+      }
+      if (static_cast<unsigned char>(c) < 0x20) return fail("control character in string");
+      if (c != '\\') {
+        if (!copyUtf8(out)) return false;
+        continue;
+      }
+      ++pos_;
+      if (pos_ >= s_.size()) return fail("unterminated string");
+      char e = s_[pos_++];
+      switch (e) {
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '/': out += '/'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': {
+          uint32_t cp;
+          if (!hex4(cp)) return false;
+          if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (pos_ + 2 > s_.size() || s_[pos_] != '\\' || s_[pos_ + 1] != 'u') {
+              return fail("unpaired surrogate");
+            }
+            pos_ += 2;
+            uint32_t lo;
+            if (!hex4(lo)) return false;
+            if (lo < 0xDC00 || lo > 0xDFFF) return fail("unpaired surrogate");
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+            return fail("unpaired surrogate");
+          }
+          appendUtf8(out, cp);
+          break;
+        }
+        default: return fail("invalid escape");
+      }
+    }
+  }
+
+  bool parseNumber(Json& out) {
+    size_t start = pos_;
+    bool integral = true;
+    if (s_[pos_] == '-') ++pos_;
+    if (pos_ >= s_.size() || !isdigit(static_cast<unsigned char>(s_[pos_]))) {
+      return fail("invalid value");
+    }
+    if (s_[pos_] == '0') {
+      ++pos_;
+    } else {
+      while (pos_ < s_.size() && isdigit(static_cast<unsigned char>(s_[pos_]))) ++pos_;
+    }
+    if (pos_ < s_.size() && s_[pos_] == '.') {
+      integral = false;
+      ++pos_;
+      if (pos_ >= s_.size() || !isdigit(static_cast<unsigned char>(s_[pos_]))) {
+        return fail("invalid number");
+      }
+      while (pos_ < s_.size() && isdigit(static_cast<unsigned char>(s_[pos_]))) ++pos_;
+    }
+    if (pos_ < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E')) {
+      integral = false;
+      ++pos_;
+      if (pos_ < s_.size() && (s_[pos_] == '+' || s_[pos_] == '-')) ++pos_;
+      if (pos_ >= s_.size() || !isdigit(static_cast<unsigned char>(s_[pos_]))) {
+        return fail("invalid number");
+      }
+      while (pos_ < s_.size() && isdigit(static_cast<unsigned char>(s_[pos_]))) ++pos_;
+    }
+    const char* first = s_.data() + start;
+    const char* last = s_.data() + pos_;
+    if (integral) {
+      long long v = 0;
+      auto r = std::from_chars(first, last, v);
+      if (r.ec == std::errc() && r.ptr == last) {
+        out = Json(v);
+        return true;
+      }
+    }
+    double d = 0;
+    auto r = std::from_chars(first, last, d);
+    if (r.ec != std::errc() || r.ptr != last || !std::isfinite(d)) return fail("invalid number");
+    out = Json(d);
+    return true;
+  }
+
+  std::string_view s_;
+  int maxDepth_;
+  size_t pos_ = 0;
+  std::string error_;
+};
+
+}  // namespace
+
+Result<Json> Json::parse(std::string_view text, int maxDepth) {
+  return Parser(text, maxDepth).run();
+}
+
+const Json* Json::find(std::string_view key) const {
+  if (type_ != Type::Object) return nullptr;
+  for (const auto& m : object_) {
+    if (m.first == key) return &m.second;
+  }
+  return nullptr;
+}
+
+Json* Json::find(std::string_view key) {
+  return const_cast<Json*>(static_cast<const Json*>(this)->find(key));
+}
+
+const Json& Json::get(std::string_view key) const {
+  const Json* v = find(key);
+  return v ? *v : kNull;
+}
+
+Json& Json::set(std::string_view key, Json value) {
+  if (type_ == Type::Null) type_ = Type::Object;
+  for (auto& m : object_) {
+    if (m.first == key) {
+      m.second = std::move(value);
+      return m.second;
+    }
+  }
+  object_.emplace_back(std::string(key), std::move(value));
+  return object_.back().second;
+}
+
+bool Json::erase(std::string_view key) {
+  for (auto it = object_.begin(); it != object_.end(); ++it) {
+    if (it->first == key) {
+      object_.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string Json::getString(std::string_view key, const std::string& fallback) const {
+  const Json* v = find(key);
+  return v && v->isString() ? v->string_ : fallback;
+}
+
+int64_t Json::getInt(std::string_view key, int64_t fallback) const {
+  const Json* v = find(key);
+  return v && v->isInteger() ? v->asInt() : fallback;
+}
+
+bool Json::getBool(std::string_view key, bool fallback) const {
+  const Json* v = find(key);
+  return v && v->isBool() ? v->bool_ : fallback;
+}
+
+void Json::push(Json value) {
+  if (type_ == Type::Null) type_ = Type::Array;
+  array_.push_back(std::move(value));
+}
+
+size_t Json::size() const {
+  if (type_ == Type::Array) return array_.size();
+  if (type_ == Type::Object) return object_.size();
+  return 0;
+}
+
+void appendJsonString(std::string& out, std::string_view s) {
+  static const char* kHex = "0123456789abcdef";
+  out += '"';
+  size_t runStart = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + runStart, i - runStart);
+    runStart = i + 1;
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        out += "\\u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 0xF];
+    }
+  }
+  out.append(s.data() + runStart, s.size() - runStart);
+  out += '"';
+}
+
+void Json::dumpTo(std::string& out) const {
+  switch (type_) {
+    case Type::Null: out += "null"; break;
+    case Type::Bool: out += bool_ ? "true" : "false"; break;
+    case Type::Number: {
+      char buf[32];
+      std::to_chars_result r;
+      if (isInt_) {
+        r = std::to_chars(buf, buf + sizeof buf, int_);
+      } else {
+        r = std::to_chars(buf, buf + sizeof buf, double_);
+      }
+      out.append(buf, r.ptr);
+      break;
+    }
+    case Type::String: appendJsonString(out, string_); break;
+    case Type::Array: {
+      out += '[';
+      bool first = true;
+      for (const auto& v : array_) {
+        if (!first) out += ',';
+        first = false;
+        v.dumpTo(out);
+      }
+      out += ']';
+      break;
+    }
+    case Type::Object: {
+      out += '{';
+      bool first = true;
+      for (const auto& m : object_) {
+        if (!first) out += ',';
+        first = false;
+        appendJsonString(out, m.first);
+        out += ':';
+        m.second.dumpTo(out);
+      }
+      out += '}';
+      break;
+    }
+  }
+}
+
+std::string Json::dump() const {
+  std::string out;
+  dumpTo(out);
+  return out;
+}
+
+bool Json::operator==(const Json& o) const {
+  if (type_ != o.type_) return false;
+  switch (type_) {
+    case Type::Null: return true;
+    case Type::Bool: return bool_ == o.bool_;
+    case Type::Number:
+      if (isInt_ && o.isInt_) return int_ == o.int_;
+      return double_ == o.double_;
+    case Type::String: return string_ == o.string_;
+    case Type::Array: return array_ == o.array_;
+    case Type::Object: return object_ == o.object_;
+  }
+  return false;
+}
+
+}  // namespace weft

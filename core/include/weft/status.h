@@ -19,6 +19,10 @@ enum class Code {
   Timeout,          // the deadline passed before the backend answered
   InvalidArgument,  // the caller passed something the backend cannot store
   Internal,         // anything else; a bug or an unexpected backend reply
+  // Domain codes used by the core services only (never by a backend):
+  PermissionDenied,   // the operation is switched off by configuration
+  ResourceExhausted,  // a concurrency limit is reached
+  Unimplemented,      // the loaded backend lacks a capability
 };
 
 inline const char* codeName(Code code) {
@@ -31,6 +35,9 @@ inline const char* codeName(Code code) {
     case Code::Timeout: return "Timeout";
     case Code::InvalidArgument: return "InvalidArgument";
     case Code::Internal: return "Internal";
+    case Code::PermissionDenied: return "PermissionDenied";
+    case Code::ResourceExhausted: return "ResourceExhausted";
+    case Code::Unimplemented: return "Unimplemented";
   }
   return "Unknown";
 }

@@ -1,0 +1,385 @@
+// BucketView<T>: a watch-fed, in-memory copy of one bucket, decoded into T.
+// Lists, routing and stats read it, so they cost no backend round trip.
+//
+// Freshness: every change reaches the view through the backend's watch
+// (≤ 1 s). A service that has just written a key also applies the write
+// itself (applyPut / applyErase), so a client reads its own writes at once.
+// Both paths carry the revision, and a change at or below the revision
+// already held for a key is ignored, so each change is seen exactly once
+// whichever path delivers it first.
+//
+// Backends may expire values without a watch event (NATS max age, Redis TTL),
+// so a view with resyncIntervalMs > 0 re-lists the bucket periodically and
+// drops what is gone.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "weft/kv.h"
+#include "weft/log.h"
+
+namespace weft {
+
+template <typename T>
+class BucketView {
+ public:
+  using Ptr = std::shared_ptr<const T>;
+  // Returns nullptr for a value that is invalid (it is then skipped and counted).
+  using Decoder = std::function<Ptr(const std::string& key, const std::string& value)>;
+  // Called after each applied change, outside the view's lock, in order.
+  // before/after are nullptr for "absent". fromFeed is false during the
+  // initial replay and resyncs (the change may be old news).
+  using Listener = std::function<void(const std::string& key, const Ptr& before, const Ptr& after,
+                                      bool live)>;
+
+  struct Options {
+    BucketOptions bucket;
+    int64_t resyncIntervalMs = 0;   // 0 = never re-list
+    int64_t retryInitialMs = 200;   // open/watch retry backoff
+    int64_t retryMaxMs = 5000;
+  };
+
+  BucketView(std::string name, Options options, Decoder decoder)
+      : name_(std::move(name)), options_(options), decoder_(std::move(decoder)) {}
+  ~BucketView() { stop(); }
+  BucketView(const BucketView&) = delete;
+  BucketView& operator=(const BucketView&) = delete;
+
+  const std::string& name() const { return name_; }
+
+  // Must be called before start().
+  void addListener(Listener listener) { listeners_.push_back(std::move(listener)); }
+
+  // An indexer sees every change under the view's exclusive lock, so an index
+  // it maintains is always consistent with the view. It must be quick and
+  // must not call back into the view. Read such an index inside read().
+  using Indexer = std::function<void(const std::string& key, const Ptr& before, const Ptr& after)>;
+  void setIndexer(Indexer indexer) { indexer_ = std::move(indexer); }
+
+  // Runs f() under the view's shared lock (for reading an indexer's index).
+  template <typename F>
+  auto read(F&& f) const {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    return f();
+  }
+
+  // The item and its revision, or {nullptr, 0}.
+  std::pair<Ptr, uint64_t> findEntry(const std::string& key) const {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    auto it = items_.find(key);
+    if (it == items_.end()) return {nullptr, 0};
+    return {it->second.value, it->second.revision};
+  }
+
+  // Opens the bucket and starts the watch on a background thread, retrying
+  // with backoff until it succeeds; then re-lists every resyncIntervalMs.
+  void start(std::shared_ptr<KvStore> store) {
+    store_ = std::move(store);
+    thread_ = std::thread([this] { run(); });
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(runMutex_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    runCv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    std::unique_ptr<KvWatch> watch;
+    {
+      std::lock_guard<std::mutex> lock(runMutex_);
+      watch = std::move(watch_);
+    }
+    if (watch) watch->stop();
+  }
+
+  // The open bucket, or nullptr while it could not be opened yet.
+  std::shared_ptr<KvBucket> bucket() const {
+    std::lock_guard<std::mutex> lock(runMutex_);
+    return bucket_;
+  }
+
+  // True once the initial replay completed; stays true across reconnects.
+  bool ready() const {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    return caughtUp_;
+  }
+
+  Ptr find(const std::string& key) const {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    auto it = items_.find(key);
+    return it == items_.end() ? nullptr : it->second.value;
+  }
+
+  // Calls f(key, value) for every item under a shared lock. f must be quick
+  // and must not call back into this view.
+  template <typename F>
+  void forEach(F&& f) const {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    for (const auto& [key, item] : items_) f(key, item.value);
+  }
+
+  // Like forEach, with the revision: f(key, value, revision).
+  template <typename F>
+  void forEachEntry(F&& f) const {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    for (const auto& [key, item] : items_) f(key, item.value, item.revision);
+  }
+
+  std::vector<Ptr> snapshot() const {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    std::vector<Ptr> out;
+    out.reserve(items_.size());
+    for (const auto& kv : items_) out.push_back(kv.second.value);
+    return out;
+  }
+
+  size_t size() const {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    return items_.size();
+  }
+
+  uint64_t invalidCount() const {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    return invalid_.size();
+  }
+
+  uint64_t revisionOf(const std::string& key) const {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    auto it = items_.find(key);
+    return it == items_.end() ? 0 : it->second.revision;
+  }
+
+  // Read-your-writes: the caller wrote value at revision.
+  void applyPut(const std::string& key, const std::string& value, uint64_t revision) {
+    apply(key, &value, revision, true);
+  }
+  // The caller deleted key, whose value was at revision (0 if unknown).
+  void applyErase(const std::string& key, uint64_t revision) {
+    apply(key, nullptr, revision, true);
+  }
+
+ private:
+  struct Item {
+    Ptr value;
+    uint64_t revision = 0;
+  };
+
+  void apply(const std::string& key, const std::string* value, uint64_t revision, bool live) {
+    Ptr before, after;
+    {
+      std::unique_lock<std::shared_mutex> lock(mutex_);
+      if (resetting_) resetSeen_.insert(key);
+      uint64_t& seen = seen_[key];
+      // A put at or below the held revision is old news. A delete names the
+      // revision of the value it removed (local erase) or of its own marker
+      // (feed), so it applies when it is not older than what is held.
+      if (revision != 0 && (value ? revision <= seen : revision < seen)) return;
+      if (revision > seen) seen = revision;
+      if (revision > maxRevision_) maxRevision_ = revision;
+      auto it = items_.find(key);
+      if (it != items_.end()) before = it->second.value;
+      if (value) {
+        after = decodeSafely(key, *value);
+        if (after) {
+          items_[key] = Item{after, revision};
+          invalid_.erase(key);
+        } else {
+          if (it != items_.end()) items_.erase(it);
+          invalid_.insert(key);
+        }
+      } else {
+        if (it != items_.end()) items_.erase(it);
+        invalid_.erase(key);
+      }
+      if (indexer_ && (before || after)) indexer_(key, before, after);
+    }
+    if (before || after) notify(key, before, after, live);
+  }
+
+  Ptr decodeSafely(const std::string& key, const std::string& value) {
+    try {
+      return decoder_(key, value);
+    } catch (...) {
+      return nullptr;  // stored values are untrusted input
+    }
+  }
+
+  void notify(const std::string& key, const Ptr& before, const Ptr& after, bool live) {
+    for (auto& l : listeners_) {
+      try {
+        l(key, before, after, live);
+      } catch (const std::exception& e) {
+        log::warn("bucket view listener failed", {{"bucket", name_}, {"error", e.what()}});
+      }
+    }
+  }
+
+  void onEvent(const WatchEvent& ev) {
+    switch (ev.type) {
+      case WatchEvent::Type::Put:
+        apply(ev.key, &ev.value, ev.revision, caughtUpOnce_);
+        break;
+      case WatchEvent::Type::Delete: {
+        apply(ev.key, nullptr, ev.revision, caughtUpOnce_);
+        break;
+      }
+      case WatchEvent::Type::Reset: {
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        resetting_ = true;
+        resetSeen_.clear();
+        break;
+      }
+      case WatchEvent::Type::CaughtUp: {
+        std::vector<std::string> gone;
+        {
+          std::unique_lock<std::shared_mutex> lock(mutex_);
+          if (resetting_) {
+            for (const auto& kv : items_) {
+              if (!resetSeen_.count(kv.first)) gone.push_back(kv.first);
+            }
+            resetting_ = false;
+            resetSeen_.clear();
+          }
+          caughtUp_ = true;
+        }
+        caughtUpOnce_ = true;
+        for (const auto& key : gone) dropIfUnchanged(key, 0);
+        break;
+      }
+    }
+  }
+
+  // Removes key when its revision is still at most maxRevision (0 = any).
+  void dropIfUnchanged(const std::string& key, uint64_t maxRevision) {
+    Ptr before;
+    {
+      std::unique_lock<std::shared_mutex> lock(mutex_);
+      auto it = items_.find(key);
+      if (it == items_.end()) return;
+      if (maxRevision != 0 && it->second.revision > maxRevision) return;
+      before = it->second.value;
+      items_.erase(it);
+      if (indexer_) indexer_(key, before, nullptr);
+    }
+    notify(key, before, nullptr, true);
+  }
+
+  // Re-lists the bucket and reconciles: picks up what the feed missed and
+  // drops what expired silently.
+  void resync(const std::shared_ptr<KvBucket>& bucket) {
+    uint64_t before;
+    {
+      std::shared_lock<std::shared_mutex> lock(mutex_);
+      before = maxRevision_;
+    }
+    auto entries = bucket->scan("");
+    if (!entries) return;
+    std::unordered_set<std::string> present;
+    for (const auto& e : *entries) {
+      present.insert(e.key);
+      apply(e.key, &e.value, e.revision, true);
+    }
+    std::vector<std::string> gone;
+    {
+      std::shared_lock<std::shared_mutex> lock(mutex_);
+      for (const auto& kv : items_) {
+        if (!present.count(kv.first) && kv.second.revision <= before) gone.push_back(kv.first);
+      }
+    }
+    for (const auto& key : gone) dropIfUnchanged(key, before);
+  }
+
+  void run() {
+    int64_t backoff = options_.retryInitialMs;
+    auto nextResync = std::chrono::steady_clock::now();
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(runMutex_);
+        if (stopping_) return;
+      }
+      std::shared_ptr<KvBucket> bucket = this->bucket();
+      bool healthy = true;
+      if (!bucket) {
+        auto opened = store_->openBucket(name_, options_.bucket);
+        if (opened) {
+          std::lock_guard<std::mutex> lock(runMutex_);
+          bucket_ = *opened;
+          bucket = bucket_;
+        } else {
+          healthy = false;
+          log::debug("bucket not open yet",
+                     {{"bucket", name_}, {"error", opened.status().toString()}});
+        }
+      }
+      bool watching;
+      {
+        std::lock_guard<std::mutex> lock(runMutex_);
+        watching = watch_ != nullptr;
+      }
+      if (bucket && !watching) {
+        auto watch = bucket->watch("", [this](const WatchEvent& ev) { onEvent(ev); });
+        if (watch) {
+          std::lock_guard<std::mutex> lock(runMutex_);
+          watch_ = std::move(*watch);
+          nextResync = std::chrono::steady_clock::now() +
+                       std::chrono::milliseconds(options_.resyncIntervalMs);
+        } else {
+          healthy = false;
+          log::debug("bucket watch not started yet",
+                     {{"bucket", name_}, {"error", watch.status().toString()}});
+        }
+      }
+      if (healthy && options_.resyncIntervalMs > 0 &&
+          std::chrono::steady_clock::now() >= nextResync) {
+        resync(bucket);
+        nextResync = std::chrono::steady_clock::now() +
+                     std::chrono::milliseconds(options_.resyncIntervalMs);
+      }
+      int64_t waitMs = healthy ? 200 : backoff;
+      backoff = healthy ? options_.retryInitialMs : std::min(backoff * 2, options_.retryMaxMs);
+      std::unique_lock<std::mutex> lock(runMutex_);
+      runCv_.wait_for(lock, std::chrono::milliseconds(waitMs), [this] { return stopping_; });
+    }
+  }
+
+  const std::string name_;
+  const Options options_;
+  const Decoder decoder_;
+  std::vector<Listener> listeners_;
+  Indexer indexer_;
+  std::shared_ptr<KvStore> store_;
+
+  mutable std::mutex runMutex_;
+  std::condition_variable runCv_;
+  bool stopping_ = false;
+  std::thread thread_;
+  std::shared_ptr<KvBucket> bucket_;
+  std::unique_ptr<KvWatch> watch_;
+
+  mutable std::shared_mutex mutex_;
+  std::unordered_map<std::string, Item> items_;
+  std::unordered_map<std::string, uint64_t> seen_;  // highest revision seen per key
+  std::unordered_set<std::string> invalid_;
+  uint64_t maxRevision_ = 0;
+  bool caughtUp_ = false;
+  bool resetting_ = false;
+  std::unordered_set<std::string> resetSeen_;
+  std::atomic<bool> caughtUpOnce_{false};
+};
+
+}  // namespace weft

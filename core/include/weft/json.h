@@ -1,0 +1,113 @@
+// A small JSON value type for Weft: request bodies, stored records and
+// responses. Chosen over Poco::JSON because Weft needs exact control over
+// what it accepts from untrusted input (depth limit, UTF-8, integer vs.
+// fraction), key order preserved on output, and cheap serialisation on the
+// hot paths.
+//
+// Objects keep insertion order; a duplicate key on parse replaces the earlier
+// value in place (last one wins). Numbers remember whether they were written
+// as integers that fit in int64.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "weft/status.h"
+
+namespace weft {
+
+class Json {
+ public:
+  enum class Type { Null, Bool, Number, String, Array, Object };
+  using Array = std::vector<Json>;
+  using Member = std::pair<std::string, Json>;
+  using Object = std::vector<Member>;
+
+  Json() = default;
+  Json(std::nullptr_t) {}
+  Json(bool b) : type_(Type::Bool), bool_(b) {}
+  Json(int i) : Json(static_cast<long long>(i)) {}
+  Json(unsigned i) : Json(static_cast<long long>(i)) {}
+  Json(long i) : Json(static_cast<long long>(i)) {}
+  Json(long long i) : type_(Type::Number), isInt_(true), int_(i), double_(static_cast<double>(i)) {}
+  Json(unsigned long i) : Json(static_cast<long long>(i)) {}
+  Json(unsigned long long i) : Json(static_cast<long long>(i)) {}
+  Json(double d);
+  Json(const char* s) : type_(Type::String), string_(s) {}
+  Json(std::string s) : type_(Type::String), string_(std::move(s)) {}
+  Json(std::string_view s) : type_(Type::String), string_(s) {}
+  Json(Array a) : type_(Type::Array), array_(std::move(a)) {}
+  Json(Object o) : type_(Type::Object), object_(std::move(o)) {}
+
+  static Json object() { return Json(Object{}); }
+  static Json array() { return Json(Array{}); }
+
+  // Parses text. InvalidArgument with a short reason when it is not valid
+  // JSON, is nested deeper than maxDepth, or contains invalid UTF-8.
+  static Result<Json> parse(std::string_view text, int maxDepth = 32);
+
+  Type type() const { return type_; }
+  bool isNull() const { return type_ == Type::Null; }
+  bool isBool() const { return type_ == Type::Bool; }
+  bool isNumber() const { return type_ == Type::Number; }
+  bool isString() const { return type_ == Type::String; }
+  bool isArray() const { return type_ == Type::Array; }
+  bool isObject() const { return type_ == Type::Object; }
+  // A number with an integral value that fits in int64 (5 and 5.0 both are).
+  bool isInteger() const;
+
+  bool asBool() const { return bool_; }
+  int64_t asInt() const { return isInt_ ? int_ : static_cast<int64_t>(double_); }
+  double asDouble() const { return double_; }
+  const std::string& asString() const { return string_; }
+  std::string& asString() { return string_; }
+  const Array& asArray() const { return array_; }
+  Array& asArray() { return array_; }
+  const Object& asObject() const { return object_; }
+  Object& asObject() { return object_; }
+
+  // Object access. find() returns nullptr when absent or when this is not an
+  // object. get() returns a shared null value instead.
+  const Json* find(std::string_view key) const;
+  Json* find(std::string_view key);
+  const Json& get(std::string_view key) const;
+  // Sets key (replacing in place, or appending). Turns a null into an object.
+  Json& set(std::string_view key, Json value);
+  bool erase(std::string_view key);
+  bool contains(std::string_view key) const { return find(key) != nullptr; }
+
+  // Typed convenience reads for objects: the member when present and of the
+  // type, else the fallback.
+  std::string getString(std::string_view key, const std::string& fallback = "") const;
+  int64_t getInt(std::string_view key, int64_t fallback = 0) const;
+  bool getBool(std::string_view key, bool fallback = false) const;
+
+  // Array append. Turns a null into an array.
+  void push(Json value);
+  size_t size() const;
+
+  std::string dump() const;
+  void dumpTo(std::string& out) const;
+
+  bool operator==(const Json& other) const;
+  bool operator!=(const Json& other) const { return !(*this == other); }
+
+ private:
+  Type type_ = Type::Null;
+  bool bool_ = false;
+  bool isInt_ = false;
+  int64_t int_ = 0;
+  double double_ = 0;
+  std::string string_;
+  Array array_;
+  Object object_;
+};
+
+// Appends s to out as a JSON string literal (with quotes).
+void appendJsonString(std::string& out, std::string_view s);
+
+}  // namespace weft

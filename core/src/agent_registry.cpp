@@ -1,0 +1,635 @@
+#include "weft/agent_registry.h"
+
+#include <algorithm>
+
+#include "weft/batch_result.h"
+#include "weft/ids.h"
+#include "weft/log.h"
+
+namespace weft {
+
+namespace {
+
+constexpr int kMaxCasAttempts = 16;
+constexpr size_t kMaxStringBytes = 256;
+constexpr size_t kMaxListItems = 256;
+
+bool isAgentTypeEnum(const Json& v) {
+  return v.isString() && (v.asString() == "copilot-cli" || v.asString() == "claude-code");
+}
+
+// An array of non-blank strings (may be empty).
+bool isStringList(const Json& v) {
+  if (!v.isArray()) return false;
+  for (const auto& e : v.asArray()) {
+    if (!e.isString() || isBlank(e.asString())) return false;
+  }
+  return true;
+}
+
+Status invalid(std::string message) { return Status::invalidArgument(std::move(message)); }
+
+Status notFound(const std::string& guid) {
+  return Status::notFound("Agent with GUID " + guid + " not found");
+}
+
+// Checks the size rules of §1.9 for a list of capability/boundary strings.
+Status checkListSizes(const Json& list, const char* listName, const char* itemName) {
+  if (list.asArray().size() > kMaxListItems) {
+    return invalid(std::string(listName) + " exceeds " + std::to_string(kMaxListItems) +
+                   " items");
+  }
+  for (const auto& e : list.asArray()) {
+    if (e.asString().size() > kMaxStringBytes) {
+      return invalid(std::string(itemName) + " exceeds " + std::to_string(kMaxStringBytes) +
+                     " bytes");
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+bool isBlank(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+  });
+}
+
+static bool isIdChars(const std::string& s, size_t maxLen) {
+  if (s.empty() || s.size() > maxLen) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-';
+  });
+}
+
+bool isValidProjectId(const std::string& s) { return isIdChars(s, 64); }
+bool isValidGuid(const std::string& s) { return isIdChars(s, 128); }
+
+bool AgentRecord::hasCapability(const std::string& c) const {
+  return std::find(capabilities.begin(), capabilities.end(), c) != capabilities.end();
+}
+
+std::shared_ptr<const AgentRecord> AgentRegistry::decode(const std::string& value,
+                                                         const std::string& defaultProject) {
+  auto parsed = Json::parse(value, 64);
+  if (!parsed || !parsed->isObject()) return nullptr;
+  const Json& guid = parsed->get("guid");
+  if (!guid.isString() || guid.asString().empty()) return nullptr;
+
+  auto r = std::make_shared<AgentRecord>();
+  r->entry = std::move(*parsed);
+  const Json& e = r->entry;
+  r->guid = guid.asString();
+  r->projectId = e.getString("projectId", defaultProject);
+  r->status = e.getString("status");
+  const Json& caps = e.get("capabilities");
+  if (caps.isArray()) {
+    for (const auto& c : caps.asArray()) {
+      if (c.isString()) r->capabilities.push_back(c.asString());
+    }
+  }
+  const Json& metadata = e.get("metadata");
+  const Json& metaType = metadata.get("agentType");
+  const Json& topType = e.get("agentType");
+  r->agentType = isAgentTypeEnum(metaType)  ? metaType.asString()
+                 : isAgentTypeEnum(topType) ? topType.asString()
+                                            : "claude-code";
+  const Json& bounds = metadata.get("boundaries");
+  bool allStrings = bounds.isArray() && std::all_of(bounds.asArray().begin(),
+                                                    bounds.asArray().end(),
+                                                    [](const Json& b) { return b.isString(); });
+  if (allStrings) {
+    r->declaredBoundaries = true;
+    for (const auto& b : bounds.asArray()) r->boundaries.push_back(b.asString());
+  } else {
+    r->boundaries = {"default"};
+  }
+  if (const Json* hb = e.find("lastHeartbeat"); hb && hb->isString()) {
+    r->lastHeartbeatMs = parseIso(hb->asString());
+  }
+  if (const Json* ra = e.find("registeredAt"); ra && ra->isString()) {
+    r->registeredAtMs = parseIso(ra->asString());
+  }
+  r->currentTaskCount = e.getInt("currentTaskCount", 0);
+
+  // Pre-render the RegisteredAgent once per change: lists then only append
+  // the time-dependent `stale` flag.
+  Json out = Json::object();
+  auto copyIf = [&](const char* field, Json::Type type) {
+    const Json* v = e.find(field);
+    if (v && v->type() == type) out.set(field, *v);
+  };
+  auto copyInt = [&](const char* field) {
+    const Json* v = e.find(field);
+    if (v && v->isInteger()) out.set(field, Json(v->asInt()));
+  };
+  copyIf("guid", Json::Type::String);
+  copyIf("handle", Json::Type::String);
+  copyIf("status", Json::Type::String);
+  Json capsOut = Json::array();
+  for (const auto& c : r->capabilities) capsOut.push(Json(c));
+  out.set("capabilities", std::move(capsOut));
+  copyIf("hostname", Json::Type::String);
+  copyIf("projectId", Json::Type::String);
+  copyIf("username", Json::Type::String);
+  copyIf("scope", Json::Type::String);
+  copyIf("visibility", Json::Type::String);
+  copyInt("currentTaskCount");
+  copyInt("maxConcurrentTasks");
+  copyInt("spindownAfterIdleMs");
+  copyIf("registeredAt", Json::Type::String);
+  copyIf("lastHeartbeat", Json::Type::String);
+  copyIf("lastActivity", Json::Type::String);
+  copyIf("shutdownRequested", Json::Type::Object);
+  if (topType.isString()) out.set("role", topType);
+  out.set("agentType", Json(r->agentType));
+  Json boundsOut = Json::array();
+  for (const auto& b : r->boundaries) boundsOut.push(Json(b));
+  out.set("boundaries", std::move(boundsOut));
+  r->renderedPrefix = out.dump();
+  r->renderedPrefix.pop_back();  // the closing brace; `stale` is appended per request
+  return r;
+}
+
+AgentRegistry::AgentRegistry(ServiceContext context) : ctx_(std::move(context)) {
+  View::Options options;
+  options.bucket.maxAgeMs = ctx_.options.registryMaxAgeMs;
+  // Agents that write the bucket directly created it with unlimited history;
+  // a bucket Weft creates must match (API.md §6.3).
+  options.bucket.history = 0;
+  // Entries that expire by max age or TTL produce no watch event.
+  options.resyncIntervalMs = 30000;
+  std::string defaultProject = ctx_.options.defaultProject;
+  view_ = std::make_unique<View>(
+      kAgentBucket, options,
+      [defaultProject](const std::string&, const std::string& value) {
+        return decode(value, defaultProject);
+      });
+}
+
+AgentRegistry::~AgentRegistry() { stop(); }
+
+void AgentRegistry::start() { view_->start(ctx_.store); }
+void AgentRegistry::stop() { view_->stop(); }
+
+Status AgentRegistry::ready() const {
+  if (auto s = ctx_.checkConnected(); !s) return s;
+  if (!view_->ready()) return Status::unavailable("agent registry not loaded yet");
+  return Status::ok();
+}
+
+std::shared_ptr<KvBucket> AgentRegistry::bucket() const { return view_->bucket(); }
+
+Json AgentRegistry::render(const AgentRecord& record) const {
+  std::string text = record.renderedPrefix;
+  text += record.isStale(ctx_.now(), ctx_.options.staleAfterMs) ? ",\"stale\":true}"
+                                                                : ",\"stale\":false}";
+  return Json::parse(text, 64).value();
+}
+
+Json AgentRegistry::summary(const std::string& guid) const {
+  auto r = view_->find(guid);
+  if (!r) return Json();
+  Json s = Json::object();
+  s.set("guid", Json(r->guid));
+  if (const Json* h = r->entry.find("handle"); h && h->isString()) s.set("handle", *h);
+  s.set("agentType", Json(r->agentType));
+  if (const Json* h = r->entry.find("hostname"); h && h->isString()) s.set("hostname", *h);
+  return s;
+}
+
+Result<std::string> AgentRegistry::list(const AgentFilter& f, const PageRequest& page) const {
+  Json filters = Json::object();
+  if (f.type) filters.set("type", Json(*f.type));
+  if (f.status) filters.set("status", Json(*f.status));
+  if (f.capability) filters.set("capability", Json(*f.capability));
+  if (f.projectId) filters.set("projectId", Json(*f.projectId));
+  auto pager = Pager::make("agents", filters, page);
+  if (!pager) return pager.status();
+  if (auto s = ready(); !s) return s;
+
+  std::vector<std::shared_ptr<const AgentRecord>> rows;
+  view_->forEach([&](const std::string&, const std::shared_ptr<const AgentRecord>& r) {
+    if (f.type && r->agentType != *f.type) return;
+    if (f.status && r->status != *f.status) return;
+    if (f.capability && !r->hasCapability(*f.capability)) return;
+    if (f.projectId && r->projectId != *f.projectId) return;
+    rows.push_back(r);
+  });
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+    if (a->registeredAtMs.has_value() != b->registeredAtMs.has_value()) {
+      return !a->registeredAtMs.has_value();
+    }
+    if (a->registeredAtMs && *a->registeredAtMs != *b->registeredAtMs) {
+      return *a->registeredAtMs < *b->registeredAtMs;
+    }
+    return a->guid < b->guid;
+  });
+
+  const int64_t now = ctx_.now();
+  size_t begin = pager->begin(rows.size()), end = pager->end(rows.size());
+  std::string body = "{\"agents\":[";
+  for (size_t i = begin; i < end; ++i) {
+    if (i != begin) body += ',';
+    body += rows[i]->renderedPrefix;
+    body += rows[i]->isStale(now, ctx_.options.staleAfterMs) ? ",\"stale\":true}"
+                                                             : ",\"stale\":false}";
+  }
+  body += "],";
+  Json meta = Json::object();
+  pager->writeMetadata(meta, rows.size());
+  std::string metaText = meta.dump();
+  body.append(metaText, 1, std::string::npos);  // drop the '{' of the metadata object
+  return body;
+}
+
+Result<std::shared_ptr<const AgentRecord>> AgentRegistry::fetch(const std::string& guid) const {
+  if (auto s = ctx_.checkConnected(); !s) return s;
+  auto b = bucket();
+  if (!b) return Status::unavailable("agent registry not open yet");
+  auto entry = b->get(guid);
+  if (!entry) {
+    if (entry.code() == Code::NotFound || entry.code() == Code::InvalidArgument) {
+      return notFound(guid);
+    }
+    return entry.status();
+  }
+  auto record = decode(entry->value, ctx_.options.defaultProject);
+  if (!record) return notFound(guid);
+  return record;
+}
+
+Result<Json> AgentRegistry::get(const std::string& guid) const {
+  auto record = fetch(guid);
+  if (!record) return record.status();
+  return render(**record);
+}
+
+namespace {
+
+// Validates a registration body (API.md §2.2 table order) and builds the
+// entry to store.
+Result<Json> buildRegistration(const Json& body, const std::string& defaultProject,
+                               const std::string& nowIso) {
+  Json entry = Json::object();
+  const Json& guid = body.get("guid");
+  if (!guid.isNull()) {
+    if (!guid.isString() || !isValidGuid(guid.asString())) {
+      return invalid("guid must be 1-128 characters from [A-Za-z0-9_-]");
+    }
+    entry.set("guid", guid);
+  } else {
+    entry.set("guid", Json(newUuid()));
+  }
+  const Json& handle = body.get("handle");
+  if (!handle.isString() || isBlank(handle.asString())) return invalid("handle is required");
+  if (handle.asString().size() > kMaxStringBytes) return invalid("handle exceeds 256 bytes");
+  const Json& caps = body.get("capabilities");
+  if (!isStringList(caps)) return invalid("capabilities must be an array of non-empty strings");
+  if (auto s = checkListSizes(caps, "capabilities", "capability"); !s) return s;
+  const Json& agentType = body.get("agentType");
+  if (!agentType.isNull() && !agentType.isString()) return invalid("agentType must be a string");
+  const Json& projectId = body.get("projectId");
+  if (!projectId.isNull() && (!projectId.isString() || !isValidProjectId(projectId.asString()))) {
+    return invalid("projectId must be 1-64 characters from [A-Za-z0-9_-]");
+  }
+  for (const char* field : {"hostname", "username", "natsUrl"}) {
+    const Json& v = body.get(field);
+    if (!v.isNull() && !v.isString()) return invalid(std::string(field) + " must be a string");
+  }
+  const Json& scope = body.get("scope");
+  if (!scope.isNull()) {
+    static const char* kScopes[] = {"private", "personal", "team", "public"};
+    if (!scope.isString() ||
+        std::none_of(std::begin(kScopes), std::end(kScopes),
+                     [&](const char* s) { return scope.asString() == s; })) {
+      return invalid("scope must be one of: private, personal, team, public");
+    }
+  }
+  const Json& visibility = body.get("visibility");
+  if (!visibility.isNull()) {
+    static const char* kVis[] = {"private", "project-only", "user-only", "public"};
+    if (!visibility.isString() ||
+        std::none_of(std::begin(kVis), std::end(kVis),
+                     [&](const char* s) { return visibility.asString() == s; })) {
+      return invalid("visibility must be one of: private, project-only, user-only, public");
+    }
+  }
+  const Json& taskCount = body.get("currentTaskCount");
+  if (!taskCount.isNull() && (!taskCount.isInteger() || taskCount.asInt() < 0)) {
+    return invalid("currentTaskCount must be a non-negative integer");
+  }
+  const Json& maxTasks = body.get("maxConcurrentTasks");
+  if (!maxTasks.isNull() && (!maxTasks.isInteger() || maxTasks.asInt() < 1)) {
+    return invalid("maxConcurrentTasks must be a positive integer");
+  }
+  const Json& spindown = body.get("spindownAfterIdleMs");
+  if (!spindown.isNull() && (!spindown.isInteger() || spindown.asInt() < 0)) {
+    return invalid("spindownAfterIdleMs must be a non-negative integer");
+  }
+  const Json& metadata = body.get("metadata");
+  if (!metadata.isNull()) {
+    if (!metadata.isObject()) return invalid("metadata must be an object");
+    const Json& mt = metadata.get("agentType");
+    if (!mt.isNull() && !isAgentTypeEnum(mt)) {
+      return invalid("metadata.agentType must be copilot-cli or claude-code");
+    }
+    const Json& mb = metadata.get("boundaries");
+    if (!mb.isNull()) {
+      if (!isStringList(mb)) {
+        return invalid("metadata.boundaries must be an array of non-empty strings");
+      }
+      if (auto s = checkListSizes(mb, "metadata.boundaries", "boundary"); !s) return s;
+    }
+  }
+
+  // The stored entry: the same shape agents write directly (§3.1).
+  if (agentType.isString()) entry.set("agentType", agentType);
+  entry.set("handle", handle);
+  for (const char* field : {"hostname", "natsUrl", "username"}) {
+    const Json& v = body.get(field);
+    if (v.isString()) entry.set(field, v);
+  }
+  entry.set("projectId", projectId.isString() ? projectId : Json(defaultProject));
+  entry.set("capabilities", caps);
+  entry.set("scope", scope.isString() ? scope : Json("team"));
+  if (visibility.isString()) entry.set("visibility", visibility);
+  entry.set("status", Json("online"));
+  entry.set("currentTaskCount", Json(taskCount.isNull() ? int64_t{0} : taskCount.asInt()));
+  if (!maxTasks.isNull()) entry.set("maxConcurrentTasks", Json(maxTasks.asInt()));
+  if (!spindown.isNull()) entry.set("spindownAfterIdleMs", Json(spindown.asInt()));
+  entry.set("registeredAt", Json(nowIso));
+  entry.set("lastHeartbeat", Json(nowIso));
+  if (metadata.isObject()) entry.set("metadata", metadata);
+  return entry;
+}
+
+}  // namespace
+
+Result<AgentRegistry::Registration> AgentRegistry::registerAgent(const Json& body) {
+  auto built = buildRegistration(body, ctx_.options.defaultProject, formatIso(ctx_.now()));
+  if (!built) return built.status();
+  Json entry = std::move(*built);
+  const std::string guid = entry.getString("guid");
+  const std::string value = entry.dump();
+  if (auto s = ctx_.checkConnected(); !s) return s;
+  auto b = bucket();
+  if (!b) return Status::unavailable("agent registry not open yet");
+
+  for (int attempt = 0; attempt < kMaxCasAttempts; ++attempt) {
+    auto current = b->get(guid);
+    if (!current && current.code() != Code::NotFound) return current.status();
+    Result<uint64_t> written = Status::internal("unreachable");
+    bool created = true;
+    if (!current) {
+      written = b->create(guid, value);
+    } else {
+      auto existing = decode(current->value, ctx_.options.defaultProject);
+      if (existing) {
+        created = false;
+        const Json& e = existing->entry;
+        bool offline = existing->status == "offline";
+        bool stale = existing->isStale(ctx_.now(), ctx_.options.staleAfterMs);
+        const Json& newHost = entry.get("hostname");
+        const Json& oldHost = e.get("hostname");
+        bool sameAgent = e.get("handle") == entry.get("handle") &&
+                         existing->projectId == entry.getString("projectId") &&
+                         !(newHost.isString() && oldHost.isString() && newHost != oldHost);
+        if (!offline && !stale && !sameAgent) {
+          return Status::conflict("Agent with GUID " + guid + " is already registered and online");
+        }
+      }
+      written = b->update(guid, value, current->revision);
+    }
+    if (written) {
+      view_->applyPut(guid, value, *written);
+      return Registration{render(*decode(value, ctx_.options.defaultProject)), created};
+    }
+    if (written.code() != Code::Conflict && written.code() != Code::AlreadyExists) {
+      return written.status();
+    }
+  }
+  return Status::unavailable("too much contention on agent " + guid);
+}
+
+Result<std::shared_ptr<const AgentRecord>> AgentRegistry::modify(
+    const std::string& guid, const std::function<bool(Json& entry)>& mutate) {
+  if (auto s = ctx_.checkConnected(); !s) return s;
+  auto b = bucket();
+  if (!b) return Status::unavailable("agent registry not open yet");
+  for (int attempt = 0; attempt < kMaxCasAttempts; ++attempt) {
+    auto current = b->get(guid);
+    if (!current) {
+      if (current.code() == Code::NotFound || current.code() == Code::InvalidArgument) {
+        return notFound(guid);
+      }
+      return current.status();
+    }
+    auto record = decode(current->value, ctx_.options.defaultProject);
+    if (!record) return notFound(guid);
+    Json entry = record->entry;
+    if (!mutate(entry)) return record;
+    std::string value = entry.dump();
+    auto written = b->update(guid, value, current->revision);
+    if (written) {
+      view_->applyPut(guid, value, *written);
+      return decode(value, ctx_.options.defaultProject);
+    }
+    if (written.code() != Code::Conflict) return written.status();
+  }
+  return Status::unavailable("too much contention on agent " + guid);
+}
+
+Result<Json> AgentRegistry::heartbeat(const std::string& guid, const Json& body) {
+  const Json& status = body.get("status");
+  if (!status.isNull() &&
+      !(status.isString() && (status.asString() == "online" || status.asString() == "busy"))) {
+    return invalid("status must be online or busy");
+  }
+  const Json& taskCount = body.get("currentTaskCount");
+  if (!taskCount.isNull() && (!taskCount.isInteger() || taskCount.asInt() < 0)) {
+    return invalid("currentTaskCount must be a non-negative integer");
+  }
+  const Json& caps = body.get("capabilities");
+  if (!caps.isNull()) {
+    if (!isStringList(caps)) return invalid("capabilities must be an array of non-empty strings");
+    if (auto s = checkListSizes(caps, "capabilities", "capability"); !s) return s;
+  }
+  auto updated = modify(guid, [&](Json& entry) {
+    entry.set("lastHeartbeat", Json(formatIso(ctx_.now())));
+    if (!status.isNull()) entry.set("status", status);
+    if (!taskCount.isNull()) entry.set("currentTaskCount", Json(taskCount.asInt()));
+    if (!caps.isNull()) entry.set("capabilities", caps);
+    return true;
+  });
+  if (!updated) return updated.status();
+  return render(**updated);
+}
+
+Result<Json> AgentRegistry::deregister(const std::string& guid) {
+  auto updated = modify(guid, [](Json& entry) {
+    if (entry.getString("status") == "offline") return false;  // idempotent
+    entry.set("status", Json("offline"));
+    return true;
+  });
+  if (!updated) return updated.status();
+  return render(**updated);
+}
+
+}  // namespace weft
+
+// ---------------------------------------------------------------------------
+// Shutdown requests (§2.2, §4.6).
+
+namespace weft {
+
+Result<std::shared_ptr<const AgentRecord>> AgentRegistry::requestShutdown(
+    const std::string& guid, const ShutdownRequest& request) {
+  const std::string nowIso = formatIso(ctx_.now());
+  auto updated = modify(guid, [&](Json& entry) {
+    Json req = Json::object();
+    req.set("requestedAt", Json(nowIso));
+    req.set("graceful", Json(request.graceful));
+    req.set("reason", Json(request.reason));
+    if (request.gracePeriodMs) req.set("gracePeriodMs", Json(*request.gracePeriodMs));
+    entry.set("shutdownRequested", std::move(req));
+    return true;
+  });
+  if (!updated) return updated;
+
+  // With nats, also tell the agent directly. Best effort: the stored field is
+  // the request of record, so a failed publication only gets logged.
+  if (KvMessaging* messaging = ctx_.store->messaging()) {
+    const std::string project = (*updated)->projectId;
+    Json payload = Json::object();
+    payload.set("graceful", Json(request.graceful));
+    payload.set("reason", Json(request.reason));
+    payload.set("requestedAt", Json(nowIso));
+    if (request.gracePeriodMs) payload.set("gracePeriodMs", Json(*request.gracePeriodMs));
+    std::string subject = "loom." + project + ".agents." + guid + ".shutdown";
+    if (auto s = messaging->publish(subject, payload.dump()); !s) {
+      log::warn("shutdown publish failed", {{"subject", subject}, {"error", s.toString()}});
+    }
+    Json metadata = Json::object();
+    metadata.set("graceful", Json(request.graceful));
+    metadata.set("reason", Json(request.reason));
+    if (request.gracePeriodMs) metadata.set("gracePeriodMs", Json(*request.gracePeriodMs));
+    Json inbox = Json::object();
+    inbox.set("id", Json(newUuid()));
+    inbox.set("senderGuid", Json(ctx_.instanceId));
+    inbox.set("senderHandle", Json("weft"));
+    inbox.set("recipientGuid", Json(guid));
+    inbox.set("messageType", Json("shutdown-request"));
+    inbox.set("content", Json("Shutdown requested (" + request.reason + ", graceful=" +
+                              (request.graceful ? "true" : "false") + ")"));
+    inbox.set("metadata", std::move(metadata));
+    inbox.set("timestamp", Json(nowIso));
+    auto s = messaging->publishJetStream("global.agent." + guid, inbox.dump());
+    if (!s && s.code() != Code::NotFound) {
+      log::warn("shutdown inbox publish failed", {{"guid", guid}, {"error", s.toString()}});
+    }
+  }
+  return updated;
+}
+
+Result<Json> AgentRegistry::shutdown(const std::string& guid, const Json& body) {
+  const Json& graceful = body.get("graceful");
+  ShutdownRequest request;
+  request.graceful = !(graceful.isBool() && !graceful.asBool());  // non-boolean counts as true
+  auto done = requestShutdown(guid, request);
+  if (!done) return done.status();
+  Json out = Json::object();
+  out.set("success", Json(true));
+  out.set("message", Json("Shutdown request sent to agent " + guid));
+  out.set("graceful", Json(request.graceful));
+  return out;
+}
+
+Result<Json> AgentRegistry::shutdownBatch(const Json& body,
+                                          const std::function<bool(const std::string&)>& busy,
+                                          const std::function<int64_t(const AgentRecord&)>& idleMs) {
+  const Json& filter = body.get("filter");
+  const Json& guids = body.get("agentGuids");
+  auto falsy = [](const Json& v) {
+    return v.isNull() || (v.isBool() && !v.asBool()) || (v.isNumber() && v.asDouble() == 0) ||
+           (v.isString() && v.asString().empty());
+  };
+  const bool guidsGiven = !falsy(guids) && !(guids.isArray() && guids.asArray().empty());
+  if (falsy(filter) && !guidsGiven) return invalid("Either filter or agentGuids must be provided");
+  if (!guids.isNull() && !guids.isArray()) return invalid("agentGuids must be an array");
+  if (!falsy(filter) && !filter.isObject()) return invalid("filter must be an object");
+  const Json& fStatus = filter.get("status");
+  if (!fStatus.isNull() && !fStatus.isString()) return invalid("filter.status must be a string");
+  const Json& fIdle = filter.get("idleTimeMs");
+  if (!fIdle.isNull() && !fIdle.isNumber()) return invalid("filter.idleTimeMs must be a number");
+  const Json& fType = filter.get("agentType");
+  if (!fType.isNull() && !isAgentTypeEnum(fType)) {
+    return invalid("filter.agentType must be copilot-cli or claude-code");
+  }
+  const Json& fBoundary = filter.get("boundary");
+  if (!fBoundary.isNull() && !fBoundary.isString()) return invalid("filter.boundary must be a string");
+  const Json& fCap = filter.get("capability");
+  if (!fCap.isNull() && !fCap.isString()) return invalid("filter.capability must be a string");
+  const Json& reason = body.get("reason");
+  if (!reason.isNull() &&
+      !(reason.isString() &&
+        (reason.asString() == "manual" || reason.asString() == "scaling-down" ||
+         reason.asString() == "maintenance" || reason.asString() == "error"))) {
+    return invalid("Invalid reason. Must be one of: manual, scaling-down, maintenance, error");
+  }
+  if (guidsGiven && guids.asArray().size() > 1000) return invalid("agentGuids exceeds 1000 items");
+  const bool graceful = !(body.get("graceful").isBool() && !body.get("graceful").asBool());
+  ShutdownRequest request;
+  request.graceful = graceful;
+  request.reason = reason.isString() ? reason.asString() : "manual";
+  if (body.get("gracePeriodMs").isNumber()) {
+    request.gracePeriodMs = static_cast<int64_t>(body.get("gracePeriodMs").asDouble());
+  }
+  if (auto s = ready(); !s) return s;
+
+  BatchResult batch;
+  std::vector<std::string> selected;
+  if (guidsGiven) {
+    for (const auto& g : guids.asArray()) selected.push_back(g.isString() ? g.asString() : g.dump());
+  } else {
+    const Json& projectId = body.get("projectId");
+    std::vector<std::shared_ptr<const AgentRecord>> rows;
+    view_->forEach([&](const std::string&, const std::shared_ptr<const AgentRecord>& a) {
+      if (projectId.isString() && a->projectId != projectId.asString()) return;
+      if (fStatus.isString() && a->status != fStatus.asString()) return;
+      if (fType.isString() && a->agentType != fType.asString()) return;
+      if (fBoundary.isString() &&
+          std::find(a->boundaries.begin(), a->boundaries.end(), fBoundary.asString()) ==
+              a->boundaries.end()) {
+        return;
+      }
+      if (fCap.isString() && !a->hasCapability(fCap.asString())) return;
+      if (fIdle.isNumber() && static_cast<double>(idleMs(*a)) < fIdle.asDouble()) return;
+      rows.push_back(a);
+    });
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a->guid < b->guid; });
+    for (const auto& a : rows) selected.push_back(a->guid);
+  }
+  for (const auto& guid : selected) {
+    if (!graceful && busy(guid)) {
+      batch.fail(guid, "Agent currently processing work (use graceful: true)");
+      continue;
+    }
+    auto done = requestShutdown(guid, request);
+    if (done) {
+      batch.succeed(guid);
+    } else if (done.code() == Code::NotFound) {
+      batch.fail(guid, "Agent not found");
+    } else {
+      return done.status();  // stop at the first backend failure (§1.9)
+    }
+  }
+  Json out = batch.toJson(ctx_.now());
+  out.set("shutdownAgents", batch.success());
+  out.set("graceful", Json(graceful));
+  return out;
+}
+
+}  // namespace weft

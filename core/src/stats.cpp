@@ -1,0 +1,119 @@
+#include "weft/stats.h"
+
+#include "weft/agent_registry.h"
+#include "weft/dead_letters.h"
+#include "weft/work_queue.h"
+
+namespace weft {
+
+StatsContributor Stats::agentContributor(const AgentRegistry& agents) {
+  return [&agents](ProjectTotalsMap& totals) -> Status {
+    if (!agents.view().ready()) return Status::unavailable("agent registry not loaded yet");
+    agents.view().forEach([&](const std::string&, const std::shared_ptr<const AgentRecord>& a) {
+      ProjectTotals& t = totals[a->projectId];
+      if (a->status != "offline") ++t.agents;
+      if (a->lastHeartbeatMs) t.noteActivity(*a->lastHeartbeatMs);
+      if (const Json* la = a->entry.find("lastActivity"); la && la->isString()) {
+        if (auto ms = parseIso(la->asString())) t.noteActivity(*ms);
+      }
+    });
+    return Status::ok();
+  };
+}
+
+StatsContributor Stats::workContributor(const WorkQueue& work) {
+  return [&work](ProjectTotalsMap& totals) -> Status {
+    if (!work.view().ready()) return Status::unavailable("work items not loaded yet");
+    work.view().forEach([&](const std::string&, const std::shared_ptr<const WorkRecord>& w) {
+      ProjectTotals& t = totals[w->projectId];
+      if (w->status == "pending") ++t.pendingWork;
+      else if (w->isActive()) ++t.activeWork;
+      else if (w->status == "completed") ++t.completedWork;
+      else if (w->status == "failed") ++t.failedWork;
+      else if (w->status == "cancelled") ++t.cancelledWork;
+      t.noteActivity(w->updatedAtMs);
+    });
+    return Status::ok();
+  };
+}
+
+StatsContributor Stats::deadLetterContributor(const DeadLetters& deadLetters) {
+  return [&deadLetters](ProjectTotalsMap& totals) -> Status {
+    if (!deadLetters.view().ready()) return Status::unavailable("dead letters not loaded yet");
+    deadLetters.view().forEach(
+        [&](const std::string&, const std::shared_ptr<const DeadLetterRecord>& d) {
+          ++totals[d->projectId].deadLettered;
+        });
+    return Status::ok();
+  };
+}
+
+Result<ProjectTotalsMap> Stats::collect() const {
+  if (auto s = ctx_.checkConnected(); !s) return s;
+  ProjectTotalsMap totals;
+  for (const auto& c : contributors_) {
+    if (auto s = c(totals); !s) return s;
+  }
+  return totals;
+}
+
+namespace {
+
+Json totalsJson(const ProjectTotals& t) {
+  Json o = Json::object();
+  o.set("agents", Json(t.agents));
+  o.set("pendingWork", Json(t.pendingWork));
+  o.set("activeWork", Json(t.activeWork));
+  o.set("completedWork", Json(t.completedWork));
+  o.set("failedWork", Json(t.failedWork));
+  o.set("cancelledWork", Json(t.cancelledWork));
+  o.set("deadLettered", Json(t.deadLettered));
+  o.set("targets", Json(t.targets));
+  o.set("disabledTargets", Json(t.disabledTargets));
+  return o;
+}
+
+}  // namespace
+
+Result<Json> Stats::overview() const {
+  auto collected = collect();
+  if (!collected) return collected.status();
+  const int64_t now = ctx_.now();
+  ProjectTotals sum;
+  Json byProject = Json::object();
+  for (const auto& [project, t] : *collected) {
+    sum.agents += t.agents;
+    sum.pendingWork += t.pendingWork;
+    sum.activeWork += t.activeWork;
+    sum.completedWork += t.completedWork;
+    sum.failedWork += t.failedWork;
+    sum.cancelledWork += t.cancelledWork;
+    sum.deadLettered += t.deadLettered;
+    sum.targets += t.targets;
+    sum.disabledTargets += t.disabledTargets;
+    Json p = totalsJson(t);
+    bool known = t.lastActivityMs != std::numeric_limits<int64_t>::min();
+    p.set("lastActivity", Json(formatIso(known ? t.lastActivityMs : now)));
+    byProject.set(project, std::move(p));
+  }
+  Json body = Json::object();
+  body.set("timestamp", Json(formatIso(now)));
+  body.set("totalProjects", Json(static_cast<int64_t>(collected->size())));
+  body.set("totals", totalsJson(sum));
+  body.set("byProject", std::move(byProject));
+  return body;
+}
+
+Result<Json> Stats::projects() const {
+  auto collected = collect();
+  if (!collected) return collected.status();
+  Json list = Json::array();
+  for (const auto& kv : *collected) list.push(Json(kv.first));  // std::map: sorted
+  Json body = Json::object();
+  body.set("timestamp", Json(formatIso(ctx_.now())));
+  body.set("projects", std::move(list));
+  body.set("count", Json(static_cast<int64_t>(collected->size())));
+  return body;
+}
+
+}  // namespace weft

@@ -1,0 +1,212 @@
+#include "nats_bucket.h"
+
+#include <chrono>
+#include <climits>
+
+#include "nats_common.h"
+#include "nats_watch.h"
+
+namespace weft::nats_plugin {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t msUntil(Clock::time_point deadline) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+}
+
+Status invalidKey(const std::string& key, const std::string& bucket) {
+  return Status::invalidArgument("key '" + key + "' cannot be stored in NATS KV bucket " + bucket +
+                                 " (allowed: [-/_=.A-Za-z0-9], no leading, trailing or double dot)");
+}
+
+Status unrepresentableKey(const std::string& key, const std::string& bucket) {
+  return Status::notFound("key '" + key + "' cannot exist in NATS KV bucket " + bucket);
+}
+
+struct MsgGuard {
+  natsMsg* msg;
+  ~MsgGuard() { natsMsg_Destroy(msg); }
+};
+
+}  // namespace
+
+NatsKvBucket::NatsKvBucket(std::shared_ptr<NatsConnection> conn, BucketRef ref,
+                           std::shared_ptr<WatchRegistry> watches)
+    : conn_(std::move(conn)), ref_(std::move(ref)), watches_(std::move(watches)) {}
+
+Result<natsMsg*> NatsKvBucket::lastMessage(const std::string& key, const std::string& what) {
+  std::string subj = subject(key);
+  natsMsg* msg = nullptr;
+  natsStatus s;
+  if (ref_.allowDirect) {
+    jsDirectGetMsgOptions opts;
+    jsDirectGetMsgOptions_Init(&opts);
+    opts.LastBySubject = subj.c_str();
+    s = js_DirectGetMsg(&msg, conn_->js(), ref_.stream.c_str(), nullptr, &opts);
+  } else {
+    jsErrCode ec = static_cast<jsErrCode>(0);
+    s = js_GetLastMsg(&msg, conn_->js(), ref_.stream.c_str(), subj.c_str(), nullptr, &ec);
+  }
+  if (s != NATS_OK) return fromNats(s, what);
+  return msg;
+}
+
+Result<KvEntry> NatsKvBucket::get(const std::string& key) {
+  if (!isValidKey(key)) return unrepresentableKey(key, ref_.name);
+  if (Status st = conn_->checkAvailable(); !st) return st;
+  const std::string what = "get key '" + key + "' of bucket " + ref_.name;
+  Result<natsMsg*> last = lastMessage(key, what);
+  if (!last) return last.status();
+  MsgGuard guard{*last};
+  if (isDeleteMarker(guard.msg)) return Status::notFound(what + ": deleted");
+  KvEntry out;
+  out.key = key;
+  int len = natsMsg_GetDataLength(guard.msg);
+  if (len > 0) out.value.assign(natsMsg_GetData(guard.msg), len);
+  out.revision = natsMsg_GetSequence(guard.msg);
+  return out;
+}
+
+Result<uint64_t> NatsKvBucket::publish(const std::string& key, const std::string* value,
+                                       uint64_t expectedLast, bool expectNoMessage,
+                                       const std::string& what) {
+  if (value != nullptr && value->size() > static_cast<size_t>(INT_MAX)) {
+    return Status::invalidArgument(what + ": value too large");
+  }
+  std::string subj = subject(key);
+  natsMsg* msg = nullptr;
+  natsStatus s = natsMsg_Create(&msg, subj.c_str(), nullptr,
+                                value != nullptr ? value->data() : nullptr,
+                                value != nullptr ? static_cast<int>(value->size()) : 0);
+  if (s != NATS_OK) return fromNats(s, what);
+  MsgGuard guard{msg};
+  // The marker format of nats.c's kvStore_Delete, which agents understand.
+  if (value == nullptr && (s = natsMsgHeader_Set(msg, "KV-Operation", "DEL")) != NATS_OK) {
+    return fromNats(s, what);
+  }
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = conn_->timeoutMs();
+  po.ExpectLastSubjectSeq = expectedLast;  // 0 = no expectation
+  po.ExpectNoMessage = expectNoMessage;
+  jsPubAck* ack = nullptr;
+  jsErrCode ec = static_cast<jsErrCode>(0);
+  s = js_PublishMsg(&ack, conn_->js(), msg, &po, &ec);
+  if (s == NATS_OK) {
+    uint64_t rev = ack->Sequence;
+    jsPubAck_Destroy(ack);
+    return rev;
+  }
+  if (ec == JSStreamWrongLastSequenceErr) return Status::conflict(what + ": revision mismatch");
+  return fromNats(s, what);
+}
+
+Result<uint64_t> NatsKvBucket::put(const std::string& key, const std::string& value) {
+  if (!isValidKey(key)) return invalidKey(key, ref_.name);
+  if (Status st = conn_->checkAvailable(); !st) return st;
+  return publish(key, &value, 0, false, "put key '" + key + "' in bucket " + ref_.name);
+}
+
+Result<uint64_t> NatsKvBucket::create(const std::string& key, const std::string& value) {
+  if (!isValidKey(key)) return invalidKey(key, ref_.name);
+  if (Status st = conn_->checkAvailable(); !st) return st;
+  const std::string what = "create key '" + key + "' in bucket " + ref_.name;
+  // "No message for the subject" covers a key never written. A deleted key
+  // still has its marker as last message, so a create over it must name the
+  // marker's revision. Racing writers can move the key between the two
+  // steps, hence a few rounds.
+  for (int round = 0; round < 3; ++round) {
+    Result<uint64_t> rev = publish(key, &value, 0, true, what);
+    if (rev.isOk() || rev.code() != Code::Conflict) return rev;
+    Result<natsMsg*> last = lastMessage(key, what);
+    if (!last) {
+      if (last.code() == Code::NotFound) continue;  // purged meanwhile: try again
+      return last.status();
+    }
+    MsgGuard guard{*last};
+    if (!isDeleteMarker(guard.msg)) return Status::alreadyExists(what + ": key exists");
+    rev = publish(key, &value, natsMsg_GetSequence(guard.msg), false, what);
+    if (rev.isOk() || rev.code() != Code::Conflict) return rev;
+  }
+  return Status::alreadyExists(what + ": key was written concurrently");
+}
+
+Result<uint64_t> NatsKvBucket::update(const std::string& key, const std::string& value,
+                                      uint64_t expectedRevision) {
+  if (!isValidKey(key)) return invalidKey(key, ref_.name);
+  const std::string what = "update key '" + key + "' in bucket " + ref_.name;
+  if (expectedRevision == 0) return Status::conflict(what + ": revision 0 names no value");
+  if (Status st = conn_->checkAvailable(); !st) return st;
+  return publish(key, &value, expectedRevision, false, what);
+}
+
+Status NatsKvBucket::erase(const std::string& key, uint64_t expectedRevision) {
+  if (!isValidKey(key)) return invalidKey(key, ref_.name);
+  if (Status st = conn_->checkAvailable(); !st) return st;
+  // Deleting an absent key writes a marker too, and is Ok.
+  Result<uint64_t> rev = publish(key, nullptr, expectedRevision, false,
+                                 "erase key '" + key + "' in bucket " + ref_.name);
+  return rev.isOk() ? Status::ok() : rev.status();
+}
+
+Status NatsKvBucket::forEachEntry(const std::string& prefix, bool headersOnly,
+                                  const std::function<void(FeedEntry&)>& fn) {
+  if (Status st = conn_->checkAvailable(); !st) return st;
+  const std::string what = "list bucket " + ref_.name;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(conn_->timeoutMs());
+  Result<std::unique_ptr<KeyFeed>> feed =
+      KeyFeed::open(conn_, ref_, keyFilterForPrefix(prefix), headersOnly);
+  if (!feed) return feed.status();
+  FeedEntry entry;
+  while (true) {
+    int64_t left = msUntil(deadline);
+    if (left <= 0) {
+      return Status::timeout(what + ": not complete within " + std::to_string(conn_->timeoutMs()) +
+                             " ms");
+    }
+    Result<KeyFeed::Event> ev = (*feed)->next(left, &entry);
+    if (!ev) return ev.status();
+    if (*ev == KeyFeed::Event::CaughtUp) return Status::ok();
+    if (*ev == KeyFeed::Event::Entry && !entry.isDelete && hasPrefix(entry.key, prefix)) fn(entry);
+  }
+}
+
+Result<std::vector<std::string>> NatsKvBucket::keys(const std::string& prefix) {
+  std::vector<std::string> out;
+  try {
+    Status st = forEachEntry(prefix, true, [&](FeedEntry& e) { out.push_back(std::move(e.key)); });
+    if (!st) return st;
+  } catch (const std::exception& ex) {
+    return Status::internal("list bucket " + ref_.name + ": " + ex.what());
+  }
+  return out;
+}
+
+Result<std::vector<KvEntry>> NatsKvBucket::scan(const std::string& prefix) {
+  std::vector<KvEntry> out;
+  try {
+    Status st = forEachEntry(prefix, false, [&](FeedEntry& e) {
+      KvEntry entry;
+      entry.key = std::move(e.key);
+      entry.value = std::move(e.value);
+      entry.revision = e.revision;
+      out.push_back(std::move(entry));
+    });
+    if (!st) return st;
+  } catch (const std::exception& ex) {
+    return Status::internal("scan bucket " + ref_.name + ": " + ex.what());
+  }
+  return out;
+}
+
+Result<std::unique_ptr<KvWatch>> NatsKvBucket::watch(const std::string& prefix,
+                                                     WatchCallback callback) {
+  try {
+    return startWatch(shared_from_this(), prefix, std::move(callback), watches_);
+  } catch (const std::exception& ex) {
+    return Status::internal("watch bucket " + ref_.name + ": " + ex.what());
+  }
+}
+
+}  // namespace weft::nats_plugin

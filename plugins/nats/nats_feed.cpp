@@ -1,0 +1,89 @@
+#include "nats_feed.h"
+
+#include <cstring>
+
+#include "nats_common.h"
+
+namespace weft::nats_plugin {
+
+bool isDeleteMarker(natsMsg* msg) {
+  const char* op = nullptr;
+  if (natsMsgHeader_Get(msg, "KV-Operation", &op) != NATS_OK || op == nullptr) return false;
+  return std::strcmp(op, "DEL") == 0 || std::strcmp(op, "PURGE") == 0;
+}
+
+Result<std::unique_ptr<KeyFeed>> KeyFeed::open(const std::shared_ptr<NatsConnection>& conn,
+                                               const BucketRef& bucket,
+                                               const std::string& keyFilter, bool headersOnly) {
+  const std::string what = "read bucket " + bucket.name;
+  std::unique_ptr<KeyFeed> feed(new KeyFeed());
+  feed->subjectPrefix_ = bucket.subjectPrefix;
+  std::string subject = bucket.subjectPrefix + (keyFilter.empty() ? ">" : keyFilter);
+
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = conn->timeoutMs();
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = bucket.stream.c_str();
+  so.Ordered = true;
+  so.Config.DeliverPolicy = js_DeliverLastPerSubject;
+  so.Config.HeadersOnly = headersOnly;
+  jsErrCode ec = static_cast<jsErrCode>(0);
+  natsStatus s = js_SubscribeSync(&feed->sub_, conn->js(), subject.c_str(), &jo, &so, &ec);
+  if (s != NATS_OK) {
+    feed->sub_ = nullptr;
+    return fromNats(s, what);
+  }
+  // The ordered consumer paces the server with flow control, so the client
+  // side needs no limit of its own; the defaults (65k messages) would turn a
+  // large replay into a slow-consumer error.
+  natsSubscription_SetPendingLimits(feed->sub_, -1, -1);
+
+  jsConsumerInfo* ci = nullptr;
+  s = natsSubscription_GetConsumerInfo(&ci, feed->sub_, &jo, &ec);
+  if (s != NATS_OK) return fromNats(s, what + " (consumer info)");
+  // Nothing delivered and nothing pending: the replay is empty. Otherwise the
+  // message with no pending successor ends it (see next()).
+  feed->caughtUpDue_ = ci->NumPending == 0 && ci->Delivered.Consumer == 0;
+  jsConsumerInfo_Destroy(ci);
+  return feed;
+}
+
+KeyFeed::~KeyFeed() {
+  // Destroying a subscription the library created also removes its consumer.
+  if (sub_ != nullptr) natsSubscription_Destroy(sub_);
+}
+
+Result<KeyFeed::Event> KeyFeed::next(int64_t timeoutMs, FeedEntry* entry) {
+  if (caughtUpDue_) {
+    caughtUpDue_ = false;
+    caughtUp_ = true;
+    return Event::CaughtUp;
+  }
+  natsMsg* msg = nullptr;
+  natsStatus s = natsSubscription_NextMsg(&msg, sub_, timeoutMs);
+  if (s == NATS_TIMEOUT) return Event::Idle;
+  if (s != NATS_OK) return fromNats(s, "read from JetStream consumer");
+  jsMsgMetaData* meta = nullptr;
+  s = natsMsg_GetMetaData(&meta, msg);
+  if (s != NATS_OK) {
+    natsMsg_Destroy(msg);
+    return fromNats(s, "read message metadata");
+  }
+  const char* subject = natsMsg_GetSubject(msg);
+  entry->key = subject != nullptr && hasPrefix(subject, subjectPrefix_)
+                   ? std::string(subject + subjectPrefix_.size())
+                   : std::string();
+  entry->revision = meta->Sequence.Stream;
+  entry->isDelete = isDeleteMarker(msg);
+  entry->value.clear();
+  int len = natsMsg_GetDataLength(msg);
+  if (!entry->isDelete && len > 0) entry->value.assign(natsMsg_GetData(msg), len);
+  if (!caughtUp_ && meta->NumPending == 0) caughtUpDue_ = true;
+  jsMsgMetaData_Destroy(meta);
+  natsMsg_Destroy(msg);
+  return Event::Entry;
+}
+
+}  // namespace weft::nats_plugin

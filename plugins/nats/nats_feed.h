@@ -1,0 +1,73 @@
+// KeyFeed: the latest message of every key of a bucket (optionally under a
+// subject filter), then every later message, read from an ordered JetStream
+// push consumer with "deliver last per subject".
+//
+// This is what nats.c's kvWatcher does, built on the public JetStream API
+// because nats.c 3.4.1 refuses to open (js_KeyValue: "bucket not valid
+// key-value store") a bucket whose stream has no per-subject limit, which is
+// exactly how agent-registry is configured (API.md §6.3). Ordered consumers
+// recover by themselves from sequence gaps and lost heartbeats (nats.c
+// recreates the consumer from the last delivered sequence), so a feed
+// survives reconnects without missing messages.
+//
+// The end of the initial replay ("caught up") is known without waiting for
+// any terminating entry: the consumer info taken right after subscribing says
+// whether anything is to be replayed at all, and every message carries the
+// number of messages still pending for the consumer, delete markers included.
+#pragma once
+
+#include <nats/nats.h>
+
+#include <memory>
+#include <string>
+
+#include "nats_connection.h"
+
+namespace weft::nats_plugin {
+
+// Where a bucket lives in JetStream.
+struct BucketRef {
+  std::string name;           // bucket name
+  std::string stream;         // KV_<name>
+  std::string subjectPrefix;  // $KV.<name>.
+  bool allowDirect = false;   // the stream answers direct gets
+};
+
+struct FeedEntry {
+  std::string key;
+  std::string value;  // empty for deletes and in headers-only feeds
+  uint64_t revision = 0;
+  bool isDelete = false;  // a delete or purge marker
+};
+
+class KeyFeed {
+ public:
+  enum class Event { Entry, CaughtUp, Idle };
+
+  // Subscribes. `keyFilter` is relative to the bucket ("" = every key, else
+  // e.g. "proj.>"). headersOnly leaves values out (for key listings).
+  static Result<std::unique_ptr<KeyFeed>> open(const std::shared_ptr<NatsConnection>& conn,
+                                               const BucketRef& bucket,
+                                               const std::string& keyFilter, bool headersOnly);
+  ~KeyFeed();
+  KeyFeed(const KeyFeed&) = delete;
+  KeyFeed& operator=(const KeyFeed&) = delete;
+
+  // Waits up to timeoutMs (> 0) for the next event. Entry fills *entry;
+  // CaughtUp comes exactly once, after the last entry of the initial replay
+  // (at once for an empty replay); Idle means nothing arrived in time.
+  Result<Event> next(int64_t timeoutMs, FeedEntry* entry);
+
+ private:
+  KeyFeed() = default;
+
+  natsSubscription* sub_ = nullptr;
+  std::string subjectPrefix_;
+  bool caughtUp_ = false;
+  bool caughtUpDue_ = false;  // report CaughtUp on the next call
+};
+
+// True when msg is a delete or purge marker (KV-Operation header).
+bool isDeleteMarker(natsMsg* msg);
+
+}  // namespace weft::nats_plugin

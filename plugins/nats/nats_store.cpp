@@ -1,0 +1,227 @@
+#include "nats_store.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "nats_bucket.h"
+#include "nats_common.h"
+
+namespace weft::nats_plugin {
+namespace {
+
+constexpr int64_t kNanosPerMs = 1000000;
+// JetStream's default duplicate window; it may not exceed a stream's max age.
+constexpr int64_t kDuplicateWindowMs = 2 * 60 * 1000;
+
+std::string setting(const PluginContext& ctx, const std::string& key, const std::string& dflt) {
+  auto it = ctx.settings.find(key);
+  if (it == ctx.settings.end()) return dflt;
+  std::string v = it->second;
+  size_t b = v.find_first_not_of(" \t");
+  if (b == std::string::npos) return dflt;
+  v = v.substr(b, v.find_last_not_of(" \t") - b + 1);
+  return v;
+}
+
+Result<int64_t> positiveSetting(const PluginContext& ctx, const std::string& key, int64_t dflt) {
+  std::string text = setting(ctx, key, std::to_string(dflt));
+  bool digits = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return std::isdigit(static_cast<unsigned char>(c)) != 0;
+  });
+  if (!digits || text.size() > 12 || std::stoll(text) < 1) {
+    return Status::invalidArgument(key + " must be a positive integer (milliseconds), got '" +
+                                   text + "'");
+  }
+  return static_cast<int64_t>(std::stoll(text));
+}
+
+// A subject Weft may publish to: tokens of printable non-space characters
+// separated by single dots, no wildcards. Anything else could break the
+// protocol line or publish somewhere unintended.
+bool isPublishableSubject(const std::string& subject) {
+  if (subject.empty() || subject.front() == '.' || subject.back() == '.') return false;
+  char prev = 0;
+  for (char c : subject) {
+    auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f || c == '*' || c == '>') return false;
+    if (c == '.' && prev == '.') return false;
+    prev = c;
+  }
+  return true;
+}
+
+}  // namespace
+
+Status NatsMessaging::publish(const std::string& subject, const std::string& payload) {
+  if (!isPublishableSubject(subject)) {
+    return Status::invalidArgument("not a publishable NATS subject: '" + subject + "'");
+  }
+  if (payload.size() > static_cast<size_t>(INT32_MAX)) return Status::invalidArgument("payload too large");
+  if (Status st = conn_->checkAvailable(); !st) return st;
+  natsStatus s = natsConnection_Publish(conn_->nc(), subject.c_str(), payload.data(),
+                                        static_cast<int>(payload.size()));
+  return fromNats(s, "publish to " + subject);
+}
+
+Status NatsMessaging::publishJetStream(const std::string& subject, const std::string& payload) {
+  if (!isPublishableSubject(subject)) {
+    return Status::invalidArgument("not a publishable NATS subject: '" + subject + "'");
+  }
+  if (payload.size() > static_cast<size_t>(INT32_MAX)) return Status::invalidArgument("payload too large");
+  if (Status st = conn_->checkAvailable(); !st) return st;
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = conn_->timeoutMs();
+  jsPubAck* ack = nullptr;
+  jsErrCode ec = static_cast<jsErrCode>(0);
+  natsStatus s = js_Publish(&ack, conn_->js(), subject.c_str(), payload.data(),
+                            static_cast<int>(payload.size()), &po, &ec);
+  if (s == NATS_OK) {
+    jsPubAck_Destroy(ack);
+    return Status::ok();
+  }
+  if (s == NATS_NO_RESPONDERS) {
+    return Status::notFound("no JetStream stream captures subject " + subject);
+  }
+  return fromNats(s, "JetStream publish to " + subject);
+}
+
+Result<std::unique_ptr<NatsKvStore>> NatsKvStore::create(const PluginContext& context) {
+  ConnectionSettings cs;
+  Result<NatsServerSpec> servers = parseNatsUrl(setting(context, "nats.url", "nats://localhost:4222"));
+  if (!servers) return servers.status();
+  cs.servers = std::move(servers.value());
+  cs.user = setting(context, "nats.user", "");
+  cs.password = setting(context, "nats.pass", "");
+  Result<int64_t> timeout = positiveSetting(context, "kv.timeoutMs", 2000);
+  if (!timeout) return timeout.status();
+  Result<int64_t> reconnectWait = positiveSetting(context, "kv.reconnectWaitMs", 2000);
+  if (!reconnectWait) return reconnectWait.status();
+  cs.timeoutMs = *timeout;
+  cs.reconnectWaitMs = *reconnectWait;
+  cs.log = context.log;
+  Result<std::shared_ptr<NatsConnection>> conn = NatsConnection::open(std::move(cs));
+  if (!conn) return conn.status();
+  return std::unique_ptr<NatsKvStore>(new NatsKvStore(std::move(conn.value())));
+}
+
+NatsKvStore::NatsKvStore(std::shared_ptr<NatsConnection> conn)
+    : conn_(std::move(conn)), watches_(std::make_shared<WatchRegistry>()), messaging_(conn_) {}
+
+NatsKvStore::~NatsKvStore() {
+  // Watches first: their threads use the connection.
+  watches_->stopAll();
+  conn_->close();
+  // Buckets handed out may outlive the store; they keep the (closed)
+  // connection object alive and answer Unavailable.
+}
+
+Result<BucketRef> NatsKvStore::describeBucket(const std::string& name) {
+  const std::string stream = "KV_" + name;
+  jsStreamInfo* si = nullptr;
+  jsErrCode ec = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, conn_->js(), stream.c_str(), nullptr, &ec);
+  if (s != NATS_OK) return fromNats(s, "open bucket " + name);
+  BucketRef ref;
+  ref.name = name;
+  ref.stream = stream;
+  ref.subjectPrefix = "$KV." + name + ".";
+  ref.allowDirect = si->Config->AllowDirect;
+  bool isKv = false;
+  for (int i = 0; i < si->Config->SubjectsLen; ++i) {
+    if (ref.subjectPrefix + ">" == si->Config->Subjects[i]) isKv = true;
+  }
+  jsStreamInfo_Destroy(si);
+  if (!isKv) {
+    return Status::internal("stream " + stream + " exists but does not hold subjects $KV." + name +
+                            ".>; it is not a KV bucket");
+  }
+  return ref;
+}
+
+Status NatsKvStore::createBucket(const std::string& name, const BucketOptions& options) {
+  const std::string stream = "KV_" + name;
+  const std::string subjects = "$KV." + name + ".>";
+  const char* subjectList[] = {subjects.c_str()};
+  jsStreamConfig sc;
+  jsStreamConfig_Init(&sc);
+  sc.Name = stream.c_str();
+  sc.Subjects = subjectList;
+  sc.SubjectsLen = 1;
+  sc.Storage = js_FileStorage;
+  sc.Retention = js_LimitsPolicy;
+  sc.Discard = js_DiscardOld;
+  sc.MaxAge = options.maxAgeMs * kNanosPerMs;  // nanoseconds
+  // history 0 = unlimited = no per-subject limit (-1): the agent-registry
+  // settings of API.md §6.3, which kvConfig cannot express.
+  sc.MaxMsgsPerSubject = options.history == 0 ? -1 : options.history;
+  sc.AllowRollup = true;
+  sc.DenyDelete = true;
+  sc.AllowDirect = true;
+  sc.Replicas = 1;
+  sc.MaxMsgSize = -1;
+  int64_t dupMs = options.maxAgeMs > 0 ? std::min(kDuplicateWindowMs, options.maxAgeMs)
+                                       : kDuplicateWindowMs;
+  sc.Duplicates = dupMs * kNanosPerMs;
+  jsStreamInfo* si = nullptr;
+  jsErrCode ec = static_cast<jsErrCode>(0);
+  natsStatus s = js_AddStream(&si, conn_->js(), &sc, nullptr, &ec);
+  if (s == NATS_OK) {
+    jsStreamInfo_Destroy(si);
+    conn_->log(LogLevel::Info,
+               "created NATS KV bucket " + name + " (stream " + stream + ", history " +
+                   (options.history == 0 ? std::string("unlimited")
+                                         : std::to_string(options.history)) +
+                   ", max age " + std::to_string(options.maxAgeMs) + " ms)");
+    return Status::ok();
+  }
+  // Another process created it first (with these or other settings): the
+  // existing bucket wins and is opened by the caller.
+  if (ec == JSStreamNameExistErr) return Status::ok();
+  return fromNats(s, "create bucket " + name);
+}
+
+Result<std::shared_ptr<KvBucket>> NatsKvStore::openBucket(const std::string& name,
+                                                          const BucketOptions& options) {
+  if (!isValidBucketName(name)) {
+    return Status::invalidArgument("invalid NATS KV bucket name '" + name +
+                                   "' (allowed: [A-Za-z0-9_-])");
+  }
+  if (options.history < 0 || options.history > 64) {
+    return Status::invalidArgument("bucket " + name + ": history must be 0 (unlimited) to 64");
+  }
+  if (options.maxAgeMs < 0) {
+    return Status::invalidArgument("bucket " + name + ": maxAgeMs must not be negative");
+  }
+  try {
+    std::lock_guard<std::mutex> lock(bucketsMu_);
+    auto it = buckets_.find(name);
+    if (it != buckets_.end()) return std::shared_ptr<KvBucket>(it->second);
+    if (Status st = conn_->checkAvailable(); !st) return st;
+    Result<BucketRef> ref = describeBucket(name);
+    if (!ref && ref.code() == Code::NotFound) {
+      if (Status st = createBucket(name, options); !st) return st;
+      ref = describeBucket(name);
+    }
+    if (!ref) return ref.status();
+    auto bucket = std::make_shared<NatsKvBucket>(conn_, std::move(ref.value()), watches_);
+    buckets_.emplace(name, bucket);
+    return std::shared_ptr<KvBucket>(bucket);
+  } catch (const std::exception& ex) {
+    return Status::internal("open bucket " + name + ": " + ex.what());
+  }
+}
+
+Status NatsKvStore::ping() {
+  if (Status st = conn_->checkAvailable(); !st) return st;
+  jsAccountInfo* info = nullptr;
+  jsErrCode ec = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetAccountInfo(&info, conn_->js(), nullptr, &ec);
+  if (s == NATS_OK) {
+    jsAccountInfo_Destroy(info);
+    return Status::ok();
+  }
+  return fromNats(s, "JetStream account info");
+}
+
+}  // namespace weft::nats_plugin

@@ -1,0 +1,238 @@
+#include "nats_watch.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <thread>
+
+#include "nats_bucket.h"
+#include "nats_common.h"
+#include "nats_feed.h"
+
+namespace weft::nats_plugin {
+
+namespace {
+// How long one wait for the next message lasts; bounds how late stop() notices.
+constexpr int64_t kPollMs = 100;
+// Pause between attempts to re-open a failed feed.
+constexpr int64_t kRetryMs = 500;
+}  // namespace
+
+class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
+ public:
+  WatchWorker(std::shared_ptr<NatsKvBucket> bucket, std::string prefix, WatchCallback callback)
+      : bucket_(std::move(bucket)), prefix_(std::move(prefix)), callback_(std::move(callback)) {}
+
+  ~WatchWorker() {
+    // Joinable only when the last reference was the thread's own (a callback
+    // stopped its own watch): the thread is finishing and cannot join itself.
+    if (thread_.joinable()) thread_.detach();
+  }
+
+  Status start() {
+    if (Status st = bucket_->connection()->checkAvailable(); !st) return st;
+    Result<std::unique_ptr<KeyFeed>> feed = openFeed();
+    if (!feed) return feed.status();
+    feed_ = std::move(feed.value());
+    // The thread keeps the worker alive even if stop() had to detach it.
+    thread_ = std::thread([self = shared_from_this()] { self->run(); });
+    return Status::ok();
+  }
+
+  // Idempotent; joins the thread unless called from it (a callback must not
+  // stop its own watch, but if it does we must not deadlock).
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      cv_.notify_all();
+    }
+    std::lock_guard<std::mutex> joinLock(joinMu_);
+    if (!thread_.joinable()) return;
+    if (thread_.get_id() == std::this_thread::get_id()) {
+      thread_.detach();
+      return;
+    }
+    thread_.join();
+  }
+
+ private:
+  Result<std::unique_ptr<KeyFeed>> openFeed() {
+    return KeyFeed::open(bucket_->connection(), bucket_->ref(), keyFilterForPrefix(prefix_),
+                         false);
+  }
+
+  bool stopping() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stopping_;
+  }
+
+  // Sleeps up to ms, returning early (true) when stop() was called.
+  bool pause(int64_t ms) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return stopping_; });
+  }
+
+  void deliver(const WatchEvent& event) {
+    try {
+      callback_(event);
+    } catch (const std::exception& ex) {
+      bucket_->connection()->log(LogLevel::Error, "watch callback on bucket " + bucket_->name() +
+                                                      " threw: " + ex.what());
+    } catch (...) {
+      bucket_->connection()->log(LogLevel::Error,
+                                 "watch callback on bucket " + bucket_->name() + " threw");
+    }
+  }
+
+  void run() {
+    try {
+      loop();
+    } catch (const std::exception& ex) {
+      bucket_->connection()->log(LogLevel::Error, "watch on bucket " + bucket_->name() +
+                                                      " stopped: " + ex.what());
+    } catch (...) {
+      bucket_->connection()->log(LogLevel::Error, "watch on bucket " + bucket_->name() + " stopped");
+    }
+    feed_.reset();  // unsubscribes: the server drops the consumer
+  }
+
+  void loop() {
+    bool replaying = true;
+    bool failedBefore = false;
+    FeedEntry entry;
+    while (!stopping()) {
+      if (!feed_) {
+        if (!bucket_->connection()->checkAvailable().isOk()) {
+          pause(kRetryMs);
+          continue;
+        }
+        Result<std::unique_ptr<KeyFeed>> feed = openFeed();
+        if (!feed) {
+          if (!failedBefore) {
+            bucket_->connection()->log(LogLevel::Warn, "re-opening the watch on bucket " +
+                                                           bucket_->name() + " failed: " +
+                                                           feed.status().toString() +
+                                                           "; retrying");
+            failedBefore = true;
+          }
+          pause(kRetryMs);
+          continue;
+        }
+        feed_ = std::move(feed.value());
+        failedBefore = false;
+        bucket_->connection()->log(LogLevel::Info, "watch on bucket " + bucket_->name() +
+                                                       " re-opened; replaying (Reset)");
+        WatchEvent reset;
+        reset.type = WatchEvent::Type::Reset;
+        deliver(reset);
+        replaying = true;
+      }
+      Result<KeyFeed::Event> ev = feed_->next(kPollMs, &entry);
+      if (!ev) {
+        if (stopping()) break;
+        bucket_->connection()->log(LogLevel::Warn, "watch on bucket " + bucket_->name() +
+                                                       " failed: " + ev.status().toString() +
+                                                       "; re-opening it");
+        feed_.reset();
+        continue;
+      }
+      if (*ev == KeyFeed::Event::Idle) continue;
+      if (*ev == KeyFeed::Event::CaughtUp) {
+        replaying = false;
+        WatchEvent caughtUp;
+        caughtUp.type = WatchEvent::Type::CaughtUp;
+        deliver(caughtUp);
+        continue;
+      }
+      if (!hasPrefix(entry.key, prefix_)) continue;
+      if (entry.isDelete && replaying) continue;
+      WatchEvent event;
+      event.type = entry.isDelete ? WatchEvent::Type::Delete : WatchEvent::Type::Put;
+      event.key = std::move(entry.key);
+      event.value = std::move(entry.value);
+      event.revision = entry.revision;
+      deliver(event);
+    }
+  }
+
+  std::shared_ptr<NatsKvBucket> bucket_;
+  std::string prefix_;
+  WatchCallback callback_;
+  std::unique_ptr<KeyFeed> feed_;  // used by the thread only, once it runs
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+
+  std::mutex joinMu_;
+  std::thread thread_;
+};
+
+namespace {
+
+class NatsKvWatch : public KvWatch {
+ public:
+  explicit NatsKvWatch(std::shared_ptr<WatchWorker> worker) : worker_(std::move(worker)) {}
+  ~NatsKvWatch() override { stop(); }
+  void stop() override {
+    try {
+      worker_->stop();
+    } catch (...) {
+      // std::thread::join can throw system_error; nothing useful to do.
+    }
+  }
+
+ private:
+  std::shared_ptr<WatchWorker> worker_;
+};
+
+}  // namespace
+
+void WatchRegistry::add(const std::shared_ptr<WatchWorker>& worker) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!closed_) {
+      // Drop entries of watches that are gone, so the list stays short.
+      std::vector<std::weak_ptr<WatchWorker>> alive;
+      for (auto& w : workers_) {
+        if (!w.expired()) alive.push_back(w);
+      }
+      alive.push_back(worker);
+      workers_.swap(alive);
+      return;
+    }
+  }
+  worker->stop();
+}
+
+void WatchRegistry::stopAll() {
+  std::vector<std::weak_ptr<WatchWorker>> workers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    workers.swap(workers_);
+  }
+  for (auto& w : workers) {
+    if (auto worker = w.lock()) worker->stop();
+  }
+}
+
+bool WatchRegistry::closed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return closed_;
+}
+
+Result<std::unique_ptr<KvWatch>> startWatch(std::shared_ptr<NatsKvBucket> bucket,
+                                            const std::string& prefix, WatchCallback callback,
+                                            const std::shared_ptr<WatchRegistry>& registry) {
+  if (registry->closed()) return Status::unavailable("the NATS store is shut down");
+  if (!callback) return Status::invalidArgument("watch needs a callback");
+  auto worker = std::make_shared<WatchWorker>(std::move(bucket), prefix, std::move(callback));
+  if (Status st = worker->start(); !st) return st;
+  registry->add(worker);
+  return std::unique_ptr<KvWatch>(new NatsKvWatch(worker));
+}
+
+}  // namespace weft::nats_plugin

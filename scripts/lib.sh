@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Shared functions of scripts/run and scripts/test. Source it from the repo
+# root after `set -euo pipefail`; it defines functions and one array only.
+#
+# Processes are tracked by PID: stop_started stops exactly what start_nats and
+# start_redis launched from this shell, and nothing else.
+
+# PIDs of the servers this shell started, in start order.
+WEFT_STARTED_PIDS=()
+
+log() { printf '[weft] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# The Debian packages needed to build, test and benchmark Weft.
+WEFT_PACKAGES=(build-essential cmake pkg-config libpoco-dev libnats-dev libhiredis-dev
+  libsqlite3-dev catch2 nats-server redis-server curl ca-certificates python3 wrk)
+
+# Installs the packages that are missing; installs nothing (and touches no
+# network) when all are present.
+ensure_packages() {
+  local pkg status missing=()
+  for pkg in "${WEFT_PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) || true
+    [[ $status == "install ok installed" ]] || missing+=("$pkg")
+  done
+  ((${#missing[@]} == 0)) && return 0
+
+  local sudo=()
+  if ((EUID != 0)); then
+    command -v sudo >/dev/null 2>&1 ||
+      die "missing packages (${missing[*]}) and not root; install them or run as root"
+    sudo=(sudo)
+  fi
+  log "installing: ${missing[*]}"
+  "${sudo[@]}" apt-get update
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# Configures and builds the whole tree in ./build.
+build() {
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  cmake --build build -j"$(nproc)"
+}
+
+# Prints a TCP port that is free on 127.0.0.1 right now (the kernel picks it).
+free_port() {
+  python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+# True when something accepts TCP connections at host:port.
+port_open() {
+  local host=$1 port=$2
+  # The child bash opens and closes fd 3; `timeout` bounds a connect that hangs.
+  # shellcheck disable=SC2016  # $1 and $2 expand in the child bash
+  timeout 1 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$host" "$port" 2>/dev/null
+}
+
+# wait_port HOST PORT TIMEOUT_SECONDS [PID]: polls until host:port accepts
+# connections. Fails after the timeout, or at once when PID (the server that
+# should open the port) has exited.
+wait_port() {
+  local host=$1 port=$2 timeout_s=$3 pid=${4:-}
+  local deadline=$((SECONDS + timeout_s))
+  until port_open "$host" "$port"; do
+    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then return 1; fi
+    ((SECONDS < deadline)) || return 1
+    sleep 0.1
+  done
+}
+
+# _start_server NAME PORT LOG COMMAND...: runs COMMAND in the background with
+# its output appended to LOG, records its PID and waits for the port.
+_start_server() {
+  local name=$1 port=$2 logfile=$3
+  shift 3
+  # Otherwise the other listener would pass for the new server.
+  if port_open 127.0.0.1 "$port"; then
+    log "cannot start $name: 127.0.0.1:$port is already in use"
+    return 1
+  fi
+  "$@" </dev/null >>"$logfile" 2>&1 &
+  local pid=$!
+  WEFT_STARTED_PIDS+=("$pid")
+  if ! wait_port 127.0.0.1 "$port" 20 "$pid"; then
+    log "$name did not start on 127.0.0.1:$port; last lines of $logfile:"
+    tail -n 20 "$logfile" >&2 || true
+    return 1
+  fi
+  log "started $name on 127.0.0.1:$port (pid $pid, log $logfile)"
+}
+
+# start_nats PORT DIR: nats-server with JetStream on 127.0.0.1:PORT, its store
+# in DIR/nats and its log in DIR/nats-server.log.
+start_nats() {
+  local port=$1 dir=$2
+  mkdir -p "$dir/nats"
+  _start_server nats-server "$port" "$dir/nats-server.log" \
+    nats-server -js -a 127.0.0.1 -p "$port" -sd "$dir/nats"
+}
+
+# start_redis PORT DIR: redis-server on 127.0.0.1:PORT with the append-only
+# file on (Debian's default config would lose writes on a crash), its data in
+# DIR/redis and its log in DIR/redis-server.log.
+start_redis() {
+  local port=$1 dir=$2
+  mkdir -p "$dir/redis"
+  _start_server redis-server "$port" "$dir/redis-server.log" \
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/redis" --appendonly yes
+}
+
+# True while PID runs (a zombie, exited but not yet reaped, does not count).
+# Reads /proc because a fresh Debian image has no ps.
+_running() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
+}
+
+# Stops the servers this shell started, newest first: SIGTERM, then SIGKILL
+# after 10 s, and reaps each one. Safe to call more than once.
+stop_started() {
+  local i pid deadline
+  for ((i = ${#WEFT_STARTED_PIDS[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${WEFT_STARTED_PIDS[i]}" 2>/dev/null || true
+  done
+  for pid in "${WEFT_STARTED_PIDS[@]}"; do
+    deadline=$((SECONDS + 10))
+    while _running "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+    if _running "$pid"; then
+      log "pid $pid ignored SIGTERM for 10 s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+  WEFT_STARTED_PIDS=()
+}

@@ -1,0 +1,179 @@
+#include "api/routes.h"
+
+#include "weft/ids.h"
+
+namespace weft {
+
+using http::ApiRequest;
+using http::ApiResponse;
+using http::RouteOptions;
+
+namespace {
+
+constexpr RouteOptions kReadsBody{true};
+constexpr const char* kDeprecatedClassification = "classification (use boundary instead)";
+
+PageRequest pageOf(const ApiRequest& req) { return {req.query("limit"), req.query("cursor")}; }
+
+// Serves a Result<Json> as 200, or its error.
+ApiResponse ok(const Result<Json>& result, const http::ErrorMapping& errors, int status = 200) {
+  if (!result) return http::errorResponse(result.status(), errors);
+  return ApiResponse::jsonBody(status, *result);
+}
+
+// Stats responses carry an ETag over the body without its timestamp and
+// answer 304 when the client already has it (API.md §2.7).
+ApiResponse cached(const ApiRequest& req, const Result<Json>& result,
+                   const http::ErrorMapping& errors) {
+  if (!result) return http::errorResponse(result.status(), errors);
+  Json withoutTimestamp = *result;
+  withoutTimestamp.erase("timestamp");
+  std::string etag = "\"" + md5Hex(withoutTimestamp.dump()) + "\"";
+  ApiResponse response = req.header("If-None-Match") == etag
+                             ? ApiResponse{}
+                             : ApiResponse::jsonBody(200, *result);
+  if (response.kind == ApiResponse::BodyKind::None) response.status = 304;
+  response.withHeader("Cache-Control", "max-age=30, must-revalidate");
+  response.withHeader("ETag", etag);
+  return response;
+}
+
+void agentRoutes(http::Router& router, Services& s, const http::ErrorMapping& errors) {
+  router.add("GET", "/api/agents", [&s, &errors](const ApiRequest& req) {
+    AgentFilter f{req.query("type"), req.query("status"), req.query("capability"),
+                  req.query("projectId")};
+    auto body = s.agents.list(f, pageOf(req));
+    if (!body) return http::errorResponse(body.status(), errors);
+    return ApiResponse::rawBody(200, std::move(*body), http::kJsonContentType);
+  });
+  router.add(
+      "POST", "/api/agents",
+      [&s, &errors](const ApiRequest& req) {
+        auto reg = s.agents.registerAgent(req.body);
+        if (!reg) return http::errorResponse(reg.status(), errors);
+        return ApiResponse::jsonBody(reg->created ? 201 : 200, std::move(reg->agent));
+      },
+      kReadsBody);
+  router.add("GET", "/api/agents/{guid}", [&s, &errors](const ApiRequest& req) {
+    return ok(s.agents.get(req.param("guid")), errors);
+  });
+  router.add("DELETE", "/api/agents/{guid}", [&s, &errors](const ApiRequest& req) {
+    return ok(s.agents.deregister(req.param("guid")), errors);
+  });
+  router.add(
+      "POST", "/api/agents/{guid}/shutdown",
+      [&s, &errors](const ApiRequest& req) {
+        return ok(s.agents.shutdown(req.param("guid"), req.body), errors);
+      },
+      kReadsBody);
+  router.add(
+      "POST", "/api/agents/shutdown-batch",
+      [&s, &errors](const ApiRequest& req) {
+        return ok(s.agents.shutdownBatch(
+                      req.body, [&s](const std::string& g) { return s.work.hasActiveWork(g); },
+                      [&s](const AgentRecord& a) { return s.monitor.idleMs(a); }),
+                  errors);
+      },
+      kReadsBody);
+  router.add(
+      "POST", "/api/agents/{guid}/heartbeat",
+      [&s, &errors](const ApiRequest& req) {
+        return ok(s.agents.heartbeat(req.param("guid"), req.body), errors);
+      },
+      kReadsBody);
+}
+
+void workRoutes(http::Router& router, Services& s, const http::ErrorMapping& errors) {
+  router.add(
+      "POST", "/api/work",
+      [&s, &errors](const ApiRequest& req) { return ok(s.work.submit(req.body), errors, 201); },
+      kReadsBody);
+  router.add("GET", "/api/work", [&s, &errors](const ApiRequest& req) {
+    WorkFilter f{req.query("status"), req.query("boundary"), req.query("capability"),
+                 req.query("assignedTo"), req.query("projectId")};
+    bool deprecatedAlias = false;
+    if (!f.boundary) {
+      f.boundary = req.query("classification");
+      deprecatedAlias = f.boundary.has_value();
+    }
+    ApiResponse response = ok(s.work.list(f, pageOf(req)), errors);
+    if (deprecatedAlias) response.withHeader("X-Deprecated-Param", kDeprecatedClassification);
+    return response;
+  });
+  router.add("GET", "/api/work/{id}", [&s, &errors](const ApiRequest& req) {
+    return ok(s.work.get(req.param("id")), errors);
+  });
+  router.add("POST", "/api/work/{id}/cancel", [&s, &errors](const ApiRequest& req) {
+    return ok(s.work.cancel(req.param("id")), errors);
+  });
+  router.add(
+      "POST", "/api/work/cancel-batch",
+      [&s, &errors](const ApiRequest& req) { return ok(s.work.cancelBatch(req.body), errors); },
+      kReadsBody);
+  router.add(
+      "POST", "/api/work/claim",
+      [&s, &errors](const ApiRequest& req) {
+        auto claimed = s.work.claim(req.body);
+        if (!claimed) return http::errorResponse(claimed.status(), errors);
+        if (!claimed->has_value()) return ApiResponse::noContent();
+        return ApiResponse::jsonBody(200, std::move(**claimed));
+      },
+      kReadsBody);
+  using Transition = Result<Json> (WorkQueue::*)(const std::string&, const Json&);
+  const std::pair<const char*, Transition> transitions[] = {
+      {"/api/work/{id}/start", &WorkQueue::start},
+      {"/api/work/{id}/progress", &WorkQueue::progress},
+      {"/api/work/{id}/complete", &WorkQueue::complete},
+      {"/api/work/{id}/fail", &WorkQueue::fail},
+  };
+  for (const auto& [path, method] : transitions) {
+    router.add(
+        "POST", path,
+        [&s, &errors, method = method](const ApiRequest& req) {
+          return ok((s.work.*method)(req.param("id"), req.body), errors);
+        },
+        kReadsBody);
+  }
+}
+
+void deadLetterRoutes(http::Router& router, Services& s, const http::ErrorMapping& errors) {
+  router.add("GET", "/api/dlq", [&s, &errors](const ApiRequest& req) {
+    DeadLetterFilter f{req.query("capability"), req.query("projectId")};
+    return ok(s.deadLetters.list(f, pageOf(req)), errors);
+  });
+  router.add("GET", "/api/dlq/{id}", [&s, &errors](const ApiRequest& req) {
+    return ok(s.deadLetters.get(req.param("id")), errors);
+  });
+  router.add(
+      "POST", "/api/dlq/{id}/retry",
+      [&s, &errors](const ApiRequest& req) {
+        return ok(s.work.retryDeadLetter(req.param("id"), req.body), errors);
+      },
+      kReadsBody);
+  router.add("DELETE", "/api/dlq/{id}", [&s, &errors](const ApiRequest& req) {
+    auto status = s.deadLetters.discard(req.param("id"));
+    if (!status) return http::errorResponse(status, errors);
+    return ApiResponse::noContent();
+  });
+}
+
+void statsRoutes(http::Router& router, Services& s, const http::ErrorMapping& errors) {
+  router.add("GET", "/api/stats", [&s, &errors](const ApiRequest& req) {
+    return cached(req, s.stats.overview(), errors);
+  });
+  router.add("GET", "/api/stats/projects", [&s, &errors](const ApiRequest& req) {
+    return cached(req, s.stats.projects(), errors);
+  });
+}
+
+}  // namespace
+
+void registerApiRoutes(http::Router& router, Services& services,
+                       const http::ErrorMapping& errors) {
+  agentRoutes(router, services, errors);
+  workRoutes(router, services, errors);
+  deadLetterRoutes(router, services, errors);
+  statsRoutes(router, services, errors);
+}
+
+}  // namespace weft

@@ -1,0 +1,123 @@
+// The request and response values that route handlers see. They carry no
+// Poco types, so handlers (and their tests) stay independent of the HTTP
+// library; the request pipeline (request_handler.h) fills an ApiRequest and
+// writes an ApiResponse.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "weft/json.h"
+
+namespace weft::http {
+
+constexpr const char* kJsonContentType = "application/json; charset=utf-8";
+
+struct ApiRequest {
+  using Pairs = std::vector<std::pair<std::string, std::string>>;
+
+  std::string method;  // upper case as sent ("GET", "POST", ...)
+  // The path without query string, percent-encoded as sent, with one trailing
+  // '/' removed ("/api/work/" -> "/api/work"; "/" stays "/").
+  std::string path;
+  // The template of the matched route, e.g. "/api/work/{id}".
+  std::string routeTemplate;
+  // Path parameters by template name, percent-decoded.
+  std::map<std::string, std::string> params;
+  // Query parameters in request order, percent-decoded ('+' is a space).
+  Pairs queryParams;
+  // Request headers in request order, names as sent.
+  Pairs headers;
+  // The parsed body: always an object. {} when the route reads no body, the
+  // body is empty, or its Content-Type is not JSON (API.md §1.1).
+  Json body = Json::object();
+  // The raw body bytes (empty when the route reads no body).
+  std::string rawBody;
+  // When the pipeline received the request; handlers derive deadlines from it.
+  std::chrono::steady_clock::time_point received = std::chrono::steady_clock::now();
+
+  // The first value of a query parameter (API.md §1.1: first value wins).
+  std::optional<std::string> query(std::string_view name) const {
+    for (const auto& [k, v] : queryParams) {
+      if (k == name) return v;
+    }
+    return std::nullopt;
+  }
+
+  // The first header of that name, compared case-insensitively.
+  std::optional<std::string> header(std::string_view name) const;
+
+  // A path parameter; empty when the template has no such name.
+  const std::string& param(const std::string& name) const {
+    static const std::string kEmpty;
+    auto it = params.find(name);
+    return it == params.end() ? kEmpty : it->second;
+  }
+};
+
+struct ApiResponse {
+  enum class BodyKind { None, Json, Raw };
+
+  int status = 200;
+  BodyKind kind = BodyKind::None;
+  Json json;                // when kind == Json
+  std::string raw;          // when kind == Raw
+  std::string contentType;  // when kind == Raw
+  // Extra headers (ETag, Retry-After, Allow, WWW-Authenticate, ...). CORS and
+  // Content-Type are added by the pipeline.
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  // A JSON body with Content-Type application/json; charset=utf-8.
+  static ApiResponse jsonBody(int status, Json body) {
+    ApiResponse r;
+    r.status = status;
+    r.kind = BodyKind::Json;
+    r.json = std::move(body);
+    return r;
+  }
+  // Any other body, e.g. Prometheus text or the docs HTML.
+  static ApiResponse rawBody(int status, std::string body, std::string contentType) {
+    ApiResponse r;
+    r.status = status;
+    r.kind = BodyKind::Raw;
+    r.raw = std::move(body);
+    r.contentType = std::move(contentType);
+    return r;
+  }
+  // 204 without a body.
+  static ApiResponse noContent() {
+    ApiResponse r;
+    r.status = 204;
+    return r;
+  }
+  // The error envelope of API.md §1.4; details only when given.
+  static ApiResponse error(int status, std::string kind, std::string message,
+                           std::optional<Json> details = std::nullopt) {
+    Json body = Json::object();
+    body.set("error", Json(std::move(kind)));
+    body.set("message", Json(std::move(message)));
+    if (details) body.set("details", std::move(*details));
+    return jsonBody(status, std::move(body));
+  }
+
+  ApiResponse& withHeader(std::string name, std::string value) & {
+    headers.emplace_back(std::move(name), std::move(value));
+    return *this;
+  }
+  ApiResponse&& withHeader(std::string name, std::string value) && {
+    headers.emplace_back(std::move(name), std::move(value));
+    return std::move(*this);
+  }
+  // The first extra header of that name (case-insensitive), if any.
+  std::optional<std::string> header(std::string_view name) const;
+};
+
+// ASCII case-insensitive equality, for header names and auth schemes.
+bool equalsIgnoreCase(std::string_view a, std::string_view b);
+
+}  // namespace weft::http

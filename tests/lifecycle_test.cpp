@@ -1,0 +1,476 @@
+// Unit tests of the work lifecycle (API.md §2.4, §2.5, §4.1, §4.3) on the
+// in-memory backend with injected time: claims and fencing, leases and the
+// sweeper, retries and the dead-letter queue, batch cancel, and injected
+// backend faults.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "service_fixture.h"
+#include "support/faulty_kv.h"
+#include "weft/ids.h"
+
+using namespace weft;
+using namespace weft::test;
+
+namespace {
+
+std::string submit(Services& s, const std::string& extra = "") {
+  std::string text = R"({"boundary":"b","capability":"cpp","description":"d")" +
+                     (extra.empty() ? "" : "," + extra) + "}";
+  auto r = s.work->submit(Json::parse(text).value());
+  REQUIRE(r.isOk());
+  return r->getString("id");
+}
+
+void registerAgent(Services& s, const std::string& guid, const std::string& extra = "") {
+  std::string text = R"({"guid":")" + guid + R"(","handle":")" + guid +
+                     R"(","capabilities":["cpp"])" + (extra.empty() ? "" : "," + extra) + "}";
+  REQUIRE(s.agents->registerAgent(Json::parse(text).value()).isOk());
+}
+
+Json claimBody(const std::string& guid, const std::string& extra = "") {
+  return Json::parse(R"({"agentGuid":")" + guid + "\"" + (extra.empty() ? "" : "," + extra) + "}")
+      .value();
+}
+
+// Claims and returns {id, token}.
+std::pair<std::string, std::string> claim(Services& s, const std::string& guid) {
+  auto r = s.work->claim(claimBody(guid));
+  REQUIRE(r.isOk());
+  REQUIRE(r->has_value());
+  return {(*r)->getString("id"), (*r)->getString("claimToken")};
+}
+
+Json fenceBody(const std::string& guid, const std::string& token, const std::string& extra = "") {
+  return Json::parse(R"({"agentGuid":")" + guid + R"(","claimToken":")" + token + "\"" +
+                     (extra.empty() ? "" : "," + extra) + "}")
+      .value();
+}
+
+Json failBody(const std::string& guid, const std::string& token, bool recoverable = true) {
+  return fenceBody(guid, token,
+                   std::string(R"("error":{"message":"boom","code":"E1","recoverable":)") +
+                       (recoverable ? "true" : "false") + "}");
+}
+
+std::string statusOf(Services& s, const std::string& id) {
+  auto item = s.work->get(id);
+  REQUIRE(item.isOk());
+  return item->getString("status");
+}
+
+}  // namespace
+
+TEST_CASE("claim assigns the highest-priority oldest item with a fresh token") {
+  ManualClock clock;
+  Services s(createMemoryStore(), clock);
+  registerAgent(s, "a1");
+  std::string low = submit(s, R"("priority":2)");
+  clock.advance(5);
+  std::string high1 = submit(s, R"("priority":8)");
+  clock.advance(5);
+  std::string high2 = submit(s, R"("priority":8)");
+
+  auto r = s.work->claim(claimBody("a1"));
+  REQUIRE(r.isOk());
+  REQUIRE(r->has_value());
+  const Json& item = **r;
+  CHECK(item.getString("id") == high1);
+  CHECK(item.getString("status") == "assigned");
+  CHECK(item.getInt("attempts") == 1);
+  CHECK(item.getString("assignedTo") == "a1");
+  CHECK(item.getInt("leaseDurationMs") == 300000);
+  CHECK(item.getString("leaseExpiresAt") == formatIso(clock.nowMs() + 300000));
+  CHECK(item.getString("claimToken").size() >= 32);
+  CHECK(item.get("assignedToAgent").getString("guid") == "a1");
+
+  // The token is never shown again.
+  CHECK_FALSE(s.work->get(high1)->contains("claimToken"));
+  CHECK(claim(s, "a1").first == high2);
+  CHECK(claim(s, "a1").first == low);
+  auto none = s.work->claim(claimBody("a1"));
+  REQUIRE(none.isOk());
+  CHECK_FALSE(none->has_value());
+}
+
+TEST_CASE("claim validation, unknown and offline agents") {
+  ManualClock clock;
+  Services s(createMemoryStore(), clock);
+  CHECK(s.work->claim(Json::object()).status().message() == "agentGuid is required");
+  CHECK(s.work->claim(claimBody("x", R"("capabilities":"cpp")")).status().message() ==
+        "capabilities must be an array of strings");
+  CHECK(s.work->claim(claimBody("x", R"("boundaries":[1])")).status().message() ==
+        "boundaries must be an array of strings");
+  CHECK(s.work->claim(claimBody("x", R"("leaseMs":5)")).status().message() ==
+        "leaseMs must be an integer between 1000 and 86400000");
+  auto unknown = s.work->claim(claimBody("ghost"));
+  CHECK(unknown.code() == Code::NotFound);
+  CHECK(unknown.status().message() == "Agent with GUID ghost not found");
+  registerAgent(s, "a1");
+  REQUIRE(s.agents->deregister("a1"));
+  auto offline = s.work->claim(claimBody("a1"));
+  CHECK(offline.code() == Code::Conflict);
+  CHECK(offline.status().message() == "Agent with GUID a1 is offline");
+}
+
+TEST_CASE("claim honours capability, boundary, project and required agent type") {
+  ManualClock clock;
+  Services s(createMemoryStore(), clock);
+  registerAgent(s, "bounded", R"("metadata":{"boundaries":["east"]})");
+  registerAgent(s, "copilot", R"("metadata":{"agentType":"copilot-cli"})");
+  std::string west = submit(s, R"("boundary":"west")");
+  auto none = s.work->claim(claimBody("bounded"));
+  REQUIRE(none.isOk());
+  CHECK_FALSE(none->has_value());  // declared boundaries exclude "west"
+  std::string forClaude = submit(s, R"("boundary":"east","requiredAgentType":"claude-code")");
+  auto notCopilot = s.work->claim(claimBody("copilot", R"("boundaries":["east"])"));
+  CHECK_FALSE(notCopilot->has_value());
+  CHECK(claim(s, "bounded").first == forClaude);
+  CHECK(claim(s, "copilot").first == west);  // no declared boundaries: any boundary
+  submit(s, R"("projectId":"other")");
+  CHECK_FALSE(s.work->claim(claimBody("copilot"))->has_value());
+  CHECK(s.work->claim(claimBody("copilot", R"("projectId":"other")"))->has_value());
+  submit(s, R"("capability":"rust")");
+  CHECK_FALSE(s.work->claim(claimBody("copilot"))->has_value());
+  CHECK(s.work->claim(claimBody("copilot", R"("capabilities":["rust"])"))->has_value());
+}
+
+TEST_CASE("start, progress and complete are fenced by the claim token") {
+  ManualClock clock;
+  Services s(createMemoryStore(), clock);
+  registerAgent(s, "a1");
+  registerAgent(s, "a2");
+  std::string id = submit(s);
+  auto [claimed, token] = claim(s, "a1");
+  REQUIRE(claimed == id);
+
+  CHECK(s.work->start(id, Json::parse(R"({"agentGuid":"a1"})").value()).status().message() ==
+        "claimToken is required");
+  auto wrongToken = s.work->start(id, fenceBody("a1", "nope"));
+  CHECK(wrongToken.code() == Code::Conflict);
+  CHECK(wrongToken.status().message() == "Claim token does not match current assignment");
+  CHECK(s.work->start(id, fenceBody("a2", token)).status().message() ==
+        "Claim token does not match current assignment");
+
+  clock.advance(1000);
+  auto started = s.work->start(id, fenceBody("a1", token));
+  REQUIRE(started.isOk());
+  CHECK(started->getString("status") == "in-progress");
+  CHECK(started->getString("startedAt") == formatIso(clock.nowMs()));
+  CHECK(started->getString("leaseExpiresAt") == formatIso(clock.nowMs() + 300000));
+  clock.advance(1000);
+  REQUIRE(s.work->start(id, fenceBody("a1", token)).isOk());  // idempotent
+
+  CHECK(s.work->progress(id, fenceBody("a1", token, R"("progress":101)")).status().message() ==
+        "progress must be an integer between 0 and 100");
+  auto progressed = s.work->progress(id, fenceBody("a1", token, R"("progress":40)"));
+  REQUIRE(progressed.isOk());
+  CHECK(progressed->getInt("progress") == 40);
+
+  CHECK(s.work->complete(id, fenceBody("a1", token, R"("result":[])")).status().message() ==
+        "result must be an object");
+  auto done = s.work->complete(
+      id, fenceBody("a1", token, R"("result":{"summary":"ok","output":{"n":1},"artifacts":[]})"));
+  REQUIRE(done.isOk());
+  CHECK(done->getString("status") == "completed");
+  CHECK(done->getInt("progress") == 100);
+  CHECK(done->get("result").getString("summary") == "ok");
+  CHECK(done->get("result").contains("completedAt"));
+  CHECK_FALSE(done->contains("leaseExpiresAt"));
+
+  // The holder gets the state error, anyone else the token error.
+  CHECK(s.work->complete(id, fenceBody("a1", token)).status().message() ==
+        "Cannot complete work in completed state");
+  CHECK(s.work->fail(id, failBody("a1", token)).status().message() ==
+        "Cannot fail work in completed state");
+  CHECK(s.work->progress(id, fenceBody("a2", token, R"("progress":1)")).status().message() ==
+        "Claim token does not match current assignment");
+}
+
+TEST_CASE("recoverable failures retry until maxAttempts, then the DLQ; retry from the DLQ") {
+  ManualClock clock;
+  Services s(createMemoryStore(), clock);
+  registerAgent(s, "a1");
+  std::string id = submit(s, R"("maxAttempts":2)");
+
+  auto first = claim(s, "a1");
+  auto retried = s.work->fail(id, failBody("a1", first.second));
+  REQUIRE(retried.isOk());
+  CHECK(retried->getString("status") == "pending");
+  CHECK(retried->getInt("attempts") == 1);
+  CHECK_FALSE(retried->contains("assignedTo"));
+  CHECK(retried->get("errors").size() == 1);
+  CHECK(retried->get("error").getString("message") == "boom");
+  CHECK(retried->get("error").getInt("attempt") == 1);
+  // The old token is now stale.
+  CHECK(s.work->complete(id, fenceBody("a1", first.second)).status().message() ==
+        "Claim token does not match current assignment");
+
+  auto second = claim(s, "a1");
+  CHECK(second.second != first.second);
+  auto failed = s.work->fail(id, failBody("a1", second.second));
+  REQUIRE(failed.isOk());
+  CHECK(failed->getString("status") == "failed");
+  CHECK(failed->contains("failedAt"));
+
+  auto entry = s.dlq->get(id);
+  REQUIRE(entry.isOk());
+  CHECK(entry->getString("reason") == "max attempts exceeded");
+  CHECK(entry->getInt("attempts") == 2);
+  CHECK(entry->get("errors").size() == 2);
+  CHECK(entry->get("workItem").getString("status") == "failed");
+  CHECK_FALSE(entry->get("workItem").contains("claimToken"));
+  CHECK(s.dlq->list({}, {})->getInt("total") == 1);
+  CHECK(s.stats->overview()->get("totals").getInt("deadLettered") == 1);
+
+  CHECK(s.work->retryDeadLetter(id, Json::parse(R"({"resetAttempts":"yes"})").value())
+            .status()
+            .message() == "resetAttempts must be a boolean");
+  auto requeued = s.work->retryDeadLetter(id, Json::object());
+  REQUIRE(requeued.isOk());
+  CHECK(requeued->getString("status") == "pending");
+  CHECK(requeued->getInt("attempts") == 0);
+  CHECK(requeued->get("errors").size() == 2);  // history kept
+  CHECK(s.dlq->get(id).code() == Code::NotFound);
+  CHECK(s.work->retryDeadLetter(id, Json::object()).code() == Code::NotFound);
+}
+
+TEST_CASE("a non-recoverable failure dead-letters at once; DLQ retry of a live item is 409") {
+  ManualClock clock;
+  Services s(createMemoryStore(), clock);
+  registerAgent(s, "a1");
+  std::string id = submit(s);
+  auto c = claim(s, "a1");
+  REQUIRE(s.work->fail(id, failBody("a1", c.second, false)).isOk());
+  CHECK(s.dlq->get(id)->getString("reason") == "non-recoverable error");
+  REQUIRE(s.work->retryDeadLetter(id, Json::parse(R"({"resetAttempts":false})").value()));
+  CHECK(s.work->get(id)->getInt("attempts") == 1);
+  // A leftover entry for a pending item cannot be retried.
+  REQUIRE(s.dlq->write(id, Json::parse(R"({"id":")" + id + R"(","workItem":{}})").value()));
+  CHECK(s.work->retryDeadLetter(id, Json::object()).status().message() ==
+        "Cannot retry work in pending state");
+  REQUIRE(s.dlq->discard(id).isOk());
+  CHECK(s.dlq->discard(id).code() == Code::NotFound);
+}
+
+TEST_CASE("expired leases are re-queued by the sweeper, then dead-lettered") {
+  ManualClock clock;
+  Services s(createMemoryStore(), clock);
+  registerAgent(s, "a1");
+  std::string id = submit(s, R"("maxAttempts":2,"leaseMs":1000)");
+  auto c = claim(s, "a1");
+  CHECK(s.work->sweepOnce().leasesExpired == 0);
+  clock.advance(999);
+  CHECK(s.work->sweepOnce().leasesExpired == 0);
+  clock.advance(1);
+  auto report = s.work->sweepOnce();
+  CHECK(report.leasesExpired == 1);
+  CHECK(report.retried == 1);
+  auto item = s.work->get(id);
+  CHECK(item->getString("status") == "pending");
+  CHECK(item->get("error").getString("code") == "LEASE_EXPIRED");
+  CHECK(item->get("error").getString("message") == "lease expired");
+  CHECK(s.work->start(id, fenceBody("a1", c.second)).status().message() ==
+        "Claim token does not match current assignment");
+
+  // progress extends the lease
+  auto c2 = claim(s, "a1");
+  clock.advance(800);
+  REQUIRE(s.work->progress(id, fenceBody("a1", c2.second, R"("progress":5)")));
+  clock.advance(800);
+  CHECK(s.work->sweepOnce().leasesExpired == 0);
+  clock.advance(300);
+  auto final = s.work->sweepOnce();
+  CHECK(final.deadLettered == 1);
+  CHECK(statusOf(s, id) == "failed");
+  CHECK(s.dlq->get(id)->getString("reason") == "max attempts exceeded");
+}
+
+TEST_CASE("two instances sweeping one backend count each expiry once") {
+  ManualClock clock;
+  auto store = createMemoryStore();
+  Services a(store, clock);
+  Services b(store, clock);
+  registerAgent(a, "agent");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back(submit(a, R"("leaseMs":1000,"maxAttempts":5)"));
+  for (int i = 0; i < 20; ++i) claim(a, "agent");
+  REQUIRE(eventually([&] {
+    int active = 0;
+    b.work->view().forEach([&](const std::string&, const auto& r) { active += r->isActive(); });
+    return active == 20;
+  }));
+  clock.advance(1000);
+  WorkQueue::SweepReport ra, rb;
+  std::thread ta([&] { ra = a.work->sweepOnce(); });
+  std::thread tb([&] { rb = b.work->sweepOnce(); });
+  ta.join();
+  tb.join();
+  CHECK(ra.leasesExpired + rb.leasesExpired == 20);
+  for (const auto& id : ids) {
+    auto item = a.work->get(id);
+    CHECK(item->getString("status") == "pending");
+    CHECK(item->getInt("attempts") == 1);
+    CHECK(item->get("errors").size() == 1);
+  }
+}
+
+TEST_CASE("concurrent claimers never get the same item") {
+  ManualClock clock;
+  Services s(createMemoryStore(), clock);
+  constexpr int kItems = 300, kThreads = 6;
+  for (int t = 0; t < kThreads; ++t) registerAgent(s, "w" + std::to_string(t));
+  for (int i = 0; i < kItems; ++i) submit(s);
+  std::mutex mutex;
+  std::multiset<std::string> claimed;
+  std::atomic<int> completedWithStale{0};
+  std::atomic<int> completeFailures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::string guid = "w" + std::to_string(t);
+      for (;;) {
+        auto r = s.work->claim(claimBody(guid));
+        if (!r.isOk()) continue;
+        if (!r->has_value()) break;
+        std::string id = (*r)->getString("id");
+        {
+          std::lock_guard<std::mutex> lock(mutex);
+          claimed.insert(id);
+        }
+        // Catch2 assertions are not thread-safe: count here, check after join.
+        if (s.work->complete(id, fenceBody(guid, "stale-token")).isOk()) ++completedWithStale;
+        if (!s.work->complete(id, fenceBody(guid, (*r)->getString("claimToken"))).isOk()) {
+          ++completeFailures;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(claimed.size() == kItems);
+  std::set<std::string> unique(claimed.begin(), claimed.end());
+  CHECK(unique.size() == kItems);
+  CHECK(completedWithStale == 0);
+  CHECK(completeFailures == 0);
+  CHECK(s.stats->overview()->get("totals").getInt("completedWork") == kItems);
+}
+
+TEST_CASE("cancel-batch by ids and by filter, with reassign") {
+  ManualClock clock;
+  Services s(createMemoryStore(), clock);
+  registerAgent(s, "a1");
+  std::string p = submit(s, R"("priority":9)");
+  std::string q = submit(s, R"("priority":1)");
+  std::string r = submit(s, R"("priority":1)");
+  auto c = claim(s, "a1");
+  REQUIRE(c.first == p);
+  REQUIRE(s.work->cancel(r));
+
+  CHECK(s.work->cancelBatch(Json::object()).status().message() ==
+        "Either filter or workItemIds must be provided");
+  CHECK(s.work->cancelBatch(body(R"({"workItemIds":"x"})")).status().message() ==
+        "workItemIds must be an array");
+  CHECK(s.work->cancelBatch(body(R"({"filter":{"status":1}})")).status().message() ==
+        "filter.status must be a string");
+  CHECK(s.work->cancelBatch(body(R"({"filter":{"minPriority":"1"}})")).status().message() ==
+        "filter.minPriority must be a number");
+  CHECK(s.work->cancelBatch(body(R"({"filter":{},"reason":"bored"})")).status().message() ==
+        "Invalid reason. Must be one of: user-requested, deadline-passed, resource-constraint, "
+        "system-shutdown");
+
+  std::string ghost = newUuid();
+  auto result = s.work->cancelBatch(
+      Json::parse(R"({"workItemIds":[")" + p + R"(",")" + r + R"(",")" + ghost +
+                  R"("],"reassign":true,"reason":"user-requested"})")
+          .value());
+  REQUIRE(result.isOk());
+  CHECK(result->get("success").dump() == "[\"" + p + "\"]");
+  CHECK(result->get("reassignedItems").dump() == "[\"" + p + "\"]");
+  CHECK(result->get("notCancellable").dump() == "[\"" + r + "\"]");
+  CHECK(result->get("errors").getString(ghost) == "Work item not found");
+  CHECK(result->get("errors").getString(r) == "Cannot cancel work in cancelled state");
+  CHECK(result->getInt("totalProcessed") == 3);
+  auto reassigned = s.work->get(p);
+  CHECK(reassigned->getString("status") == "pending");
+  CHECK(reassigned->getInt("attempts") == 1);
+  CHECK(s.work->complete(p, fenceBody("a1", c.second)).status().message() ==
+        "Claim token does not match current assignment");
+
+  auto byFilter = s.work->cancelBatch(body(R"({"filter":{"minPriority":5},"reason":"deadline-passed"})"));
+  REQUIRE(byFilter.isOk());
+  CHECK(byFilter->get("cancelledItems").dump() == "[\"" + p + "\"]");
+  CHECK(s.work->get(p)->getString("cancelReason") == "deadline-passed");
+  CHECK(statusOf(s, q) == "pending");
+}
+
+TEST_CASE("a failed DLQ write leaves the item where it was") {
+  ManualClock clock;
+  auto faulty = std::make_shared<FaultyStore>(createMemoryStore());
+  Services s(faulty, clock);
+  registerAgent(s, "a1");
+  std::string id = submit(s, R"("maxAttempts":1)");
+  auto c = claim(s, "a1");
+  faulty->inject({KvOp::Put, kDlqBucket, 1, Code::Unavailable, false});
+  auto r = s.work->fail(id, failBody("a1", c.second));
+  CHECK(r.code() == Code::Unavailable);
+  CHECK(statusOf(s, id) == "assigned");
+  CHECK(s.dlq->get(id).code() == Code::NotFound);
+  // The agent can simply report again.
+  REQUIRE(s.work->fail(id, failBody("a1", c.second)).isOk());
+  CHECK(statusOf(s, id) == "failed");
+  CHECK(s.dlq->get(id).isOk());
+}
+
+TEST_CASE("a failed item update after the DLQ write is repaired, never half-moved") {
+  ManualClock clock;
+  auto faulty = std::make_shared<FaultyStore>(createMemoryStore());
+  Services s(faulty, clock);
+  registerAgent(s, "a1");
+
+  SECTION("update refused: the entry is an orphan until the sweeper removes it") {
+    std::string id = submit(s, R"("maxAttempts":1)");
+    auto c = claim(s, "a1");
+    faulty->inject({KvOp::Update, kWorkBucket, 1, Code::Unavailable, false});
+    CHECK(s.work->fail(id, failBody("a1", c.second)).code() == Code::Unavailable);
+    CHECK(statusOf(s, id) == "assigned");
+    clock.advance(30000);
+    CHECK(s.work->sweepOnce().orphansRemoved == 0);  // too young: an update may be in flight
+    clock.advance(30000);
+    CHECK(s.work->sweepOnce().orphansRemoved == 1);
+    CHECK(s.dlq->get(id).code() == Code::NotFound);
+    CHECK(statusOf(s, id) == "assigned");
+  }
+  SECTION("update applied but acknowledgement lost: failed and in the DLQ") {
+    std::string id = submit(s, R"("maxAttempts":1)");
+    auto c = claim(s, "a1");
+    faulty->inject({KvOp::Update, kWorkBucket, 1, Code::Timeout, true});
+    CHECK(s.work->fail(id, failBody("a1", c.second)).code() == Code::Timeout);
+    REQUIRE(eventually([&] { return s.work->view().find(id)->status == "failed"; }));
+    CHECK(statusOf(s, id) == "failed");
+    CHECK(s.dlq->get(id).isOk());
+    clock.advance(120000);
+    CHECK(s.work->sweepOnce().orphansRemoved == 0);
+    CHECK(s.dlq->get(id).isOk());
+    // A retried fail now answers the state error.
+    CHECK(s.work->fail(id, failBody("a1", c.second)).status().message() ==
+          "Cannot fail work in failed state");
+  }
+}
+
+TEST_CASE("retention removes old terminal items and dead-letter entries") {
+  ManualClock clock;
+  Services s(createMemoryStore(), clock);
+  registerAgent(s, "a1");
+  std::string done = submit(s);
+  auto c = claim(s, "a1");
+  REQUIRE(s.work->complete(done, fenceBody("a1", c.second)));
+  std::string pending = submit(s);
+  clock.advance(86400000);
+  auto report = s.work->sweepOnce();
+  CHECK(report.itemsPurged == 1);
+  CHECK(s.work->get(done).code() == Code::NotFound);
+  CHECK(statusOf(s, pending) == "pending");
+}

@@ -1,0 +1,70 @@
+// A set of core services on one store with an injected clock, for the unit
+// tests of the services and the work lifecycle.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "weft/agent_registry.h"
+#include "weft/dead_letters.h"
+#include "weft/memory_kv.h"
+#include "weft/stats.h"
+#include "weft/work_queue.h"
+
+namespace weft::test {
+
+template <typename F>
+bool eventually(F&& predicate, int timeoutMs = 2000) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (predicate()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return predicate();
+}
+
+inline Json body(const char* text) { return Json::parse(text).value(); }
+
+struct Services {
+  explicit Services(std::shared_ptr<KvStore> s, ManualClock& clock) : store(std::move(s)) {
+    ctx.store = store;
+    ctx.clock = &clock;
+    agents = std::make_unique<AgentRegistry>(ctx);
+    dlq = std::make_unique<DeadLetters>(ctx);
+    work = std::make_unique<WorkQueue>(ctx, *agents, *dlq);
+    stats = std::make_unique<Stats>(ctx);
+    stats->addContributor(Stats::agentContributor(*agents));
+    stats->addContributor(Stats::workContributor(*work));
+    stats->addContributor(Stats::deadLetterContributor(*dlq));
+    agents->start();
+    dlq->start();
+    work->start();
+    REQUIRE(eventually([&] {
+      return agents->view().ready() && work->view().ready() && dlq->view().ready();
+    }));
+  }
+  ~Services() {
+    work->stop();
+    dlq->stop();
+    agents->stop();
+  }
+
+  // Writes a registry entry as an agent would, straight into the bucket.
+  void putDirect(const std::string& key, const std::string& value) {
+    auto bucket = store->openBucket(kAgentBucket, BucketOptions{});
+    REQUIRE(bucket.isOk());
+    REQUIRE((*bucket)->put(key, value).isOk());
+  }
+
+  std::shared_ptr<KvStore> store;
+  ServiceContext ctx;
+  std::unique_ptr<AgentRegistry> agents;
+  std::unique_ptr<DeadLetters> dlq;
+  std::unique_ptr<WorkQueue> work;
+  std::unique_ptr<Stats> stats;
+};
+
+}  // namespace weft::test

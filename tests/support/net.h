@@ -1,0 +1,25 @@
+// Loopback networking helpers for tests that start servers.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+namespace weft::testing {
+
+// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picked it for
+// a bind to port 0). Another process may take it before the caller binds, so
+// callers that start a server should check that the server really came up.
+// Throws std::runtime_error when no socket can be bound.
+int findFreePort();
+
+// Polls until a TCP connect to 127.0.0.1:port succeeds, or the deadline
+// passes. Returns whether it connected.
+bool waitForPort(int port, std::chrono::milliseconds timeout);
+
+// Connects to 127.0.0.1:port, sends request, and reads until the reply
+// contains expect or timeout passes. For readiness probes of text protocols
+// (e.g. Redis "PING\r\n" -> "+PONG"). Returns whether expect was seen.
+bool probeTcp(int port, const std::string& request, const std::string& expect,
+              std::chrono::milliseconds timeout);
+
+}  // namespace weft::testing
