@@ -11,9 +11,10 @@ WEFT_STARTED_PIDS=()
 log() { printf '[weft] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# The Debian packages needed to build, test and benchmark Weft.
+# The Debian packages needed to build, test and benchmark Weft. chromium:
+# the docs page's browser test (headless; it fails without it).
 WEFT_PACKAGES=(build-essential cmake pkg-config libpoco-dev libnats-dev libhiredis-dev
-  libsqlite3-dev catch2 nats-server redis-server curl ca-certificates python3 wrk)
+  libsqlite3-dev catch2 nats-server redis-server curl ca-certificates python3 wrk chromium)
 
 # Installs the packages that are missing; installs nothing (and touches no
 # network) when all are present.
@@ -104,13 +105,17 @@ start_nats() {
 }
 
 # start_redis PORT DIR: redis-server on 127.0.0.1:PORT with the append-only
-# file on (Debian's default config would lose writes on a crash), its data in
-# DIR/redis and its log in DIR/redis-server.log.
+# file on and fsynced before every reply (Debian's default, appendonly no,
+# loses every write since the last snapshot on a crash; and with appendfsync
+# everysec Redis 7.0 may acknowledge writes it has not yet written when an
+# fsync is slow, which a kill -9 then loses), its data in DIR/redis and its log
+# in DIR/redis-server.log.
 start_redis() {
   local port=$1 dir=$2
   mkdir -p "$dir/redis"
   _start_server redis-server "$port" "$dir/redis-server.log" \
-    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/redis" --appendonly yes
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/redis" --appendonly yes \
+    --appendfsync always
 }
 
 # True while PID runs (a zombie, exited but not yet reaped, does not count).
@@ -140,3 +145,80 @@ stop_started() {
   done
   WEFT_STARTED_PIDS=()
 }
+
+# --- benchmark helpers (scripts/bench) ----------------------------------------
+# Additive: the functions above are unchanged.
+
+# Debian packages only the benchmark needs (charts).
+WEFT_BENCH_PACKAGES=(python3-matplotlib)
+
+# Installs the missing benchmark packages (same rules as ensure_packages).
+ensure_bench_packages() {
+  # ensure_packages reads WEFT_PACKAGES; bash's dynamic scoping lets a local
+  # copy stand in for it during this call.
+  local WEFT_PACKAGES=("${WEFT_BENCH_PACKAGES[@]}")
+  ensure_packages
+}
+
+# build_targets TARGET...: configures the build directory (./build, or
+# $WEFT_BUILD_DIR) when needed and builds only the named targets (the
+# benchmark needs weftd, the plugins and weft-bench, not the test suite).
+build_targets() {
+  local dir=${WEFT_BUILD_DIR:-build}
+  if [[ ! -f $dir/CMakeCache.txt ]]; then
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  fi
+  cmake --build "$dir" -j"$(nproc)" --target "$@"
+}
+
+# start_server_at NAME PORT LOG COMMAND...: starts any server like
+# start_nats/start_redis do (PID recorded, port awaited). Its PID is then
+# ${WEFT_STARTED_PIDS[-1]}.
+start_server_at() {
+  _start_server "$@"
+}
+
+# spawn_started LOG COMMAND...: starts COMMAND in the background, output
+# appended to LOG, and records its PID without waiting for any port (for
+# timing a start-up from its first instant). Sets WEFT_SPAWNED_PID.
+spawn_started() {
+  local logfile=$1
+  shift
+  "$@" </dev/null >>"$logfile" 2>&1 &
+  WEFT_SPAWNED_PID=$!
+  WEFT_STARTED_PIDS+=("$WEFT_SPAWNED_PID")
+}
+
+# Removes PID from WEFT_STARTED_PIDS (after it was reaped), so stop_started
+# never signals a PID that the kernel may have handed to another process.
+_forget_started() {
+  local pid=$1 kept=() p
+  for p in "${WEFT_STARTED_PIDS[@]}"; do
+    [[ $p == "$pid" ]] || kept+=("$p")
+  done
+  WEFT_STARTED_PIDS=("${kept[@]}")
+}
+
+# kill9_started PID: SIGKILL one server this shell started (a crash, no
+# shutdown work), reap it and forget it.
+kill9_started() {
+  local pid=$1
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  _forget_started "$pid"
+}
+
+# stop_started_pid PID: SIGTERM one server this shell started, SIGKILL after
+# 10 s, reap it and forget it.
+stop_started_pid() {
+  local pid=$1 deadline=$((SECONDS + 10))
+  kill -TERM "$pid" 2>/dev/null || true
+  while _running "$pid" && ((SECONDS < deadline)); do sleep 0.05; done
+  if _running "$pid"; then
+    log "pid $pid ignored SIGTERM for 10 s; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+  _forget_started "$pid"
+}
+# --- end benchmark helpers -----------------------------------------------------

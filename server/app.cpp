@@ -135,7 +135,6 @@ int serve(const Config& config, ShutdownLatch& latch) {
   // handlers hold references to the store.
   auto routerOwner = std::make_unique<http::Router>();
   http::Router& router = *routerOwner;
-  http::addHealthRoutes(router, {store, &websocketConnections, retryAfter});
 
   // Bind before the domain starts its background work, so a port in use
   // fails start-up at once; connections wait in the backlog until start().
@@ -170,6 +169,9 @@ int serve(const Config& config, ShutdownLatch& latch) {
     return 2;
   }
   if (!domain) throw std::logic_error("installDomain returned no domain");
+  // After installDomain: it may have wrapped the store (metrics), and /ready's
+  // ping should go through that wrapper like every other backend call.
+  http::addHealthRoutes(router, {context.store, &websocketConnections, retryAfter});
   server.setRequestObserver(context.onRequest);
   server.start();
 

@@ -4,21 +4,41 @@
 
 #include "api/routes.h"
 #include "api/services.h"
+#include "docs/docs_routes.h"
+#include "metrics/weft_metrics.h"
 #include "weft/config.h"
 #include "weft/ids.h"
 #include "weft/log.h"
+#include "ws/ws_module.h"
 
 namespace weft {
 namespace {
 
 class WeftDomain : public Domain {
  public:
-  explicit WeftDomain(AppContext& ctx) : errors_(ctx.errors), services_(makeContext(ctx)) {
+  // metrics_ is built first: it replaces ctx.store with the measuring
+  // decorator that the services (and /ready) then use, and adds /metrics.
+  explicit WeftDomain(AppContext& ctx)
+      : errors_(ctx.errors),
+        metrics_(installMetrics(ctx)),
+        services_(makeContext(ctx), spinUpSetupFrom(ctx.config)) {
     registerApiRoutes(ctx.router, services_, errors_);
+    metrics_->attachServices(&services_);  // gauges read the services' views
+    docs::addDocsRoutes(ctx.router);
+    // Live events + GET /api/ws (issue 7): adds view listeners, so before start().
+    ws_ = std::make_unique<ws::WebSocketModule>(ctx, services_);
+    // Spin-up (issue 6): target:* and spin-up:* events into the hub.
+    services_.targets.setEventSink([this](Event e) { ws_->events().emit(std::move(e)); });
     services_.start();
   }
 
-  void stop() override { services_.stop(); }
+  void beginShutdown() override { ws_->beginShutdown(); }  // WebSockets: close 1001
+
+  void stop() override {
+    ws_->stop();  // waits up to 5 s after beginShutdown() for the closes
+    metrics_->stop();  // detaches the services before they go away
+    services_.stop();
+  }
 
  private:
   static ServiceContext makeContext(const AppContext& ctx) {
@@ -32,6 +52,9 @@ class WeftDomain : public Domain {
   }
 
   http::ErrorMapping errors_;
+  std::unique_ptr<WeftMetrics> metrics_;  // declared before services_ (see above)
+  // Before services_, so it outlives the views whose listeners call into it.
+  std::unique_ptr<ws::WebSocketModule> ws_;
   Services services_;
 };
 

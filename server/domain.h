@@ -23,6 +23,8 @@ struct AppContext {
   // The validated configuration; lives until the process exits.
   const Config& config;
   // The loaded backend; never null. Released after Domain::stop().
+  // installDomain may replace it with a decorator of the same backend (the
+  // metrics wrapper); /health and /ready are registered on the final value.
   std::shared_ptr<KvStore> store;
   // Register routes here (only during installDomain).
   http::Router& router;

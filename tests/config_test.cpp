@@ -85,7 +85,9 @@ TEST_CASE("defaults apply when no source sets a key", "[config]") {
   CHECK_FALSE(c.getBool("spinup.allowLocal"));
   CHECK(c.getList("http.tokens").empty());
   CHECK(c.getList("spinup.githubTokenEnvVars") == std::vector<std::string>{"GITHUB_TOKEN"});
-  CHECK(c.all().size() == 47);  // the 45 keys of §7.2 plus log.format and http.drainMs
+  // The 45 keys of §7.2 plus log.format, http.drainMs, spinup.sshPath and the
+  // three sqlite change-log tuning keys.
+  CHECK(c.all().size() == 51);
 }
 
 TEST_CASE("precedence: default < file < environment < command line", "[config]") {

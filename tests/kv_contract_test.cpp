@@ -6,9 +6,13 @@
 //   sqlite  the weft-kv-sqlite.so plugin on a fresh temp file per case
 // Plugins are loaded through the production loader (loadKvStore) from the
 // build's plugin folder. A missing variable or server fails the run; nothing
-// here skips. The reconnect case starts its own server (tests/support).
+// here skips. The reconnect and stall cases start their own server
+// (tests/support), so they can kill or SIGSTOP it.
 //
 // WEFT_TEST_SEED fixes the seed of the randomized case (it is printed).
+// The test links libsqlite3 itself only to hold a competing write lock in the
+// sqlite stall case.
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -553,7 +557,10 @@ TEST_CASE("keys and scan filter by prefix and terminate after deletes", "[list]"
 }
 
 TEST_CASE("keys and scan list 10,000 keys exactly", "[list][slow]") {
-  auto t = makeStore();
+  // This case is about enumeration, not durability: with the default
+  // sqlite.synchronous=FULL its 10,000 fsyncs took up to a minute on a busy
+  // shared disk.
+  auto t = makeStore({{"sqlite.synchronous", "NORMAL"}});
   auto bucket = openBucket(t, "scan10k");
   constexpr int kCount = 10000;
   auto keyOf = [](int i) {
@@ -763,7 +770,9 @@ TEST_CASE("concurrent CAS on one key: exactly one winner per revision", "[cas][c
       }
     }
   };
+  std::atomic<bool> go{false};  // start together, so the threads really race
   auto worker = [&] {
+    while (!go.load()) std::this_thread::yield();
     try {
       increment();
     } catch (const std::exception& e) {  // e.g. a corrupted counter value
@@ -774,6 +783,7 @@ TEST_CASE("concurrent CAS on one key: exactly one winner per revision", "[cas][c
   auto start = Clock::now();
   std::vector<std::thread> threads;
   for (int i = 0; i < kThreads; ++i) threads.emplace_back(worker);
+  go = true;
   for (auto& thread : threads) thread.join();
   metric("CAS race: " + std::to_string(successes.load()) + " wins, " +
          std::to_string(conflicts.load()) + " conflicts, " + std::to_string(kThreads) +
@@ -979,6 +989,48 @@ TEST_CASE("randomized operations match the memory model", "[model]") {
   CHECK(realShown == refShown);
 }
 
+namespace {
+
+// A private server for the nats or redis backend, so a case can crash or
+// stall it without disturbing the shared one.
+std::unique_ptr<weft::testing::ServerProcess> startOwnServer(const std::string& backend,
+                                                             std::string* url) {
+  if (backend == "nats") {
+    auto nats = std::make_unique<weft::testing::NatsServer>();
+    *url = nats->url();
+    return nats;
+  }
+  REQUIRE(backend == "redis");
+  auto redis = std::make_unique<weft::testing::RedisServer>();
+  *url = redis->url();
+  return redis;
+}
+
+template <typename T>
+weft::Status statusOf(const weft::Result<T>& result) {
+  return result.isOk() ? weft::Status::ok() : result.status();
+}
+weft::Status statusOf(const weft::Status& status) {
+  return status;
+}
+
+// During an outage every call must fail with Unavailable or Timeout, within
+// the operation timeout plus a margin: never a hang, never a success.
+template <typename Call>
+weft::Status expectOutageFailure(const std::string& what, Call&& call) {
+  constexpr int64_t kBound = kTimeoutMs + 1500;
+  auto start = Clock::now();
+  weft::Status status = statusOf(call());
+  int64_t ms = elapsedMs(start);
+  INFO(what << " during the outage -> " << status.toString() << " after " << ms << " ms");
+  CHECK(status.isOutage());
+  CHECK(ms <= kBound);
+  metric(what + " during outage: " + codeName(status.code()) + " in " + std::to_string(ms) + " ms");
+  return status;
+}
+
+}  // namespace
+
 TEST_CASE("outage and reconnect without recreating the store", "[reconnect]") {
   const std::string backend = backendName();
 
@@ -1035,17 +1087,8 @@ TEST_CASE("outage and reconnect without recreating the store", "[reconnect]") {
   }
 
   REQUIRE((backend == "nats" || backend == "redis"));
-  std::unique_ptr<weft::testing::ServerProcess> server;
   std::string url;
-  if (backend == "nats") {
-    auto nats = std::make_unique<weft::testing::NatsServer>();
-    url = nats->url();
-    server = std::move(nats);
-  } else {
-    auto redis = std::make_unique<weft::testing::RedisServer>();
-    url = redis->url();
-    server = std::move(redis);
-  }
+  auto server = startOwnServer(backend, &url);
   auto t = makeStore({{backend + ".url", url}});
   auto bucket = openBucket(t, "reconnect");
   REQUIRE_OK(bucket->put("before", "1"));
@@ -1055,39 +1098,16 @@ TEST_CASE("outage and reconnect without recreating the store", "[reconnect]") {
 
   server->kill9();
 
-  // Every call fails fast: Unavailable or Timeout within the operation
-  // timeout plus a margin, never a hang.
-  const int64_t bound = kTimeoutMs + 1500;
-  std::vector<std::pair<std::string, Code>> failedWrites;
-  auto timed = [&](const std::string& what, const std::function<weft::Status()>& call) {
-    auto start = Clock::now();
-    weft::Status status = call();
-    int64_t ms = elapsedMs(start);
-    INFO(what << " during the outage -> " << status.toString() << " after " << ms << " ms");
-    CHECK(status.isOutage());
-    CHECK(ms <= bound);
-    metric(what + " during outage: " + codeName(status.code()) + " in " + std::to_string(ms) +
-           " ms");
-    return status;
-  };
   auto killedAt = Clock::now();
+  std::vector<std::pair<std::string, Code>> failedWrites;
   for (int i = 0; i < 3; ++i) {
     std::string key = "during" + std::to_string(i);
-    auto status = timed("put", [&] {
-      auto r = bucket->put(key, "x");
-      return r.isOk() ? weft::Status::ok() : r.status();
-    });
+    auto status = expectOutageFailure("put", [&] { return bucket->put(key, "x"); });
     failedWrites.push_back({key, status.code()});
   }
-  timed("get", [&] {
-    auto r = bucket->get("before");
-    return r.isOk() ? weft::Status::ok() : r.status();
-  });
-  timed("keys", [&] {
-    auto r = bucket->keys("");
-    return r.isOk() ? weft::Status::ok() : r.status();
-  });
-  timed("ping", [&] { return t->ping(); });
+  expectOutageFailure("get", [&] { return bucket->get("before"); });
+  expectOutageFailure("keys", [&] { return bucket->keys(""); });
+  expectOutageFailure("ping", [&] { return t->ping(); });
   CHECK(eventually([&] { return t->state() != weft::ConnectionState::Connected; }, 5000ms));
   metric("outage: all calls failed within " + std::to_string(elapsedMs(killedAt)) + " ms total");
 
@@ -1139,4 +1159,63 @@ TEST_CASE("outage and reconnect without recreating the store", "[reconnect]") {
   REQUIRE_OK(got);
   CHECK(got->value == "2");
   watch->stop();
+}
+
+TEST_CASE("a stalled backend makes calls time out, then service resumes", "[stall]") {
+  const std::string backend = backendName();
+
+  if (backend == "memory") {
+    // Not applicable: the memory store does no I/O and cannot stall; its
+    // outage switch is covered by the reconnect case.
+    auto t = makeStore();
+    REQUIRE_OK(t->ping());
+    metric("stall: not applicable (in-process store, no I/O)");
+    return;
+  }
+
+  if (backend == "sqlite") {
+    // The SQLite analogue of a stall: another connection holds the write
+    // lock. Writes must give up within kv.timeoutMs (busy timeout), not wait.
+    auto t = makeStore();
+    auto bucket = openBucket(t, "stall");
+    REQUIRE_OK(bucket->put("before", "1"));
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(t.dir->file("weft.db").c_str(), &db) == SQLITE_OK);
+    std::unique_ptr<sqlite3, decltype(&sqlite3_close)> closer(db, &sqlite3_close);
+    REQUIRE(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+    expectOutageFailure("put while the write lock is held elsewhere",
+                        [&] { return bucket->put("during", "x"); });
+    REQUIRE(sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr) == SQLITE_OK);
+    REQUIRE_OK(bucket->put("after", "2"));
+    auto got = bucket->get("before");
+    REQUIRE_OK(got);
+    CHECK(got->value == "1");
+    return;
+  }
+
+  REQUIRE((backend == "nats" || backend == "redis"));
+  std::string url;
+  auto server = startOwnServer(backend, &url);
+  auto t = makeStore({{backend + ".url", url}});
+  auto bucket = openBucket(t, "stall");
+  REQUIRE_OK(bucket->put("before", "1"));
+
+  server->pause();  // SIGSTOP: the connection stays open, nothing answers
+  expectOutageFailure("put", [&] { return bucket->put("during", "x"); });
+  expectOutageFailure("get", [&] { return bucket->get("before"); });
+  server->resume();
+  auto resumedAt = Clock::now();
+
+  weft::Result<KvEntry> before = weft::Status::internal("not tried");
+  bool back = eventually(
+      [&] {
+        before = bucket->get("before");
+        return before.isOk();
+      },
+      20000ms);
+  INFO("get(before) after SIGCONT -> " << describe(before));
+  REQUIRE(back);
+  metric("first success " + std::to_string(elapsedMs(resumedAt)) + " ms after SIGCONT");
+  CHECK(before->value == "1");
+  REQUIRE_OK(bucket->put("after", "2"));
 }

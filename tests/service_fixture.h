@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -29,7 +30,11 @@ bool eventually(F&& predicate, int timeoutMs = 2000) {
 inline Json body(const char* text) { return Json::parse(text).value(); }
 
 struct Services {
-  explicit Services(std::shared_ptr<KvStore> s, ManualClock& clock) : store(std::move(s)) {
+  // beforeStart runs after the services are built and before they start, e.g.
+  // to add view listeners (views accept them only before start()).
+  explicit Services(std::shared_ptr<KvStore> s, ManualClock& clock,
+                    const std::function<void(Services&)>& beforeStart = {})
+      : store(std::move(s)) {
     ctx.store = store;
     ctx.clock = &clock;
     agents = std::make_unique<AgentRegistry>(ctx);
@@ -39,6 +44,7 @@ struct Services {
     stats->addContributor(Stats::agentContributor(*agents));
     stats->addContributor(Stats::workContributor(*work));
     stats->addContributor(Stats::deadLetterContributor(*dlq));
+    if (beforeStart) beforeStart(*this);
     agents->start();
     dlq->start();
     work->start();

@@ -288,6 +288,10 @@ const std::vector<KeySpec>& keyTable() {
       str("sqlite.synchronous", nullptr, "FULL", checkSynchronous),
       // The watch must see a change within 1 s (§6.1), so the poll period must stay below it.
       num("sqlite.pollIntervalMs", nullptr, "100", 1, 999),
+      // Tuning of the sqlite change log and its maintenance thread.
+      num("sqlite.changeLogRetentionMs", nullptr, "60000", 1000, kMaxMs),
+      num("sqlite.changeLogMaxRows", nullptr, "10000", 100, kMaxMs),
+      num("sqlite.maintenanceIntervalMs", nullptr, "1000", 10, kMaxMs),
       num("work.maxAttempts", nullptr, "3", 1, 100),
       num("work.leaseMs", nullptr, "300000", 1, kMaxMs),
       num("work.sweepIntervalMs", nullptr, "5000", 1, kMaxMs),
@@ -310,6 +314,8 @@ const std::vector<KeySpec>& keyTable() {
       str("spinup.githubTokenEnvVars", nullptr, "GITHUB_TOKEN", checkEnvVarNames),
       str("spinup.githubApiUrl", nullptr, "https://api.github.com", checkHttpUrl),
       str("spinup.kubectlPath", nullptr, "kubectl", checkNonEmpty),
+      // Not in API.md §7.2: the ssh binary of the ssh mechanism (issue 6; README).
+      str("spinup.sshPath", nullptr, "ssh", checkNonEmpty),
       num("ws.pingIntervalMs", nullptr, "30000", 1, kMaxMs),
       num("ws.statsIntervalMs", nullptr, "30000", 1, kMaxMs),
   };

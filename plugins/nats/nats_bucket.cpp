@@ -1,6 +1,5 @@
 #include "nats_bucket.h"
 
-#include <chrono>
 #include <climits>
 
 #include "nats_common.h"
@@ -9,15 +8,10 @@
 namespace weft::nats_plugin {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-int64_t msUntil(Clock::time_point deadline) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-}
-
 Status invalidKey(const std::string& key, const std::string& bucket) {
-  return Status::invalidArgument("key '" + key + "' cannot be stored in NATS KV bucket " + bucket +
-                                 " (allowed: [-/_=.A-Za-z0-9], no leading, trailing or double dot)");
+  return Status::invalidArgument(
+      "key '" + key + "' cannot be stored in NATS KV bucket " + bucket +
+      " (allowed: [-/_=.A-Za-z0-9], no leading, trailing or double dot)");
 }
 
 Status unrepresentableKey(const std::string& key, const std::string& bucket) {
@@ -35,28 +29,43 @@ NatsKvBucket::NatsKvBucket(std::shared_ptr<NatsConnection> conn, BucketRef ref,
                            std::shared_ptr<WatchRegistry> watches)
     : conn_(std::move(conn)), ref_(std::move(ref)), watches_(std::move(watches)) {}
 
-Result<natsMsg*> NatsKvBucket::lastMessage(const std::string& key, const std::string& what) {
+Result<natsMsg*> NatsKvBucket::lastMessage(const std::string& key, const std::string& what,
+                                           const Deadline& deadline) {
   std::string subj = subject(key);
   natsMsg* msg = nullptr;
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = deadline.leftMs();
+  if (jo.Wait <= 0) return Status::timeout(what + ": deadline exceeded");
   natsStatus s;
   if (ref_.allowDirect) {
     jsDirectGetMsgOptions opts;
     jsDirectGetMsgOptions_Init(&opts);
     opts.LastBySubject = subj.c_str();
-    s = js_DirectGetMsg(&msg, conn_->js(), ref_.stream.c_str(), nullptr, &opts);
+    s = js_DirectGetMsg(&msg, conn_->js(), ref_.stream.c_str(), &jo, &opts);
   } else {
     jsErrCode ec = static_cast<jsErrCode>(0);
-    s = js_GetLastMsg(&msg, conn_->js(), ref_.stream.c_str(), subj.c_str(), nullptr, &ec);
+    s = js_GetLastMsg(&msg, conn_->js(), ref_.stream.c_str(), subj.c_str(), &jo, &ec);
   }
   if (s != NATS_OK) return fromNats(s, what);
   return msg;
+}
+
+Result<int64_t> NatsKvBucket::streamCreated() {
+  jsStreamInfo* si = nullptr;
+  jsErrCode ec = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, conn_->js(), ref_.stream.c_str(), nullptr, &ec);
+  if (s != NATS_OK) return fromNats(s, "stream info of bucket " + ref_.name);
+  int64_t created = si->Created;
+  jsStreamInfo_Destroy(si);
+  return created;
 }
 
 Result<KvEntry> NatsKvBucket::get(const std::string& key) {
   if (!isValidKey(key)) return unrepresentableKey(key, ref_.name);
   if (Status st = conn_->checkAvailable(); !st) return st;
   const std::string what = "get key '" + key + "' of bucket " + ref_.name;
-  Result<natsMsg*> last = lastMessage(key, what);
+  Result<natsMsg*> last = lastMessage(key, what, Deadline(conn_->timeoutMs()));
   if (!last) return last.status();
   MsgGuard guard{*last};
   if (isDeleteMarker(guard.msg)) return Status::notFound(what + ": deleted");
@@ -70,15 +79,15 @@ Result<KvEntry> NatsKvBucket::get(const std::string& key) {
 
 Result<uint64_t> NatsKvBucket::publish(const std::string& key, const std::string* value,
                                        uint64_t expectedLast, bool expectNoMessage,
-                                       const std::string& what) {
+                                       const std::string& what, const Deadline& deadline) {
   if (value != nullptr && value->size() > static_cast<size_t>(INT_MAX)) {
     return Status::invalidArgument(what + ": value too large");
   }
   std::string subj = subject(key);
   natsMsg* msg = nullptr;
-  natsStatus s = natsMsg_Create(&msg, subj.c_str(), nullptr,
-                                value != nullptr ? value->data() : nullptr,
-                                value != nullptr ? static_cast<int>(value->size()) : 0);
+  natsStatus s =
+      natsMsg_Create(&msg, subj.c_str(), nullptr, value != nullptr ? value->data() : nullptr,
+                     value != nullptr ? static_cast<int>(value->size()) : 0);
   if (s != NATS_OK) return fromNats(s, what);
   MsgGuard guard{msg};
   // The marker format of nats.c's kvStore_Delete, which agents understand.
@@ -87,7 +96,8 @@ Result<uint64_t> NatsKvBucket::publish(const std::string& key, const std::string
   }
   jsPubOptions po;
   jsPubOptions_Init(&po);
-  po.MaxWait = conn_->timeoutMs();
+  po.MaxWait = deadline.leftMs();
+  if (po.MaxWait <= 0) return Status::timeout(what + ": deadline exceeded");
   po.ExpectLastSubjectSeq = expectedLast;  // 0 = no expectation
   po.ExpectNoMessage = expectNoMessage;
   jsPubAck* ack = nullptr;
@@ -99,34 +109,44 @@ Result<uint64_t> NatsKvBucket::publish(const std::string& key, const std::string
     return rev;
   }
   if (ec == JSStreamWrongLastSequenceErr) return Status::conflict(what + ": revision mismatch");
+  if (s == NATS_CONNECTION_DISCONNECTED) {
+    // The request was sent and the connection dropped before the ack came
+    // (FailRequestsOnDisconnect): the server may have stored it. That is an
+    // unknown outcome, like a timeout, not a refusal.
+    return Status::timeout(what +
+                           ": connection lost before the acknowledgement; the write may "
+                           "have been applied");
+  }
   return fromNats(s, what);
 }
 
 Result<uint64_t> NatsKvBucket::put(const std::string& key, const std::string& value) {
   if (!isValidKey(key)) return invalidKey(key, ref_.name);
   if (Status st = conn_->checkAvailable(); !st) return st;
-  return publish(key, &value, 0, false, "put key '" + key + "' in bucket " + ref_.name);
+  return publish(key, &value, 0, false, "put key '" + key + "' in bucket " + ref_.name,
+                 Deadline(conn_->timeoutMs()));
 }
 
 Result<uint64_t> NatsKvBucket::create(const std::string& key, const std::string& value) {
   if (!isValidKey(key)) return invalidKey(key, ref_.name);
   if (Status st = conn_->checkAvailable(); !st) return st;
   const std::string what = "create key '" + key + "' in bucket " + ref_.name;
+  const Deadline deadline(conn_->timeoutMs());
   // "No message for the subject" covers a key never written. A deleted key
   // still has its marker as last message, so a create over it must name the
   // marker's revision. Racing writers can move the key between the two
   // steps, hence a few rounds.
   for (int round = 0; round < 3; ++round) {
-    Result<uint64_t> rev = publish(key, &value, 0, true, what);
+    Result<uint64_t> rev = publish(key, &value, 0, true, what, deadline);
     if (rev.isOk() || rev.code() != Code::Conflict) return rev;
-    Result<natsMsg*> last = lastMessage(key, what);
+    Result<natsMsg*> last = lastMessage(key, what, deadline);
     if (!last) {
       if (last.code() == Code::NotFound) continue;  // purged meanwhile: try again
       return last.status();
     }
     MsgGuard guard{*last};
     if (!isDeleteMarker(guard.msg)) return Status::alreadyExists(what + ": key exists");
-    rev = publish(key, &value, natsMsg_GetSequence(guard.msg), false, what);
+    rev = publish(key, &value, natsMsg_GetSequence(guard.msg), false, what, deadline);
     if (rev.isOk() || rev.code() != Code::Conflict) return rev;
   }
   return Status::alreadyExists(what + ": key was written concurrently");
@@ -138,15 +158,16 @@ Result<uint64_t> NatsKvBucket::update(const std::string& key, const std::string&
   const std::string what = "update key '" + key + "' in bucket " + ref_.name;
   if (expectedRevision == 0) return Status::conflict(what + ": revision 0 names no value");
   if (Status st = conn_->checkAvailable(); !st) return st;
-  return publish(key, &value, expectedRevision, false, what);
+  return publish(key, &value, expectedRevision, false, what, Deadline(conn_->timeoutMs()));
 }
 
 Status NatsKvBucket::erase(const std::string& key, uint64_t expectedRevision) {
   if (!isValidKey(key)) return invalidKey(key, ref_.name);
   if (Status st = conn_->checkAvailable(); !st) return st;
   // Deleting an absent key writes a marker too, and is Ok.
-  Result<uint64_t> rev = publish(key, nullptr, expectedRevision, false,
-                                 "erase key '" + key + "' in bucket " + ref_.name);
+  Result<uint64_t> rev =
+      publish(key, nullptr, expectedRevision, false,
+              "erase key '" + key + "' in bucket " + ref_.name, Deadline(conn_->timeoutMs()));
   return rev.isOk() ? Status::ok() : rev.status();
 }
 
@@ -154,13 +175,13 @@ Status NatsKvBucket::forEachEntry(const std::string& prefix, bool headersOnly,
                                   const std::function<void(FeedEntry&)>& fn) {
   if (Status st = conn_->checkAvailable(); !st) return st;
   const std::string what = "list bucket " + ref_.name;
-  const auto deadline = Clock::now() + std::chrono::milliseconds(conn_->timeoutMs());
+  const Deadline deadline(conn_->timeoutMs());
   Result<std::unique_ptr<KeyFeed>> feed =
-      KeyFeed::open(conn_, ref_, keyFilterForPrefix(prefix), headersOnly);
+      KeyFeed::open(conn_, ref_, keyFilterForPrefix(prefix), headersOnly, deadline);
   if (!feed) return feed.status();
   FeedEntry entry;
   while (true) {
-    int64_t left = msUntil(deadline);
+    int64_t left = deadline.leftMs();
     if (left <= 0) {
       return Status::timeout(what + ": not complete within " + std::to_string(conn_->timeoutMs()) +
                              " ms");

@@ -52,17 +52,22 @@ class NatsKvBucket : public KvBucket, public std::enable_shared_from_this<NatsKv
                                          WatchCallback callback) override;
 
   const BucketRef& ref() const { return ref_; }
+  // The creation time of the bucket's stream (nanoseconds), which tells a
+  // stream apart from a deleted and re-created one of the same name.
+  Result<int64_t> streamCreated();
   const std::shared_ptr<NatsConnection>& connection() const { return conn_; }
 
  private:
   // Publishes a value (or a delete marker when value is null) to the key's
-  // subject with the optional last-subject-sequence expectation. A failed
-  // expectation comes back as Code::Conflict.
-  Result<uint64_t> publish(const std::string& key, const std::string* value,
-                           uint64_t expectedLast, bool expectNoMessage, const std::string& what);
+  // subject with the optional last-subject-sequence expectation, waiting for
+  // the ack until the deadline. A failed expectation comes back as
+  // Code::Conflict.
+  Result<uint64_t> publish(const std::string& key, const std::string* value, uint64_t expectedLast,
+                           bool expectNoMessage, const std::string& what, const Deadline& deadline);
   // The last message of the key's subject (caller destroys it); NotFound when
   // the subject has none.
-  Result<natsMsg*> lastMessage(const std::string& key, const std::string& what);
+  Result<natsMsg*> lastMessage(const std::string& key, const std::string& what,
+                               const Deadline& deadline);
   // Calls fn for the latest value of every key under prefix (delete markers
   // skipped), within kv.timeoutMs.
   Status forEachEntry(const std::string& prefix, bool headersOnly,

@@ -4,6 +4,9 @@
 
 #include <nats/nats.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <string>
 
 #include "weft/status.h"
@@ -24,6 +27,25 @@ bool isValidKey(const std::string& key);
 
 // Bucket names allowed by NATS KV: [A-Za-z0-9_-]+.
 bool isValidBucketName(const std::string& name);
+
+// The end of one interface call: a call that needs several round trips
+// gives each only what is left of kv.timeoutMs.
+class Deadline {
+ public:
+  explicit Deadline(int64_t timeoutMs)
+      : end_(std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs)) {}
+  // Milliseconds left, at least 1 (nats.c rejects a zero wait) unless expired.
+  int64_t leftMs() const {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    end_ - std::chrono::steady_clock::now())
+                    .count();
+    return std::max<int64_t>(left, 0);
+  }
+  bool expired() const { return leftMs() <= 0; }
+
+ private:
+  std::chrono::steady_clock::time_point end_;
+};
 
 inline bool hasPrefix(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;

@@ -26,10 +26,14 @@ constexpr int kMaxPingsOut = 2;
 
 const char* stateName(ConnectionState s) {
   switch (s) {
-    case ConnectionState::Connecting: return "connecting";
-    case ConnectionState::Connected: return "connected";
-    case ConnectionState::Disconnected: return "disconnected";
-    case ConnectionState::Closed: return "closed";
+    case ConnectionState::Connecting:
+      return "connecting";
+    case ConnectionState::Connected:
+      return "connected";
+    case ConnectionState::Disconnected:
+      return "disconnected";
+    case ConnectionState::Closed:
+      return "closed";
   }
   return "unknown";
 }
@@ -42,6 +46,8 @@ const char* stateName(ConnectionState s) {
 struct NatsConnection::Events {
   std::atomic<ConnectionState> state{ConnectionState::Connecting};
   std::atomic<bool> closing{false};
+  std::atomic<uint64_t> reconnects{0};
+  std::atomic<uint64_t> heartbeatAlarms{0};
   LogFn log;
   std::string servers;  // redacted
   int64_t reconnectWaitMs = 2000;
@@ -59,14 +65,13 @@ struct NatsConnection::Events {
   }
 
   void setState(ConnectionState next, LogLevel level, const std::string& message) noexcept {
-    ConnectionState prev = state.exchange(next);
-    if (prev == ConnectionState::Closed && next != ConnectionState::Closed) {
-      state.store(ConnectionState::Closed);  // closed is final
-      return;
-    }
-    try {
-      emit(level, std::string("NATS ") + stateName(prev) + " -> " + stateName(next) + ": " +
-                      message);
+    ConnectionState prev = state.load();
+    do {
+      if (prev == ConnectionState::Closed && next != ConnectionState::Closed) return;  // final
+    } while (!state.compare_exchange_weak(prev, next));
+    try {  // the message concatenation may throw
+      emit(level,
+           std::string("NATS ") + stateName(prev) + " -> " + stateName(next) + ": " + message);
     } catch (...) {
     }
   }
@@ -125,6 +130,7 @@ static void onDisconnected(natsConnection* nc, void* closure) {
 
 static void onReconnected(natsConnection* nc, void* closure) {
   auto* ev = static_cast<NatsConnection::Events*>(closure);
+  ev->reconnects.fetch_add(1);
   try {
     ev->setState(ConnectionState::Connected, LogLevel::Info,
                  "reconnected to " + connectedUrl(nc, ev->servers));
@@ -135,8 +141,8 @@ static void onReconnected(natsConnection* nc, void* closure) {
 static void onClosed(natsConnection*, void* closure) {
   auto* ev = static_cast<NatsConnection::Events*>(closure);
   try {
-    ev->setState(ConnectionState::Closed, LogLevel::Info, "connection to " + ev->servers +
-                                                              " closed");
+    ev->setState(ConnectionState::Closed, LogLevel::Info,
+                 "connection to " + ev->servers + " closed");
   } catch (...) {
   }
   std::lock_guard<std::mutex> lock(ev->mu);
@@ -146,6 +152,7 @@ static void onClosed(natsConnection*, void* closure) {
 
 static void onAsyncError(natsConnection*, natsSubscription*, natsStatus err, void* closure) {
   auto* ev = static_cast<NatsConnection::Events*>(closure);
+  if (err == NATS_MISSED_HEARTBEAT) ev->heartbeatAlarms.fetch_add(1);
   try {
     ev->emit(LogLevel::Warn, std::string("NATS asynchronous error: ") + natsStatus_GetText(err));
   } catch (...) {
@@ -161,8 +168,8 @@ static int64_t reconnectDelay(natsConnection*, int attempts, void* closure) {
   int64_t factor = attempts <= 1 ? 1 : attempts == 2 ? 2 : attempts == 3 ? 4 : 5;
   int64_t wait = base * factor;
   // Jitter in [-10%, 0]: never above the 5x cap, never below 90% of the step.
-  thread_local uint64_t seed = static_cast<uint64_t>(
-      std::chrono::steady_clock::now().time_since_epoch().count());
+  thread_local uint64_t seed =
+      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
   int64_t span = wait / 10;
   if (span > 0) wait -= static_cast<int64_t>((seed >> 33) % static_cast<uint64_t>(span + 1));
@@ -184,8 +191,8 @@ Result<std::shared_ptr<NatsConnection>> NatsConnection::open(ConnectionSettings 
   ev->reconnectWaitMs = settings.reconnectWaitMs;
 
   auto fail = [&](natsStatus s, const std::string& what) -> Status {
-    return Status::invalidArgument("cannot configure the NATS connection (" + what + "): " +
-                                   natsStatus_GetText(s));
+    return Status::invalidArgument("cannot configure the NATS connection (" + what +
+                                   "): " + natsStatus_GetText(s));
   };
 
   natsStatus s = natsOptions_Create(&conn->opts_);
@@ -201,9 +208,9 @@ Result<std::shared_ptr<NatsConnection>> NatsConnection::open(ConnectionSettings 
     // Fails when libnats was built without TLS: refuse rather than downgrade.
     s = natsOptions_SetSecure(o, true);
     if (s != NATS_OK) {
-      return Status::invalidArgument("nats.url " + ev->servers +
-                                     " requires TLS, which this libnats cannot provide: " +
-                                     natsStatus_GetText(s));
+      return Status::invalidArgument(
+          "nats.url " + ev->servers +
+          " requires TLS, which this libnats cannot provide: " + natsStatus_GetText(s));
     }
   }
 
@@ -242,8 +249,8 @@ Result<std::shared_ptr<NatsConnection>> NatsConnection::open(ConnectionSettings 
     ev->setState(ConnectionState::Connected, LogLevel::Info,
                  "connected to " + connectedUrl(conn->nc_, ev->servers));
   } else if (s == NATS_NOT_YET_CONNECTED) {
-    ev->emit(LogLevel::Warn, "NATS server " + ev->servers +
-                                 " not reachable yet; retrying in the background");
+    ev->emit(LogLevel::Warn,
+             "NATS server " + ev->servers + " not reachable yet; retrying in the background");
   } else {
     conn->nc_ = nullptr;
     return Status::unavailable("cannot create the NATS connection to " + ev->servers + ": " +
@@ -290,7 +297,17 @@ void NatsConnection::close() {
   }
 }
 
-ConnectionState NatsConnection::state() const { return events_->state.load(); }
+ConnectionState NatsConnection::state() const {
+  return events_->state.load();
+}
+
+uint64_t NatsConnection::reconnects() const {
+  return events_->reconnects.load();
+}
+
+uint64_t NatsConnection::heartbeatAlarms() const {
+  return events_->heartbeatAlarms.load();
+}
 
 Status NatsConnection::checkAvailable() const {
   ConnectionState st = events_->state.load();
@@ -298,8 +315,8 @@ Status NatsConnection::checkAvailable() const {
     return Status::unavailable("NATS connection is closed");
   }
   if (st != ConnectionState::Connected) {
-    return Status::unavailable(std::string("NATS is ") + stateName(st) + " (" +
-                               events_->servers + ")");
+    return Status::unavailable(std::string("NATS is ") + stateName(st) + " (" + events_->servers +
+                               ")");
   }
   // The callback that updates `state` runs asynchronously; the library's own
   // status flips first, so ask it too before anything is published.

@@ -65,6 +65,12 @@ class NatsConnection {
   // into nats.c's reconnect buffer.
   Status checkAvailable() const;
 
+  // Counters that move when a feed may have lost track of its stream: each
+  // reconnect, and each "missed heartbeat" nats.c reports for a JetStream
+  // consumer. Watches compare them to decide when to verify their stream.
+  uint64_t reconnects() const;
+  uint64_t heartbeatAlarms() const;
+
   natsConnection* nc() const { return nc_; }
   jsCtx* js() const { return js_; }
   int64_t timeoutMs() const { return timeoutMs_; }
@@ -74,7 +80,6 @@ class NatsConnection {
   struct Events;
 
  private:
-
   NatsConnection() = default;
 
   Events* events_ = nullptr;

@@ -14,7 +14,8 @@ bool isDeleteMarker(natsMsg* msg) {
 
 Result<std::unique_ptr<KeyFeed>> KeyFeed::open(const std::shared_ptr<NatsConnection>& conn,
                                                const BucketRef& bucket,
-                                               const std::string& keyFilter, bool headersOnly) {
+                                               const std::string& keyFilter, bool headersOnly,
+                                               const Deadline& deadline) {
   const std::string what = "read bucket " + bucket.name;
   std::unique_ptr<KeyFeed> feed(new KeyFeed());
   feed->subjectPrefix_ = bucket.subjectPrefix;
@@ -22,7 +23,8 @@ Result<std::unique_ptr<KeyFeed>> KeyFeed::open(const std::shared_ptr<NatsConnect
 
   jsOptions jo;
   jsOptions_Init(&jo);
-  jo.Wait = conn->timeoutMs();
+  jo.Wait = deadline.leftMs();
+  if (jo.Wait <= 0) return Status::timeout(what + ": deadline exceeded");
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Stream = bucket.stream.c_str();
@@ -41,6 +43,8 @@ Result<std::unique_ptr<KeyFeed>> KeyFeed::open(const std::shared_ptr<NatsConnect
   natsSubscription_SetPendingLimits(feed->sub_, -1, -1);
 
   jsConsumerInfo* ci = nullptr;
+  jo.Wait = deadline.leftMs();
+  if (jo.Wait <= 0) return Status::timeout(what + ": deadline exceeded");
   s = natsSubscription_GetConsumerInfo(&ci, feed->sub_, &jo, &ec);
   if (s != NATS_OK) return fromNats(s, what + " (consumer info)");
   // Nothing delivered and nothing pending: the replay is empty. Otherwise the

@@ -21,6 +21,7 @@
 #include <memory>
 #include <string>
 
+#include "nats_common.h"
 #include "nats_connection.h"
 
 namespace weft::nats_plugin {
@@ -44,11 +45,13 @@ class KeyFeed {
  public:
   enum class Event { Entry, CaughtUp, Idle };
 
-  // Subscribes. `keyFilter` is relative to the bucket ("" = every key, else
-  // e.g. "proj.>"). headersOnly leaves values out (for key listings).
+  // Subscribes (two round trips, within the deadline). `keyFilter` is
+  // relative to the bucket ("" = every key, else e.g. "proj.>"). headersOnly
+  // leaves values out (for key listings).
   static Result<std::unique_ptr<KeyFeed>> open(const std::shared_ptr<NatsConnection>& conn,
                                                const BucketRef& bucket,
-                                               const std::string& keyFilter, bool headersOnly);
+                                               const std::string& keyFilter, bool headersOnly,
+                                               const Deadline& deadline);
   ~KeyFeed();
   KeyFeed(const KeyFeed&) = delete;
   KeyFeed& operator=(const KeyFeed&) = delete;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <climits>
 
 #include "nats_bucket.h"
 #include "nats_common.h"
@@ -56,7 +57,9 @@ Status NatsMessaging::publish(const std::string& subject, const std::string& pay
   if (!isPublishableSubject(subject)) {
     return Status::invalidArgument("not a publishable NATS subject: '" + subject + "'");
   }
-  if (payload.size() > static_cast<size_t>(INT32_MAX)) return Status::invalidArgument("payload too large");
+  if (payload.size() > static_cast<size_t>(INT_MAX)) {
+    return Status::invalidArgument("payload too large");
+  }
   if (Status st = conn_->checkAvailable(); !st) return st;
   natsStatus s = natsConnection_Publish(conn_->nc(), subject.c_str(), payload.data(),
                                         static_cast<int>(payload.size()));
@@ -67,7 +70,9 @@ Status NatsMessaging::publishJetStream(const std::string& subject, const std::st
   if (!isPublishableSubject(subject)) {
     return Status::invalidArgument("not a publishable NATS subject: '" + subject + "'");
   }
-  if (payload.size() > static_cast<size_t>(INT32_MAX)) return Status::invalidArgument("payload too large");
+  if (payload.size() > static_cast<size_t>(INT_MAX)) {
+    return Status::invalidArgument("payload too large");
+  }
   if (Status st = conn_->checkAvailable(); !st) return st;
   jsPubOptions po;
   jsPubOptions_Init(&po);
@@ -83,12 +88,17 @@ Status NatsMessaging::publishJetStream(const std::string& subject, const std::st
   if (s == NATS_NO_RESPONDERS) {
     return Status::notFound("no JetStream stream captures subject " + subject);
   }
+  if (s == NATS_CONNECTION_DISCONNECTED) {
+    return Status::timeout("JetStream publish to " + subject +
+                           ": connection lost before the acknowledgement");
+  }
   return fromNats(s, "JetStream publish to " + subject);
 }
 
 Result<std::unique_ptr<NatsKvStore>> NatsKvStore::create(const PluginContext& context) {
   ConnectionSettings cs;
-  Result<NatsServerSpec> servers = parseNatsUrl(setting(context, "nats.url", "nats://localhost:4222"));
+  Result<NatsServerSpec> servers =
+      parseNatsUrl(setting(context, "nats.url", "nats://localhost:4222"));
   if (!servers) return servers.status();
   cs.servers = std::move(servers.value());
   cs.user = setting(context, "nats.user", "");
@@ -116,11 +126,15 @@ NatsKvStore::~NatsKvStore() {
   // connection object alive and answer Unavailable.
 }
 
-Result<BucketRef> NatsKvStore::describeBucket(const std::string& name) {
+Result<BucketRef> NatsKvStore::describeBucket(const std::string& name, const Deadline& deadline) {
   const std::string stream = "KV_" + name;
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = deadline.leftMs();
+  if (jo.Wait <= 0) return Status::timeout("open bucket " + name + ": deadline exceeded");
   jsStreamInfo* si = nullptr;
   jsErrCode ec = static_cast<jsErrCode>(0);
-  natsStatus s = js_GetStreamInfo(&si, conn_->js(), stream.c_str(), nullptr, &ec);
+  natsStatus s = js_GetStreamInfo(&si, conn_->js(), stream.c_str(), &jo, &ec);
   if (s != NATS_OK) return fromNats(s, "open bucket " + name);
   BucketRef ref;
   ref.name = name;
@@ -139,7 +153,8 @@ Result<BucketRef> NatsKvStore::describeBucket(const std::string& name) {
   return ref;
 }
 
-Status NatsKvStore::createBucket(const std::string& name, const BucketOptions& options) {
+Status NatsKvStore::createBucket(const std::string& name, const BucketOptions& options,
+                                 const Deadline& deadline) {
   const std::string stream = "KV_" + name;
   const std::string subjects = "$KV." + name + ".>";
   const char* subjectList[] = {subjects.c_str()};
@@ -160,19 +175,23 @@ Status NatsKvStore::createBucket(const std::string& name, const BucketOptions& o
   sc.AllowDirect = true;
   sc.Replicas = 1;
   sc.MaxMsgSize = -1;
-  int64_t dupMs = options.maxAgeMs > 0 ? std::min(kDuplicateWindowMs, options.maxAgeMs)
-                                       : kDuplicateWindowMs;
+  int64_t dupMs =
+      options.maxAgeMs > 0 ? std::min(kDuplicateWindowMs, options.maxAgeMs) : kDuplicateWindowMs;
   sc.Duplicates = dupMs * kNanosPerMs;
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = deadline.leftMs();
+  if (jo.Wait <= 0) return Status::timeout("create bucket " + name + ": deadline exceeded");
   jsStreamInfo* si = nullptr;
   jsErrCode ec = static_cast<jsErrCode>(0);
-  natsStatus s = js_AddStream(&si, conn_->js(), &sc, nullptr, &ec);
+  natsStatus s = js_AddStream(&si, conn_->js(), &sc, &jo, &ec);
   if (s == NATS_OK) {
     jsStreamInfo_Destroy(si);
-    conn_->log(LogLevel::Info,
-               "created NATS KV bucket " + name + " (stream " + stream + ", history " +
-                   (options.history == 0 ? std::string("unlimited")
-                                         : std::to_string(options.history)) +
-                   ", max age " + std::to_string(options.maxAgeMs) + " ms)");
+    conn_->log(
+        LogLevel::Info,
+        "created NATS KV bucket " + name + " (stream " + stream + ", history " +
+            (options.history == 0 ? std::string("unlimited") : std::to_string(options.history)) +
+            ", max age " + std::to_string(options.maxAgeMs) + " ms)");
     return Status::ok();
   }
   // Another process created it first (with these or other settings): the
@@ -198,10 +217,11 @@ Result<std::shared_ptr<KvBucket>> NatsKvStore::openBucket(const std::string& nam
     auto it = buckets_.find(name);
     if (it != buckets_.end()) return std::shared_ptr<KvBucket>(it->second);
     if (Status st = conn_->checkAvailable(); !st) return st;
-    Result<BucketRef> ref = describeBucket(name);
+    const Deadline deadline(conn_->timeoutMs());
+    Result<BucketRef> ref = describeBucket(name, deadline);
     if (!ref && ref.code() == Code::NotFound) {
-      if (Status st = createBucket(name, options); !st) return st;
-      ref = describeBucket(name);
+      if (Status st = createBucket(name, options, deadline); !st) return st;
+      ref = describeBucket(name, deadline);
     }
     if (!ref) return ref.status();
     auto bucket = std::make_shared<NatsKvBucket>(conn_, std::move(ref.value()), watches_);

@@ -1,5 +1,5 @@
 // NatsKvStore: the weft::KvStore of the nats plugin. Owns the connection, the
-// opened buckets (one kvStore handle each, reused by every caller) and the
+// opened buckets (one NatsKvBucket each, shared by every caller) and the
 // registry of live watches; also provides the NATS-only messaging table.
 //
 // Settings read from PluginContext::settings (API.md §7.2):
@@ -10,8 +10,10 @@
 //   kv.reconnectWaitMs  2000; first reconnect wait, backing off to 5x
 //
 // Buckets (openBucket): a missing bucket is created as stream KV_<bucket>
-// with js_AddStream, with the settings agents use for agent-registry
-// (API.md §6.3) and that js_CreateKeyValue would use otherwise: subjects
+// with js_AddStream, for every history value, so one code path makes every
+// bucket. The settings are those agents use for agent-registry (API.md §6.3),
+// which for history >= 1 equal js_CreateKeyValue's up to the discard policy
+// (moot without size limits); nats.c's own KV API opens such buckets: subjects
 // $KV.<bucket>.>, file storage, max age = maxAgeMs (in nanoseconds), per-
 // subject limit = history (history 0 = unlimited = -1, which kvConfig cannot
 // express), rollup allowed, deny delete, direct get, discard old. An existing
@@ -69,8 +71,9 @@ class NatsKvStore : public KvStore {
  private:
   explicit NatsKvStore(std::shared_ptr<NatsConnection> conn);
   // The bucket's stream; NotFound when it does not exist.
-  Result<BucketRef> describeBucket(const std::string& name);
-  Status createBucket(const std::string& name, const BucketOptions& options);
+  Result<BucketRef> describeBucket(const std::string& name, const Deadline& deadline);
+  Status createBucket(const std::string& name, const BucketOptions& options,
+                      const Deadline& deadline);
 
   const std::string name_ = "nats";
   std::shared_ptr<NatsConnection> conn_;

@@ -115,13 +115,14 @@ Status parseOne(const std::string& raw, OneUrl* out) {
   if (pathStart != std::string::npos) {
     std::string path = rest.substr(pathStart);
     if (path != "/") {
-      return Status::invalidArgument("nats.url must be scheme://[user:pass@]host[:port] without a path");
+      return Status::invalidArgument(
+          "nats.url must be scheme://[user:pass@]host[:port] without a path");
     }
     rest = rest.substr(0, pathStart);
   }
   if (!validHostPort(rest)) {
-    return Status::invalidArgument("nats.url has an invalid host or port: " +
-                                   out->scheme + "://" + rest);
+    return Status::invalidArgument("nats.url has an invalid host or port: " + out->scheme + "://" +
+                                   rest);
   }
   out->hostPort = rest;
   if (at != std::string::npos) {
@@ -135,7 +136,8 @@ Status parseOne(const std::string& raw, OneUrl* out) {
       ok = percentDecode(userInfo.substr(0, colon), &out->user) &&
            percentDecode(userInfo.substr(colon + 1), &out->password);
     }
-    if (!ok) return Status::invalidArgument("nats.url has invalid percent-encoding in its credentials");
+    if (!ok)
+      return Status::invalidArgument("nats.url has invalid percent-encoding in its credentials");
   }
   return Status::ok();
 }
@@ -156,8 +158,8 @@ Result<NatsServerSpec> parseNatsUrl(const std::string& text) {
   size_t start = 0;
   while (true) {
     size_t comma = text.find(',', start);
-    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos
-                                                                     : comma - start);
+    std::string item =
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     OneUrl one;
     Status st = parseOne(item, &one);
     if (!st) return st;
@@ -183,8 +185,8 @@ std::string redactNatsUrl(const std::string& url) {
   size_t start = 0;
   while (true) {
     size_t comma = url.find(',', start);
-    std::string item = url.substr(start, comma == std::string::npos ? std::string::npos
-                                                                    : comma - start);
+    std::string item =
+        url.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     size_t sep = item.find("://");
     size_t authStart = sep == std::string::npos ? 0 : sep + 3;
     size_t at = item.rfind('@');

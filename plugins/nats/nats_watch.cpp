@@ -58,9 +58,36 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
   }
 
  private:
+  // Opens a feed and remembers which incarnation of the stream it reads.
   Result<std::unique_ptr<KeyFeed>> openFeed() {
-    return KeyFeed::open(bucket_->connection(), bucket_->ref(), keyFilterForPrefix(prefix_),
-                         false);
+    const auto& conn = bucket_->connection();
+    seenReconnects_ = conn->reconnects();
+    seenAlarms_ = conn->heartbeatAlarms();
+    // Taken before subscribing: a stream re-created in between makes the
+    // next check fail, which costs a needless replay but loses nothing.
+    Result<int64_t> created = bucket_->streamCreated();
+    if (!created) return created.status();
+    streamCreated_ = *created;
+    return KeyFeed::open(conn, bucket_->ref(), keyFilterForPrefix(prefix_), false,
+                         Deadline(conn->timeoutMs()));
+  }
+
+  // After a reconnect or a heartbeat alarm: false when the feed must be
+  // replaced because its stream is gone or is a new one.
+  bool feedStillValid() {
+    const auto& conn = bucket_->connection();
+    uint64_t reconnects = conn->reconnects();
+    uint64_t alarms = conn->heartbeatAlarms();
+    if (reconnects == seenReconnects_ && alarms == seenAlarms_) return true;
+    if (!conn->checkAvailable().isOk()) return true;  // look again once connected
+    Result<int64_t> created = bucket_->streamCreated();
+    if (!created && created.code() != Code::NotFound) return true;  // transient: retry later
+    seenReconnects_ = reconnects;
+    seenAlarms_ = alarms;
+    if (created.isOk() && *created == streamCreated_) return true;
+    conn->log(LogLevel::Warn, "stream of bucket " + bucket_->name() +
+                                  " was deleted or re-created; the watch replays (Reset)");
+    return false;
   }
 
   bool stopping() {
@@ -78,8 +105,8 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
     try {
       callback_(event);
     } catch (const std::exception& ex) {
-      bucket_->connection()->log(LogLevel::Error, "watch callback on bucket " + bucket_->name() +
-                                                      " threw: " + ex.what());
+      bucket_->connection()->log(
+          LogLevel::Error, "watch callback on bucket " + bucket_->name() + " threw: " + ex.what());
     } catch (...) {
       bucket_->connection()->log(LogLevel::Error,
                                  "watch callback on bucket " + bucket_->name() + " threw");
@@ -90,10 +117,11 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
     try {
       loop();
     } catch (const std::exception& ex) {
-      bucket_->connection()->log(LogLevel::Error, "watch on bucket " + bucket_->name() +
-                                                      " stopped: " + ex.what());
+      bucket_->connection()->log(LogLevel::Error,
+                                 "watch on bucket " + bucket_->name() + " stopped: " + ex.what());
     } catch (...) {
-      bucket_->connection()->log(LogLevel::Error, "watch on bucket " + bucket_->name() + " stopped");
+      bucket_->connection()->log(LogLevel::Error,
+                                 "watch on bucket " + bucket_->name() + " stopped");
     }
     feed_.reset();  // unsubscribes: the server drops the consumer
   }
@@ -111,10 +139,9 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
         Result<std::unique_ptr<KeyFeed>> feed = openFeed();
         if (!feed) {
           if (!failedBefore) {
-            bucket_->connection()->log(LogLevel::Warn, "re-opening the watch on bucket " +
-                                                           bucket_->name() + " failed: " +
-                                                           feed.status().toString() +
-                                                           "; retrying");
+            bucket_->connection()->log(LogLevel::Warn,
+                                       "re-opening the watch on bucket " + bucket_->name() +
+                                           " failed: " + feed.status().toString() + "; retrying");
             failedBefore = true;
           }
           pause(kRetryMs);
@@ -122,12 +149,16 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
         }
         feed_ = std::move(feed.value());
         failedBefore = false;
-        bucket_->connection()->log(LogLevel::Info, "watch on bucket " + bucket_->name() +
-                                                       " re-opened; replaying (Reset)");
+        bucket_->connection()->log(
+            LogLevel::Info, "watch on bucket " + bucket_->name() + " re-opened; replaying (Reset)");
         WatchEvent reset;
         reset.type = WatchEvent::Type::Reset;
         deliver(reset);
         replaying = true;
+      }
+      if (!feedStillValid()) {
+        feed_.reset();
+        continue;
       }
       Result<KeyFeed::Event> ev = feed_->next(kPollMs, &entry);
       if (!ev) {
@@ -160,7 +191,11 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
   std::shared_ptr<NatsKvBucket> bucket_;
   std::string prefix_;
   WatchCallback callback_;
-  std::unique_ptr<KeyFeed> feed_;  // used by the thread only, once it runs
+  // Used by the thread only, once it runs.
+  std::unique_ptr<KeyFeed> feed_;
+  int64_t streamCreated_ = 0;
+  uint64_t seenReconnects_ = 0;
+  uint64_t seenAlarms_ = 0;
 
   std::mutex mu_;
   std::condition_variable cv_;

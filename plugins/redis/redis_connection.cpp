@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 namespace weft::redis {
@@ -15,6 +16,8 @@ constexpr size_t kMaxIdle = 16;
 // Period of the monitor's PING while connected: how soon an idle store notices
 // an outage (and logs it) without any traffic.
 constexpr std::chrono::milliseconds kPingInterval{1000};
+// Period of the persistence-settings check (also done after every outage).
+constexpr std::chrono::minutes kDurabilityRecheck{5};
 
 timeval toTimeval(std::chrono::milliseconds ms) {
   timeval tv{};
@@ -28,11 +31,12 @@ bool parsePositive(const std::map<std::string, std::string>& settings, const std
   auto it = settings.find(key);
   if (it == settings.end() || it->second.empty()) return true;
   const std::string& s = it->second;
-  bool digits =
-      s.size() <= 9 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-  long v = digits ? std::stol(s) : 0;
-  if (!digits || v < 1 || v > 3600000) {
-    *error = key + " = '" + s + "' must be an integer number of milliseconds in 1..3600000";
+  bool digits = s.size() <= 10 &&
+                std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  long long v = digits ? std::stoll(s) : 0;
+  if (!digits || v < 1 || v > INT32_MAX) {
+    *error = key + " = '" + s + "' must be an integer number of milliseconds in 1.." +
+             std::to_string(INT32_MAX);
     return false;
   }
   *out = static_cast<int>(v);
@@ -141,14 +145,38 @@ Result<Reply> Connection::raw(const std::vector<std::string>& args) {
     argv.push_back(a.data());
     lens.push_back(a.size());
   }
-  errno = 0;
-  void* r = redisCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lens.data());
-  int savedErrno = errno;
-  if (r == nullptr) {
-    Status st = statusFromContext(ctx_, savedErrno, args.empty() ? "command" : args[0]);
+  const std::string what = args.empty() ? "command" : args[0];
+  auto fail = [&](Status st) -> Result<Reply> {
     broken_ = true;
     manager_->noteIoFailure(st);
     return st;
+  };
+  // Send and receive as two steps (redisCommandArgv does both) to know
+  // whether a failure happened before the command was fully sent (then the
+  // server cannot have run it) or after (then it may have).
+  if (redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lens.data()) !=
+      REDIS_OK) {
+    return fail(Status::internal("redis: cannot format " + what));
+  }
+  int done = 0;
+  while (!done) {
+    errno = 0;
+    if (redisBufferWrite(ctx_, &done) != REDIS_OK) {
+      return fail(statusFromContext(ctx_, errno, what));
+    }
+  }
+  void* r = nullptr;
+  errno = 0;
+  if (redisGetReply(ctx_, &r) != REDIS_OK || r == nullptr) {
+    Status st = statusFromContext(ctx_, errno, what);
+    // The command was sent and the reply was lost (e.g. the server was killed
+    // after appending it to its AOF): the outcome is unknown, as after a
+    // timeout. Unavailable is kept for calls that certainly did not run.
+    if (st.code() == Code::Unavailable) {
+      st = Status::timeout(st.message() + " (connection lost after " + what +
+                           " was sent: its outcome is unknown)");
+    }
+    return fail(st);
   }
   return Reply(static_cast<redisReply*>(r));
 }
@@ -388,6 +416,8 @@ void ConnectionManager::connectFailed(const Status& status, bool configProblem) 
   lastError_ = status;
   ++generation_;
   freeIdleLocked();
+  // The server that comes back may be configured differently.
+  durabilityChecked_ = false;
   if (closed_) return;
   if (state_.load() != ConnectionState::Disconnected) {
     setState(ConnectionState::Disconnected,
@@ -427,8 +457,60 @@ void ConnectionManager::freeIdleLocked() {
   idle_.clear();
 }
 
+void ConnectionManager::checkDurability(Connection& conn) {
+  auto r = conn.command({"CONFIG", "GET", "append*"});
+  if (!r) {
+    // CONFIG is often renamed or denied on managed servers: not an error.
+    log(LogLevel::Debug, "redis: cannot read the persistence settings: " + r.status().message());
+    return;
+  }
+  std::map<std::string, std::string> config;
+  const redisReply* reply = r->get();
+  if (reply->type == REDIS_REPLY_ARRAY) {
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+      const redisReply* k = reply->element[i];
+      const redisReply* v = reply->element[i + 1];
+      if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING) {
+        config[std::string(k->str, k->len)] = std::string(v->str, v->len);
+      }
+    }
+  }
+  const std::string appendonly = config["appendonly"];
+  const std::string appendfsync = config["appendfsync"];
+  LogLevel level = LogLevel::Warn;
+  std::string note;
+  if (appendonly == "no") {
+    note =
+        "has appendonly no: a crash of redis-server loses every write since its last RDB "
+        "snapshot, acknowledged or not";
+  } else if (appendonly == "yes" && appendfsync == "everysec") {
+    // Redis 7.0 holds the AOF write back (up to 2 s) while a background fsync
+    // is slow, yet replies: seen here as thousands of acked writes lost to a
+    // kill -9 of the server on a busy disk.
+    note =
+        "has appendfsync everysec: while an fsync is slow, Redis delays its AOF write by up "
+        "to 2 s but still acknowledges, so a crash of redis-server can lose acknowledged "
+        "writes";
+  } else if (appendonly == "yes" && appendfsync == "no") {
+    note = "has appendfsync no: the kernel decides when acknowledged writes reach the disk";
+  } else if (appendonly == "yes" && appendfsync == "always") {
+    level = LogLevel::Info;
+    note = "persists every write before acknowledging it (appendonly yes, appendfsync always)";
+  } else {
+    level = LogLevel::Debug;
+    note = "reports appendonly '" + appendonly + "', appendfsync '" + appendfsync + "'";
+  }
+  if (level == LogLevel::Warn) {
+    note += "; set appendonly yes and appendfsync always for Weft's no-loss promise";
+  }
+  if (note == durabilityNote_) return;
+  durabilityNote_ = note;
+  log(level, "redis: " + redacted_ + " " + note);
+}
+
 void ConnectionManager::monitorLoop() {
   try {
+    Clock::time_point nextDurabilityCheck{};
     std::unique_lock<std::mutex> lock(mu_);
     while (!closed_) {
       auto next = failures_ > 0 ? retryAt_ : Clock::now() + kPingInterval;
@@ -444,6 +526,12 @@ void ConnectionManager::monitorLoop() {
           auto pong = conn->command({"PING"});
           if (pong) {
             connectSucceeded();
+            // After every outage, and now and then (CONFIG SET at run time).
+            auto now = Clock::now();
+            if (!durabilityChecked_.exchange(true) || now >= nextDurabilityCheck) {
+              nextDurabilityCheck = now + kDurabilityRecheck;
+              checkDurability(*conn);
+            }
           } else {
             connectFailed(pong.status());
           }

@@ -78,6 +78,9 @@ class Connection {
   ~Connection();
 
   // One command, binary-safe arguments. A Redis error reply becomes a Status.
+  // An I/O failure before the command was fully sent is Unavailable (it did
+  // not run); after it was sent, Timeout (its outcome is unknown). Either way
+  // the context is dead and freed on return.
   Result<Reply> command(const std::vector<std::string>& args);
   // EVALSHA, falling back to EVAL when the server does not know the script
   // (after a restart or SCRIPT FLUSH); NOSCRIPT means nothing ran.
@@ -124,17 +127,16 @@ class ConnectionManager {
   ConnectionState state() const { return state_.load(); }
   const RedisConfig& config() const { return config_; }
   void log(LogLevel level, const std::string& message) const;
-  bool closed() const { return closed_.load(); }
 
   // The backoff before reconnect attempt number `failures` (1-based):
   // reconnectWaitMs doubling up to 5x.
   std::chrono::milliseconds backoff(int failures) const;
 
+ private:
   // A new context with the handshake done; on failure nullptr and *status.
   // Records the outcome in the connection state.
   redisContext* connect(Status* status);
 
- private:
   friend class Connection;
   struct Idle {
     redisContext* ctx;
@@ -154,6 +156,11 @@ class ConnectionManager {
   void setState(ConnectionState next, const std::string& reason, LogLevel level = LogLevel::Info);
   void freeIdleLocked();
   void monitorLoop();
+  // Reads appendonly/appendfsync (after the first connect, after every
+  // outage and every few minutes) and warns, once per change, when the
+  // server's configuration lets a crash of redis-server lose acknowledged
+  // writes. Monitor thread only.
+  void checkDurability(Connection& conn);
 
   const RedisConfig config_;
   const Logger log_;
@@ -161,6 +168,9 @@ class ConnectionManager {
 
   std::atomic<ConnectionState> state_{ConnectionState::Connecting};
   std::atomic<bool> closed_{false};
+  std::thread monitor_;
+  std::atomic<bool> durabilityChecked_{false};  // reset by every connect failure
+  std::string durabilityNote_;                  // the last note logged (monitor thread)
 
   std::mutex mu_;  // guards everything below
   std::condition_variable wake_;
@@ -171,7 +181,6 @@ class ConnectionManager {
   bool attemptInFlight_ = false;  // one caller probes after the window
   bool checkNow_ = false;         // the monitor should ping at once
   Status lastError_;
-  std::thread monitor_;
 };
 
 }  // namespace weft::redis

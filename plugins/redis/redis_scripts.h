@@ -35,7 +35,11 @@
 //   D<rev> <keylen> <key>            a delete
 //
 // Durability is the server's: a reply means Redis applied the write; whether
-// it survives a crash depends on its appendonly/appendfsync settings.
+// it survives a crash of redis-server depends on its settings. Only
+// appendonly yes + appendfsync always makes every acknowledged write survive:
+// with everysec, Redis 7.0 may postpone its AOF write by up to 2 s while a
+// background fsync is slow and still reply (observed: acked writes lost to a
+// kill -9). The store logs a warning for such a server (redis_connection.h).
 #pragma once
 
 #include <cstdint>

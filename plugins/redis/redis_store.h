@@ -15,8 +15,11 @@
 //    the bucket but no history is kept (only the latest revision).
 //  * Bucket names are limited to [A-Za-z0-9_.-] (InvalidArgument otherwise);
 //    keys are any byte string, used as given.
-//  * A timeout on a write does not tell whether it was applied (kv.h, API.md
-//    §1.9): the reply, not the request, is the acknowledgement.
+//  * Unavailable means the call did not reach the server (not connected, or
+//    the connection failed before the command was fully sent), so a write
+//    that failed with it was not applied. Timeout means the outcome is
+//    unknown: no reply in time, or the connection dropped after the command
+//    was sent (API.md §1.9).
 #pragma once
 
 #include <atomic>

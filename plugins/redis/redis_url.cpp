@@ -46,14 +46,15 @@ bool parseInt(const std::string& s, long min, long max, int* out) {
 
 bool parseRedisUrl(const std::string& url, RedisUrl* out, std::string* error) {
   RedisUrl result;
-  const std::string scheme = "redis://";
+  const std::string scheme = "redis://";  // matched case-insensitively
   size_t schemeEnd = url.find("://");
   if (schemeEnd == std::string::npos) {
     *error = "invalid redis.url '" + url + "': expected redis://[[user]:pass@]host[:port][/db]";
     return false;
   }
-  if (url.compare(0, scheme.size(), scheme) != 0) {
-    std::string got = url.substr(0, schemeEnd);
+  std::string got = url.substr(0, schemeEnd);
+  for (char& c : got) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (got != "redis") {
     *error = "unsupported redis.url scheme '" + got + "://'" +
              (got == "rediss" ? " (TLS is not supported by this build: hiredis 0.14.1 has no TLS)"
                               : "") +

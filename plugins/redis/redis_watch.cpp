@@ -369,39 +369,57 @@ class WatchImpl : public WatchWorker {
   }
 
   // Delivers live changes until the subscription fails (returns why) or stop.
-  // Messages queued during the listing that are not newer than the listed
-  // revision of their key are dropped; once a message is newer than the
-  // whole listing, every later one is too, and the filter is released.
+  //
+  // Messages queued while the listing ran are dropped when they are not newer
+  // than the listed revision of their key. The filter ends at the first PONG:
+  // the PING is sent after the listing returned, so every change the listing
+  // could have seen was published, and queued on this connection, before it.
+  // (A message newer than the whole listing also ends it: all later ones are.)
   Status live(uint64_t listedRevision, std::unordered_map<std::string, uint64_t>* listed) {
     const auto pingTimeout = std::chrono::milliseconds(core_->connections.config().timeoutMs);
     bool filtering = true;
-    bool pingOutstanding = false;
+    uint64_t pingsSent = 0;
+    uint64_t pongs = 0;
     auto lastActivity = Clock::now();
     Clock::time_point pingDeadline;
+    auto sendPing = [&]() {
+      Status st = subscriber_.send({"PING"});
+      ++pingsSent;
+      pingDeadline = Clock::now() + pingTimeout;
+      return st;
+    };
+    if (Status st = sendPing(); !st) return st;
+    auto stopFiltering = [&] {
+      filtering = false;
+      listed->clear();
+    };
     while (!stopping_) {
+      const bool awaitingPong = pingsSent > pongs;
       Reply reply;
-      Status st =
-          subscriber_.read(pingOutstanding ? pingDeadline : lastActivity + kIdlePing, &reply);
+      Status st = subscriber_.read(awaitingPong ? pingDeadline : lastActivity + kIdlePing, &reply);
       if (stopping_) return Status::ok();
       if (!st) {
         if (st.code() != Code::Timeout) return st;
-        if (pingOutstanding) return Status::timeout("no answer to PING within kv.timeoutMs");
-        st = subscriber_.send({"PING"});
-        if (!st) return st;
-        pingOutstanding = true;
-        pingDeadline = Clock::now() + pingTimeout;
+        if (awaitingPong) return Status::timeout("no answer to PING within kv.timeoutMs");
+        if (st = sendPing(); !st) return st;
         continue;
       }
       // Any traffic proves the connection alive.
       lastActivity = Clock::now();
-      pingOutstanding = false;
+      pingDeadline = lastActivity + pingTimeout;
       const redisReply* r = reply.get();
       if (r->type == REDIS_REPLY_ERROR) {
         return statusFromErrorReply(std::string(r->str, r->len), "subscription");
       }
-      if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || !replyIs(r->element[0], "message") ||
+      if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) continue;
+      if (replyIs(r->element[0], "pong")) {
+        ++pongs;
+        if (filtering) stopFiltering();
+        continue;
+      }
+      if (r->elements < 3 || !replyIs(r->element[0], "message") ||
           r->element[2]->type != REDIS_REPLY_STRING) {
-        continue;  // pong, subscribe confirmations
+        continue;  // subscribe confirmations
       }
       Change change;
       if (!parseChange(std::string(r->element[2]->str, r->element[2]->len), &change)) {
@@ -411,8 +429,7 @@ class WatchImpl : public WatchWorker {
       if (change.key.compare(0, prefix_.size(), prefix_) != 0) continue;
       if (filtering) {
         if (change.revision > listedRevision) {
-          filtering = false;
-          listed->clear();
+          stopFiltering();
         } else {
           auto it = listed->find(change.key);
           if (it != listed->end() && change.revision <= it->second) continue;

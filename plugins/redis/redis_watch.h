@@ -6,9 +6,9 @@
 //     after this point is missed;
 //  2. list the current values under the prefix (a pool connection) and emit
 //     them as Put, then CaughtUp. Live messages queued meanwhile that are not
-//     newer than what the listing returned for their key are dropped (the
-//     listing also returns the bucket revision at its end; anything newer than
-//     that is always delivered);
+//     newer than what the listing returned for their key are dropped, until
+//     the answer to a PING sent after the listing (which orders after every
+//     such message) or a message newer than the whole listing;
 //  3. deliver live Put/Delete in publication order, which is revision order.
 // Pub/sub drops messages while disconnected, so after any loss of the
 // subscription the thread reconnects with backoff, and once the new listing

@@ -161,7 +161,9 @@ Status Connection::exec(const char* sql, const std::string& what) {
 
 // --- ConnectionPool ---------------------------------------------------------
 
-ConnectionPool::~ConnectionPool() { clearIdle(); }
+ConnectionPool::~ConnectionPool() {
+  clearIdle();
+}
 
 Result<std::unique_ptr<Connection>> ConnectionPool::acquire() {
   {

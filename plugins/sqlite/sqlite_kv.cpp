@@ -19,9 +19,9 @@ constexpr int64_t kNever = std::numeric_limits<int64_t>::min();
 constexpr int kOpPut = 1;
 constexpr int kOpDelete = 2;
 constexpr int kOpExpired = 3;
-constexpr int64_t kWatchBatch = 1000;     // change-log rows per watch poll query
-constexpr int64_t kSweepBatch = 500;      // expired keys removed per transaction
-constexpr int64_t kTrimBatch = 10000;     // change-log rows trimmed per transaction
+constexpr int64_t kWatchBatch = 1000;  // change-log rows per watch poll query
+constexpr int64_t kSweepBatch = 500;   // expired keys removed per transaction
+constexpr int64_t kTrimBatch = 2000;   // change-log rows trimmed per transaction
 constexpr size_t kMaxIdleConnections = 8;
 constexpr int kAutoCheckpointPages = 10000;  // backstop; see "Checkpoints" in the header
 constexpr int64_t kMaxSweepPeriodMs = 60000;
@@ -45,6 +45,11 @@ constexpr char kSchema[] =
     "INSERT OR IGNORE INTO meta(name, value) VALUES('schema_version', 1), ('trimmed_through', 0);";
 constexpr int64_t kSchemaVersion = 1;
 constexpr char kSchemaVersionQuery[] = "SELECT value FROM meta WHERE name='schema_version'";
+constexpr char kSchemaTables[] =
+    "SELECT count(*) FROM sqlite_master WHERE type='table'"
+    " AND name IN ('meta', 'buckets', 'kv', 'changelog')";
+constexpr int64_t kSchemaTableCount = 4;
+constexpr char kJournalMode[] = "PRAGMA journal_mode";
 constexpr char kJournalWal[] = "PRAGMA journal_mode=WAL";
 constexpr char kDataVersion[] = "PRAGMA data_version";
 
@@ -105,15 +110,13 @@ constexpr char kChangesRange[] =
     " AND key<?5 ORDER BY seq LIMIT ?4";
 
 constexpr char kExpiringBuckets[] = "SELECT name, max_age_ms FROM buckets WHERE max_age_ms>0";
-constexpr char kExpiredKeys[] =
-    "SELECT key FROM kv WHERE bucket=?1 AND updated_at_ms<=?2 LIMIT ?3";
+constexpr char kExpiredKeys[] = "SELECT key FROM kv WHERE bucket=?1 AND updated_at_ms<=?2 LIMIT ?3";
 constexpr char kOldestSeq[] = "SELECT MIN(seq) FROM changelog";
 // Walks from the oldest row and stops at the first young one, so it costs the
 // number of rows about to be trimmed, without an index on at_ms.
 constexpr char kFirstYoungSeq[] = "SELECT seq FROM changelog WHERE at_ms>=?1 ORDER BY seq LIMIT 1";
 constexpr char kTrim[] = "DELETE FROM changelog WHERE seq<=?1";
-constexpr char kSetTrimmed[] =
-    "UPDATE meta SET value=MAX(value, ?1) WHERE name='trimmed_through'";
+constexpr char kSetTrimmed[] = "UPDATE meta SET value=MAX(value, ?1) WHERE name='trimmed_through'";
 
 // --- helpers ----------------------------------------------------------------
 
@@ -250,8 +253,9 @@ Result<Settings> parseSettings(const std::map<std::string, std::string>& setting
   Status st = parseInt(settings, "sqlite.pollIntervalMs", 1, 1000, &s.pollIntervalMs);
   if (st.isOk()) st = parseInt(settings, "kv.timeoutMs", 1, 3600000, &s.timeoutMs);
   if (st.isOk()) {
-    st = parseInt(settings, "sqlite.changeLogRetentionMs", 0, std::numeric_limits<int64_t>::max(),
-                  &s.changeLogRetentionMs);
+    // Under a second or two, watchers that poll on time would still reset.
+    st = parseInt(settings, "sqlite.changeLogRetentionMs", 1000,
+                  std::numeric_limits<int64_t>::max(), &s.changeLogRetentionMs);
   }
   if (st.isOk()) {
     st = parseInt(settings, "sqlite.changeLogMaxRows", 1, std::numeric_limits<int64_t>::max(),
@@ -269,8 +273,8 @@ Result<Settings> parseSettings(const std::map<std::string, std::string>& setting
 StoreCore::StoreCore(Settings settings, LogFn log)
     : settings_(std::move(settings)),
       log_(std::move(log)),
-      setupSql_("PRAGMA synchronous=" + settings_.synchronous + "; PRAGMA wal_autocheckpoint=" +
-                std::to_string(kAutoCheckpointPages)),
+      setupSql_("PRAGMA synchronous=" + settings_.synchronous +
+                "; PRAGMA wal_autocheckpoint=" + std::to_string(kAutoCheckpointPages)),
       pool_(settings_.path, setupSql_, kMaxIdleConnections) {}
 
 void StoreCore::log(LogLevel level, const std::string& message) const {
@@ -307,8 +311,8 @@ void StoreCore::noteOutcome(const Status& status) {
       if (previous == ConnectionState::Disconnected) {
         log(LogLevel::Info, "database " + settings_.path + " available again");
       } else if (previous == ConnectionState::Connecting) {
-        log(LogLevel::Info, "database " + settings_.path + " open (synchronous=" +
-                                settings_.synchronous + ")");
+        log(LogLevel::Info,
+            "database " + settings_.path + " open (synchronous=" + settings_.synchronous + ")");
       }
       return;
     }
@@ -324,40 +328,48 @@ Status StoreCore::ensureReady(Connection& conn) {
   conn.setDeadline(Clock::now() + timeout());
   // WAL is a property of the file: set once, it stays for every connection
   // and process. It lets readers (watch polls, gets) run beside the writer.
-  {
+  // Asked before set, so that a read-only file already in WAL mode still
+  // serves reads.
+  for (const char* sql : {kJournalMode, kJournalWal}) {
     Status status;
-    sqlite3_stmt* raw = conn.prepare(kJournalWal, &status);
+    sqlite3_stmt* raw = conn.prepare(sql, &status);
     if (raw == nullptr) return status;
     Stmt stmt(raw);
     int rc = stmt.step();
     if (rc != SQLITE_ROW) return stepFailure(conn, rc, "set WAL mode on " + settings_.path);
     std::string mode = stmt.columnBytes(0);
-    if (mode != "wal") {
+    if (mode == "wal") break;
+    if (sql == kJournalWal) {
       return Status::unavailable("sqlite: cannot use WAL mode on " + settings_.path +
                                  " (journal_mode is '" + mode + "')");
     }
   }
-  Status status = runSimple(conn, kBeginImmediate, "begin schema transaction");
+  // Likewise the schema is only written when missing.
+  int64_t tables = 0;
+  Status status = queryInt(conn, kSchemaTables, "inspect schema", &tables);
   if (!status.isOk()) return status;
-  status = conn.exec(kSchema, "create schema in " + settings_.path);
-  int64_t version = 0;
-  if (status.isOk()) status = queryInt(conn, kSchemaVersionQuery, "read schema version", &version);
-  if (status.isOk() && version != kSchemaVersion) {
-    status = Status::unavailable("sqlite: " + settings_.path + " has schema version " +
-                                 std::to_string(version) + ", this plugin uses " +
-                                 std::to_string(kSchemaVersion));
+  if (tables != kSchemaTableCount) {
+    status = runSimple(conn, kBeginImmediate, "begin schema transaction");
+    if (status.isOk()) status = conn.exec(kSchema, "create schema in " + settings_.path);
+    if (status.isOk()) status = runSimple(conn, kCommit, "commit schema");
+    if (!status.isOk()) {
+      rollbackQuietly(conn, timeout());
+      return status;
+    }
   }
-  if (status.isOk()) status = runSimple(conn, kCommit, "commit schema");
-  if (!status.isOk()) {
-    rollbackQuietly(conn, timeout());
-    return status;
+  int64_t version = 0;
+  status = queryInt(conn, kSchemaVersionQuery, "read schema version", &version);
+  if (!status.isOk()) return status;
+  if (version != kSchemaVersion) {
+    return Status::unavailable("sqlite: " + settings_.path + " has schema version " +
+                               std::to_string(version) + ", this plugin uses " +
+                               std::to_string(kSchemaVersion));
   }
   ready_.store(true, std::memory_order_release);
   return Status::ok();
 }
 
-Status StoreCore::withConnection(const char* what,
-                                 const std::function<Status(Connection&)>& body) {
+Status StoreCore::withConnection(const char* what, const std::function<Status(Connection&)>& body) {
   Status status = guarded(what, [&]() -> Status {
     auto deadline = Clock::now() + timeout();
     auto acquired = pool_.acquire();
@@ -381,11 +393,25 @@ Status StoreCore::writeTransaction(const char* what,
   bool committed = false;
   Status status = guarded(what, [&]() -> Status {
     auto deadline = Clock::now() + timeout();
-    std::unique_lock<std::timed_mutex> writer(writeMutex_, deadline);
-    if (!writer.owns_lock()) {
-      return Status::timeout(std::string("sqlite ") + what +
-                             ": other writes of this process held the database past kv.timeoutMs");
+    {
+      std::unique_lock<std::mutex> lock(writerMutex_);
+      if (!writerCv_.wait_until(lock, deadline, [this] { return !writerBusy_; })) {
+        return Status::timeout(
+            std::string("sqlite ") + what +
+            ": other writes of this process held the database past kv.timeoutMs");
+      }
+      writerBusy_ = true;
     }
+    struct SlotRelease {
+      StoreCore* core;
+      ~SlotRelease() {
+        {
+          std::lock_guard<std::mutex> lock(core->writerMutex_);
+          core->writerBusy_ = false;
+        }
+        core->writerCv_.notify_one();
+      }
+    } release{this};
     auto acquired = pool_.acquire();
     if (!acquired.isOk()) return acquired.status();
     std::unique_ptr<Connection> conn = std::move(acquired.value());
@@ -479,16 +505,16 @@ Status StoreCore::sweepExpired() {
     const auto now = Clock::now();
     auto next = nextSweep_.find(bucket);
     if (next != nextSweep_.end() && now < next->second) continue;
-    const int64_t periodMs = std::clamp<int64_t>(maxAgeMs / 10, settings_.maintenanceIntervalMs,
-                                                 std::max(kMaxSweepPeriodMs,
-                                                          settings_.maintenanceIntervalMs));
+    const int64_t periodMs =
+        std::clamp<int64_t>(maxAgeMs / 10, settings_.maintenanceIntervalMs,
+                            std::max(kMaxSweepPeriodMs, settings_.maintenanceIntervalMs));
     nextSweep_[bucket] = now + std::chrono::milliseconds(periodMs);
     size_t removed = kSweepBatch;
     while (removed == static_cast<size_t>(kSweepBatch)) {
       removed = 0;
       // Batches keep each transaction short so user writes interleave.
       status = writeTransaction("expiry sweep", [&](Connection& conn) -> Status {
-        const int64_t now = nowMs();
+        const int64_t wallNow = nowMs();
         std::vector<std::string> expired;
         Status st;
         {
@@ -496,7 +522,7 @@ Status StoreCore::sweepExpired() {
           if (raw == nullptr) return st;
           Stmt stmt(raw);
           stmt.bindText(1, bucket);
-          stmt.bindInt64(2, now - maxAgeMs);
+          stmt.bindInt64(2, wallNow - maxAgeMs);
           stmt.bindInt64(3, kSweepBatch);
           int rc;
           while ((rc = stmt.step()) == SQLITE_ROW) expired.push_back(stmt.columnBytes(0));
@@ -518,7 +544,7 @@ Status StoreCore::sweepExpired() {
           logRow.bindText(1, bucket);
           logRow.bindBlob(2, key);
           logRow.bindInt64(3, kOpExpired);
-          logRow.bindInt64(4, now);
+          logRow.bindInt64(4, wallNow);
           int rc = logRow.step();
           if (rc != SQLITE_DONE) return stepFailure(conn, rc, "log expired key");
         }
@@ -559,8 +585,8 @@ Status StoreCore::trimChangeLog() {
         }
       }
       // Trim what is old by age or beyond the row cap, whichever goes further.
-      int64_t cutoff = std::max(maxSeq - settings_.changeLogMaxRows,
-                                noYoung ? maxSeq : firstYoung - 1);
+      int64_t cutoff =
+          std::max(maxSeq - settings_.changeLogMaxRows, noYoung ? maxSeq : firstYoung - 1);
       if (cutoff < oldest) return Status::ok();
       int64_t upper = std::min(cutoff, oldest + kTrimBatch - 1);
       more = upper < cutoff;
@@ -581,8 +607,8 @@ Status StoreCore::trimChangeLog() {
 
 Status StoreCore::checkpoint() {
   return withConnection("checkpoint", [](Connection& conn) -> Status {
-    int rc = sqlite3_wal_checkpoint_v2(conn.db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
-                                       nullptr);
+    int rc =
+        sqlite3_wal_checkpoint_v2(conn.db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     // BUSY: another connection (maybe another process) is checkpointing.
     if (rc == SQLITE_OK || (rc & 0xff) == SQLITE_BUSY) return Status::ok();
     return stepFailure(conn, rc, "checkpoint");
@@ -903,9 +929,9 @@ class WatchWorker {
   bool bounded_ = false;
 
   std::atomic<bool> stopping_{false};
-  uint64_t lastSeq_ = 0;         // every change-log row up to here was handled
-  int64_t dataVersion_ = -1;     // PRAGMA data_version when last polled
-  int failures_ = 0;             // consecutive failures, for the back-off
+  uint64_t lastSeq_ = 0;      // every change-log row up to here was handled
+  int64_t dataVersion_ = -1;  // PRAGMA data_version when last polled
+  int failures_ = 0;          // consecutive failures, for the back-off
 };
 
 Status WatchWorker::ensureConnection() {
@@ -1172,12 +1198,14 @@ void SqliteStore::maintenanceLoop() {
   while (!stopCv_.wait_for(lock, interval, [this] { return stopping_; })) {
     lock.unlock();
     try {
-      // Failures are logged (noteOutcome) and retried next period.
-      Status status = core_->sweepExpired();
-      if (status.isOk()) status = core_->trimChangeLog();
-      if (status.isOk()) status = core_->checkpoint();
-      if (!status.isOk() && status.code() != Code::Unavailable) {
-        core_->log(LogLevel::Warn, "maintenance: " + status.toString());
+      // Independent tasks: one postponed by lock contention must not hold
+      // back the others. Failures were logged by noteOutcome (Unavailable on
+      // the state change, Internal always); all are retried next period.
+      const Status results[] = {core_->sweepExpired(), core_->trimChangeLog(), core_->checkpoint()};
+      for (const Status& status : results) {
+        if (status.code() == Code::Timeout) {
+          core_->log(LogLevel::Debug, "maintenance postponed: " + status.message());
+        }
       }
     } catch (const std::exception& e) {
       core_->log(LogLevel::Error, std::string("maintenance: ") + e.what());
@@ -1249,7 +1277,8 @@ Result<std::shared_ptr<KvBucket>> SqliteStore::openBucket(const std::string& nam
 }
 
 Status SqliteStore::ping() {
-  return core_->withConnection("ping", [](Connection& conn) { return runSimple(conn, kSelectOne, "ping"); });
+  return core_->withConnection(
+      "ping", [](Connection& conn) { return runSimple(conn, kSelectOne, "ping"); });
 }
 
 Result<std::unique_ptr<SqliteStore>> createStore(const PluginContext& context) {
@@ -1264,15 +1293,14 @@ Result<std::unique_ptr<SqliteStore>> createStore(const PluginContext& context) {
     std::error_code ec;
     std::filesystem::create_directories(parent, ec);
     if (ec) {
-      core->log(LogLevel::Error, "cannot create directory " + parent.string() +
-                                     " for sqlite.path: " + ec.message());
+      core->log(LogLevel::Error,
+                "cannot create directory " + parent.string() + " for sqlite.path: " + ec.message());
     }
   }
   // Open (and initialise) now, so that state() is Connected from the start
   // when the file is usable. A failure is not fatal: see the header.
-  Status status = core->withConnection("open", [](Connection& conn) {
-    return runSimple(conn, kSelectOne, "open");
-  });
+  Status status = core->withConnection(
+      "open", [](Connection& conn) { return runSimple(conn, kSelectOne, "open"); });
   if (!status.isOk()) {
     core->log(LogLevel::Error, "cannot open " + settings->path + " yet: " + status.toString() +
                                    " (calls return Unavailable until it can be opened)");

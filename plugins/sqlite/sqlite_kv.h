@@ -13,10 +13,14 @@
 //   kv.timeoutMs           bound on every call, lock waits included (default 2000).
 // Tuning keys outside the API.md table (tests use them to force trimming):
 //   sqlite.changeLogRetentionMs   change-log rows younger than this are kept
-//                                 (default 300000), unless ...
+//                                 (default 60000, at least 1000), unless ...
 //   sqlite.changeLogMaxRows       ... the log holds more rows than this (default
-//                                 100000): the oldest go first.
-//   sqlite.maintenanceIntervalMs  period of the expiry sweep and log trim (default 1000).
+//                                 10000): the oldest go first. The log holds
+//                                 values, so this also bounds its size. Watchers
+//                                 read it every poll; one that falls further
+//                                 behind than the log reaches gets a Reset.
+//   sqlite.maintenanceIntervalMs  period of the expiry sweep, log trim and WAL
+//                                 checkpoint (default 1000).
 //
 // Schema (created on first open; all writes go through BEGIN IMMEDIATE):
 //
@@ -54,10 +58,22 @@
 // every maxAgeMs/10 (at least sqlite.maintenanceIntervalMs, at most a minute)
 // instead of keeping an index on updated_at_ms that every write would pay for.
 //
-// Checkpoints: commits do not copy the WAL into the database file once it
-// reaches 1000 pages (SQLite's default, which makes every ~200th write slow);
-// the maintenance thread checkpoints instead, and commits only take over
-// beyond 10000 pages (about 40 MB) should it fall behind.
+// Checkpoints: with SQLite's default, the commit that takes the WAL past 1000
+// pages copies it into the database file (and, with FULL, fsyncs that) before
+// it returns. Here the maintenance thread checkpoints instead (PASSIVE: it
+// never blocks readers or writers), and commits only take over beyond 10000
+// pages (about 40 MB) should it fall behind.
+//
+// Concurrency and deadlines: a connection pool (SQLITE_OPEN_NOMUTEX, one
+// thread per connection at a time); the writers of one process queue for a
+// write slot, then BEGIN IMMEDIATE; between processes SQLite's file lock
+// decides, and a busy handler waits for it (the role of busy_timeout) until
+// the call's deadline, kv.timeoutMs after the call began, which a progress
+// handler also enforces on long statements. Lock waits past the deadline ->
+// Timeout; a file that cannot be opened, read or written (CANTOPEN, FULL,
+// IOERR, READONLY, ...) -> Unavailable and state() Disconnected until a call
+// succeeds again. Reads run outside explicit transactions, except the watch
+// snapshot and poll, which need one consistent view.
 //
 // Watch: a snapshot of the matching kv rows and the current max seq, read in
 // one read transaction, then a poll of changelog rows with seq > last seen,
@@ -90,8 +106,8 @@ struct Settings {
   std::string synchronous = "FULL";  // upper case, one of OFF NORMAL FULL EXTRA
   int64_t pollIntervalMs = 100;
   int64_t timeoutMs = 2000;
-  int64_t changeLogRetentionMs = 300000;
-  int64_t changeLogMaxRows = 100000;
+  int64_t changeLogRetentionMs = 60000;
+  int64_t changeLogMaxRows = 10000;
   int64_t maintenanceIntervalMs = 1000;
 };
 
@@ -163,7 +179,13 @@ class StoreCore {
   const LogFn log_;
   const std::string setupSql_;  // per-connection pragmas
   ConnectionPool pool_;
-  std::timed_mutex writeMutex_;
+
+  // The write slot of this process: one writer at a time, waited for until
+  // the call's deadline. (A mutex and condition variable rather than
+  // std::timed_mutex, whose clocklock ThreadSanitizer does not understand.)
+  std::mutex writerMutex_;
+  std::condition_variable writerCv_;
+  bool writerBusy_ = false;
 
   std::mutex initMutex_;
   std::atomic<bool> ready_{false};

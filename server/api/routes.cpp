@@ -1,5 +1,7 @@
 #include "api/routes.h"
 
+#include "api/target_routes.h"
+
 #include "weft/ids.h"
 
 namespace weft {
@@ -174,6 +176,7 @@ void registerApiRoutes(http::Router& router, Services& services,
   workRoutes(router, services, errors);
   deadLetterRoutes(router, services, errors);
   statsRoutes(router, services, errors);
+  registerTargetRoutes(router, services, errors);  // spin-up targets (issue 6)
 }
 
 }  // namespace weft

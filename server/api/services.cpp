@@ -1,5 +1,8 @@
 #include "api/services.h"
 
+#include "spinup/poco_http_caller.h"
+#include "spinup/posix_process_runner.h"
+
 namespace weft {
 
 CoreOptions coreOptionsFrom(const Config& config) {
@@ -20,16 +23,46 @@ CoreOptions coreOptionsFrom(const Config& config) {
   return o;
 }
 
-Services::Services(ServiceContext ctx)
+SpinUpSetup spinUpSetupFrom(const Config& config) {
+  SpinUpSetup setup;
+  SpinUpSettings& s = setup.settings;
+  s.timeoutMs = config.getInt("spinup.timeoutMs");
+  s.cooldownMs = config.getInt("spinup.cooldownMs");
+  s.maxConcurrent = config.getInt("spinup.maxConcurrent");
+  s.allowLocal = config.getBool("spinup.allowLocal");
+  s.allowSsh = config.getBool("spinup.allowSsh");
+  s.allowWebhook = config.getBool("spinup.allowWebhook");
+  s.allowKubernetes = config.getBool("spinup.allowKubernetes");
+  s.allowGithubActions = config.getBool("spinup.allowGithubActions");
+  s.githubTokenEnvVars = config.getList("spinup.githubTokenEnvVars");
+  s.githubApiUrl = config.getString("spinup.githubApiUrl");
+  s.kubectlPath = config.getString("spinup.kubectlPath");
+  s.sshPath = config.getString("spinup.sshPath");
+  // WEFT_URL for local agents: this server as seen from the same machine.
+  std::string host = config.getString("http.host");
+  if (host.empty() || host == "0.0.0.0" || host == "::") host = "127.0.0.1";
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  s.weftUrl = "http://" + host + ":" + config.getString("http.port");
+  return setup;
+}
+
+Services::Services(ServiceContext ctx, SpinUpSetup spinUp)
     : context(std::move(ctx)), agents(context),
       deadLetters(context),
       work(context, agents, deadLetters),
       monitor(context, agents, [this](const std::string& guid) { return work.hasActiveWork(guid); }),
-      stats(context) {
+      stats(context),
+      targets(context, spinUp.settings,
+              spinUp.runner ? spinUp.runner : std::make_shared<PosixProcessRunner>(),
+              spinUp.http ? spinUp.http : std::make_shared<PocoHttpCaller>(), &agents) {
   monitor.attach();
   stats.addContributor(Stats::agentContributor(agents));
   stats.addContributor(Stats::workContributor(work));
   stats.addContributor(Stats::deadLetterContributor(deadLetters));
+  // Spin-up (issue 6): a submit without an eligible worker asks Targets for
+  // one spin-up (§4.2); targets count in the stats.
+  work.setSpinUpRequester([this](const SpinUpRequest& r) { targets.requestSpinUp(r); });
+  stats.addContributor(targets.statsContributor());
 }
 
 Services::~Services() { stop(); }
@@ -38,11 +71,13 @@ void Services::start() {
   agents.start();
   deadLetters.start();
   work.start(context.options.sweepIntervalMs);
+  targets.start();
   monitor.start();
 }
 
 void Services::stop() {
   monitor.stop();
+  targets.stop();
   work.stop();
   deadLetters.stop();
   agents.stop();

@@ -10,14 +10,24 @@
 #include "weft/dead_letters.h"
 #include "weft/service_context.h"
 #include "weft/stats.h"
+#include "weft/targets.h"
 #include "weft/work_queue.h"
 
 namespace weft {
 
 CoreOptions coreOptionsFrom(const Config& config);
 
+// Spin-up (issue 6): the spinup.* settings and the outbound implementations.
+// Null runner/http = the real ones (posix_spawn, Poco HTTP).
+struct SpinUpSetup {
+  SpinUpSettings settings;
+  std::shared_ptr<ProcessRunner> runner;
+  std::shared_ptr<HttpCaller> http;
+};
+SpinUpSetup spinUpSetupFrom(const Config& config);
+
 struct Services {
-  explicit Services(ServiceContext context);
+  explicit Services(ServiceContext context, SpinUpSetup spinUp = {});
   ~Services();
   void start();
   void stop();
@@ -28,6 +38,7 @@ struct Services {
   WorkQueue work;
   AgentMonitor monitor;
   Stats stats;
+  Targets targets;  // spin-up targets (issue 6)
 };
 
 }  // namespace weft

@@ -327,9 +327,13 @@ void RequestPipeline::handle(HTTPServerRequest& request, HTTPServerResponse& res
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const int status = static_cast<int>(response.getStatus());
   if (log::enabled(LogLevel::Info)) {
+    // The path is client input: a target like "//user:pass@host/x" (which
+    // normalizePath keeps) must not put a credential into the log. The query
+    // string, where a WebSocket token may travel, is never logged.
+    const bool maybeCredential = api.path.find('@') != std::string::npos;
     log::info("request", {{"method", api.method},
                           {"route", route},
-                          {"path", api.path},
+                          {"path", maybeCredential ? log::redactUrl(api.path) : api.path},
                           {"status", status},
                           {"durationMs", std::round(seconds * 10000.0) / 10.0}});
   }

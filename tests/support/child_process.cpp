@@ -15,6 +15,26 @@ extern char** environ;
 
 namespace weft::testing {
 
+namespace {
+
+// What waitpid() reported for an ended child, or a placeholder when it
+// failed (the child was reaped elsewhere, which should not happen).
+ExitStatus decodeStatus(pid_t waitResult, int raw) {
+  ExitStatus status;
+  if (waitResult < 0) {
+    status.exited = true;
+    status.code = -1;
+  } else if (WIFEXITED(raw)) {
+    status.exited = true;
+    status.code = WEXITSTATUS(raw);
+  } else if (WIFSIGNALED(raw)) {
+    status.signal = WTERMSIG(raw);
+  }
+  return status;
+}
+
+}  // namespace
+
 std::string ExitStatus::toString() const {
   return exited ? "exit code " + std::to_string(code)
                 : "killed by signal " + std::to_string(signal);
@@ -94,18 +114,7 @@ bool ChildProcess::tryReap(bool block) {
     r = ::waitpid(pid_, &raw, block ? 0 : WNOHANG);
   } while (r < 0 && errno == EINTR);
   if (r == 0) return false;
-  ExitStatus status;
-  if (r < 0) {
-    // Someone else reaped it (should not happen); treat it as gone.
-    status.exited = true;
-    status.code = -1;
-  } else if (WIFEXITED(raw)) {
-    status.exited = true;
-    status.code = WEXITSTATUS(raw);
-  } else if (WIFSIGNALED(raw)) {
-    status.signal = WTERMSIG(raw);
-  }
-  status_ = status;
+  status_ = decodeStatus(r, raw);
   return true;
 }
 
@@ -125,6 +134,29 @@ std::optional<ExitStatus> ChildProcess::wait(std::chrono::milliseconds timeout) 
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return status_;
+}
+
+bool ChildProcess::pause(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0 || status_) return false;
+  ::kill(pid_, SIGSTOP);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int raw = 0;
+    // WUNTRACED reports the group stop once all threads have stopped; it also
+    // reaps the child if it died meanwhile, which must be recorded.
+    pid_t r = ::waitpid(pid_, &raw, WUNTRACED | WNOHANG);
+    if (r == pid_ && WIFSTOPPED(raw)) return true;
+    if (r == pid_ || (r < 0 && errno != EINTR)) {
+      status_ = decodeStatus(r, raw);
+      return false;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+void ChildProcess::resume() {
+  kill(SIGCONT);
 }
 
 ExitStatus ChildProcess::killAndWait() {

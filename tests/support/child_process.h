@@ -50,6 +50,12 @@ class ChildProcess {
   // Waits up to timeout for the process to end and reaps it. Returns its
   // exit status, or nullopt when it is still running at the deadline.
   std::optional<ExitStatus> wait(std::chrono::milliseconds timeout);
+  // Sends SIGSTOP and waits until every thread of the process has stopped
+  // (a signal is delivered asynchronously: without the wait, a busy process
+  // keeps running for a moment). False when it did not stop within timeout.
+  bool pause(std::chrono::milliseconds timeout);
+  // Sends SIGCONT.
+  void resume();
   // SIGKILL, then reap (blocking; SIGKILL cannot be ignored).
   ExitStatus killAndWait();
   // The status once reaped.

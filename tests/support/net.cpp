@@ -83,7 +83,12 @@ bool probeTcp(int port, const std::string& request, const std::string& expect,
       while (!seen && Clock::now() < deadline) {
         pollfd pfd{fd, POLLIN, 0};
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-        if (::poll(&pfd, 1, static_cast<int>(std::max<int64_t>(left.count(), 1))) <= 0) break;
+        // Once a reply came without the expected text (e.g. Redis -LOADING),
+        // only wait briefly for the rest of it, then ask again on a new
+        // connection instead of idling on this one until the deadline.
+        int64_t wait = std::max<int64_t>(left.count(), 1);
+        if (!reply.empty()) wait = std::min<int64_t>(wait, 200);
+        if (::poll(&pfd, 1, static_cast<int>(wait)) <= 0) break;
         char buf[512];
         ssize_t n = ::recv(fd, buf, sizeof buf, 0);
         if (n <= 0) break;

@@ -17,8 +17,11 @@ int findFreePort();
 bool waitForPort(int port, std::chrono::milliseconds timeout);
 
 // Connects to 127.0.0.1:port, sends request, and reads until the reply
-// contains expect or timeout passes. For readiness probes of text protocols
-// (e.g. Redis "PING\r\n" -> "+PONG"). Returns whether expect was seen.
+// contains expect; a connection that answered something else and then went
+// quiet for 200 ms is dropped and the request sent again on a new one, until
+// timeout passes. For readiness probes of text protocols (e.g. Redis
+// "PING\r\n" -> "+PONG", which answers -LOADING while it replays its AOF).
+// Returns whether expect was seen.
 bool probeTcp(int port, const std::string& request, const std::string& expect,
               std::chrono::milliseconds timeout);
 

@@ -105,11 +105,13 @@ void ServerProcess::kill9() {
 }
 
 void ServerProcess::pause() {
-  if (child_) child_->kill(SIGSTOP);
+  if (!child_ || !child_->pause(std::chrono::seconds(5))) {
+    throw std::runtime_error(name_ + " on port " + std::to_string(port_) + " did not stop");
+  }
 }
 
 void ServerProcess::resume() {
-  if (child_) child_->kill(SIGCONT);
+  if (child_) child_->resume();
 }
 
 void ServerProcess::stop() {

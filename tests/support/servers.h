@@ -41,7 +41,8 @@ class ServerProcess {
 
   // SIGKILL and reap: a crash without any shutdown work.
   void kill9();
-  // SIGSTOP / SIGCONT, to simulate a stalled backend.
+  // SIGSTOP / SIGCONT, to simulate a stalled backend. pause() returns once
+  // the server has really stopped, and throws when it does not.
   void pause();
   void resume();
   // SIGTERM, then SIGKILL after 10 s; reaps.

@@ -1,11 +1,16 @@
 // Self-test of the test support library: processes, ports, temp dirs and the
 // real servers, including a crash and restart on the same port and data dir.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "support/child_process.h"
 #include "support/net.h"
@@ -27,6 +32,13 @@ std::string readFile(const std::string& path) {
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+// The state letter of /proc/<pid>/stat: R, S, T (stopped), Z...
+char processState(pid_t pid) {
+  std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  auto paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '?';
 }
 
 }  // namespace
@@ -75,6 +87,13 @@ TEST_CASE("ChildProcess wait times out, kill ends it, the destructor reaps", "[s
       CHECK_FALSE(status->exited);
       CHECK(status->signal == SIGTERM);
     }
+    SECTION("pause and resume") {
+      REQUIRE(child.pause(5000ms));
+      CHECK(processState(pid) == 'T');
+      child.resume();
+      CHECK(processState(pid) != 'T');  // SIGCONT takes effect before kill() returns
+      CHECK(child.running());
+    }
     SECTION("destructor") {}
   }
   // Reaped: the pid no longer names our child (kill fails with ESRCH unless
@@ -92,6 +111,33 @@ TEST_CASE("findFreePort and waitForPort", "[support]") {
   int port = findFreePort();
   CHECK(port > 0);
   CHECK_FALSE(waitForPort(port, 50ms));
+}
+
+TEST_CASE("probeTcp asks again on a new connection after a wrong reply", "[support]") {
+  // A fake server: the first client gets "-LOADING" and an idle connection,
+  // the second "+PONG", like Redis while it replays its append-only file.
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(listener >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  REQUIRE(::listen(listener, 4) == 0);
+  std::thread server([listener] {
+    int first = ::accept(listener, nullptr, nullptr);
+    (void)!::write(first, "-LOADING\r\n", 10);
+    int second = ::accept(listener, nullptr, nullptr);
+    (void)!::write(second, "+PONG\r\n", 7);
+    ::close(second);
+    ::close(first);
+  });
+  auto start = std::chrono::steady_clock::now();
+  CHECK(probeTcp(ntohs(addr.sin_port), "PING\r\n", "+PONG", 5000ms));
+  CHECK(std::chrono::steady_clock::now() - start < 2000ms);
+  server.join();
+  ::close(listener);
 }
 
 TEST_CASE("RedisServer survives kill9 and restart with its data", "[support][server]") {

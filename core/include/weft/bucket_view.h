@@ -39,7 +39,9 @@ class BucketView {
   using Ptr = std::shared_ptr<const T>;
   // Returns nullptr for a value that is invalid (it is then skipped and counted).
   using Decoder = std::function<Ptr(const std::string& key, const std::string& value)>;
-  // Called after each applied change, outside the view's lock, in order.
+  // Called after each applied change, outside the view's read/write lock but
+  // in the order the changes were applied (one at a time per view). A
+  // listener must not write through this view.
   // before/after are nullptr for "absent". fromFeed is false during the
   // initial replay and resyncs (the change may be old news).
   using Listener = std::function<void(const std::string& key, const Ptr& before, const Ptr& after,
@@ -180,6 +182,10 @@ class BucketView {
   };
 
   void apply(const std::string& key, const std::string* value, uint64_t revision, bool live) {
+    // Held across the update and the notification, so listeners see the
+    // changes in the order the view applied them even when the writer's own
+    // apply races the watch for one key. Readers only take mutex_.
+    std::lock_guard<std::mutex> ordered(notifyMutex_);
     Ptr before, after;
     {
       std::unique_lock<std::shared_mutex> lock(mutex_);
@@ -266,6 +272,7 @@ class BucketView {
 
   // Removes key when its revision is still at most maxRevision (0 = any).
   void dropIfUnchanged(const std::string& key, uint64_t maxRevision) {
+    std::lock_guard<std::mutex> ordered(notifyMutex_);
     Ptr before;
     {
       std::unique_lock<std::shared_mutex> lock(mutex_);
@@ -371,6 +378,7 @@ class BucketView {
   std::shared_ptr<KvBucket> bucket_;
   std::unique_ptr<KvWatch> watch_;
 
+  std::mutex notifyMutex_;  // orders apply+notify; taken before mutex_
   mutable std::shared_mutex mutex_;
   std::unordered_map<std::string, Item> items_;
   std::unordered_map<std::string, uint64_t> seen_;  // highest revision seen per key

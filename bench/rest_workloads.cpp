@@ -1,0 +1,271 @@
+#include "rest_workloads.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "http_client.h"
+#include "load_driver.h"
+
+namespace weft::bench {
+namespace {
+
+using Clients = std::vector<std::unique_ptr<HttpClient>>;
+
+Clients makeClients(const RestOptions& o) {
+  Clients clients;
+  for (int t = 0; t < o.threads; ++t) {
+    clients.push_back(std::make_unique<HttpClient>(o.host, o.port, o.timeoutMs));
+  }
+  return clients;
+}
+
+OpResult fromHttp(const HttpResult& r, int expected) {
+  OpResult op;
+  op.outcome = r.outcome();
+  op.ok = r.answered() && r.status == expected;
+  return op;
+}
+
+std::string agentGuid(const RestOptions& o, int i) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%05d", i);
+  return "bench-" + o.runId + "-a" + buf;
+}
+
+Json describe(const char* name, const char* request, const LoadResult& r) {
+  Json j = Json::object();
+  j.set("name", Json(name));
+  j.set("request", Json(request));
+  Json measured = r.toJson();  // named: a range-for over a temporary's member would dangle
+  for (auto& member : measured.asObject()) j.set(member.first, std::move(member.second));
+  return j;
+}
+
+Json failed(const char* name, const std::string& error) {
+  Json j = Json::object();
+  j.set("name", Json(name));
+  j.set("error", Json(error));
+  return j;
+}
+
+// The `total` of a paginated list (limit=1), or -1 when the request failed.
+int64_t listTotal(HttpClient& client, const std::string& path) {
+  HttpResult r = client.request("GET", path);
+  if (!r.is2xx()) return -1;
+  Result<Json> j = Json::parse(r.body, 64);
+  if (!j.isOk()) return -1;
+  return j->getInt("total", -1);
+}
+
+// Polls a list until its total reaches want (watch-fed views lag writes by up
+// to about a second); false after timeoutMs.
+bool waitForTotal(HttpClient& client, const std::string& path, int64_t want, int timeoutMs) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (listTotal(client, path) >= want) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+Json submitBody(const std::string& capability, const std::string& taskId) {
+  Json b = Json::object();
+  b.set("boundary", Json("default"));
+  b.set("capability", Json(capability));
+  b.set("description", Json("weft-bench work item"));
+  b.set("taskId", Json(taskId));
+  return b;
+}
+
+// A closed- or open-loop run of `request` built per call.
+LoadResult runPlain(const RestOptions& o, Clients& clients, double rate, int expected,
+                    const std::function<std::pair<std::string, std::string>(int, uint64_t)>& path,
+                    const std::string& method) {
+  LoadOptions lo;
+  lo.threads = o.threads;
+  lo.warmupMs = o.warmupMs;
+  lo.durationMs = o.durationMs;
+  lo.openRate = rate;
+  return runLoad(lo, [&](int t, uint64_t seq) {
+    auto [p, body] = path(t, seq);
+    return fromHttp(clients[t]->request(method, p, body), expected);
+  });
+}
+
+}  // namespace
+
+Json runRestWorkloads(const RestOptions& o) {
+  Json out = Json::object();
+  Json workloads = Json::array();
+  Clients clients = makeClients(o);
+  HttpClient control(o.host, o.port, o.timeoutMs);
+
+  // --- agent-register: exactly o.agents registrations, bounded in time too.
+  {
+    LoadOptions lo;
+    lo.threads = o.threads;
+    lo.warmupMs = 0;
+    lo.durationMs = 60000;
+    lo.maxOps = static_cast<uint64_t>(o.agents);
+    std::atomic<int> next{0};
+    LoadResult r = runLoad(lo, [&](int t, uint64_t) {
+      const int i = next.fetch_add(1);
+      Json b = Json::object();
+      b.set("guid", Json(agentGuid(o, i)));
+      b.set("handle", Json("bench-agent-" + std::to_string(i)));
+      b.set("capabilities", Json(Json::Array{Json("bench")}));
+      b.set("hostname", Json("weft-bench"));
+      return fromHttp(clients[t]->request("POST", "/api/agents", b.dump()), 201);
+    });
+    workloads.push(describe("agent-register", "POST /api/agents", r));
+  }
+
+  // --- agent-list over (at least) o.agents agents.
+  const bool listed = waitForTotal(control, "/api/agents?limit=1", o.agents, 10000);
+  out.set("agentsListed", Json(static_cast<long long>(listTotal(control, "/api/agents?limit=1"))));
+  if (!listed) {
+    workloads.push(failed("agent-list", "the registered agents did not all appear in the list"));
+  } else {
+    // What one response carries, so the reader can tell a real full list.
+    HttpResult sample = control.request("GET", "/api/agents");
+    Result<Json> listed = Json::parse(sample.body, 64);
+    LoadResult r = runPlain(
+        o, clients, 0, 200,
+        [](int, uint64_t) { return std::make_pair(std::string("/api/agents"), std::string()); },
+        "GET");
+    Json j = describe("agent-list", "GET /api/agents (full list)", r);
+    j.set("responseBytes", Json(static_cast<long long>(sample.body.size())));
+    j.set("agentsPerResponse",
+          Json(static_cast<long long>(listed.isOk() ? listed->get("agents").size() : 0)));
+    workloads.push(std::move(j));
+  }
+
+  // --- heartbeat: thread t beats agent t, so there is no CAS contention.
+  auto heartbeat = [&](int t, uint64_t) {
+    return std::make_pair("/api/agents/" + agentGuid(o, t % o.agents) + "/heartbeat",
+                          std::string("{\"status\":\"online\"}"));
+  };
+  workloads.push(describe("heartbeat", "POST /api/agents/{guid}/heartbeat",
+                          runPlain(o, clients, 0, 200, heartbeat, "POST")));
+  if (o.openRate > 0) {
+    workloads.push(describe("heartbeat", "POST /api/agents/{guid}/heartbeat",
+                            runPlain(o, clients, o.openRate, 200, heartbeat, "POST")));
+  }
+
+  // --- submit: capability "bench", which the registered agents have, so the
+  // routing finds eligible workers and requests no spin-up.
+  auto submit = [&](const char* mode) {
+    return [&, mode](int t, uint64_t seq) {
+      const std::string tag =
+          "bench-" + o.runId + "-" + mode + std::to_string(t) + "-" + std::to_string(seq);
+      return std::make_pair(std::string("/api/work"), submitBody("bench", tag).dump());
+    };
+  };
+  workloads.push(
+      describe("submit", "POST /api/work", runPlain(o, clients, 0, 201, submit("c"), "POST")));
+  if (o.openRate > 0) {
+    workloads.push(describe("submit", "POST /api/work",
+                            runPlain(o, clients, o.openRate, 201, submit("o"), "POST")));
+  }
+
+  // --- claim-complete on items submitted for it, one capability per thread.
+  {
+    const int perThread = std::max(1, o.cycleItems / o.threads);
+    auto capability = [&](int t) { return "bench-cycle-" + o.runId + "-" + std::to_string(t); };
+    std::atomic<int> submitFailures{0};
+    {
+      std::vector<std::thread> fill;
+      for (int t = 0; t < o.threads; ++t) {
+        fill.emplace_back([&, t] {
+          for (int i = 0; i < perThread; ++i) {
+            HttpResult r =
+                clients[t]->request("POST", "/api/work",
+                                    submitBody(capability(t), "cycle-" + std::to_string(i)).dump());
+            if (r.status != 201) ++submitFailures;
+          }
+        });
+      }
+      for (auto& f : fill) f.join();
+    }
+    bool visible = submitFailures == 0;
+    for (int t = 0; visible && t < o.threads; ++t) {
+      visible =
+          waitForTotal(control, "/api/work?status=pending&limit=1&capability=" + capability(t),
+                       perThread, 10000);
+    }
+    if (!visible) {
+      workloads.push(
+          failed("claim-complete", "set-up failed: " + std::to_string(submitFailures.load()) +
+                                       " submits failed, or the items did not become pending"));
+    } else {
+      std::vector<std::vector<int64_t>> claimNs(o.threads), completeNs(o.threads);
+      LoadOptions lo;
+      lo.threads = o.threads;
+      lo.warmupMs = o.warmupMs;
+      lo.durationMs = o.durationMs;
+      const auto measuredFrom =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(o.warmupMs);
+      LoadResult r = runLoad(lo, [&](int t, uint64_t) {
+        Json claim = Json::object();
+        claim.set("agentGuid", Json(agentGuid(o, t)));
+        claim.set("capabilities", Json(Json::Array{Json(capability(t))}));
+        const auto c0 = std::chrono::steady_clock::now();
+        HttpResult c = clients[t]->request("POST", "/api/work/claim", claim.dump());
+        const auto c1 = std::chrono::steady_clock::now();
+        OpResult op;
+        if (c.status == 204) {
+          op.exhausted = true;
+          return op;
+        }
+        if (c.status != 200) return fromHttp(c, 200);
+        Result<Json> item = Json::parse(c.body, 64);
+        if (!item.isOk()) {
+          op.ok = false;
+          op.outcome = "bad-claim-body";
+          return op;
+        }
+        Json done = Json::object();
+        done.set("agentGuid", Json(agentGuid(o, t)));
+        done.set("claimToken", Json(item->getString("claimToken")));
+        Json result = Json::object();
+        result.set("summary", Json("done by weft-bench"));
+        done.set("result", std::move(result));
+        HttpResult d = clients[t]->request(
+            "POST", "/api/work/" + item->getString("id") + "/complete", done.dump());
+        const auto d1 = std::chrono::steady_clock::now();
+        if (c0 >= measuredFrom) {
+          claimNs[t].push_back(
+              std::chrono::duration_cast<std::chrono::nanoseconds>(c1 - c0).count());
+          completeNs[t].push_back(
+              std::chrono::duration_cast<std::chrono::nanoseconds>(d1 - c1).count());
+        }
+        OpResult res = fromHttp(d, 200);
+        return res;
+      });
+      Json j = describe("claim-complete", "POST /api/work/claim + POST /api/work/{id}/complete", r);
+      j.set("itemsPrepared", Json(perThread * o.threads));
+      for (auto [name, per] :
+           {std::make_pair("claim", &claimNs), std::make_pair("complete", &completeNs)}) {
+        std::vector<int64_t> all;
+        for (auto& v : *per) all.insert(all.end(), v.begin(), v.end());
+        LatencySummary s = summarize(all, r.latency.seconds);
+        Json part = Json::object();
+        part.set("p50Us", Json(s.p50Us));
+        part.set("p99Us", Json(s.p99Us));
+        part.set("maxUs", Json(s.maxUs));
+        j.set(std::string(name) + "Step", std::move(part));
+      }
+      workloads.push(std::move(j));
+    }
+  }
+
+  out.set("workloads", std::move(workloads));
+  return out;
+}
+
+}  // namespace weft::bench

@@ -1,0 +1,180 @@
+// Targets: the spin-up target registry (API.md §2.6, §3.6, §4.4) and the
+// entry points of spin-up (§4.2, §4.5).
+//
+// Storage (§6.2): one JSON value per target in `weft-targets`, keyed by its
+// id, so a lookup by id is one get; lists, name resolution, routing and
+// stats read a watch-fed view. Names are unique per project through a
+// reservation in `weft-target-names` under `<projectId>.<first 32 hex of
+// sha256(name)>`, written with create, so two registrations of one name
+// (on any number of instances) get exactly one winner. Registration
+// reserves first, then writes the target, and releases the reservation when
+// that write fails; deletion removes the target, then the reservation. A
+// reservation whose target does not exist and that is older than a minute
+// (a crash between the two writes) is taken over by the next registration.
+//
+// Every change of a stored target is a compare-and-set on its value. Target
+// events (`target:*`) are derived from the view's live changes, so every
+// instance emits them for every change (deriveTargetEvents); `spin-up:*`
+// events come from SpinUp and only from the instance that ran it.
+//
+// Thread-safety: every public method may be called from any thread after
+// start(); setters and the constructor only before.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "weft/bucket_view.h"
+#include "weft/events.h"
+#include "weft/json.h"
+#include "weft/pagination.h"
+#include "weft/service_context.h"
+#include "weft/spin_up.h"
+#include "weft/spin_up_io.h"
+#include "weft/stats.h"
+#include "weft/target_record.h"
+
+namespace weft {
+
+class AgentRegistry;
+struct SpinUpRequest;
+
+struct TargetFilter {
+  std::optional<std::string> type, status, capability, boundary, mechanism, projectId;
+};
+
+// The target events (§5.4) of one stored change (nullptr = absent):
+// absent -> present `target:registered`; present -> absent `target:removed`;
+// a changed healthStatus `target:health-changed`; a write that leaves the
+// target disabled and changes nothing but status, lastError and updatedAt
+// `target:disabled` (reason `manual`); a probe that leaves healthStatus
+// unchanged nothing; any other change (PUT, enable, a spin-up outcome)
+// `target:updated`.
+std::vector<Event> deriveTargetEvents(const TargetRecord* before, const TargetRecord* after,
+                                      int64_t nowMs);
+
+class Targets {
+ public:
+  using View = BucketView<TargetRecord>;
+
+  // agents, when given, is watched for agents that register with
+  // metadata.targetId (linked to that target's spin-up, see SpinUp); it must
+  // not be started yet. runner and http carry out the mechanisms.
+  Targets(ServiceContext context, SpinUpSettings settings, std::shared_ptr<ProcessRunner> runner,
+          std::shared_ptr<HttpCaller> http, AgentRegistry* agents = nullptr);
+  ~Targets();
+  Targets(const Targets&) = delete;
+  Targets& operator=(const Targets&) = delete;
+
+  // Where `target:*` and `spin-up:*` events go. Before start().
+  void setEventSink(std::function<void(Event)> sink);
+
+  // Starts the view, the spin-up timer and the periodic health checker.
+  void start();
+  void stop();
+
+  View& view() { return *view_; }
+  const View& view() const { return *view_; }
+  SpinUp& spinUp() { return *spinUp_; }
+
+  // Decodes a stored value; nullptr when invalid (not an object, or no
+  // string id/name). projectId defaults to defaultProject.
+  static std::shared_ptr<const TargetRecord> decode(const std::string& value,
+                                                    const std::string& defaultProject);
+
+  // GET /api/targets: {targets, count, total, hasMore, nextCursor, prevCursor}.
+  Result<Json> list(const TargetFilter& filter, const PageRequest& page) const;
+  // GET /api/targets/{id}. `ref` is the path segment (id or name).
+  Result<Json> get(const std::string& ref, const std::optional<std::string>& projectId) const;
+  // POST /api/targets: the stored Target (201).
+  Result<Json> create(const Json& body);
+  // PUT /api/targets/{id}: the updated Target.
+  Result<Json> update(const std::string& ref, const std::optional<std::string>& projectId,
+                      const Json& body);
+  // DELETE /api/targets/{id}: {"success":true,"message":"Target <ref> removed"}.
+  Result<Json> remove(const std::string& ref, const std::optional<std::string>& projectId);
+  Result<Json> enable(const std::string& ref, const std::optional<std::string>& projectId);
+  Result<Json> disable(const std::string& ref, const std::optional<std::string>& projectId);
+  // POST /api/targets/disable-batch: the batch result plus disabledTargets,
+  // alreadyDisabled.
+  Result<Json> disableBatch(const Json& body);
+  // POST /api/targets/{id}/test: runs the probe synchronously (bounded by
+  // healthCheck.timeoutMs) and records it.
+  Result<Json> test(const std::string& ref, const std::optional<std::string>& projectId);
+  // POST /api/targets/{id}/spin-up.
+  Result<Json> spinUpTarget(const std::string& ref, const std::optional<std::string>& projectId);
+
+  // The spin-up request of a submission (§4.2): emits spin-up:triggered,
+  // selects the first eligible target and asks SpinUp to start it. Skips
+  // (and logs) when none fits or dedupe/cooldown/limit hold it back. Never
+  // blocks on the mechanism.
+  void requestSpinUp(const SpinUpRequest& request);
+
+  // One pass of the periodic health checker (§4.4): probes every due target
+  // (healthCheck.enabled, not disabled, mechanism enabled, interval elapsed)
+  // and records the results. Returns the number probed. Public for tests.
+  int healthCheckOnce();
+
+  // `targets` and `disabledTargets` per project for GET /api/stats.
+  StatsContributor statsContributor() const;
+  // The WebSocket stats `targets` object {total, available, inUse, disabled}
+  // for one project (nullopt = all).
+  Json liveStats(const std::optional<std::string>& projectId) const;
+
+ private:
+  struct Resolved {
+    std::shared_ptr<const TargetRecord> record;
+    uint64_t revision = 0;
+  };
+
+  Status ready() const;
+  std::shared_ptr<KvBucket> bucket() const;
+  Result<std::shared_ptr<KvBucket>> nameBucket();
+  std::string reservationKey(const std::string& projectId, const std::string& name) const;
+
+  // §2.6 resolution of a path segment.
+  Result<Resolved> resolve(const std::string& ref,
+                           const std::optional<std::string>& projectId) const;
+  // The stored target of id with its revision, from the backend.
+  Result<Resolved> load(const std::string& id) const;
+  // Read-modify-write of target id by compare-and-set, re-reading on
+  // conflicts. mutate may refuse with a non-Ok Status, which is returned.
+  // NotFound when the target is gone.
+  using Mutation = std::function<Status(const TargetRecord& current, Json& target)>;
+  Result<std::shared_ptr<const TargetRecord>> modify(const std::string& id, const Mutation& mutate);
+
+  Result<Json> setEnabled(const std::string& ref, const std::optional<std::string>& projectId,
+                          bool enabled);
+  // Writes a probe result (§4.4) and publishes the health subject.
+  Status recordHealth(const std::string& id, const spinup::ProbeOutcome& probe);
+  // The SpinUp recorder: the outcome fields of §4.5 on the target.
+  void recordOutcome(const SpinUpOperation& op);
+  // Best-effort NATS publication (§6.4).
+  void publish(const std::string& subject, const Json& payload) const;
+  void publishTarget(const char* action, const TargetRecord& record) const;
+  void emit(Event event);
+  void healthLoop();
+
+  ServiceContext ctx_;
+  std::unique_ptr<View> view_;
+  std::unique_ptr<SpinUp> spinUp_;
+  std::function<void(Event)> sink_;
+
+  std::mutex namesMutex_;
+  std::shared_ptr<KvBucket> names_;
+
+  std::mutex healthMutex_;
+  std::condition_variable healthCv_;
+  bool healthStopping_ = false;
+  std::shared_ptr<CancelToken> healthCancel_ = std::make_shared<CancelToken>();
+  std::thread health_;
+  bool started_ = false;
+};
+
+}  // namespace weft

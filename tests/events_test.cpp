@@ -1,0 +1,409 @@
+// Unit tests of the event derivation (API.md §5.4) on the in-memory backend:
+// events come from the views' change feed, once per change per instance,
+// whoever wrote the change.
+#include "weft/events.h"
+
+#include <catch2/catch.hpp>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "service_fixture.h"
+
+using namespace weft;
+using namespace weft::test;
+
+namespace {
+
+// Records every event a hub delivers.
+class Recorder {
+ public:
+  explicit Recorder(EventHub& hub) : hub_(hub) {
+    id_ = hub_.subscribe([this](const Event& e) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      events_.push_back(e);
+    });
+  }
+  ~Recorder() { hub_.unsubscribe(id_); }
+
+  std::vector<Event> all() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return events_;
+  }
+  std::vector<Event> named(const std::string& name) const {
+    std::vector<Event> out;
+    for (auto& e : all()) {
+      if (e.name == name) out.push_back(e);
+    }
+    return out;
+  }
+  size_t count(const std::string& name) const { return named(name).size(); }
+  // Waits (bounded) until at least n events of that name arrived; returns the last.
+  Event waitFor(const std::string& name, size_t n = 1) const {
+    REQUIRE(eventually([&] { return count(name) >= n; }));
+    return named(name).back();
+  }
+  void clear() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    events_.clear();
+  }
+
+ private:
+  EventHub& hub_;
+  EventHub::SubscriptionId id_ = 0;
+  mutable std::mutex mutex_;
+  std::vector<Event> events_;
+};
+
+auto attachTo(EventHub& hub) {
+  return [&hub](Services& s) { hub.attach(*s.agents, *s.work); };
+}
+
+void registerAgent(Services& s, const std::string& guid) {
+  std::string text = R"({"guid":")" + guid + R"(","handle":"h-)" + guid +
+                     R"(","hostname":"host1","capabilities":["cpp"]})";
+  REQUIRE(s.agents->registerAgent(Json::parse(text).value()).isOk());
+}
+
+std::string submit(Services& s, const std::string& extra = "") {
+  std::string text = R"({"boundary":"b","capability":"cpp","description":"d","taskId":"t1")" +
+                     (extra.empty() ? "" : "," + extra) + "}";
+  auto r = s.work->submit(Json::parse(text).value());
+  REQUIRE(r.isOk());
+  return r->getString("id");
+}
+
+std::pair<std::string, std::string> claim(Services& s, const std::string& guid) {
+  auto r = s.work->claim(Json::parse(R"({"agentGuid":")" + guid + "\"}").value());
+  REQUIRE(r.isOk());
+  REQUIRE(r->has_value());
+  return {(*r)->getString("id"), (*r)->getString("claimToken")};
+}
+
+Json fence(const std::string& guid, const std::string& token, const std::string& extra = "") {
+  return Json::parse(R"({"agentGuid":")" + guid + R"(","claimToken":")" + token + "\"" +
+                     (extra.empty() ? "" : "," + extra) + "}")
+      .value();
+}
+
+// The first keys of every event's data, in order (§5.4).
+void checkHead(const Event& e) {
+  const auto& members = e.data.asObject();
+  REQUIRE(members.size() >= 3);
+  CHECK(members[0].first == "type");
+  CHECK(members[0].second.asString() == e.name);
+  CHECK(members[1].first == "timestamp");
+  CHECK(parseIso(members[1].second.asString()).has_value());
+  CHECK(members[2].first == "projectId");
+  CHECK(e.topic == eventTopic(e.name));
+}
+
+}  // namespace
+
+TEST_CASE("event topics follow the event name") {
+  CHECK(eventTopic("work:assigned") == "work");
+  CHECK(eventTopic("agent:registered") == "agents");
+  CHECK(eventTopic("target:removed") == "targets");
+  CHECK(eventTopic("spin-up:started") == "targets");
+  CHECK(eventTopic("bogus") == "");
+}
+
+TEST_CASE("an agent entry written directly into the bucket emits agent:registered") {
+  ManualClock clock;
+  EventHub hub;
+  Recorder rec(hub);
+  Services s(createMemoryStore(), clock, attachTo(hub));
+
+  s.putDirect("3f2a9c0d5e6b47a8b9c0d1e2f3a4b5c6",
+              R"({"guid":"3f2a9c0d5e6b47a8b9c0d1e2f3a4b5c6","handle":"alice","status":"online",)"
+              R"("capabilities":["cpp",7],"projectId":"p1","agentType":"developer",)"
+              R"("metadata":{"agentType":"copilot-cli","boundaries":["x"]}})");
+  Event e = rec.waitFor("agent:registered");
+  checkHead(e);
+  CHECK(e.topic == "agents");
+  CHECK(e.projectId() == "p1");
+  CHECK(
+      e.data.get("agent").dump() ==
+      R"({"guid":"3f2a9c0d5e6b47a8b9c0d1e2f3a4b5c6","handle":"alice","agentType":"copilot-cli"})");
+  CHECK(e.data.get("capabilities").dump() == R"(["cpp"])");
+  CHECK(e.data.get("boundaries").dump() == R"(["x"])");
+  CHECK(e.data.get("status").asString() == "online");
+  CHECK(rec.all().size() == 1);
+}
+
+TEST_CASE("agent changes: heartbeat-only is silent, others map to the catalogue") {
+  ManualClock clock;
+  EventHub hub;
+  Recorder rec(hub);
+  Services s(createMemoryStore(), clock, attachTo(hub));
+  registerAgent(s, "a1");
+  Event reg = rec.waitFor("agent:registered");
+  CHECK(reg.projectId() == "default");
+  CHECK(reg.data.get("agent").dump() ==
+        R"({"guid":"a1","handle":"h-a1","agentType":"claude-code","hostname":"host1"})");
+  CHECK(reg.data.get("boundaries").dump() == R"(["default"])");
+
+  // A heartbeat alone: nothing. Then a marker change proves the feed moved on.
+  clock.advance(1000);
+  REQUIRE(s.agents->heartbeat("a1", Json::object()).isOk());
+  REQUIRE(s.agents->heartbeat("a1", body(R"({"currentTaskCount":2})")).isOk());
+  Event upd = rec.waitFor("agent:updated");
+  CHECK(rec.count("agent:updated") == 1);
+  checkHead(upd);
+  CHECK(upd.data.get("previousStatus").asString() == "online");
+  CHECK(upd.data.get("newStatus").asString() == "online");
+  CHECK(upd.data.get("currentTaskCount").asInt() == 2);
+  CHECK(upd.data.get("capabilities").dump() == R"(["cpp"])");
+
+  SECTION("status and capabilities changes are updates") {
+    REQUIRE(s.agents->heartbeat("a1", body(R"({"status":"busy"})")).isOk());
+    Event busy = rec.waitFor("agent:updated", 2);
+    CHECK(busy.data.get("previousStatus").asString() == "online");
+    CHECK(busy.data.get("newStatus").asString() == "busy");
+    REQUIRE(s.agents->heartbeat("a1", body(R"({"capabilities":["cpp","go"]})")).isOk());
+    Event caps = rec.waitFor("agent:updated", 3);
+    CHECK(caps.data.get("capabilities").dump() == R"(["cpp","go"])");
+  }
+
+  SECTION("a shutdown request is agent:shutdown requested:true with its reason") {
+    AgentRegistry::ShutdownRequest request;
+    request.graceful = false;
+    request.reason = "maintenance";
+    REQUIRE(s.agents->requestShutdown("a1", request).isOk());
+    Event down = rec.waitFor("agent:shutdown");
+    checkHead(down);
+    CHECK(down.data.get("requested").asBool());
+    CHECK(down.data.get("reason").asString() == "maintenance");
+    CHECK_FALSE(down.data.get("graceful").asBool());
+    CHECK(down.data.get("agent").get("guid").asString() == "a1");
+    CHECK(rec.count("agent:updated") == 1);  // the request alone changes nothing else
+  }
+
+  SECTION("deregistration is agent:shutdown manual, re-registration agent:registered") {
+    REQUIRE(s.agents->deregister("a1").isOk());
+    Event down = rec.waitFor("agent:shutdown");
+    CHECK_FALSE(down.data.get("requested").asBool());
+    CHECK(down.data.get("reason").asString() == "manual");
+    CHECK(down.data.get("graceful").asBool());
+    CHECK(rec.count("agent:updated") == 1);  // going offline is not an update
+
+    registerAgent(s, "a1");
+    rec.waitFor("agent:registered", 2);
+  }
+
+  SECTION("going offline while stale (staleness marking) is reason error") {
+    clock.advance(s.ctx.options.staleAfterMs + 1000);
+    REQUIRE(s.agents
+                ->modify("a1",
+                         [](Json& entry) {
+                           entry.set("status", Json("offline"));
+                           return true;
+                         })
+                .isOk());
+    Event down = rec.waitFor("agent:shutdown");
+    CHECK(down.data.get("reason").asString() == "error");
+    CHECK_FALSE(down.data.get("requested").asBool());
+  }
+
+  SECTION("deleting an online entry is agent:shutdown; deleting an offline one is silent") {
+    auto bucket = s.store->openBucket(kAgentBucket, BucketOptions{});
+    REQUIRE(bucket.isOk());
+    REQUIRE((*bucket)->erase("a1").isOk());
+    Event down = rec.waitFor("agent:shutdown");
+    CHECK(down.data.get("reason").asString() == "manual");
+
+    registerAgent(s, "a2");
+    rec.waitFor("agent:registered", 2);
+    REQUIRE(s.agents->deregister("a2").isOk());
+    rec.waitFor("agent:shutdown", 2);
+    REQUIRE((*bucket)->erase("a2").isOk());
+    registerAgent(s, "a3");  // a marker: the feed delivered the erase before this
+    rec.waitFor("agent:registered", 3);
+    CHECK(rec.count("agent:shutdown") == 2);
+  }
+}
+
+TEST_CASE("the work lifecycle emits one event per transition") {
+  ManualClock clock;
+  EventHub hub;
+  Recorder rec(hub);
+  Services s(createMemoryStore(), clock, attachTo(hub));
+  registerAgent(s, "a1");
+
+  const std::string id = submit(s, R"("priority":7,"projectId":"p9")");
+  Event sub = rec.waitFor("work:submitted");
+  checkHead(sub);
+  CHECK(sub.topic == "work");
+  CHECK(sub.projectId() == "p9");
+  CHECK(sub.data.get("workId").asString() == id);
+  CHECK(sub.data.get("taskId").asString() == "t1");
+  CHECK(sub.data.get("capability").asString() == "cpp");
+  CHECK(sub.data.get("boundary").asString() == "b");
+  CHECK(sub.data.get("priority").asInt() == 7);
+  CHECK(sub.data.get("description").asString() == "d");
+  CHECK_FALSE(sub.data.contains("requeued"));
+
+  // The agent must be in p9 to claim there.
+  REQUIRE(s.agents
+              ->registerAgent(body(R"({"guid":"a9","handle":"h9","projectId":"p9",)"
+                                   R"("capabilities":["cpp"]})"))
+              .isOk());
+  auto [claimed, token] = claim(s, "a9");
+  REQUIRE(claimed == id);
+  Event asg = rec.waitFor("work:assigned");
+  checkHead(asg);
+  CHECK(asg.data.get("assignedTo").asString() == "a9");
+  CHECK(asg.data.get("assignedToAgent").get("handle").asString() == "h9");
+  CHECK(asg.data.get("attempts").asInt() == 1);
+  CHECK(asg.data.get("leaseExpiresAt").isString());
+  CHECK(asg.data.get("capability").asString() == "cpp");
+
+  REQUIRE(s.work->start(id, fence("a9", token)).isOk());
+  Event st = rec.waitFor("work:started");
+  CHECK(st.data.get("assignedTo").asString() == "a9");
+  REQUIRE(s.work->start(id, fence("a9", token)).isOk());  // idempotent: lease only
+
+  REQUIRE(s.work->progress(id, fence("a9", token, R"("progress":40)")).isOk());
+  Event pr = rec.waitFor("work:progress");
+  CHECK(pr.data.get("progress").asInt() == 40);
+  CHECK(pr.data.get("assignedToAgent").get("guid").asString() == "a9");
+
+  REQUIRE(s.work->complete(id, fence("a9", token, R"("result":{"summary":"all done"})")).isOk());
+  Event done = rec.waitFor("work:completed");
+  CHECK(done.data.get("summary").asString() == "all done");
+  CHECK(done.data.get("assignedTo").asString() == "a9");
+
+  // A marker write, so the feed has delivered everything above.
+  submit(s);
+  rec.waitFor("work:submitted", 2);
+  CHECK(rec.count("work:started") == 1);
+  CHECK(rec.count("work:progress") == 1);
+  CHECK(rec.count("work:assigned") == 1);
+  CHECK(rec.count("work:completed") == 1);
+}
+
+TEST_CASE("failures, retries, dead-lettering, DLQ retry and cancel") {
+  ManualClock clock;
+  EventHub hub;
+  Recorder rec(hub);
+  Services s(createMemoryStore(), clock, attachTo(hub));
+  registerAgent(s, "a1");
+  const std::string id = submit(s, R"("maxAttempts":2)");
+
+  auto [c1, t1] = claim(s, "a1");
+  REQUIRE(
+      s.work->fail(id, fence("a1", t1, R"("error":{"message":"boom","recoverable":true})")).isOk());
+  Event f1 = rec.waitFor("work:failed");
+  checkHead(f1);
+  CHECK(f1.data.get("errorMessage").asString() == "boom");
+  CHECK(f1.data.get("recoverable").asBool());
+  CHECK(f1.data.get("retrying").asBool());
+  CHECK_FALSE(f1.data.get("deadLettered").asBool());
+  CHECK(f1.data.get("attempts").asInt() == 1);
+  CHECK(f1.data.get("maxAttempts").asInt() == 2);
+  CHECK(f1.data.get("assignedTo").asString() == "a1");
+
+  // The second attempt expires: the sweeper's lease expiry dead-letters it.
+  auto [c2, t2] = claim(s, "a1");
+  (void)t2;
+  clock.advance(s.ctx.options.leaseMs + 1000);
+  auto report = s.work->sweepOnce();
+  CHECK(report.deadLettered == 1);
+  Event f2 = rec.waitFor("work:failed", 2);
+  CHECK(f2.data.get("errorMessage").asString() == "lease expired");
+  CHECK_FALSE(f2.data.get("retrying").asBool());
+  CHECK(f2.data.get("deadLettered").asBool());
+  CHECK(f2.data.get("attempts").asInt() == 2);
+
+  // Out of the DLQ: submitted again, requeued.
+  REQUIRE(eventually([&] { return s.dlq->view().find(id) != nullptr; }));
+  REQUIRE(s.work->retryDeadLetter(id, Json::object()).isOk());
+  Event rq = rec.waitFor("work:submitted", 2);
+  CHECK(rq.data.get("requeued").asBool());
+  CHECK(rq.data.get("workId").asString() == id);
+
+  REQUIRE(s.work->cancel(id).isOk());
+  Event cn = rec.waitFor("work:cancelled");
+  checkHead(cn);
+  CHECK(cn.data.get("workId").asString() == id);
+  CHECK_FALSE(cn.data.contains("assignedTo"));  // it was pending
+  CHECK(rec.count("work:failed") == 2);
+}
+
+TEST_CASE("a claim emits exactly one work:assigned although write and watch both apply it") {
+  ManualClock clock;
+  EventHub hub;
+  Recorder rec(hub);
+  Services s(createMemoryStore(), clock, attachTo(hub));
+  registerAgent(s, "a1");
+  submit(s);
+  claim(s, "a1");
+  rec.waitFor("work:assigned");
+  // The watch delivers in order: once it delivered this later write, it has
+  // delivered the claim too, and the view ignored it as already applied.
+  submit(s);
+  rec.waitFor("work:submitted", 2);
+  CHECK(rec.count("work:assigned") == 1);
+}
+
+TEST_CASE("two instances on one store both emit every event once") {
+  ManualClock clock;
+  auto store = createMemoryStore();
+  EventHub hub1, hub2;
+  Recorder rec1(hub1), rec2(hub2);
+  Services one(store, clock, attachTo(hub1));
+  Services two(store, clock, attachTo(hub2));
+
+  registerAgent(one, "a1");
+  rec2.waitFor("agent:registered");  // instance two learns it from the feed
+  REQUIRE(eventually([&] { return two.agents->view().find("a1") != nullptr; }));
+  submit(two);
+  rec1.waitFor("work:submitted");
+  REQUIRE(eventually([&] { return one.work->view().size() == 1; }));
+  claim(one, "a1");
+  Event a1 = rec1.waitFor("work:assigned");
+  Event a2 = rec2.waitFor("work:assigned");
+  CHECK(a1.data.get("workId") == a2.data.get("workId"));
+  CHECK(a2.data.get("assignedToAgent").get("guid").asString() == "a1");
+
+  submit(one);  // marker
+  rec1.waitFor("work:submitted", 2);
+  rec2.waitFor("work:submitted", 2);
+  CHECK(rec1.count("work:assigned") == 1);
+  CHECK(rec2.count("work:assigned") == 1);
+  CHECK(rec1.count("agent:registered") == 1);
+  CHECK(rec2.count("agent:registered") == 1);
+}
+
+TEST_CASE("the initial replay emits nothing") {
+  ManualClock clock;
+  auto store = createMemoryStore();
+  {
+    Services before(store, clock);
+    registerAgent(before, "a1");
+    submit(before);
+  }
+  EventHub hub;
+  Recorder rec(hub);
+  Services s(store, clock, attachTo(hub));
+  REQUIRE(s.work->view().size() == 1);
+  submit(s);  // marker
+  rec.waitFor("work:submitted");
+  CHECK(rec.all().size() == 1);
+}
+
+TEST_CASE("emit delivers events without a stored change; unsubscribe stops delivery") {
+  EventHub hub;
+  auto rec = std::make_unique<Recorder>(hub);
+  hub.emit(makeEvent("spin-up:triggered", "p1", 1765430580000,
+                     {{"targetAgentType", Json("claude-code")}, {"workId", Json("w")}}));
+  auto all = rec->all();
+  REQUIRE(all.size() == 1);
+  CHECK(all[0].topic == "targets");
+  CHECK(all[0].data.dump() ==
+        R"({"type":"spin-up:triggered","timestamp":"2025-12-11T05:23:00.000Z","projectId":"p1",)"
+        R"("targetAgentType":"claude-code","workId":"w"})");
+  rec.reset();
+  hub.emit(makeEvent("spin-up:started", "p1", 0, {}));  // no subscriber left: no crash
+  CHECK(hub.emitted() == 2);
+}

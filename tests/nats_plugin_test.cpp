@@ -1,0 +1,432 @@
+// NATS-specific behaviour of weft-kv-nats.so that the shared contract suite
+// (kv_contract_test.cpp) cannot express: nats.url parsing, the stream settings
+// of created buckets, interoperation with agents writing JetStream directly,
+// TLS never being downgraded, no late writes after a server crash, and the
+// watch noticing a re-created stream. Each case starts its own nats-server
+// (tests/support), so none of them needs WEFT_TEST_NATS_URL.
+#include <nats/nats.h>
+
+#include <algorithm>
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "nats_common.h"
+#include "nats_url.h"
+#include "support/servers.h"
+#include "weft/plugin_loader.h"
+
+namespace {
+
+using namespace weft;
+using weft::nats_plugin::parseNatsUrl;
+using Clock = std::chrono::steady_clock;
+
+double msSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+bool waitUntil(const std::function<bool()>& pred, int ms) {
+  auto end = Clock::now() + std::chrono::milliseconds(ms);
+  while (Clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pred();
+}
+
+struct LogSink {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  bool any(const std::function<bool(const std::string&)>& pred) {
+    std::lock_guard<std::mutex> lock(mu);
+    return std::any_of(lines.begin(), lines.end(), pred);
+  }
+};
+
+std::shared_ptr<KvStore> loadNats(std::map<std::string, std::string> settings,
+                                  std::shared_ptr<LogSink> logs = nullptr) {
+  PluginContext context;
+  context.settings = std::move(settings);
+  context.settings.emplace("kv.timeoutMs", "2000");
+  context.settings.emplace("kv.reconnectWaitMs", "200");
+  context.log = [logs](LogLevel, const std::string& message) {
+    if (!logs) return;
+    std::lock_guard<std::mutex> lock(logs->mu);
+    logs->lines.push_back(message);
+  };
+  return loadKvStore("nats", "", context);
+}
+
+std::string createError(const std::map<std::string, std::string>& settings) {
+  try {
+    loadNats(settings);
+  } catch (const PluginLoadError& e) {
+    CHECK(e.kind() == PluginErrorKind::CreateFailed);
+    return e.what();
+  }
+  return "";
+}
+
+// A plain nats.c connection, for checks behind the plugin's back and for
+// writing the way agents do.
+struct RawNats {
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  explicit RawNats(const std::string& url) {
+    REQUIRE(natsConnection_ConnectTo(&nc, url.c_str()) == NATS_OK);
+    REQUIRE(natsConnection_JetStream(&js, nc, nullptr) == NATS_OK);
+  }
+  ~RawNats() {
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+  }
+};
+
+// Applies a watch feed (Reset included) to a map, as a consumer would.
+struct WatchView {
+  std::mutex mu;
+  std::map<std::string, std::string> current, staged;
+  bool resetting = false;
+  int caughtUps = 0, resets = 0;
+  void apply(const WatchEvent& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto& target = resetting ? staged : current;
+    switch (e.type) {
+      case WatchEvent::Type::Put:
+        target[e.key] = e.value;
+        break;
+      case WatchEvent::Type::Delete:
+        target.erase(e.key);
+        break;
+      case WatchEvent::Type::Reset:
+        resetting = true;
+        staged.clear();
+        ++resets;
+        break;
+      case WatchEvent::Type::CaughtUp:
+        if (resetting) current.swap(staged);
+        resetting = false;
+        ++caughtUps;
+        break;
+    }
+  }
+  bool equals(const std::map<std::string, std::string>& expected) {
+    std::lock_guard<std::mutex> lock(mu);
+    return current == expected;
+  }
+};
+
+std::map<std::string, std::string> asMap(const std::vector<KvEntry>& entries) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : entries) out[e.key] = e.value;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("nats.url forms, credentials and schemes", "[unit]") {
+  auto bare = parseNatsUrl("127.0.0.1:4222");
+  REQUIRE(bare.isOk());
+  CHECK(bare->urls == std::vector<std::string>{"nats://127.0.0.1:4222"});
+  CHECK_FALSE(bare->secure);
+
+  auto creds = parseNatsUrl("nats://al%40ice:p%3Ass@h:4222");
+  REQUIRE(creds.isOk());
+  CHECK(creds->urls[0] == "nats://h:4222");  // credentials never reach nats.c's URL
+  CHECK(creds->user == "al@ice");
+  CHECK(creds->password == "p:ss");
+  CHECK(creds->redactedList() == "nats://al@ice:***@h:4222");
+
+  auto token = parseNatsUrl("tls://s3cret@h");
+  REQUIRE(token.isOk());
+  CHECK(token->secure);
+  CHECK(token->token == "s3cret");
+  CHECK(token->redactedList().find("s3cret") == std::string::npos);
+
+  auto list = parseNatsUrl("nats://a:1, tls://b:2");
+  REQUIRE(list.isOk());
+  CHECK(list->urls.size() == 2);
+  CHECK(list->secure);  // one tls:// URL makes TLS mandatory for all
+
+  for (std::string scheme : {"ws", "wss", "http", "redis"}) {
+    auto r = parseNatsUrl(scheme + "://h:1");
+    CHECK(r.code() == Code::InvalidArgument);
+    CHECK(r.status().message() == "unsupported NATS URL scheme: " + scheme);
+  }
+  for (std::string bad : {"", "nats://", "nats://h:0", "nats://h:65536", "nats://h:x",
+                          "nats://h/path", "nats://u:%zz@h"}) {
+    INFO(bad);
+    CHECK(parseNatsUrl(bad).code() == Code::InvalidArgument);
+  }
+  CHECK(parseNatsUrl("nats://u:%zz@h").status().message().find("%zz") == std::string::npos);
+  CHECK(weft::nats_plugin::redactNatsUrl("nats://u:pw@h:1,nats://tok@h:2") ==
+        "nats://u:***@h:1,nats://***@h:2");
+}
+
+TEST_CASE("keys NATS can represent, and prefix filters", "[unit]") {
+  using weft::nats_plugin::isValidKey;
+  using weft::nats_plugin::keyFilterForPrefix;
+  for (std::string ok : {"a", "A.b-c_d=e/f", "0", "guid-1234"}) CHECK(isValidKey(ok));
+  for (std::string bad : {"", " ", "a b", "é", "a*", "a>", ".a", "a.", "a..b", "a\tb"}) {
+    INFO(bad);
+    CHECK_FALSE(isValidKey(bad));
+  }
+  CHECK(keyFilterForPrefix("") == "");
+  CHECK(keyFilterForPrefix("abc") == "");  // no token boundary: whole bucket
+  CHECK(keyFilterForPrefix("p.") == "p.>");
+  CHECK(keyFilterForPrefix("p.q.ab") == "p.q.>");
+  CHECK(keyFilterForPrefix("a b.c") == "");
+}
+
+TEST_CASE("configuration errors fail create() with a readable message", "[config]") {
+  // The loader wraps the plugin's message; the plugin's own text ends it.
+  CHECK(
+      createError({{"nats.url", "ws://127.0.0.1:4222"}}).find("unsupported NATS URL scheme: ws") !=
+      std::string::npos);
+  CHECK(createError({{"nats.url", "wss://127.0.0.1:4222"}})
+            .find("unsupported NATS URL scheme: wss") != std::string::npos);
+  CHECK(createError({{"nats.url", "nats://h:1"}, {"kv.timeoutMs", "soon"}}).find("kv.timeoutMs") !=
+        std::string::npos);
+  CHECK(createError({{"nats.url", "nats://h:1"}, {"kv.reconnectWaitMs", "0"}})
+            .find("kv.reconnectWaitMs") != std::string::npos);
+}
+
+TEST_CASE("create() succeeds without a server, and the store connects when one appears",
+          "[connect]") {
+  weft::testing::NatsServer probe;  // only to reserve a free port and a data dir
+  const int port = probe.port();
+  probe.kill9();
+  auto store = loadNats({{"nats.url", "nats://127.0.0.1:" + std::to_string(port)}});
+  CHECK(store->state() == ConnectionState::Connecting);
+  auto start = Clock::now();
+  CHECK(store->openBucket("b", {}).code() == Code::Unavailable);
+  CHECK(store->ping().code() == Code::Unavailable);
+  CHECK(store->messaging()->publish("a.b", "x").code() == Code::Unavailable);
+  CHECK(msSince(start) < 50);
+  probe.restart();
+  REQUIRE(waitUntil([&] { return store->state() == ConnectionState::Connected; }, 10000));
+  CHECK(store->ping().isOk());
+  auto bucket = store->openBucket("b", {});
+  REQUIRE(bucket.isOk());
+  CHECK((*bucket)->put("k", "v").isOk());
+}
+
+TEST_CASE("tls:// is never downgraded to plain NATS, and logs hide credentials", "[connect]") {
+  weft::testing::NatsServer server;  // plain, no TLS
+  auto logs = std::make_shared<LogSink>();
+  auto store = loadNats(
+      {{"nats.url", "tls://alice:pa55word@127.0.0.1:" + std::to_string(server.port())}}, logs);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  CHECK(store->state() != ConnectionState::Connected);
+  CHECK(store->openBucket("b", {}).code() == Code::Unavailable);
+  CHECK_FALSE(
+      logs->any([](const std::string& l) { return l.find("pa55word") != std::string::npos; }));
+  CHECK(logs->any([](const std::string& l) { return l.find("alice:***@") != std::string::npos; }));
+}
+
+TEST_CASE("buckets get the agent stream settings and interoperate with direct writers",
+          "[buckets]") {
+  weft::testing::NatsServer server;
+  auto store = loadNats({{"nats.url", server.url()}});
+  RawNats raw(server.url());
+
+  BucketOptions registry;
+  registry.history = 0;
+  registry.maxAgeMs = 86400000;
+  auto reg = store->openBucket("agent-registry", registry);
+  REQUIRE(reg.isOk());
+  jsStreamInfo* si = nullptr;
+  REQUIRE(js_GetStreamInfo(&si, raw.js, "KV_agent-registry", nullptr, nullptr) == NATS_OK);
+  const jsStreamConfig* c = si->Config;
+  REQUIRE(c->SubjectsLen == 1);
+  CHECK(std::string(c->Subjects[0]) == "$KV.agent-registry.>");
+  CHECK(c->Storage == js_FileStorage);
+  CHECK(c->MaxAge == 86400000LL * 1000000LL);  // nanoseconds
+  CHECK(c->MaxMsgsPerSubject == -1);
+  CHECK(c->AllowRollup);
+  CHECK(c->DenyDelete);
+  CHECK(c->AllowDirect);
+  CHECK(c->Discard == js_DiscardOld);
+  jsStreamInfo_Destroy(si);
+
+  // An agent writes its entry straight to JetStream, key = guid, unencoded.
+  const std::string guid = "6f1c2d3e-aaaa-bbbb-cccc-0123456789ab";
+  const std::string subject = "$KV.agent-registry." + guid;
+  REQUIRE(js_Publish(nullptr, raw.js, subject.c_str(), "{\"guid\":1}", 10, nullptr, nullptr) ==
+          NATS_OK);
+  auto got = (*reg)->get(guid);
+  REQUIRE(got.isOk());
+  CHECK(got->value == "{\"guid\":1}");
+  auto listed = (*reg)->keys("");
+  REQUIRE(listed.isOk());
+  CHECK(*listed == std::vector<std::string>{guid});
+  // Unlimited history: every revision stays in the stream.
+  REQUIRE((*reg)->update(guid, "{\"guid\":2}", got->revision).isOk());
+  REQUIRE(js_GetStreamInfo(&si, raw.js, "KV_agent-registry", nullptr, nullptr) == NATS_OK);
+  CHECK(si->State.Msgs == 2);
+  jsStreamInfo_Destroy(si);
+
+  // A bucket created by nats.c's own KV API opens fine, and its delete
+  // markers (kvStore_Delete) read as absent.
+  kvConfig kc;
+  kvConfig_Init(&kc);
+  kc.Bucket = "made-by-agent";
+  kvStore* kv = nullptr;
+  REQUIRE(js_CreateKeyValue(&kv, raw.js, &kc) == NATS_OK);
+  uint64_t rev = 0;
+  REQUIRE(kvStore_PutString(&rev, kv, "x", "1") == NATS_OK);
+  REQUIRE(kvStore_PutString(&rev, kv, "y", "2") == NATS_OK);
+  REQUIRE(kvStore_Delete(kv, "y") == NATS_OK);
+  auto theirs = store->openBucket("made-by-agent", {});
+  REQUIRE(theirs.isOk());
+  CHECK((*theirs)->get("x")->value == "1");
+  CHECK((*theirs)->get("y").code() == Code::NotFound);
+  CHECK((*theirs)->keys("").value() == std::vector<std::string>{"x"});
+  // ... and what the plugin writes reads back through nats.c's KV API.
+  REQUIRE((*theirs)->erase("x").isOk());
+  REQUIRE((*theirs)->create("z", "3").isOk());
+  kvEntry* e = nullptr;
+  CHECK(kvStore_Get(&e, kv, "x") == NATS_NOT_FOUND);
+  REQUIRE(kvStore_Get(&e, kv, "z") == NATS_OK);
+  CHECK(std::string(kvEntry_ValueString(e)) == "3");
+  kvEntry_Destroy(e);
+  kvStore_Destroy(kv);
+
+  // A short max age: the duplicate window must shrink with it.
+  BucketOptions shortLived;
+  shortLived.maxAgeMs = 500;
+  CHECK(store->openBucket("short-lived", shortLived).isOk());
+  // A bucket the plugin created (history 1) is a regular bucket for nats.c.
+  REQUIRE(js_KeyValue(&kv, raw.js, "short-lived") == NATS_OK);
+  REQUIRE(kvStore_PutString(&rev, kv, "from-nats-c", "1") == NATS_OK);
+  kvStore_Destroy(kv);
+  shortLived.history = 0;
+  CHECK(store->openBucket("short-lived-history", shortLived).isOk());
+}
+
+TEST_CASE("messaging: core publish and JetStream publish", "[messaging]") {
+  weft::testing::NatsServer server;
+  auto store = loadNats({{"nats.url", server.url()}});
+  RawNats raw(server.url());
+  KvMessaging* messaging = store->messaging();
+  REQUIRE(messaging != nullptr);
+
+  natsSubscription* sub = nullptr;
+  REQUIRE(natsConnection_SubscribeSync(&sub, raw.nc, "loom.p.agents.*.shutdown") == NATS_OK);
+  REQUIRE(natsConnection_Flush(raw.nc) == NATS_OK);
+  CHECK(messaging->publish("loom.p.agents.g1.shutdown", "{}").isOk());
+  natsMsg* msg = nullptr;
+  REQUIRE(natsSubscription_NextMsg(&msg, sub, 2000) == NATS_OK);
+  natsMsg_Destroy(msg);
+  natsSubscription_Destroy(sub);
+  CHECK(messaging->publish("has space", "x").code() == Code::InvalidArgument);
+  CHECK(messaging->publish("wild.*", "x").code() == Code::InvalidArgument);
+
+  CHECK(messaging->publishJetStream("global.agent.g1", "x").code() == Code::NotFound);
+  jsStreamConfig sc;
+  jsStreamConfig_Init(&sc);
+  const char* subjects[] = {"global.agent.>"};
+  sc.Name = "INBOXES";
+  sc.Subjects = subjects;
+  sc.SubjectsLen = 1;
+  REQUIRE(js_AddStream(nullptr, raw.js, &sc, nullptr, nullptr) == NATS_OK);
+  CHECK(messaging->publishJetStream("global.agent.g1", "x").isOk());
+}
+
+TEST_CASE("kill -9 of the server under write load: nothing lost, no late writes",
+          "[outage][slow]") {
+  weft::testing::NatsServer server;
+  auto store = loadNats({{"nats.url", server.url()}});
+  auto opened = store->openBucket("load", {});
+  REQUIRE(opened.isOk());
+  auto bucket = *opened;
+  WatchView view;
+  auto watch = bucket->watch("", [&](const WatchEvent& e) { view.apply(e); });
+  REQUIRE(watch.isOk());
+
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::map<std::string, Code> outcome;
+  double slowestFailureMs = 0;
+  std::thread writer([&] {
+    for (int i = 0; !stop; ++i) {
+      std::string key = "w" + std::to_string(i);
+      auto start = Clock::now();
+      auto r = bucket->put(key, "x");
+      std::lock_guard<std::mutex> lock(mu);
+      outcome[key] = r.isOk() ? Code::Ok : r.code();
+      if (!r.isOk()) {
+        slowestFailureMs = std::max(slowestFailureMs, msSince(start));
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  server.kill9();
+  REQUIRE(waitUntil([&] { return store->state() == ConnectionState::Disconnected; }, 3000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  server.restart();
+  REQUIRE(waitUntil([&] { return store->state() == ConnectionState::Connected; }, 10000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  stop = true;
+  writer.join();
+
+  auto scan = bucket->scan("");
+  REQUIRE(scan.isOk());
+  std::set<std::string> present;
+  for (const auto& e : *scan) present.insert(e.key);
+  int ackedLost = 0, failedPresent = 0, failed = 0, acked = 0, indeterminate = 0;
+  for (const auto& [key, code] : outcome) {
+    bool there = present.count(key) > 0;
+    if (code == Code::Ok) {
+      ++acked;
+      if (!there) ++ackedLost;
+    } else if (code == Code::Unavailable) {
+      ++failed;
+      if (there) ++failedPresent;  // parked in the reconnect buffer and replayed
+    } else {
+      ++indeterminate;  // Timeout: may or may not have been applied
+    }
+  }
+  INFO("acked " << acked << ", failed fast " << failed << ", indeterminate " << indeterminate
+                << ", slowest failure " << slowestFailureMs << " ms");
+  CHECK(acked > 0);
+  CHECK(failed > 0);
+  CHECK(ackedLost == 0);
+  CHECK(failedPresent == 0);
+  CHECK(slowestFailureMs < 2000 + 500);
+  // The watch went on across the crash and matches the bucket.
+  auto expected = asMap(*scan);
+  CHECK(waitUntil([&] { return view.equals(expected); }, 15000));
+}
+
+TEST_CASE("a watch notices a deleted and re-created stream and replays", "[watch][slow]") {
+  weft::testing::NatsServer server;
+  auto store = loadNats({{"nats.url", server.url()}});
+  auto bucket = *store->openBucket("recreated", {});
+  REQUIRE(bucket->put("a", "1").isOk());
+  REQUIRE(bucket->put("b", "2").isOk());
+  WatchView view;
+  auto watch = bucket->watch("", [&](const WatchEvent& e) { view.apply(e); });
+  REQUIRE(watch.isOk());
+  REQUIRE(waitUntil([&] { return view.equals({{"a", "1"}, {"b", "2"}}); }, 3000));
+
+  RawNats raw(server.url());
+  REQUIRE(js_DeleteStream(raw.js, "KV_recreated", nullptr, nullptr) == NATS_OK);
+  auto other = loadNats({{"nats.url", server.url()}});
+  auto again = *other->openBucket("recreated", {});
+  REQUIRE(again->put("c", "3").isOk());  // sequence 1 of the new stream
+  // nats.c reports the consumer's missed heartbeats after ~20 s; then Reset.
+  CHECK(waitUntil([&] { return view.equals({{"c", "3"}}); }, 40000));
+  std::lock_guard<std::mutex> lock(view.mu);
+  CHECK(view.resets == 1);
+}
