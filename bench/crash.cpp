@@ -82,6 +82,8 @@ class PacedLoad {
         observe_(std::move(observe)),
         perThread_(threads) {}
 
+  ~PacedLoad() { stop(); }
+
   void start() {
     start_ = SteadyClock::now();
     for (int t = 0; t < threads_; ++t) {

@@ -8,7 +8,8 @@
 //   claim-complete  POST /api/work/claim then POST /api/work/{id}/complete on
 //                   items submitted beforehand; each thread claims from its
 //                   own capability, so the cycle measures the work path, not
-//                   claim contention
+//                   claim contention; the items live in a project of their own,
+//                   away from the items the other workloads leave pending
 //
 // heartbeat and submit run closed loop and, when openRate > 0, open loop too.
 #pragma once

@@ -40,7 +40,7 @@ ensure_packages() {
 
 # Configures and builds the whole tree in ./build.
 build() {
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
   cmake --build build -j"$(nproc)"
 }
 
@@ -222,3 +222,40 @@ stop_started_pid() {
   _forget_started "$pid"
 }
 # --- end benchmark helpers -----------------------------------------------------
+
+# --- fuzzing and sanitizer helpers (scripts/fuzz, scripts/test --asan/--tsan) ---
+# Additive: the functions above are unchanged.
+
+# Debian packages only the fuzz build needs: clang 14 and its runtime
+# libraries (libFuzzer, ASan, UBSan).
+WEFT_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
+
+# Installs the missing fuzzing packages (same rules as ensure_packages).
+ensure_fuzz_packages() {
+  local WEFT_PACKAGES=("${WEFT_FUZZ_PACKAGES[@]}")
+  ensure_packages
+}
+
+# The libFuzzer targets of tests/fuzz (tests/fuzz/CMakeLists.txt).
+WEFT_FUZZ_TARGETS=(fuzz_request_json fuzz_stored_record fuzz_cursor fuzz_routing)
+
+# build_fuzzers [DIR]: configures DIR (default build-fuzz) with clang and
+# -DWEFT_FUZZ=ON (whole tree instrumented, ASan + UBSan) and builds only the
+# fuzz targets.
+build_fuzzers() {
+  local dir=${1:-build-fuzz}
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+    -DCMAKE_CXX_COMPILER=clang++ -DWEFT_FUZZ=ON
+  cmake --build "$dir" -j"$(nproc)" --target "${WEFT_FUZZ_TARGETS[@]}"
+}
+
+# build_sanitized DIR FLAGS: configures DIR with the sanitizer FLAGS on every
+# C and C++ file and link (e.g. -fsanitize=thread) and builds the whole tree.
+# No fuzz smoke tests there: they belong to the plain build.
+build_sanitized() {
+  local dir=$1 flags=$2
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEFT_FUZZ_SMOKE=OFF \
+    "-DCMAKE_C_FLAGS=$flags" "-DCMAKE_CXX_FLAGS=$flags"
+  cmake --build "$dir" -j"$(nproc)"
+}
+# --- end fuzzing and sanitizer helpers ---------------------------------------------

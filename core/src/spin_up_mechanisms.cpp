@@ -260,7 +260,11 @@ Result<std::vector<std::pair<std::string, std::string>>> agentEnvironment(
   if (!run.workItemId.empty()) out.emplace_back("WEFT_WORK_ITEM_ID", run.workItemId);
   if (!weftUrl.empty()) out.emplace_back("WEFT_URL", weftUrl);
   if (!env.isObject()) return out;
-  for (const auto& [name, value] : env.asObject()) {
+  // Not a structured binding: C++17 forbids capturing one in the lambda
+  // below (g++ accepts it, clang 14 rejects it).
+  for (const auto& member : env.asObject()) {
+    const std::string& name = member.first;
+    const Json& value = member.second;
     bool bad = name.empty() || name.find('=') != std::string::npos ||
                name.find('\0') != std::string::npos || (strictNames && !isValidEnvName(name));
     if (bad) return Status::invalidArgument("invalid env var name: " + name);

@@ -577,7 +577,7 @@ Result<std::optional<Json>> WorkQueue::claim(const Json& body) {
   }
 }
 
-Result<Json> WorkQueue::fenced(const std::string& id, const Json& body, const Mutation& mutate) {
+Result<Json> WorkQueue::fenced(const std::string& id, const Json& body, const FencedStep& step) {
   const std::string agentGuid = body.getString("agentGuid");
   const std::string token = body.getString("claimToken");
   for (int attempt = 0; attempt < kMaxCasAttempts; ++attempt) {
@@ -588,14 +588,23 @@ Result<Json> WorkQueue::fenced(const std::string& id, const Json& body, const Mu
     if (!held.isString() || record->assignedTo != agentGuid || held.asString() != token) {
       return tokenMismatch();
     }
-    Json item = record->item;
-    if (auto stateError = mutate(*record, item)) return Status::conflict(*stateError);
-    item.set("updatedAt", Json(formatIso(ctx_.now())));
-    auto written = store(id, item, revision);
-    if (written) return render(*decode(item.dump()));
-    if (written.code() != Code::Conflict) return written.status();
+    if (auto result = step(*record, revision)) return std::move(*result);
+    // Lost a race with another writer: re-read and check the token again.
   }
   return Status::unavailable("too much contention on work item " + id);
+}
+
+Result<Json> WorkQueue::fenced(const std::string& id, const Json& body, const Mutation& mutate) {
+  return fenced(id, body,
+                [&](const WorkRecord& record, uint64_t revision) -> std::optional<Result<Json>> {
+                  Json item = record.item;
+                  if (auto stateError = mutate(record, item)) return Status::conflict(*stateError);
+                  item.set("updatedAt", Json(formatIso(ctx_.now())));
+                  auto written = store(id, item, revision);
+                  if (written) return Result<Json>(render(*decode(item.dump())));
+                  if (written.code() == Code::Conflict) return std::nullopt;
+                  return Result<Json>(written.status());
+                });
 }
 
 Result<Json> WorkQueue::start(const std::string& id, const Json& body) {
@@ -723,29 +732,24 @@ Result<Json> WorkQueue::fail(const std::string& id, const Json& body) {
     return invalid("error.recoverable must be a boolean");
   }
   const std::string agentGuid = body.getString("agentGuid");
-  const std::string token = body.getString("claimToken");
-  for (int attempt = 0; attempt < kMaxCasAttempts; ++attempt) {
-    auto loaded = load(id);
-    if (!loaded) return loaded.status();
-    const auto& [record, revision] = *loaded;
-    const Json& held = record->item.get("claimToken");
-    if (!held.isString() || record->assignedTo != agentGuid || held.asString() != token) {
-      return tokenMismatch();
-    }
-    if (!record->isActive()) return Status::conflict("Cannot fail work in " + record->status + " state");
-    Json rec = Json::object();
-    rec.set("message", message);
-    if (code.isString()) rec.set("code", code);
-    rec.set("recoverable", Json(recoverable.isBool() ? recoverable.asBool() : true));
-    rec.set("occurredAt", Json(formatIso(ctx_.now())));
-    rec.set("attempt", Json(record->item.getInt("attempts", 0)));
-    rec.set("agentGuid", Json(agentGuid));
-    Json updated;
-    auto outcome = applyFailure(*record, revision, rec, &updated);
-    if (outcome) return render(*decode(updated.dump()));
-    if (outcome.code() != Code::Conflict) return outcome.status();
-  }
-  return Status::unavailable("too much contention on work item " + id);
+  return fenced(id, body,
+                [&](const WorkRecord& record, uint64_t revision) -> std::optional<Result<Json>> {
+                  if (!record.isActive()) {
+                    return Status::conflict("Cannot fail work in " + record.status + " state");
+                  }
+                  Json rec = Json::object();
+                  rec.set("message", message);
+                  if (code.isString()) rec.set("code", code);
+                  rec.set("recoverable", Json(recoverable.isBool() ? recoverable.asBool() : true));
+                  rec.set("occurredAt", Json(formatIso(ctx_.now())));
+                  rec.set("attempt", Json(record.item.getInt("attempts", 0)));
+                  rec.set("agentGuid", Json(agentGuid));
+                  Json updated;
+                  auto outcome = applyFailure(record, revision, rec, &updated);
+                  if (outcome) return Result<Json>(render(*decode(updated.dump())));
+                  if (outcome.code() == Code::Conflict) return std::nullopt;
+                  return Result<Json>(outcome.status());
+                });
 }
 
 Result<Json> WorkQueue::retryDeadLetter(const std::string& id, const Json& body) {

@@ -8,7 +8,10 @@
 #include <Poco/Net/HTTPSClientSession.h>
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/SSLManager.h>
+#include <Poco/Net/SecureStreamSocket.h>
+#include <Poco/Net/StreamSocket.h>
 #include <Poco/URI.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -99,36 +102,39 @@ Result<HttpReply> PocoHttpCaller::call(const HttpCall& c, const CancelToken& can
 
   const int64_t timeoutMs = std::max<int64_t>(c.timeoutMs, 1);
   const auto deadline = SteadyClock::now() + std::chrono::milliseconds(timeoutMs);
-  std::unique_ptr<Poco::Net::HTTPClientSession> session;
+  const Poco::Timespan perOperation(timeoutMs * 1000);
+  if (cancel.cancelled()) return Status::unavailable("cancelled");
+  auto timedOut = [&] {
+    return Status::timeout("timed out after " + std::to_string(timeoutMs) + " ms");
+  };
+
+  // Connected here, not by the session, so the descriptor is known before
+  // any byte is exchanged: the watchdog shuts it down (never closes it, so
+  // the number cannot be reused while this thread still uses it) at the
+  // deadline or on cancel, which ends any blocked read or write at once.
+  Poco::Net::StreamSocket plain;
   try {
-    if (scheme == "https") {
-      session = std::make_unique<Poco::Net::HTTPSClientSession>(uri.getHost(), uri.getPort(),
-                                                                clientContext());
-    } else {
-      session = std::make_unique<Poco::Net::HTTPClientSession>(uri.getHost(), uri.getPort());
-    }
+    plain.connect(Poco::Net::SocketAddress(uri.getHost(), uri.getPort()), perOperation);
+  } catch (const Poco::TimeoutException&) {
+    return timedOut();
   } catch (const Poco::Exception& e) {
     return Status::unavailable(e.displayText());
   }
-  session->setKeepAlive(false);
-  const Poco::Timespan perOperation(timeoutMs * 1000);
-  session->setTimeout(perOperation, perOperation, perOperation);
-
-  // The session is aborted at the deadline (expired) or on cancel.
-  if (cancel.cancelled()) return Status::unavailable("cancelled");
+  plain.setReceiveTimeout(perOperation);
+  plain.setSendTimeout(perOperation);
+  const int fd = plain.impl()->sockfd();
   // `expired` is only touched by the watchdog before unwatch() returns; the
   // cancel flag is shared because a cancel() running on another thread may
   // still call its callback after this call returned.
   std::atomic<bool> expired{false};
   auto cancelled = std::make_shared<std::atomic<bool>>(false);
-  Poco::Net::HTTPClientSession* raw = session.get();
-  uint64_t watchId = watch(deadline, [raw, &expired] {
+  uint64_t watchId = watch(deadline, [fd, &expired] {
     expired = true;
-    raw->abort();
+    ::shutdown(fd, SHUT_RDWR);
   });
   uint64_t cancelId = cancel.onCancel([this, watchId, cancelled] {
     *cancelled = true;
-    // Hand the abort to the watchdog, which serialises it with unwatch().
+    // Hand the shutdown to the watchdog, which serialises it with unwatch().
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = watched_.find(watchId);
     if (it != watched_.end()) {
@@ -138,10 +144,25 @@ Result<HttpReply> PocoHttpCaller::call(const HttpCall& c, const CancelToken& can
   });
 
   Result<HttpReply> result = Status::internal("unreachable");
+  // Outlives the try: destroying it closes the descriptor, which must not
+  // happen before unwatch() below.
+  std::unique_ptr<Poco::Net::HTTPClientSession> session;
   try {
+    if (scheme == "https") {
+      // The handshake verifies the chain and, for this host name, the
+      // certificate (and sends it as SNI).
+      session = std::make_unique<Poco::Net::HTTPSClientSession>(
+          Poco::Net::SecureStreamSocket::attach(plain, uri.getHost(), clientContext()));
+    } else {
+      session = std::make_unique<Poco::Net::HTTPClientSession>(plain);
+    }
+    session->setKeepAlive(false);
+    session->setTimeout(perOperation, perOperation, perOperation);
     std::string target = uri.getPathAndQuery();
     if (target.empty()) target = "/";
     Poco::Net::HTTPRequest request(c.method, target, Poco::Net::HTTPMessage::HTTP_1_1);
+    // A session made from a socket knows no host: the Host header is ours.
+    request.setHost(uri.getHost(), uri.getPort());
     for (const auto& [name, value] : c.headers) request.set(name, value);
     const bool withBody = c.method == "POST" || c.method == "PUT";
     if (withBody) request.setContentLength(static_cast<std::streamsize>(c.body.size()));
@@ -161,7 +182,7 @@ Result<HttpReply> PocoHttpCaller::call(const HttpCall& c, const CancelToken& can
     }
     result = reply;
   } catch (const Poco::TimeoutException&) {
-    result = Status::timeout("timed out after " + std::to_string(timeoutMs) + " ms");
+    result = timedOut();
   } catch (const Poco::Exception& e) {
     result = Status::unavailable(e.displayText());
   } catch (const std::exception& e) {
@@ -169,8 +190,9 @@ Result<HttpReply> PocoHttpCaller::call(const HttpCall& c, const CancelToken& can
   }
   if (cancelId != 0) cancel.removeCallback(cancelId);
   unwatch(watchId);
+  session.reset();
   if (*cancelled) return Status::unavailable("cancelled");
-  if (expired) return Status::timeout("timed out after " + std::to_string(timeoutMs) + " ms");
+  if (expired) return timedOut();
   return result;
 }
 

@@ -3,9 +3,11 @@
 // system CAs. Redirects are never followed.
 //
 // Deadline: Poco's timeouts apply per socket operation, so a server that
-// drips bytes could hold a call far past its timeout. Each call is therefore
-// also registered with a watchdog thread that aborts its session (shuts the
-// socket down) at the call's deadline or when its CancelToken fires.
+// drips bytes could hold a call far past its timeout. Each call therefore
+// connects its socket itself and registers the descriptor with a watchdog
+// thread, which shuts it down (shutdown(2), never close) at the call's
+// deadline or when its CancelToken fires; a blocked read or write then ends
+// at once. Name resolution (getaddrinfo) is not covered by the deadline.
 #pragma once
 
 #include <chrono>

@@ -8,6 +8,7 @@
 #include <Poco/Net/HTTPServerResponse.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/StreamCopier.h>
+#include <Poco/ThreadPool.h>
 
 #include <cctype>
 #include <chrono>
@@ -40,9 +41,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     for (const auto& [name, value] : request) recorded.headers.emplace_back(name, value);
     Poco::StreamCopier::copyToString(request.stream(), recorded.body);
     CannedResponse canned = server_.handle(recorded);
-    if (canned.delayMs > 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(canned.delayMs));
-    }
+    if (canned.delayMs > 0 && !server_.pause(canned.delayMs)) return;
     response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(canned.status));
     for (const auto& [name, value] : canned.headers) response.set(name, value);
     if (canned.status == 204 || recorded.method == "HEAD") {
@@ -56,8 +55,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     if (canned.dripMs > 0) {
       for (char c : canned.body) {
         out << c << std::flush;
-        if (!out) return;  // the client went away
-        std::this_thread::sleep_for(std::chrono::milliseconds(canned.dripMs));
+        if (!out || !server_.pause(canned.dripMs)) return;  // the client or the server went away
       }
     } else {
       out << canned.body;
@@ -95,12 +93,26 @@ RecordingHttpServer::RecordingHttpServer(Handler handler) : handler_(std::move(h
   auto* params = new Poco::Net::HTTPServerParams;
   params->setMaxThreads(8);
   params->setKeepAlive(false);
-  server_ = std::make_unique<Poco::Net::HTTPServer>(new Factory(*this), socket, params);
+  // A pool of its own, so the destructor can wait for exactly its threads.
+  pool_ = std::make_unique<Poco::ThreadPool>(2, 8);
+  server_ = std::make_unique<Poco::Net::HTTPServer>(new Factory(*this), *pool_, socket, params);
   server_->start();
 }
 
 RecordingHttpServer::~RecordingHttpServer() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  stopCv_.notify_all();
   server_->stopAll(true);
+  pool_->joinAll();  // no handler may touch this object any more
+  server_.reset();
+}
+
+bool RecordingHttpServer::pause(int ms) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return !stopCv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
 }
 
 std::string RecordingHttpServer::url(const std::string& path) const {

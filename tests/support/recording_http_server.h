@@ -7,6 +7,7 @@
 // setHandler() may be called from any thread.
 #pragma once
 
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -15,9 +16,12 @@
 #include <utility>
 #include <vector>
 
-namespace Poco::Net {
+namespace Poco {
+class ThreadPool;
+namespace Net {
 class HTTPServer;
 }
+}  // namespace Poco
 
 namespace weft::testing {
 
@@ -45,7 +49,8 @@ class RecordingHttpServer {
 
   // Starts at once on 127.0.0.1:<free port>. Default handler: 200 "{}".
   explicit RecordingHttpServer(Handler handler = {});
-  // Stops, aborting connections still open.
+  // Stops, aborting connections still open, and waits for every handler
+  // thread (a delayed or dripping answer is cut short).
   ~RecordingHttpServer();
   RecordingHttpServer(const RecordingHttpServer&) = delete;
   RecordingHttpServer& operator=(const RecordingHttpServer&) = delete;
@@ -57,11 +62,16 @@ class RecordingHttpServer {
 
   // Internal: called by the request handler.
   CannedResponse handle(const RecordedRequest& request);
+  // Internal: sleeps ms unless the server stops first; false when stopping.
+  bool pause(int ms);
 
  private:
   mutable std::mutex mutex_;
   Handler handler_;
   std::vector<RecordedRequest> requests_;
+  std::condition_variable stopCv_;
+  bool stopping_ = false;
+  std::unique_ptr<Poco::ThreadPool> pool_;
   std::unique_ptr<Poco::Net::HTTPServer> server_;
   int port_ = 0;
 };

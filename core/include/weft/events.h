@@ -13,14 +13,15 @@
 //
 // Not derived (no stored change behind them): `spin-up:*` events. Whoever
 // runs a spin-up calls emit() for them, so they are delivered ONLY BY THE
-// INSTANCE THAT CAUSED THEM. `target:*` events will be derived from the
-// targets bucket once it exists (attach a listener the same way).
+// INSTANCE THAT CAUSED THEM. `target:*` events are derived from the targets
+// view's live changes by the Targets service itself, which hands them to
+// emit() (see Targets::setEventSink); do not attach the targets view here too,
+// or every target event would be sent twice.
 //
 // Ordering: events of one key follow the order in which the view applied the
-// changes. The view calls its listeners outside its lock, so when a local
-// write and the watch race on the same key, two consecutive events of that
-// key may (rarely) be delivered out of order. Events of different keys have
-// no defined order.
+// changes: the view applies and notifies one change at a time, so even when a
+// local write and the watch race on the same key the events keep the order of
+// the revisions. Events of different buckets have no defined order.
 //
 // Initial replays and reconnect replays (`live == false`) emit nothing: they
 // are old news. Deleted work items (retention) emit nothing.

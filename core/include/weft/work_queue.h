@@ -136,6 +136,12 @@ class WorkQueue {
   // the state does not allow the operation.
   using Mutation = std::function<std::optional<std::string>(const WorkRecord& record, Json& item)>;
   Result<Json> fenced(const std::string& id, const Json& body, const Mutation& mutate);
+  // The general form: step writes the item read at revision and returns the
+  // response, or nullopt when it lost a race (then the item is re-read and
+  // the token checked again).
+  using FencedStep =
+      std::function<std::optional<Result<Json>>(const WorkRecord& record, uint64_t revision)>;
+  Result<Json> fenced(const std::string& id, const Json& body, const FencedStep& step);
 
   // Applies a failure (agent-reported or lease expiry) to the item read at
   // revision: retry or dead-letter. Conflict when the item moved meanwhile.
