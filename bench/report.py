@@ -80,7 +80,7 @@ def read_kv_file(path):
     return out
 
 
-def machine_info(raw_dir):
+def machine_info(raw_dir, commit_arg=""):
     mem_kb = 0
     try:
         with open("/proc/meminfo") as f:
@@ -109,8 +109,8 @@ def machine_info(raw_dir):
     weft_version = ""
     for f in sorted(glob.glob(os.path.join(raw_dir, "*-settings.txt"))):
         weft_version = read_kv_file(f).get("weft.version", "") or weft_version
-    commit = run(["git", "rev-parse", "--short", "HEAD"])
-    dirty = bool(run(["git", "status", "--porcelain", "--untracked-files=no"]))
+    commit = commit_arg or run(["git", "rev-parse", "--short", "HEAD"])
+    dirty = False if commit_arg else bool(run(["git", "status", "--porcelain"]))
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
@@ -342,7 +342,8 @@ def charts(doc, out_dir):
     written.append("throughput.png")
 
     # Durability and recovery.
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 6))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(17, 6.5),
+                                   gridspec_kw={"width_ratios": [1.3, 1]})
     lost, labels_d = [], []
     for prof in doc["profiles"]:
         c = prof["crash"]
@@ -355,9 +356,10 @@ def charts(doc, out_dir):
     bars = ax1.bar(xs, [max(v[0], 0) for v in lost],
                    color=[COLORS.get(v[2]) for v in lost], edgecolor="black")
     for b, (n_lost, n_ok, _) in zip(bars, lost):
-        ax1.annotate(f"{n_lost:,} lost\nof {n_lost + n_ok:,} acked", (b.get_x() + b.get_width() / 2,
-                     b.get_height()), ha="center", va="bottom", fontsize=8, xytext=(0, 3),
-                     textcoords="offset points")
+        ax1.annotate(f"{n_lost:,} lost\nof {n_lost + n_ok:,}\nacked",
+                     (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
+                     fontsize=8, xytext=(0, 3), textcoords="offset points",
+                     fontweight="bold" if n_lost else "normal")
     ax1.set_xticks(list(xs))
     ax1.set_xticklabels(labels_d, fontsize=8)
     ax1.set_ylabel("acknowledged writes lost (sum over rounds)")
@@ -368,7 +370,7 @@ def charts(doc, out_dir):
     ax1.grid(axis="y", alpha=0.3)
 
     rec_labels = ["kill → first 503\n(median)", "restart → first success\n(median)",
-                  "weftd restart → serving\nN items"]
+                  f"weftd restart → serving\n{doc['parameters']['restartItems']:,} items"]
     for i, prof in enumerate(doc["profiles"]):
         rest = prof["crash"].get("rest", {}).get("recovery", {})
         vals = [
@@ -659,13 +661,14 @@ def main():
     ap.add_argument("--kv-duration-ms", type=int, default=0)
     ap.add_argument("--kv-threads", default="")
     ap.add_argument("--restart-items", type=int, default=0)
+    ap.add_argument("--commit", default="", help="the weft commit measured (default: git HEAD now)")
     a = ap.parse_args()
 
     doc = {
         "generatedAt": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "mode": a.mode,
         "elapsedSeconds": a.elapsed,
-        "machine": machine_info(a.raw),
+        "machine": machine_info(a.raw, a.commit),
         "parameters": {
             "rounds": a.rounds, "threads": a.threads, "openRate": a.open_rate,
             "crashRate": a.crash_rate, "crashDirectRate": a.crash_direct_rate,

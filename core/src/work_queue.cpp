@@ -98,7 +98,7 @@ void WorkQueue::stop() {
 void WorkQueue::index(const std::string& key, const std::shared_ptr<const WorkRecord>& before,
                       const std::shared_ptr<const WorkRecord>& after) {
   if (before && before->status == "pending") {
-    auto it = pending_.find(before->projectId);
+    auto it = pending_.find(pendingKeyOf(before->projectId, before->capability));
     if (it != pending_.end()) {
       it->second.erase(PendingKey{before->priority, before->offeredAtMs, key});
       if (it->second.empty()) pending_.erase(it);
@@ -109,7 +109,8 @@ void WorkQueue::index(const std::string& key, const std::shared_ptr<const WorkRe
     if (it != activeByAgent_.end() && --it->second <= 0) activeByAgent_.erase(it);
   }
   if (after && after->status == "pending") {
-    pending_[after->projectId].emplace(PendingKey{after->priority, after->offeredAtMs, key},
+    pending_[pendingKeyOf(after->projectId, after->capability)].emplace(
+        PendingKey{after->priority, after->offeredAtMs, key},
                                        Candidate{after->capability, after->boundary,
                                                  after->requiredAgentType});
   }
@@ -521,7 +522,7 @@ Result<std::optional<Json>> WorkQueue::claim(const Json& body) {
   const std::string project = projectId.isString() ? projectId.asString() : (*agent)->projectId;
   const std::string agentType = (*agent)->agentType;
   auto eligible = [&](const Candidate& c) {
-    return contains(caps, c.capability) && (anyBoundary || contains(bounds, c.boundary)) &&
+    return (anyBoundary || contains(bounds, c.boundary)) &&
            (c.requiredAgentType.empty() || c.requiredAgentType == agentType);
   };
 
@@ -531,16 +532,26 @@ Result<std::optional<Json>> WorkQueue::claim(const Json& body) {
   for (;;) {
     // Candidates in claim order from the watch-fed pending index: no backend
     // scan. The compare-and-set below is the only arbiter.
-    std::vector<std::string> ids;
+    // Each capability's list is in claim order, so the first 16 eligible of
+    // each list contain the first 16 of their union.
+    constexpr size_t kBatch = 16;
+    std::vector<PendingKey> picked;
     view_->read([&] {
-      auto it = pending_.find(project);
-      if (it == pending_.end()) return;
-      for (const auto& [key, candidate] : it->second) {
-        if (tried.count(key.id) || !eligible(candidate)) continue;
-        ids.push_back(key.id);
-        if (ids.size() >= 16) break;
+      for (const auto& cap : std::set<std::string>(caps.begin(), caps.end())) {
+        auto it = pending_.find(pendingKeyOf(project, cap));
+        if (it == pending_.end()) continue;
+        size_t taken = 0;
+        for (const auto& [key, candidate] : it->second) {
+          if (tried.count(key.id) || !eligible(candidate)) continue;
+          picked.push_back(key);
+          if (++taken >= kBatch) break;
+        }
       }
     });
+    std::sort(picked.begin(), picked.end());
+    if (picked.size() > kBatch) picked.resize(kBatch);
+    std::vector<std::string> ids;
+    for (const auto& key : picked) ids.push_back(key.id);
     if (ids.empty()) return std::optional<Json>{};
     for (const auto& id : ids) {
       if (std::chrono::steady_clock::now() >= deadline) {

@@ -95,6 +95,91 @@ Status NatsMessaging::publishJetStream(const std::string& subject, const std::st
   return fromNats(s, "JetStream publish to " + subject);
 }
 
+namespace {
+
+StreamInfo toStreamInfo(const jsStreamInfo* si) {
+  StreamInfo info;
+  if (si->Config != nullptr) {
+    if (si->Config->Name != nullptr) info.name = si->Config->Name;
+    if (si->Config->Description != nullptr) info.description = si->Config->Description;
+    for (int i = 0; i < si->Config->SubjectsLen; ++i) {
+      if (si->Config->Subjects[i] != nullptr) info.subjects.emplace_back(si->Config->Subjects[i]);
+    }
+  }
+  info.firstSeq = si->State.FirstSeq;
+  info.lastSeq = si->State.LastSeq;
+  return info;
+}
+
+// jsOptions whose Wait is the whole kv.timeoutMs of one interface call.
+jsOptions waitOptions(int64_t timeoutMs) {
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = timeoutMs;
+  return jo;
+}
+
+}  // namespace
+
+Result<std::vector<StreamInfo>> NatsMessaging::listStreams(const std::string& prefix) {
+  if (Status st = conn_->checkAvailable(); !st) return st;
+  // JetStream has no listing filter by name prefix (only by subject), so the
+  // whole list is fetched; nats.c pages through it internally, each page
+  // bounded by Wait.
+  jsOptions jo = waitOptions(conn_->timeoutMs());
+  jsStreamInfoList* list = nullptr;
+  jsErrCode ec = static_cast<jsErrCode>(0);
+  natsStatus s = js_Streams(&list, conn_->js(), &jo, &ec);
+  std::vector<StreamInfo> out;
+  // nats.c reports an account without streams as NATS_NOT_FOUND.
+  if (s == NATS_NOT_FOUND) return out;
+  if (s != NATS_OK) return fromNats(s, "list JetStream streams");
+  for (int i = 0; list != nullptr && i < list->Count; ++i) {
+    const jsStreamInfo* si = list->List[i];
+    if (si == nullptr || si->Config == nullptr || si->Config->Name == nullptr) continue;
+    if (!hasPrefix(si->Config->Name, prefix)) continue;
+    out.push_back(toStreamInfo(si));
+  }
+  jsStreamInfoList_Destroy(list);
+  return out;
+}
+
+Result<StreamInfo> NatsMessaging::streamInfo(const std::string& stream) {
+  // The name is spliced into a JetStream API subject: anything beyond
+  // [A-Za-z0-9_-] ('.', '*', '>', spaces) could address something else.
+  if (!isValidBucketName(stream)) return Status::notFound("no stream " + stream);
+  if (Status st = conn_->checkAvailable(); !st) return st;
+  jsOptions jo = waitOptions(conn_->timeoutMs());
+  jsStreamInfo* si = nullptr;
+  jsErrCode ec = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, conn_->js(), stream.c_str(), &jo, &ec);
+  if (s != NATS_OK) return fromNats(s, "stream info of " + stream);
+  StreamInfo info = toStreamInfo(si);
+  jsStreamInfo_Destroy(si);
+  return info;
+}
+
+Result<StreamMessage> NatsMessaging::getMessage(const std::string& stream, uint64_t seq) {
+  if (!isValidBucketName(stream) || seq == 0) {
+    return Status::notFound("no message " + std::to_string(seq) + " in stream " + stream);
+  }
+  if (Status st = conn_->checkAvailable(); !st) return st;
+  jsOptions jo = waitOptions(conn_->timeoutMs());
+  natsMsg* msg = nullptr;
+  jsErrCode ec = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetMsg(&msg, conn_->js(), stream.c_str(), seq, &jo, &ec);
+  if (s != NATS_OK) {
+    return fromNats(s, "get message " + std::to_string(seq) + " of stream " + stream);
+  }
+  StreamMessage out;
+  const char* data = natsMsg_GetData(msg);
+  int len = natsMsg_GetDataLength(msg);
+  if (data != nullptr && len > 0) out.data.assign(data, static_cast<size_t>(len));
+  out.timeMs = natsMsg_GetTime(msg) / kNanosPerMs;
+  natsMsg_Destroy(msg);
+  return out;
+}
+
 Result<std::unique_ptr<NatsKvStore>> NatsKvStore::create(const PluginContext& context) {
   ConnectionSettings cs;
   Result<NatsServerSpec> servers =

@@ -47,6 +47,12 @@ class NatsMessaging : public KvMessaging {
   // JetStream publish acknowledged by the stream; NotFound when no stream
   // captures the subject (no responders).
   Status publishJetStream(const std::string& subject, const std::string& payload) override;
+  // Channel reads (API.md §2.8), each one request bounded by kv.timeoutMs;
+  // Unavailable at once while disconnected. A stream name outside
+  // [A-Za-z0-9_-] (all Weft ever asks for) is NotFound without a request.
+  Result<std::vector<StreamInfo>> listStreams(const std::string& prefix) override;
+  Result<StreamInfo> streamInfo(const std::string& stream) override;
+  Result<StreamMessage> getMessage(const std::string& stream, uint64_t seq) override;
 
  private:
   std::shared_ptr<NatsConnection> conn_;

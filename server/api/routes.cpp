@@ -1,5 +1,6 @@
 #include "api/routes.h"
 
+#include "api/channel_routes.h"
 #include "api/target_routes.h"
 
 #include "weft/ids.h"
@@ -177,6 +178,7 @@ void registerApiRoutes(http::Router& router, Services& services,
   deadLetterRoutes(router, services, errors);
   statsRoutes(router, services, errors);
   registerTargetRoutes(router, services, errors);  // spin-up targets (issue 6)
+  registerChannelRoutes(router, services, errors);  // channels (API.md §2.8)
 }
 
 }  // namespace weft

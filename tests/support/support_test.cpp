@@ -125,6 +125,10 @@ TEST_CASE("probeTcp asks again on a new connection after a wrong reply", "[suppo
   REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
   REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
   REQUIRE(::listen(listener, 4) == 0);
+  // accept() gives up after 10 s (SO_RCVTIMEO applies to it on Linux), so the
+  // fake server cannot hang the test when the probe never connects again.
+  timeval acceptTimeout{10, 0};
+  REQUIRE(::setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &acceptTimeout, sizeof acceptTimeout) == 0);
   std::thread server([listener] {
     int first = ::accept(listener, nullptr, nullptr);
     (void)!::write(first, "-LOADING\r\n", 10);

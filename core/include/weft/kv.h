@@ -118,8 +118,31 @@ class KvBucket {
                                                  WatchCallback callback) = 0;
 };
 
+// A JetStream stream as the channel reads of API.md §2.8 need it.
+struct StreamInfo {
+  std::string name;
+  std::vector<std::string> subjects;  // as configured, in configured order
+  std::string description;            // "" when the stream has none
+  // Sequence range of the stored messages. An empty stream has lastSeq ==
+  // firstSeq - 1 (both 0 when it never held a message). Sequences inside the
+  // range may be missing (deleted messages).
+  uint64_t firstSeq = 0;
+  uint64_t lastSeq = 0;
+};
+
+// One stored stream message.
+struct StreamMessage {
+  std::string data;    // payload bytes, verbatim
+  int64_t timeMs = 0;  // the stream's store time (epoch ms), 0 if unknown
+};
+
 // Optional NATS-only messaging (API.md §6.4, §2.8). Only the nats plugin
 // provides it; KvStore::messaging() returns nullptr elsewhere.
+//
+// The read operations follow the common contract of this file (bounded by
+// kv.timeoutMs, Unavailable at once while disconnected, Timeout when the
+// server does not answer in time). Their default implementations answer
+// Unimplemented so that messaging-only fakes need not provide them.
 class KvMessaging {
  public:
   virtual ~KvMessaging() = default;
@@ -127,6 +150,25 @@ class KvMessaging {
   virtual Status publish(const std::string& subject, const std::string& payload) = 0;
   // JetStream publish; NotFound when no stream captures the subject.
   virtual Status publishJetStream(const std::string& subject, const std::string& payload) = 0;
+
+  // Every stream whose name starts with prefix ("" = all), in no particular
+  // order. No stream at all is an empty list, not NotFound.
+  virtual Result<std::vector<StreamInfo>> listStreams(const std::string& prefix) {
+    (void)prefix;
+    return Status(Code::Unimplemented, "listStreams not supported by this backend");
+  }
+  // One stream; NotFound when it does not exist.
+  virtual Result<StreamInfo> streamInfo(const std::string& stream) {
+    (void)stream;
+    return Status(Code::Unimplemented, "streamInfo not supported by this backend");
+  }
+  // The message at seq; NotFound when the stream or that sequence does not
+  // exist (deleted, purged, or outside the range).
+  virtual Result<StreamMessage> getMessage(const std::string& stream, uint64_t seq) {
+    (void)stream;
+    (void)seq;
+    return Status(Code::Unimplemented, "getMessage not supported by this backend");
+  }
 };
 
 enum class ConnectionState { Connecting, Connected, Disconnected, Closed };

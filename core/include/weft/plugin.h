@@ -20,7 +20,7 @@
 
 #include "weft/kv.h"
 
-#define WEFT_KV_ABI_VERSION 2u
+#define WEFT_KV_ABI_VERSION 3u
 #define WEFT_KV_PLUGIN_ENTRY "weft_kv_plugin_entry"
 
 namespace weft {

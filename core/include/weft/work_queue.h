@@ -156,7 +156,11 @@ class WorkQueue {
   DeadLetters& deadLetters_;
   std::unique_ptr<View> view_;
   SpinUpRequester spinUp_;
-  // Guarded by the view's lock (maintained by the view's indexer).
+  // Pending items per project and capability, in claim order. Guarded by the
+  // view's lock (maintained by the view's indexer).
+  static std::string pendingKeyOf(const std::string& project, const std::string& capability) {
+    return project + '\0' + capability;
+  }
   std::map<std::string, std::map<PendingKey, Candidate>> pending_;
   std::map<std::string, int> activeByAgent_;             // guarded by the view's lock
 
