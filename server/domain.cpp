@@ -29,6 +29,13 @@ class WeftDomain : public Domain {
     ws_ = std::make_unique<ws::WebSocketModule>(ctx, services_);
     // Spin-up (issue 6): target:* and spin-up:* events into the hub.
     services_.targets.setEventSink([this](Event e) { ws_->events().emit(std::move(e)); });
+    // weft_spinup_operations_total{mechanism, outcome}: success, failed or timeout.
+    services_.targets.spinUp().setOutcomeObserver(
+        [record = metrics_->spinUpRecorder()](const SpinUpOperation& op) {
+          record(op.mechanism, op.status == "success" ? "success"
+                               : op.status == "timeout" ? "timeout"
+                                                        : "failed");
+        });
     services_.start();
   }
 

@@ -227,6 +227,10 @@ TEST_CASE("a submission with no agents spins up a local agent that completes the
   CHECK(target.get("lastSpinUp").getString("workItemId") == workId);
   CHECK(target.get("lastSpinUp").get("mechanismResult").get("pid").isInteger());
   CHECK(target.contains("lastUsedAt"));
+  // The outcome is counted in /metrics too.
+  CHECK(w->get("/metrics").body.find(
+            "weft_spinup_operations_total{mechanism=\"local\",outcome=\"success\"} 1") !=
+        std::string::npos);
 
   // The agent got its target and work item through the environment, and
   // registered with the target id.

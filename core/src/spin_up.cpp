@@ -308,6 +308,13 @@ void SpinUp::finish(const std::string& operationId, const std::string& status, s
                  {{"operationId", op.id}, {"error", e.what()}});
     }
   }
+  if (observer_) {
+    try {
+      observer_(op);
+    } catch (...) {
+      // Metrics only; never let them disturb the operation.
+    }
+  }
   // The operation's agent may have been linked while the outcome was written.
   {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -78,6 +78,9 @@ class SpinUp {
   // Both only before start().
   void setRecorder(Recorder recorder) { recorder_ = std::move(recorder); }
   void setEventSink(EventSink sink) { sink_ = std::move(sink); }
+  // Told about every finished operation after it was recorded (for metrics).
+  // Only before start(); must not throw or block.
+  void setOutcomeObserver(Recorder observer) { observer_ = std::move(observer); }
 
   // Starts the timer thread (timeouts, forgetting old operations).
   void start();
@@ -149,6 +152,7 @@ class SpinUp {
   const spinup::Mechanisms mechanisms_;
   Recorder recorder_;
   EventSink sink_;
+  Recorder observer_;
 
   mutable std::mutex mutex_;
   std::map<std::string, Running> ops_;                 // by operation id
