@@ -5,28 +5,10 @@
 #include <exception>
 #include <thread>
 
+#include "weft/log.h"
 #include "weft/plugin_loader.h"
 
 namespace weft::bench {
-namespace {
-
-const char* levelName(LogLevel level) {
-  switch (level) {
-    case LogLevel::Trace:
-      return "trace";
-    case LogLevel::Debug:
-      return "debug";
-    case LogLevel::Info:
-      return "info";
-    case LogLevel::Warn:
-      return "warn";
-    case LogLevel::Error:
-      return "error";
-  }
-  return "?";
-}
-
-}  // namespace
 
 Result<std::shared_ptr<KvStore>> openStore(const std::string& backend, const std::string& pluginDir,
                                            const std::map<std::string, std::string>& settings,
@@ -35,7 +17,7 @@ Result<std::shared_ptr<KvStore>> openStore(const std::string& backend, const std
   context.settings = settings;
   context.log = [backend](LogLevel level, const std::string& message) {
     if (level >= LogLevel::Warn) {
-      std::fprintf(stderr, "[weft-bench] plugin %s %s: %s\n", backend.c_str(), levelName(level),
+      std::fprintf(stderr, "[weft-bench] plugin %s %s: %s\n", backend.c_str(), log::levelName(level),
                    message.c_str());
     }
   };
