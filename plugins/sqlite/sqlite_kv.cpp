@@ -687,58 +687,47 @@ Status logRemoval(Connection& conn, const std::string& bucket, const std::string
 
 }  // namespace
 
+Result<uint64_t> SqliteBucket::writeValue(const char* op, const char* sql,
+                                          const std::string& key, const std::string& value,
+                                          const std::function<void(Stmt&)>& bindExtra,
+                                          const std::function<Status()>& unchanged) {
+  uint64_t revision = 0;
+  Status status = core_->writeTransaction(op, [&](Connection& conn) -> Status {
+    const int64_t now = nowMs();
+    // The log row comes first because its seq is the revision to store; if
+    // the write does not apply, the rollback takes the row (and the seq) back.
+    Status st = logPut(conn, name_, key, value, now, &revision);
+    if (!st.isOk()) return st;
+    sqlite3_stmt* raw = conn.prepare(sql, &st);
+    if (raw == nullptr) return st;
+    Stmt stmt(raw);
+    stmt.bindText(1, name_);
+    stmt.bindBlob(2, key);
+    stmt.bindInt64(3, static_cast<int64_t>(revision));
+    stmt.bindInt64(4, now);
+    stmt.bindBlob(5, value);
+    if (bindExtra) bindExtra(stmt);
+    int rc = stmt.step();
+    if (rc != SQLITE_DONE) return stepFailure(conn, rc, op);
+    if (unchanged && sqlite3_changes(conn.db()) == 0) return unchanged();
+    return Status::ok();
+  });
+  if (!status.isOk()) return status;
+  return revision;
+}
+
 Result<uint64_t> SqliteBucket::put(const std::string& key, const std::string& value) {
   return guarded("put", [&]() -> Result<uint64_t> {
-    uint64_t revision = 0;
-    Status status = core_->writeTransaction("put", [&](Connection& conn) -> Status {
-      const int64_t now = nowMs();
-      Status st = logPut(conn, name_, key, value, now, &revision);
-      if (!st.isOk()) return st;
-      sqlite3_stmt* raw = conn.prepare(kUpsert, &st);
-      if (raw == nullptr) return st;
-      Stmt stmt(raw);
-      stmt.bindText(1, name_);
-      stmt.bindBlob(2, key);
-      stmt.bindInt64(3, static_cast<int64_t>(revision));
-      stmt.bindInt64(4, now);
-      stmt.bindBlob(5, value);
-      int rc = stmt.step();
-      if (rc != SQLITE_DONE) return stepFailure(conn, rc, "put");
-      return Status::ok();
-    });
-    if (!status.isOk()) return status;
-    return revision;
+    return writeValue("put", kUpsert, key, value, nullptr, nullptr);
   });
 }
 
 Result<uint64_t> SqliteBucket::create(const std::string& key, const std::string& value) {
   return guarded("create", [&]() -> Result<uint64_t> {
-    uint64_t revision = 0;
     const int64_t cutoff = expiryCutoff();
-    Status status = core_->writeTransaction("create", [&](Connection& conn) -> Status {
-      const int64_t now = nowMs();
-      // The log row comes first because its seq is the revision to store; if
-      // the key exists, the rollback takes the row (and the seq) back.
-      Status st = logPut(conn, name_, key, value, now, &revision);
-      if (!st.isOk()) return st;
-      sqlite3_stmt* raw = conn.prepare(kCreate, &st);
-      if (raw == nullptr) return st;
-      Stmt stmt(raw);
-      stmt.bindText(1, name_);
-      stmt.bindBlob(2, key);
-      stmt.bindInt64(3, static_cast<int64_t>(revision));
-      stmt.bindInt64(4, now);
-      stmt.bindBlob(5, value);
-      stmt.bindInt64(6, cutoff);
-      int rc = stmt.step();
-      if (rc != SQLITE_DONE) return stepFailure(conn, rc, "create");
-      if (sqlite3_changes(conn.db()) == 0) {
-        return Status::alreadyExists("key '" + key + "' already exists in bucket " + name_);
-      }
-      return Status::ok();
-    });
-    if (!status.isOk()) return status;
-    return revision;
+    return writeValue(
+        "create", kCreate, key, value, [cutoff](Stmt& stmt) { stmt.bindInt64(6, cutoff); },
+        [&] { return Status::alreadyExists("key '" + key + "' already exists in bucket " + name_); });
   });
 }
 
@@ -750,32 +739,17 @@ Result<uint64_t> SqliteBucket::update(const std::string& key, const std::string&
       return Status::conflict("key '" + key + "' has no revision " +
                               std::to_string(expectedRevision));
     }
-    uint64_t revision = 0;
     const int64_t cutoff = expiryCutoff();
-    Status status = core_->writeTransaction("update", [&](Connection& conn) -> Status {
-      const int64_t now = nowMs();
-      Status st = logPut(conn, name_, key, value, now, &revision);
-      if (!st.isOk()) return st;
-      sqlite3_stmt* raw = conn.prepare(kUpdate, &st);
-      if (raw == nullptr) return st;
-      Stmt stmt(raw);
-      stmt.bindText(1, name_);
-      stmt.bindBlob(2, key);
-      stmt.bindInt64(3, static_cast<int64_t>(revision));
-      stmt.bindInt64(4, now);
-      stmt.bindBlob(5, value);
-      stmt.bindInt64(6, static_cast<int64_t>(expectedRevision));
-      stmt.bindInt64(7, cutoff);
-      int rc = stmt.step();
-      if (rc != SQLITE_DONE) return stepFailure(conn, rc, "update");
-      if (sqlite3_changes(conn.db()) == 0) {
-        return Status::conflict("key '" + key + "' is not at revision " +
-                                std::to_string(expectedRevision));
-      }
-      return Status::ok();
-    });
-    if (!status.isOk()) return status;
-    return revision;
+    return writeValue(
+        "update", kUpdate, key, value,
+        [&](Stmt& stmt) {
+          stmt.bindInt64(6, static_cast<int64_t>(expectedRevision));
+          stmt.bindInt64(7, cutoff);
+        },
+        [&] {
+          return Status::conflict("key '" + key + "' is not at revision " +
+                                  std::to_string(expectedRevision));
+        });
   });
 }
 

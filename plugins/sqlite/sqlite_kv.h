@@ -220,6 +220,15 @@ class SqliteBucket : public KvBucket {
   // Rows with updated_at_ms at or below this are expired (INT64_MIN: never).
   int64_t expiryCutoff() const;
 
+  // The shared body of put, create and update: one write transaction that
+  // appends the change-log row (its seq is the new revision), then runs sql
+  // with (bucket, key, revision, now, value) bound to 1..5 and bindExtra
+  // binding the rest. When sql changed no row, the transaction is rolled
+  // back and unchanged() is the answer. Returns the new revision.
+  Result<uint64_t> writeValue(const char* op, const char* sql, const std::string& key,
+                              const std::string& value, const std::function<void(Stmt&)>& bindExtra,
+                              const std::function<Status()>& unchanged);
+
   const std::shared_ptr<StoreCore> core_;
   const std::string name_;
   const BucketOptions options_;  // as stored in the buckets table
