@@ -334,7 +334,7 @@ TEST_CASE("errors: one mapping from Status to HTTP", "[errors]") {
       {Status::unavailable("not connected"), 503, "ServiceUnavailable",
        "Storage backend nats unavailable: not connected"},
       {Status::timeout("deadline exceeded"), 503, "ServiceUnavailable",
-       "Storage backend nats unavailable: deadline exceeded"},
+       "Storage backend nats unavailable: timed out, outcome unknown: deadline exceeded"},
       {Status::internal("secret detail"), 500, "InternalError", "Internal server error"},
       {Status::ok(), 500, "InternalError", "Internal server error"},
   };

@@ -20,9 +20,14 @@ ApiResponse errorResponse(const Status& status, const ErrorMapping& mapping) {
     case Code::Unimplemented:
       return ApiResponse::error(501, "APIError", status.message());
     case Code::Unavailable:
+      return unavailableResponse(status.message().empty() ? "Unavailable" : status.message(),
+                                 mapping);
     case Code::Timeout:
+      // The backend did not answer in time: a write may still have been
+      // applied. Say so, so a client knows to check before it repeats one.
       return unavailableResponse(
-          status.message().empty() ? std::string(codeName(status.code())) : status.message(),
+          "timed out, outcome unknown" +
+              (status.message().empty() ? std::string() : ": " + status.message()),
           mapping);
     case Code::Internal:
     case Code::Ok:

@@ -23,6 +23,7 @@ namespace weft::testing {
 struct ServerOptions {
   int port = 0;         // 0 = a free port
   std::string dataDir;  // empty = a new temp dir, removed with the server object
+  std::vector<std::string> extraArgs;  // appended to the server's command line
 };
 
 // What the two servers share: start, readiness, crash and restart.
@@ -72,6 +73,7 @@ class ServerProcess {
   std::unique_ptr<TempDir> ownedDir_;
   std::string dataDir_;
   std::string logFile_;
+  std::vector<std::string> extraArgs_;
   int port_ = 0;
   bool fixedPort_ = false;
   std::optional<ChildProcess> child_;
@@ -89,6 +91,7 @@ class NatsServer : public ServerProcess {
 };
 
 // redis-server --port <port> --bind 127.0.0.1 --dir <dataDir> --appendonly yes --save ""
+// (appendfsync stays at Redis's default, everysec, unless extraArgs say otherwise)
 class RedisServer : public ServerProcess {
  public:
   explicit RedisServer(const ServerOptions& options = {});
