@@ -430,3 +430,56 @@ TEST_CASE("a watch notices a deleted and re-created stream and replays", "[watch
   std::lock_guard<std::mutex> lock(view.mu);
   CHECK(view.resets == 1);
 }
+
+// JetStream's "out of storage" answers (here: the server's max_file_store
+// limit, the same reply a server gives when its disk budget is used up) must
+// reach weftd as Unavailable with a plain message, never as Internal (500).
+TEST_CASE("a server out of JetStream storage makes writes Unavailable, reads keep working",
+          "[limits]") {
+  weft::testing::TempDir dir("weft-nats-limits-");
+  {
+    std::FILE* conf = std::fopen(dir.file("limits.conf").c_str(), "w");
+    REQUIRE(conf != nullptr);
+    std::fputs("jetstream { max_file_store: 1048576 }\n", conf);
+    std::fclose(conf);
+  }
+  weft::testing::ServerOptions options;
+  options.extraArgs = {"-c", dir.file("limits.conf")};
+  weft::testing::NatsServer server(options);
+  auto store = loadNats({{"nats.url", server.url()}});
+  REQUIRE(waitUntil([&] { return store->ping().isOk(); }, 10000));
+  auto opened = store->openBucket("limits", BucketOptions{});
+  REQUIRE(opened.isOk());
+  auto bucket = opened.value();
+
+  const std::string value(32 * 1024, 'x');
+  Status failure = Status::ok();
+  int stored = 0;
+  for (int i = 0; i < 200 && failure.isOk(); ++i) {  // 6.4 MiB at most, over the 1 MiB limit
+    auto put = bucket->put("k" + std::to_string(i), value);
+    if (put.isOk()) {
+      ++stored;
+    } else {
+      failure = put.status();
+    }
+  }
+  INFO(failure.toString() << " after " << stored << " values");
+  REQUIRE_FALSE(failure.isOk());
+  CHECK(failure.code() == Code::Unavailable);
+  CHECK(failure.message().find("out of storage") != std::string::npos);
+  CHECK(stored > 0);
+  // What was stored stays readable.
+  auto first = bucket->get("k0");
+  REQUIRE(first.isOk());
+  CHECK(first.value().value == value);
+  // A delete is a write too in JetStream (a tombstone message).
+  const Status erased = bucket->erase("k0");
+  INFO(erased.toString());
+  CHECK(erased.code() == Code::Unavailable);
+  // Room again once the stream is purged behind the plugin's back: writes work
+  // without reconnecting.
+  RawNats raw(server.url());
+  jsErrCode code = static_cast<jsErrCode>(0);
+  REQUIRE(js_PurgeStream(raw.js, "KV_limits", nullptr, &code) == NATS_OK);
+  CHECK(waitUntil([&] { return bucket->put("again", "v").isOk(); }, 10000));
+}

@@ -38,16 +38,16 @@ Result<natsMsg*> NatsKvBucket::lastMessage(const std::string& key, const std::st
   jo.Wait = deadline.leftMs();
   if (jo.Wait <= 0) return Status::timeout(what + ": deadline exceeded");
   natsStatus s;
+  jsErrCode ec = static_cast<jsErrCode>(0);  // js_DirectGetMsg reports none
   if (ref_.allowDirect) {
     jsDirectGetMsgOptions opts;
     jsDirectGetMsgOptions_Init(&opts);
     opts.LastBySubject = subj.c_str();
     s = js_DirectGetMsg(&msg, conn_->js(), ref_.stream.c_str(), &jo, &opts);
   } else {
-    jsErrCode ec = static_cast<jsErrCode>(0);
     s = js_GetLastMsg(&msg, conn_->js(), ref_.stream.c_str(), subj.c_str(), &jo, &ec);
   }
-  if (s != NATS_OK) return fromNats(s, what);
+  if (s != NATS_OK) return fromJetStream(s, ec, what);
   return msg;
 }
 
@@ -55,7 +55,7 @@ Result<int64_t> NatsKvBucket::streamCreated() {
   jsStreamInfo* si = nullptr;
   jsErrCode ec = static_cast<jsErrCode>(0);
   natsStatus s = js_GetStreamInfo(&si, conn_->js(), ref_.stream.c_str(), nullptr, &ec);
-  if (s != NATS_OK) return fromNats(s, "stream info of bucket " + ref_.name);
+  if (s != NATS_OK) return fromJetStream(s, ec, "stream info of bucket " + ref_.name);
   int64_t created = si->Created;
   jsStreamInfo_Destroy(si);
   return created;
@@ -117,7 +117,7 @@ Result<uint64_t> NatsKvBucket::publish(const std::string& key, const std::string
                            ": connection lost before the acknowledgement; the write may "
                            "have been applied");
   }
-  return fromNats(s, what);
+  return fromJetStream(s, ec, what);
 }
 
 Result<uint64_t> NatsKvBucket::put(const std::string& key, const std::string& value) {

@@ -38,6 +38,36 @@ Status fromNats(natsStatus status, const std::string& what) {
   }
 }
 
+Status fromJetStream(natsStatus status, jsErrCode code, const std::string& what) {
+  if (status == NATS_OK) return Status::ok();
+  // With an error code set, the thread's last error is the server's
+  // description of this very reply (nats.c sets both together).
+  const char* text = code != 0 ? nats_GetLastError(nullptr) : nullptr;
+  const std::string detail = text != nullptr && *text != '\0' ? std::string(": ") + text : "";
+  switch (code) {
+    case JSInsufficientResourcesErr:
+    case JSStorageResourcesExceededErr:
+    case JSAccountResourcesExceededErr:
+    case JSMemoryResourcesExceededErr:
+      return Status::unavailable(what + detail +
+                                 " (the NATS server is out of storage: disk full or JetStream "
+                                 "limits reached)");
+    case JSNotEnabledErr:
+    case JSNotEnabledForAccountErr:
+      return Status::unavailable(what + detail +
+                                 " (JetStream is disabled on the NATS server; it disables itself "
+                                 "when its disk fills up and stays off until restarted)");
+    case JSStreamStoreFailedErr:
+      // Go's ENOSPC text; other store failures keep the generic mapping.
+      if (detail.find("no space left") != std::string::npos) {
+        return Status::unavailable(what + detail + " (disk full on the NATS server)");
+      }
+      return fromNats(status, what + detail);
+    default:
+      return fromNats(status, what);
+  }
+}
+
 bool isValidKey(const std::string& key) {
   if (key.empty() || key.front() == '.' || key.back() == '.') return false;
   char prev = 0;

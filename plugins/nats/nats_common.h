@@ -19,6 +19,14 @@ namespace weft::nats_plugin {
 // over from an earlier failure.
 Status fromNats(natsStatus status, const std::string& what);
 
+// fromNats for a JetStream API call that also returned a jsErrCode. The
+// server's "cannot store" answers become Unavailable with a plain message:
+// storage limits or a full disk ("disk full"), and JetStream switched off,
+// which nats-server does by itself after a write fails with ENOSPC (it stays
+// off until the server restarts). Without these, such answers would be a
+// bare NATS_ERR, i.e. Internal, i.e. HTTP 500.
+Status fromJetStream(natsStatus status, jsErrCode code, const std::string& what);
+
 // True when NATS KV can store the key as given: non-empty, only
 // [-/_=.A-Za-z0-9], no leading or trailing dot and no empty token. Keys are
 // never encoded (agents read and write the same keys), so anything else is

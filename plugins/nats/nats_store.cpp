@@ -92,7 +92,7 @@ Status NatsMessaging::publishJetStream(const std::string& subject, const std::st
     return Status::timeout("JetStream publish to " + subject +
                            ": connection lost before the acknowledgement");
   }
-  return fromNats(s, "JetStream publish to " + subject);
+  return fromJetStream(s, ec, "JetStream publish to " + subject);
 }
 
 namespace {
@@ -133,7 +133,7 @@ Result<std::vector<StreamInfo>> NatsMessaging::listStreams(const std::string& pr
   std::vector<StreamInfo> out;
   // nats.c reports an account without streams as NATS_NOT_FOUND.
   if (s == NATS_NOT_FOUND) return out;
-  if (s != NATS_OK) return fromNats(s, "list JetStream streams");
+  if (s != NATS_OK) return fromJetStream(s, ec, "list JetStream streams");
   for (int i = 0; list != nullptr && i < list->Count; ++i) {
     const jsStreamInfo* si = list->List[i];
     if (si == nullptr || si->Config == nullptr || si->Config->Name == nullptr) continue;
@@ -153,7 +153,7 @@ Result<StreamInfo> NatsMessaging::streamInfo(const std::string& stream) {
   jsStreamInfo* si = nullptr;
   jsErrCode ec = static_cast<jsErrCode>(0);
   natsStatus s = js_GetStreamInfo(&si, conn_->js(), stream.c_str(), &jo, &ec);
-  if (s != NATS_OK) return fromNats(s, "stream info of " + stream);
+  if (s != NATS_OK) return fromJetStream(s, ec, "stream info of " + stream);
   StreamInfo info = toStreamInfo(si);
   jsStreamInfo_Destroy(si);
   return info;
@@ -169,7 +169,7 @@ Result<StreamMessage> NatsMessaging::getMessage(const std::string& stream, uint6
   jsErrCode ec = static_cast<jsErrCode>(0);
   natsStatus s = js_GetMsg(&msg, conn_->js(), stream.c_str(), seq, &jo, &ec);
   if (s != NATS_OK) {
-    return fromNats(s, "get message " + std::to_string(seq) + " of stream " + stream);
+    return fromJetStream(s, ec, "get message " + std::to_string(seq) + " of stream " + stream);
   }
   StreamMessage out;
   const char* data = natsMsg_GetData(msg);
@@ -220,7 +220,7 @@ Result<BucketRef> NatsKvStore::describeBucket(const std::string& name, const Dea
   jsStreamInfo* si = nullptr;
   jsErrCode ec = static_cast<jsErrCode>(0);
   natsStatus s = js_GetStreamInfo(&si, conn_->js(), stream.c_str(), &jo, &ec);
-  if (s != NATS_OK) return fromNats(s, "open bucket " + name);
+  if (s != NATS_OK) return fromJetStream(s, ec, "open bucket " + name);
   BucketRef ref;
   ref.name = name;
   ref.stream = stream;
@@ -282,7 +282,7 @@ Status NatsKvStore::createBucket(const std::string& name, const BucketOptions& o
   // Another process created it first (with these or other settings): the
   // existing bucket wins and is opened by the caller.
   if (ec == JSStreamNameExistErr) return Status::ok();
-  return fromNats(s, "create bucket " + name);
+  return fromJetStream(s, ec, "create bucket " + name);
 }
 
 Result<std::shared_ptr<KvBucket>> NatsKvStore::openBucket(const std::string& name,
@@ -326,7 +326,7 @@ Status NatsKvStore::ping() {
     jsAccountInfo_Destroy(info);
     return Status::ok();
   }
-  return fromNats(s, "JetStream account info");
+  return fromJetStream(s, ec, "JetStream account info");
 }
 
 }  // namespace weft::nats_plugin

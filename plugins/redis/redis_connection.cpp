@@ -98,7 +98,12 @@ Status statusFromErrorReply(const std::string& message, const std::string& what)
                                   "NOPERM",  "TRYAGAIN", "CLUSTERDOWN"};
   for (const char* prefix : kOutage) {
     if (startsWith(message, prefix)) {
-      return Status::unavailable("redis refused " + what + ": " + message);
+      // MISCONF: the server refuses writes after persistence failed (an AOF
+      // write or an RDB save). Name the common cause plainly when it is one.
+      const bool diskFull = startsWith(message, "MISCONF") &&
+                            message.find("No space left on device") != std::string::npos;
+      return Status::unavailable("redis refused " + what + ": " + message +
+                                 (diskFull ? " (disk full on the redis server)" : ""));
     }
   }
   return Status::internal("redis error on " + what + ": " + message);

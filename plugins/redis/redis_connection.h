@@ -57,7 +57,9 @@ using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
 // The Status for a failed hiredis call on c (c->err set). savedErrno is errno
 // right after the call: a read timeout in 0.14.1 is a REDIS_ERR_IO with EAGAIN.
 Status statusFromContext(const redisContext* c, int savedErrno, const std::string& what);
-// The Status for a Redis error reply (the context stays usable).
+// The Status for a Redis error reply (the context stays usable). Replies
+// that mean the server cannot serve now (LOADING, MISCONF, OOM, ...) are
+// Unavailable; a MISCONF caused by ENOSPC says "disk full".
 Status statusFromErrorReply(const std::string& message, const std::string& what);
 
 // The commands every new connection sends before anything else: AUTH (when

@@ -1,6 +1,7 @@
 #include "sqlite_db.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <thread>
 
 namespace weft {
@@ -32,6 +33,13 @@ Status statusFromSqlite(int rc, const std::string& what, sqlite3* db) {
     if (msg != nullptr && detail != msg) detail = std::string(msg) + " (" + detail + ")";
   }
   std::string message = "sqlite " + what + ": " + detail;
+  // SQLite reports ENOSPC as SQLITE_FULL from a write, but as an IOERR from
+  // some paths (e.g. growing the WAL index); the OS error tells them apart.
+  // Operators need to read "disk full" plainly, not "database or disk".
+  if ((rc & 0xff) == SQLITE_FULL ||
+      ((rc & 0xff) == SQLITE_IOERR && db != nullptr && sqlite3_system_errno(db) == ENOSPC)) {
+    message += std::string(" (") + kDiskFullNote + ")";
+  }
   switch (rc & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
@@ -45,6 +53,11 @@ Status statusFromSqlite(int rc, const std::string& what, sqlite3* db) {
   }
   if (isStorageFailure(rc)) return Status::unavailable(message);
   return Status::internal(message);
+}
+
+bool isDiskFull(const Status& status) {
+  return status.code() == Code::Unavailable &&
+         status.message().find(kDiskFullNote) != std::string::npos;
 }
 
 // --- Stmt -------------------------------------------------------------------

@@ -30,11 +30,18 @@ using Clock = std::chrono::steady_clock;
 //  * BUSY, LOCKED (another writer held the lock past the deadline) and
 //    INTERRUPT (our own deadline check stopped the statement) -> Timeout;
 //  * FULL, IOERR, CANTOPEN, READONLY, PERM, NOLFS, CORRUPT, NOTADB, PROTOCOL
-//    (the file cannot be opened, read or written) -> Unavailable;
+//    (the file cannot be opened, read or written) -> Unavailable; FULL (and
+//    an IOERR caused by ENOSPC) say "disk full" in the message;
 //  * TOOBIG (a value over SQLite's length limit) -> InvalidArgument;
 //  * anything else -> Internal.
 // `what` names the operation for the message; db may be null.
 Status statusFromSqlite(int rc, const std::string& what, sqlite3* db);
+
+// The note statusFromSqlite appends when the disk is full, and the test for
+// it: a full disk makes writes fail but leaves the file readable, so the
+// store does not count it as the database being unavailable.
+constexpr char kDiskFullNote[] = "disk full: free space on the volume of the database file";
+bool isDiskFull(const Status& status);
 
 // True when rc means the storage itself failed (the Unavailable group above),
 // after which a connection is not reused.

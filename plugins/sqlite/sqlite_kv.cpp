@@ -287,6 +287,19 @@ void StoreCore::log(LogLevel level, const std::string& message) const {
 }
 
 void StoreCore::noteOutcome(const Status& status) {
+  if (isDiskFull(status)) {
+    // Writes fail until space is freed, but the file is intact and reads
+    // still work: keep the state (weftd refuses every request while the
+    // store is not Connected) and let each write report the full disk.
+    const int64_t nowMs =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+            .count();
+    int64_t last = diskFullLoggedMs_.load();
+    if (nowMs - last >= 5000 && diskFullLoggedMs_.compare_exchange_strong(last, nowMs)) {
+      log(LogLevel::Warn, "database " + settings_.path + " cannot be written: " + status.message());
+    }
+    return;
+  }
   switch (status.code()) {
     case Code::Unavailable: {
       ConnectionState previous = state_.exchange(ConnectionState::Disconnected);

@@ -190,6 +190,9 @@ class StoreCore {
   std::mutex initMutex_;
   std::atomic<bool> ready_{false};
   std::atomic<ConnectionState> state_{ConnectionState::Connecting};
+  // When the last "disk full" warning was logged (steady clock, ms): one
+  // line per few seconds, not one per failed write.
+  std::atomic<int64_t> diskFullLoggedMs_{0};
 
   std::mutex changeMutex_;
   std::condition_variable changeCv_;
