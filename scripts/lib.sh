@@ -258,4 +258,59 @@ build_sanitized() {
     "-DCMAKE_C_FLAGS=$flags" "-DCMAKE_CXX_FLAGS=$flags"
   cmake --build "$dir" -j"$(nproc)"
 }
+
+# sanitizer_env KIND REPORT_DIR SUPP_DIR: exports the sanitizer runtime
+# options for a KIND (asan: ASan + LSan + UBSan, tsan: TSan) run. Every
+# report goes to REPORT_DIR/<kind>.<exe>.<pid> (emptied here) instead of
+# stderr, because a child process's stderr is a log file no test reads;
+# sanitizer_check then finds them. SUPP_DIR/<tool>.supp, when present, are the
+# suppressions (third-party false positives only).
+sanitizer_env() {
+  local kind=$1 dir=$2 supp=$3
+  rm -rf -- "$dir"
+  mkdir -p -- "$dir"
+  # log_exe_name: the file name says which program (weftd, a test, an agent).
+  local common="log_path=$dir/$kind:log_exe_name=1"
+  case $kind in
+    asan)
+      export ASAN_OPTIONS="$common:detect_leaks=1:detect_stack_use_after_return=1"
+      ASAN_OPTIONS+=":check_initialization_order=1:strict_init_order=1"
+      # halt_on_error=0 for UBSan: a run reports every finding, not the first
+      # (ASan itself always stops at its first error).
+      export UBSAN_OPTIONS="$common:print_stacktrace=1:halt_on_error=0:report_error_type=1"
+      if [[ -f $supp/lsan.supp ]]; then export LSAN_OPTIONS="suppressions=$supp/lsan.supp"; fi
+      if [[ -f $supp/ubsan.supp ]]; then UBSAN_OPTIONS+=":suppressions=$supp/ubsan.supp"; fi
+      ;;
+    tsan)
+      # halt_on_error=0 (the default) so one race does not hide the next;
+      # the process still exits 66 when it reported anything.
+      export TSAN_OPTIONS="$common:halt_on_error=0:second_deadlock_stack=1:history_size=4"
+      if [[ -f $supp/tsan.supp ]]; then TSAN_OPTIONS+=":suppressions=$supp/tsan.supp"; fi
+      ;;
+    *) die "sanitizer_env: unknown kind '$kind'" ;;
+  esac
+  log "sanitizer reports go to $dir"
+}
+
+# sanitizer_check REPORT_DIR: prints every report file (the first 150 lines
+# each, then a summary line per file) and fails when there is any.
+sanitizer_check() {
+  local dir=$1 files=() f
+  for f in "$dir"/*; do
+    [[ -f $f && -s $f ]] && files+=("$f")
+  done
+  if ((${#files[@]} == 0)); then
+    log "sanitizers: no reports"
+    return 0
+  fi
+  for f in "${files[@]}"; do
+    printf '\n===== %s =====\n' "$f"
+    head -n 150 -- "$f" || true
+  done
+  log "sanitizers: ${#files[@]} report file(s) in $dir:"
+  for f in "${files[@]}"; do
+    log "  $(basename -- "$f"): $(grep -m1 -h 'SUMMARY:' -- "$f" || head -n1 -- "$f")"
+  done
+  return 1
+}
 # --- end fuzzing and sanitizer helpers ---------------------------------------------

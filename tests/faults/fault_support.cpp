@@ -2,8 +2,8 @@
 
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <set>
@@ -95,7 +95,8 @@ Settings Backend::settings() const {
 Settings Backend::settingsVia(int port) const {
   const std::string hostPort = "127.0.0.1:" + std::to_string(port);
   if (name_ == "nats") return {{"kv.backend", "nats"}, {"nats.url", "nats://" + hostPort}};
-  if (name_ == "redis") return {{"kv.backend", "redis"}, {"redis.url", "redis://" + hostPort + "/0"}};
+  if (name_ == "redis")
+    return {{"kv.backend", "redis"}, {"redis.url", "redis://" + hostPort + "/0"}};
   throw std::logic_error("the " + name_ + " backend has no network address");
 }
 
@@ -158,7 +159,9 @@ WriteLoad::WriteLoad(int port, int threads, std::string capability, Ms pause, Ms
   for (int t = 0; t < threads; ++t) threads_.emplace_back([this, t] { run(t); });
 }
 
-WriteLoad::~WriteLoad() { stop(); }
+WriteLoad::~WriteLoad() {
+  stop();
+}
 
 void WriteLoad::stop() {
   stopping_ = true;

@@ -95,10 +95,10 @@ struct WriteAttempt {
   };
   std::string marker;  // unique per attempt; the work item's description
   Outcome outcome = Outcome::Failed;
-  int status = 0;      // HTTP status, 0 = no answer
-  std::string id;      // when acked
-  std::string error;   // the error message or transport error
-  double ms = 0;       // request wall time
+  int status = 0;     // HTTP status, 0 = no answer
+  std::string id;     // when acked
+  std::string error;  // the error message or transport error
+  double ms = 0;      // request wall time
   Clock::time_point startedAt;
 };
 
@@ -146,10 +146,10 @@ struct Classification {
   int failedPresent = 0;
   int indeterminatePresent = 0;
   int indeterminateAbsent = 0;
-  int duplicated = 0;  // markers stored more than once
-  std::map<int, int> statuses;     // HTTP status -> count (0 = no answer)
-  std::vector<std::string> lost;   // the first few lost markers
-  std::vector<std::string> strays; // the first few failed-but-present markers
+  int duplicated = 0;               // markers stored more than once
+  std::map<int, int> statuses;      // HTTP status -> count (0 = no answer)
+  std::vector<std::string> lost;    // the first few lost markers
+  std::vector<std::string> strays;  // the first few failed-but-present markers
   int total() const;
   std::string summary() const;
 };
