@@ -89,6 +89,11 @@ Status statusFromContext(const redisContext* c, int savedErrno, const std::strin
   return Status::unavailable(message);
 }
 
+bool isPersistenceRefusal(const redisReply* reply) {
+  return reply != nullptr && reply->type == REDIS_REPLY_ERROR &&
+         startsWith(std::string(reply->str, reply->len), "MISCONF");
+}
+
 Status statusFromErrorReply(const std::string& message, const std::string& what) {
   // Replies that mean "the server cannot serve this now" rather than "this
   // request is wrong": loading after a restart, a long script, a replica,
@@ -368,6 +373,8 @@ redisContext* ConnectionManager::connect(Status* status) {
     if (rc != REDIS_OK || !reply) {
       return fail(statusFromContext(c, savedErrno, cmd[0] + " on " + redacted_));
     }
+    // A server that cannot persist still serves reads (isPersistenceRefusal).
+    if (cmd[0] == "PING" && isPersistenceRefusal(reply.get())) continue;
     if (reply->type == REDIS_REPLY_ERROR) {
       Status st =
           statusFromErrorReply(std::string(reply->str, reply->len), cmd[0] + " on " + redacted_);
@@ -528,7 +535,12 @@ void ConnectionManager::monitorLoop() {
       {
         auto conn = acquire(/*honourBreaker=*/false);
         if (conn) {
-          auto pong = conn->command({"PING"});
+          // -MISCONF: up but read-only (isPersistenceRefusal); writes fail
+          // one by one with Redis's reason, reads go on.
+          auto pong = conn->raw({"PING"});
+          if (pong && (*pong)->type == REDIS_REPLY_ERROR && !isPersistenceRefusal(pong->get())) {
+            pong = statusFromErrorReply(std::string((*pong)->str, (*pong)->len), "PING");
+          }
           if (pong) {
             connectSucceeded();
             // After every outage, and now and then (CONFIG SET at run time).

@@ -61,6 +61,11 @@ Status statusFromContext(const redisContext* c, int savedErrno, const std::strin
 // that mean the server cannot serve now (LOADING, MISCONF, OOM, ...) are
 // Unavailable; a MISCONF caused by ENOSPC says "disk full".
 Status statusFromErrorReply(const std::string& message, const std::string& what);
+// True for the error reply Redis gives while it cannot persist (-MISCONF,
+// e.g. the AOF write failed on a full disk). Redis then refuses writes AND
+// PING, but still serves reads, so a PING answered this way means "up,
+// read-only": the store stays connected and each write reports the reason.
+bool isPersistenceRefusal(const redisReply* reply);
 
 // The commands every new connection sends before anything else: AUTH (when
 // the URL has a password) and SELECT.
@@ -92,9 +97,11 @@ class Connection {
   // multi-round-trip calls). Timeout when the deadline has passed. The pool
   // restores the full timeout on return.
   Status limitTo(Clock::time_point deadline);
+  // command() without turning an error reply into a Status: for callers that
+  // tell error replies apart (isPersistenceRefusal). I/O failures as above.
+  Result<Reply> raw(const std::vector<std::string>& args);
 
  private:
-  Result<Reply> raw(const std::vector<std::string>& args);
 
   ConnectionManager* manager_;
   redisContext* ctx_;

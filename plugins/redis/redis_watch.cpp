@@ -408,8 +408,16 @@ class WatchImpl : public WatchWorker {
       lastActivity = Clock::now();
       pingDeadline = lastActivity + pingTimeout;
       const redisReply* r = reply.get();
-      if (r->type == REDIS_REPLY_ERROR) {
+      // While Redis cannot persist it answers PING with -MISCONF even here;
+      // the subscription itself is fine (isPersistenceRefusal).
+      const bool refusedPing = awaitingPong && isPersistenceRefusal(r);
+      if (r->type == REDIS_REPLY_ERROR && !refusedPing) {
         return statusFromErrorReply(std::string(r->str, r->len), "subscription");
+      }
+      if (refusedPing) {
+        ++pongs;
+        if (filtering) stopFiltering();
+        continue;
       }
       if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) continue;
       if (replyIs(r->element[0], "pong")) {
