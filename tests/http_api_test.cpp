@@ -31,6 +31,7 @@
 
 #include "support/servers.h"
 #include "support/temp_dir.h"
+#include "support/test_util.h"
 #include "support/weftd.h"
 #include "weft/json.h"
 #include "weft/kv.h"
@@ -40,6 +41,10 @@ namespace {
 
 using namespace std::chrono_literals;
 using weft::Json;
+using weft::testing::backendName;
+using weft::testing::elapsedMs;
+using weft::testing::eventually;
+using weft::testing::fixed;
 using weft::testing::HttpClient;
 using weft::testing::HttpHeaders;
 using weft::testing::HttpResponse;
@@ -59,37 +64,10 @@ Json arr(std::initializer_list<Json> items) {
   return Json(Json::Array(items));
 }
 
-double elapsedMs(Clock::time_point since) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - since).count();
-}
-
-// Polls pred every 20 ms until it holds or timeout passes.
-bool eventually(const std::function<bool()>& pred, Ms timeout) {
-  const auto deadline = Clock::now() + timeout;
-  for (;;) {
-    if (pred()) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-}
-
-std::string backendName() {
-  const char* value = std::getenv("WEFT_TEST_BACKEND");
-  if (!value || !*value)
-    FAIL("WEFT_TEST_BACKEND is not set: nats, redis or sqlite (ctest sets it)");
-  return value;
-}
-
 void metric(const std::string& what) {
   const char* backend = std::getenv("WEFT_TEST_BACKEND");
   std::printf("[http_api.%s] %s\n", backend ? backend : "?", what.c_str());
   std::fflush(stdout);
-}
-
-std::string fixed(double value, int decimals = 1) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
-  return buffer;
 }
 
 bool isUuidV4(const std::string& s) {
@@ -125,20 +103,6 @@ std::vector<std::string> keysOf(const Json& object) {
 }
 
 using Strings = std::vector<std::string>;
-
-#define CHECK_STATUS(resp, code)     \
-  do {                               \
-    const HttpResponse& r_ = (resp); \
-    INFO(r_.describe());             \
-    CHECK(r_.status == (code));      \
-  } while (0)
-
-#define REQUIRE_STATUS(resp, code)   \
-  do {                               \
-    const HttpResponse& r_ = (resp); \
-    INFO(r_.describe());             \
-    REQUIRE(r_.status == (code));    \
-  } while (0)
 
 // An error envelope of API.md §1.4 with exactly this status, kind and message.
 #define CHECK_API_ERROR(resp, code, kind, msg) \

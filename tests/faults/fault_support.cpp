@@ -20,36 +20,10 @@ using testing::HttpResponse;
 using testing::Weftd;
 using testing::WeftdOptions;
 
-std::string backendName() {
-  const char* value = std::getenv("WEFT_TEST_BACKEND");
-  if (!value || !*value)
-    FAIL("WEFT_TEST_BACKEND is not set: nats, redis or sqlite (ctest sets it)");
-  return value;
-}
-
 void figure(const std::string& text) {
   const char* backend = std::getenv("WEFT_TEST_BACKEND");
   std::printf("[faults.%s] %s\n", backend ? backend : "?", text.c_str());
   std::fflush(stdout);
-}
-
-std::string fixed(double value, int decimals) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
-  return buffer;
-}
-
-double elapsedMs(Clock::time_point since) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - since).count();
-}
-
-bool eventually(const std::function<bool()>& pred, Ms timeout) {
-  const auto deadline = Clock::now() + timeout;
-  for (;;) {
-    if (pred()) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(Ms(20));
-  }
 }
 
 // ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@
 
 #include "support/servers.h"
 #include "support/temp_dir.h"
+#include "support/test_util.h"
 #include "support/weftd.h"
 #include "weft/json.h"
 #include "weft/kv.h"
@@ -31,16 +32,15 @@ using Clock = std::chrono::steady_clock;
 using Ms = std::chrono::milliseconds;
 using Settings = std::map<std::string, std::string>;
 
-// WEFT_TEST_BACKEND: nats, redis or sqlite. FAILs the case when unset.
-std::string backendName();
+// backendName() (WEFT_TEST_BACKEND), eventually(), elapsedMs(), fixed().
+using testing::backendName;
+using testing::elapsedMs;
+using testing::eventually;
+using testing::fixed;
 
 // Prints one measured figure as "[faults.<backend>] text" on stdout; the
 // closing notes quote these lines. Figures are reported, never asserted.
 void figure(const std::string& text);
-std::string fixed(double value, int decimals = 1);
-double elapsedMs(Clock::time_point since);
-// Polls pred every 20 ms until it holds or timeout passes.
-bool eventually(const std::function<bool()>& pred, Ms timeout);
 
 // The backend of one case: a nats-server or redis-server child process (own
 // loopback port, data dir that survives kill9()/restart(); redis with

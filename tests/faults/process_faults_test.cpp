@@ -228,13 +228,6 @@ Json fenced(const std::string& agent, const std::string& token, Json extra = Jso
   return extra;
 }
 
-#define REQUIRE_STATUS(resp, code)   \
-  do {                               \
-    const HttpResponse& r_ = (resp); \
-    INFO(r_.describe());             \
-    REQUIRE(r_.status == (code));    \
-  } while (0)
-
 #define CHECK_CONFLICT(resp, msg)            \
   do {                                       \
     const HttpResponse& r_ = (resp);         \

@@ -14,10 +14,10 @@
 
 namespace weft::testing {
 namespace {
-
 using Clock = std::chrono::steady_clock;
+}  // namespace
 
-sockaddr_in loopback(int port) {
+sockaddr_in loopbackAddress(int port) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
@@ -25,24 +25,23 @@ sockaddr_in loopback(int port) {
   return addr;
 }
 
-// A connected socket or -1.
-int connectOnce(int port) {
+int connectLoopback(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
-  sockaddr_in addr = loopback(port);
+  sockaddr_in addr = loopbackAddress(port);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    const int err = errno;
     ::close(fd);
+    errno = err;
     return -1;
   }
   return fd;
 }
 
-}  // namespace
-
 int findFreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-  sockaddr_in addr = loopback(0);
+  sockaddr_in addr = loopbackAddress(0);
   socklen_t len = sizeof addr;
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
@@ -57,7 +56,7 @@ int findFreePort() {
 bool waitForPort(int port, std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
   for (;;) {
-    int fd = connectOnce(port);
+    int fd = connectLoopback(port);
     if (fd >= 0) {
       ::close(fd);
       return true;
@@ -71,7 +70,7 @@ bool probeTcp(int port, const std::string& request, const std::string& expect,
               std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
   while (Clock::now() < deadline) {
-    int fd = connectOnce(port);
+    int fd = connectLoopback(port);
     if (fd < 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       continue;

@@ -1,6 +1,8 @@
 // Loopback networking helpers for tests that start servers.
 #pragma once
 
+#include <netinet/in.h>
+
 #include <chrono>
 #include <string>
 
@@ -11,6 +13,13 @@ namespace weft::testing {
 // callers that start a server should check that the server really came up.
 // Throws std::runtime_error when no socket can be bound.
 int findFreePort();
+
+// 127.0.0.1:port as a socket address.
+sockaddr_in loopbackAddress(int port);
+
+// A blocking TCP connect to 127.0.0.1:port: the connected socket (close-on-
+// exec), or -1 when it failed (errno says why).
+int connectLoopback(int port);
 
 // Polls until a TCP connect to 127.0.0.1:port succeeds, or the deadline
 // passes. Returns whether it connected.

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "support/net.h"
+
 namespace weft::testing {
 namespace {
 
@@ -31,25 +33,12 @@ void closeWithReset(int fd) {
   ::close(fd);
 }
 
-sockaddr_in loopback(int port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return addr;
-}
-
 // A blocking connect is fine on loopback: it either completes through the
 // target's accept backlog or is refused at once (even a SIGSTOPped server's
 // kernel completes the handshake).
 int connectTo(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = connectLoopback(port);
   if (fd < 0) return -1;
-  sockaddr_in addr = loopback(port);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   setNonBlocking(fd);
@@ -81,7 +70,7 @@ struct TcpProxy::Loop {
 TcpProxy::TcpProxy(int targetPort) : targetPort_(targetPort) {
   listenFd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listenFd_ < 0) throw std::runtime_error(std::string("TcpProxy socket: ") + strerror(errno));
-  sockaddr_in addr = loopback(0);
+  sockaddr_in addr = loopbackAddress(0);
   socklen_t len = sizeof addr;
   if (::bind(listenFd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
       ::listen(listenFd_, 128) != 0 ||
