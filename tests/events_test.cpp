@@ -407,3 +407,178 @@ TEST_CASE("emit delivers events without a stored change; unsubscribe stops deliv
   hub.emit(makeEvent("spin-up:started", "p1", 0, {}));  // no subscriber left: no crash
   CHECK(hub.emitted() == 2);
 }
+
+// --- coalescing (issue 12) ----------------------------------------------------
+// A change feed may skip intermediate values of a key. Whatever subset of an
+// item's stored values a reader sees, the transition events it derives must be
+// exactly those of the whole history, once each and in order.
+
+namespace {
+
+// Every value the item had, oldest first, read from the backend after each step.
+class Snapshots {
+ public:
+  Snapshots(Services& s, std::string id) : s_(s), id_(std::move(id)) { take(); }
+  void take() {
+    auto bucket = s_.work->view().bucket();
+    REQUIRE(bucket);
+    auto entry = bucket->get(id_);
+    REQUIRE(entry.isOk());
+    auto record = WorkQueue::decode(entry->value);
+    REQUIRE(record);
+    values_.push_back(record);
+  }
+  const std::vector<std::shared_ptr<const WorkRecord>>& values() const { return values_; }
+
+ private:
+  Services& s_;
+  std::string id_;
+  std::vector<std::shared_ptr<const WorkRecord>> values_;
+};
+
+Json noSummary(const std::string&) { return Json(); }
+
+// The events a reader derives when it sees exactly the values whose bit is set
+// in mask (the last value is always seen), starting from "absent".
+std::vector<Event> seenThrough(const std::vector<std::shared_ptr<const WorkRecord>>& values,
+                               unsigned mask) {
+  std::vector<Event> out;
+  const WorkRecord* before = nullptr;
+  for (size_t i = 0; i < values.size(); ++i) {
+    const bool last = i + 1 == values.size();
+    if (!last && !(mask & (1u << i))) continue;
+    for (auto& e : deriveWorkEvents(before, values[i].get(), 0, noSummary)) out.push_back(e);
+    before = values[i].get();
+  }
+  return out;
+}
+
+std::vector<std::string> transitionNames(const std::vector<Event>& events) {
+  std::vector<std::string> out;
+  for (const auto& e : events) {
+    if (e.name != "work:progress") out.push_back(e.name);
+  }
+  return out;
+}
+
+// Checks every subset of the intermediate values against the full history.
+void checkEverySubset(const std::vector<std::shared_ptr<const WorkRecord>>& values,
+                      const std::vector<std::string>& expected) {
+  REQUIRE(values.size() <= 16);
+  const unsigned all = (1u << (values.size() - 1)) - 1;
+  const std::vector<Event> full = seenThrough(values, all);
+  REQUIRE(transitionNames(full) == expected);
+  for (unsigned mask = 0; mask <= all; ++mask) {
+    INFO("values seen (bit mask): " << mask);
+    const std::vector<Event> got = seenThrough(values, mask);
+    CHECK(transitionNames(got) == expected);
+    // Same payloads as the uncoalesced feed, apart from the timestamps.
+    std::vector<Event> a, b;
+    for (auto& e : full) if (e.name != "work:progress") a.push_back(e);
+    for (auto& e : got) if (e.name != "work:progress") b.push_back(e);
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+      Json x = a[i].data, y = b[i].data;
+      x.erase("timestamp");
+      y.erase("timestamp");
+      CHECK(x.dump() == y.dump());
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("coalesced feeds: every transition event once, in order, whatever was skipped") {
+  ManualClock clock;
+  Services s(createMemoryStore(), clock);
+  registerAgent(s, "a1");
+  registerAgent(s, "a2");
+
+  SECTION("submit, claim, start, progress, complete") {
+    const std::string id = submit(s);
+    Snapshots snaps(s, id);
+    auto [claimed, token] = claim(s, "a1");
+    REQUIRE(claimed == id);
+    snaps.take();
+    REQUIRE(s.work->start(id, fence("a1", token)).isOk());
+    snaps.take();
+    REQUIRE(s.work->progress(id, fence("a1", token, R"("progress":40)")).isOk());
+    snaps.take();
+    REQUIRE(s.work->complete(id, fence("a1", token, R"("result":{"summary":"ok"})")).isOk());
+    snaps.take();
+    checkEverySubset(snaps.values(),
+                     {"work:submitted", "work:assigned", "work:started", "work:completed"});
+    // The completion names its agent even when the reader never saw it assigned.
+    auto events = seenThrough(snaps.values(), 0);
+    CHECK(events.back().data.get("assignedTo").asString() == "a1");
+    CHECK(events.back().data.get("summary").asString() == "ok");
+    CHECK(events[1].data.get("attempts").asInt() == 1);
+    CHECK(events[1].data.get("leaseExpiresAt").isString());
+  }
+
+  SECTION("a retry, then a second agent completes") {
+    const std::string id = submit(s, R"("maxAttempts":3)");
+    Snapshots snaps(s, id);
+    auto [c1, t1] = claim(s, "a1");
+    snaps.take();
+    REQUIRE(s.work->fail(id, fence("a1", t1, R"("error":{"message":"boom"})")).isOk());
+    snaps.take();
+    auto [c2, t2] = claim(s, "a2");
+    REQUIRE(c2 == id);
+    snaps.take();
+    REQUIRE(s.work->start(id, fence("a2", t2)).isOk());
+    snaps.take();
+    REQUIRE(s.work->complete(id, fence("a2", t2)).isOk());
+    snaps.take();
+    checkEverySubset(snaps.values(), {"work:submitted", "work:assigned", "work:failed",
+                                      "work:assigned", "work:started", "work:completed"});
+    auto events = seenThrough(snaps.values(), 0);
+    CHECK(events[1].data.get("assignedTo").asString() == "a1");
+    CHECK(events[2].data.get("errorMessage").asString() == "boom");
+    CHECK(events[2].data.get("retrying").asBool());
+    CHECK_FALSE(events[2].data.get("deadLettered").asBool());
+    CHECK(events[2].data.get("attempts").asInt() == 1);
+    CHECK(events[3].data.get("assignedTo").asString() == "a2");
+    CHECK(events[3].data.get("attempts").asInt() == 2);
+    CHECK(events[5].data.get("assignedTo").asString() == "a2");
+  }
+
+  SECTION("dead-lettered, retried from the DLQ, then cancelled") {
+    const std::string id = submit(s, R"("maxAttempts":1)");
+    Snapshots snaps(s, id);
+    auto [c1, t1] = claim(s, "a1");
+    snaps.take();
+    REQUIRE(s.work->fail(id, fence("a1", t1, R"("error":{"message":"bad"})")).isOk());
+    snaps.take();
+    REQUIRE(eventually([&] { return s.dlq->view().find(id) != nullptr; }));
+    REQUIRE(s.work->retryDeadLetter(id, Json::object()).isOk());
+    snaps.take();
+    REQUIRE(s.work->cancel(id).isOk());
+    snaps.take();
+    checkEverySubset(snaps.values(), {"work:submitted", "work:assigned", "work:failed",
+                                      "work:submitted", "work:cancelled"});
+    auto events = seenThrough(snaps.values(), 0);
+    CHECK(events[2].data.get("deadLettered").asBool());
+    CHECK_FALSE(events[2].data.get("retrying").asBool());
+    CHECK(events[3].data.get("requeued").asBool());
+    CHECK_FALSE(events[0].data.contains("requeued"));
+  }
+
+  SECTION("progress: the latest value of the attempt, once") {
+    const std::string id = submit(s);
+    Snapshots snaps(s, id);
+    auto [c1, token] = claim(s, "a1");
+    REQUIRE(s.work->start(id, fence("a1", token)).isOk());
+    REQUIRE(s.work->progress(id, fence("a1", token, R"("progress":10)")).isOk());
+    REQUIRE(s.work->progress(id, fence("a1", token, R"("progress":70)")).isOk());
+    snaps.take();
+    auto events = seenThrough(snaps.values(), 1);
+    std::vector<std::string> names;
+    for (auto& e : events) names.push_back(e.name);
+    CHECK(names == std::vector<std::string>{"work:submitted", "work:assigned", "work:started",
+                                            "work:progress"});
+    CHECK(events.back().data.get("progress").asInt() == 70);
+    // Seeing the same value again (a replay after a Reset) adds nothing.
+    CHECK(deriveWorkEvents(snaps.values().back().get(), snaps.values().back().get(), 0, noSummary)
+              .empty());
+  }
+}

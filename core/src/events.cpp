@@ -6,6 +6,7 @@
 #include "weft/agent_registry.h"
 #include "weft/log.h"
 #include "weft/work_queue.h"
+#include "weft/work_transitions.h"
 
 namespace weft {
 
@@ -76,12 +77,96 @@ Json agentSummary(const AgentRecord& agent) {
   return s;
 }
 
+namespace {
+
+// The events of a record that carries a transition log: one per entry the
+// reader has not seen, then the latest progress of an active attempt.
+std::vector<Event> eventsFromLog(const WorkRecord* before, const WorkRecord& after, int64_t nowMs,
+                                 const std::function<Json(const std::string&)>& summaryOf) {
+  std::vector<Event> out;
+  const Json& item = after.item;
+  auto base = [&]() {
+    Json::Object f;
+    f.emplace_back("workId", Json(after.id));
+    f.emplace_back("taskId", Json(after.taskId));
+    return f;
+  };
+  auto emit = [&](const char* name, Json::Object fields) {
+    out.push_back(makeEvent(name, after.projectId, nowMs, std::move(fields)));
+  };
+  for (const Json* entry : unseenTransitions(before ? &before->item : nullptr, item)) {
+    const std::string event = entry->getString("event");
+    const std::string agent = entry->getString("agentGuid");
+    Json::Object f = base();
+    if (event == "submitted") {
+      f.emplace_back("capability", Json(after.capability));
+      f.emplace_back("boundary", Json(after.boundary));
+      f.emplace_back("priority", Json(after.priority));
+      copyField(f, item, "description");
+      if (entry->getBool("requeued", false)) f.emplace_back("requeued", Json(true));
+      emit("work:submitted", std::move(f));
+    } else if (event == "assigned") {
+      addAssignee(f, agent, summaryOf);
+      f.emplace_back("capability", Json(after.capability));
+      f.emplace_back("boundary", Json(after.boundary));
+      f.emplace_back("attempts", Json(entry->getInt("attempt", 0)));
+      copyField(f, *entry, "leaseExpiresAt");
+      emit("work:assigned", std::move(f));
+    } else if (event == "started") {
+      addAssignee(f, agent, summaryOf);
+      emit("work:started", std::move(f));
+    } else if (event == "completed") {
+      addAssignee(f, agent, summaryOf);
+      const Json& summary = item.get("result").get("summary");
+      if (summary.isString()) f.emplace_back("summary", summary);
+      emit("work:completed", std::move(f));
+    } else if (event == "failed") {
+      const Json& errors = item.get("errors");
+      const int64_t index = entry->getInt("error", -1);
+      const Json& error = errors.isArray() && index >= 0 &&
+                                  static_cast<size_t>(index) < errors.asArray().size()
+                              ? errors.asArray()[static_cast<size_t>(index)]
+                              : item.get("error");
+      addAssignee(f, agent, summaryOf);
+      f.emplace_back("errorMessage", Json(error.getString("message")));
+      f.emplace_back("recoverable", Json(error.getBool("recoverable", true)));
+      f.emplace_back("retrying", Json(entry->getBool("retrying", false)));
+      f.emplace_back("deadLettered", Json(entry->getBool("deadLettered", false)));
+      f.emplace_back("attempts", Json(entry->getInt("attempt", 0)));
+      f.emplace_back("maxAttempts", Json(item.getInt("maxAttempts", 0)));
+      emit("work:failed", std::move(f));
+    } else if (event == "cancelled") {
+      addAssignee(f, agent, summaryOf);
+      emit("work:cancelled", std::move(f));
+    }
+  }
+  // Progress is not a transition: report the latest value of the current
+  // attempt when it is new to the reader.
+  const Json& progress = item.get("progress");
+  if (after.isActive() && !progress.isNull()) {
+    const bool sameAttempt = before && before->item.getInt("attempts", 0) == item.getInt("attempts", 0);
+    if (!sameAttempt || before->item.get("progress") != progress) {
+      Json::Object f = base();
+      addAssignee(f, after.assignedTo, summaryOf);
+      f.emplace_back("progress", progress);
+      emit("work:progress", std::move(f));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<Event> deriveWorkEvents(const WorkRecord* before, const WorkRecord* after,
                                     int64_t nowMs,
                                     const std::function<Json(const std::string&)>& summaryOf) {
   std::vector<Event> out;
   // A deletion is retention (or a purge): not a state change of the item.
   if (!after) return out;
+  if (hasTransitions(after->item)) return eventsFromLog(before, *after, nowMs, summaryOf);
+
+  // No transition log (written by something other than Weft, or before the
+  // log existed): derive from the difference of the two values.
   const Json& item = after->item;
   const std::string& status = after->status;
   auto emit = [&](const char* name, Json::Object fields) {

@@ -5,6 +5,7 @@
 #include "weft/batch_result.h"
 #include "weft/ids.h"
 #include "weft/log.h"
+#include "weft/work_transitions.h"
 
 namespace weft {
 
@@ -36,6 +37,18 @@ bool isFalsy(const Json& v) {
 std::string shown(const Json& v) { return v.isString() ? v.asString() : v.dump(); }
 
 bool isAgentTypeName(const std::string& s) { return s == "copilot-cli" || s == "claude-code"; }
+
+// The transition log's fields for a step of the current assignment.
+Json::Object attemptFields(const WorkRecord& record) {
+  return {{"attempt", Json(record.item.getInt("attempts", 0))},
+          {"agentGuid", Json(record.assignedTo)}};
+}
+
+// {agentGuid} of the current assignee, or nothing when unassigned.
+Json::Object assigneeField(const WorkRecord& record) {
+  if (record.assignedTo.empty()) return {};
+  return {{"agentGuid", Json(record.assignedTo)}};
+}
 
 }  // namespace
 
@@ -278,6 +291,7 @@ Result<Json> WorkQueue::submit(const Json& body) {
            Json(maxAttempts.isNull() ? ctx_.options.maxAttempts : maxAttempts.asInt()));
   if (!leaseMs.isNull()) item.set("leaseMs", Json(leaseMs.asInt()));
   item.set("errors", Json::array());
+  appendTransition(item, "submitted", nowIso);
 
   auto bucket = view_->bucket();
   if (!bucket) return Status::unavailable("work bucket not open yet");
@@ -383,6 +397,7 @@ Result<Json> WorkQueue::cancel(const std::string& id) {
     item.set("cancelledAt", Json(nowIso));
     item.set("updatedAt", Json(nowIso));
     item.erase("leaseExpiresAt");
+    appendTransition(item, "cancelled", nowIso, assigneeField(*record));
     std::string value = item.dump();
     auto written = bucket->update(id, value, entry->revision);
     if (written) {
@@ -564,9 +579,10 @@ Result<std::optional<Json>> WorkQueue::claim(const Json& body) {
       const int64_t lease = !leaseMs.isNull() ? leaseMs.asInt()
                                               : record->item.getInt("leaseMs", ctx_.options.leaseMs);
       const std::string token = newToken();
+      const int64_t attempt = record->item.getInt("attempts", 0) + 1;
       Json item = record->item;
       item.set("status", Json("assigned"));
-      item.set("attempts", Json(record->item.getInt("attempts", 0) + 1));
+      item.set("attempts", Json(attempt));
       item.set("assignedTo", Json(agentGuid));
       item.set("assignedAt", Json(formatIso(now)));
       item.erase("startedAt");
@@ -575,6 +591,10 @@ Result<std::optional<Json>> WorkQueue::claim(const Json& body) {
       item.set("claimToken", Json(token));
       item.erase("progress");
       item.set("updatedAt", Json(formatIso(now)));
+      appendTransition(item, "assigned", formatIso(now),
+                       {{"attempt", Json(attempt)},
+                        {"agentGuid", Json(agentGuid)},
+                        {"leaseExpiresAt", Json(formatIso(now + lease))}});
       auto written = store(id, item, revision);
       if (written) {
         auto claimed = decode(item.dump());
@@ -627,6 +647,7 @@ Result<Json> WorkQueue::start(const std::string& id, const Json& body) {
     if (r.status == "assigned") {
       item.set("status", Json("in-progress"));
       item.set("startedAt", Json(formatIso(now)));
+      appendTransition(item, "started", formatIso(now), attemptFields(r));
     }
     item.set("leaseExpiresAt",
              Json(formatIso(now + r.item.getInt("leaseDurationMs", ctx_.options.leaseMs))));
@@ -677,6 +698,7 @@ Result<Json> WorkQueue::complete(const std::string& id, const Json& body) {
     item.set("result", std::move(stored));
     item.set("completedAt", Json(nowIso));
     removeLease(item);
+    appendTransition(item, "completed", nowIso, attemptFields(r));
     return std::nullopt;
   });
 }
@@ -692,8 +714,15 @@ Result<WorkQueue::FailOutcome> WorkQueue::applyFailure(const WorkRecord& record,
   Json item = record.item;
   appendError(item, error);
   item.set("updatedAt", Json(nowIso));
+  const bool retrying = recoverable && attempts < maxAttempts;
+  Json::Object logged{{"attempt", Json(attempts)}};
+  if (const Json& guid = error.get("agentGuid"); guid.isString()) logged.emplace_back("agentGuid", guid);
+  logged.emplace_back("error", Json(item.get("errors").size() - 1));
+  logged.emplace_back("retrying", Json(retrying));
+  logged.emplace_back("deadLettered", Json(!retrying));
+  appendTransition(item, "failed", nowIso, std::move(logged));
 
-  if (recoverable && attempts < maxAttempts) {
+  if (retrying) {
     item.set("status", Json("pending"));
     clearAssignment(item);
     auto written = store(record.id, item, revision);
@@ -794,7 +823,11 @@ Result<Json> WorkQueue::retryDeadLetter(const std::string& id, const Json& body)
     if (resetAttempts) item.set("attempts", Json(0));
     clearAssignment(item);
     item.erase("failedAt");
-    item.set("updatedAt", Json(formatIso(ctx_.now())));
+    const std::string nowIso = formatIso(ctx_.now());
+    item.set("updatedAt", Json(nowIso));
+    Json::Object logged{{"requeued", Json(true)}};
+    if (!current) logged.emplace_back("recreated", Json(true));
+    appendTransition(item, "submitted", nowIso, std::move(logged));
     std::string value = item.dump();
     written = current ? b->update(id, value, current->revision) : b->create(id, value);
     if (!written) {
@@ -903,11 +936,13 @@ Result<Json> WorkQueue::cancelBatch(const Json& body) {
       if (requeue) {
         item.set("status", Json("pending"));
         clearAssignment(item);
+        appendTransition(item, "submitted", nowIso, {{"requeued", Json(true)}});
       } else {
         item.set("status", Json("cancelled"));
         item.set("cancelledAt", Json(nowIso));
         item.erase("leaseExpiresAt");
         if (reason.isString()) item.set("cancelReason", reason);
+        appendTransition(item, "cancelled", nowIso, assigneeField(*record));
       }
       item.set("updatedAt", Json(nowIso));
       auto written = store(id, item, revision);

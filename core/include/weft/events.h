@@ -23,8 +23,22 @@
 // local write and the watch race on the same key the events keep the order of
 // the revisions. Events of different buckets have no defined order.
 //
-// Initial replays and reconnect replays (`live == false`) emit nothing: they
-// are old news. Deleted work items (retention) emit nothing.
+// Coalescing: a change feed may skip intermediate values of a key when its
+// reader falls behind (kv.h, watch), so the view can go from `pending`
+// straight to `completed`. Work events therefore do not come from comparing
+// the two values but from the item's transition log (work_transitions.h):
+// every lifecycle write appends its step to the record in the same
+// compare-and-set, and each step the reader has not seen becomes one event,
+// in the order of the log. Every transition event (submitted, assigned,
+// started, completed, failed, cancelled) reaches every instance exactly once
+// and in lifecycle order however the feed coalesced. Only `work:progress` can
+// be coalesced: a reader is told the latest progress of the current attempt,
+// not every value reported. Agent events are still derived from the
+// difference of two values, so intermediate agent states can be coalesced.
+//
+// Initial replays (`live == false`) emit nothing: they are old news. Replays
+// after a Reset are live and emit what the reader missed, each step once.
+// Deleted work items (retention) emit nothing.
 #pragma once
 
 #include <atomic>

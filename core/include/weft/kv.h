@@ -110,10 +110,32 @@ class KvBucket {
   virtual Result<std::vector<KvEntry>> scan(const std::string& prefix) = 0;
 
   // Starts a change feed for keys under prefix: every current value as Put,
-  // then CaughtUp, then each later Put/Delete in order, with at most about a
+  // then CaughtUp, then later Puts and Deletes, each with at most about a
   // second of latency. The feed survives reconnects; when a backend cannot
   // prove no change was missed across one, it sends Reset and replays.
   // Unavailable when the backend cannot start it now (retry later).
+  //
+  // What every backend guarantees (the contract suite checks each point):
+  //  * The latest state of every key arrives: its newest value as a Put with
+  //    that value's revision, or a Delete. (Exception: expiry by max age may
+  //    produce no event, see BucketOptions.)
+  //  * Per key, changes arrive in the order they were made; between Resets,
+  //    changes of different keys arrive in revision order, no change arrives
+  //    twice, and nothing arrives that was not written.
+  //  * INTERMEDIATE VALUES MAY BE COALESCED. A watcher that falls behind may
+  //    receive only the newest of several writes to one key, and a Delete
+  //    without the Puts before it. Nothing may depend on seeing every
+  //    intermediate value: state that must not be lost has to be carried by
+  //    the latest value itself (work items keep a transition log for this,
+  //    see work_transitions.h).
+  // Beyond that, per backend:
+  //  * nats: coalescing can happen at any time. With history 1 the stream
+  //    keeps only the newest message per key, and a consumer behind the
+  //    writes never reads the replaced ones (a busy machine is enough).
+  //  * redis, sqlite, memory: every change arrives, in order, as long as no
+  //    Reset intervenes. A Reset replays current values only, which coalesces
+  //    whatever changed during the gap (redis: after a reconnect; sqlite:
+  //    when the watcher fell behind the trimmed change log).
   virtual Result<std::unique_ptr<KvWatch>> watch(const std::string& prefix,
                                                  WatchCallback callback) = 0;
 };
