@@ -104,6 +104,25 @@ start_nats() {
     nats-server -js -a 127.0.0.1 -p "$port" -sd "$dir/nats"
 }
 
+# start_nats_cluster DIR PORT1 PORT2 PORT3 ROUTE1 ROUTE2 ROUTE3: three
+# nats-server nodes with JetStream clustered on loopback (cluster "weft",
+# server names n1..n3), client ports PORT1..3, route ports ROUTE1..3, stores
+# in DIR/n1..n3, logs in DIR/n1.log..n3.log. Returns once every node accepts
+# clients; JetStream may need a few more seconds to elect its meta leader
+# (clients retry).
+start_nats_cluster() {
+  local dir=$1 i routes=""
+  local ports=("$2" "$3" "$4") rports=("$5" "$6" "$7")
+  for i in 0 1 2; do routes+="${routes:+,}nats://127.0.0.1:${rports[i]}"; done
+  for i in 0 1 2; do
+    mkdir -p "$dir/n$((i + 1))"
+    _start_server "nats-server n$((i + 1))" "${ports[i]}" "$dir/n$((i + 1)).log" \
+      nats-server -js -a 127.0.0.1 -p "${ports[i]}" -sd "$dir/n$((i + 1))" \
+      -n "n$((i + 1))" --cluster_name weft --cluster "nats://127.0.0.1:${rports[i]}" \
+      --routes "$routes" || return 1
+  done
+}
+
 # start_redis PORT DIR: redis-server on 127.0.0.1:PORT with the append-only
 # file on and fsynced before every reply (Debian's default, appendonly no,
 # loses every write since the last snapshot on a crash; and with appendfsync

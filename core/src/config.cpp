@@ -151,6 +151,10 @@ std::string checkSynchronous(std::string& v) {
   return checkEnum(v, {"OFF", "NORMAL", "FULL", "EXTRA"}, true);
 }
 
+std::string checkReplicas(std::string& v) { return checkEnum(v, {"1", "3", "5"}, false); }
+
+std::string checkCasGuard(std::string& v) { return checkEnum(v, {"auto", "always", "off"}, false); }
+
 // "host", "host:port" or "[v6]:port"; the port is optional.
 std::string checkHostPort(const std::string& hp) {
   std::string host = hp;
@@ -283,6 +287,10 @@ const std::vector<KeySpec>& keyTable() {
       str("nats.url", "NATS_URL", "nats://localhost:4222", checkNatsUrl),
       str("nats.user", "NATS_USER", ""),
       str("nats.pass", "NATS_PASS", ""),
+      // Replicas of every bucket weftd creates (a cluster runs 3 or 5).
+      str("nats.replicas", nullptr, "1", checkReplicas),
+      // Guard of compare-and-set on replicated buckets (plugins/nats/nats_bucket.h).
+      str("nats.casGuard", nullptr, "auto", checkCasGuard),
       str("redis.url", "REDIS_URL", "redis://localhost:6379/0", checkRedisUrl),
       str("sqlite.path", nullptr, "./var/weft.db", checkNonEmpty),
       str("sqlite.synchronous", nullptr, "FULL", checkSynchronous),

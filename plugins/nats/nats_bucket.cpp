@@ -1,6 +1,9 @@
 #include "nats_bucket.h"
 
+#include <chrono>
 #include <climits>
+#include <random>
+#include <thread>
 
 #include "nats_common.h"
 #include "nats_watch.h"
@@ -39,7 +42,10 @@ Result<natsMsg*> NatsKvBucket::lastMessage(const std::string& key, const std::st
   if (jo.Wait <= 0) return Status::timeout(what + ": deadline exceeded");
   natsStatus s;
   jsErrCode ec = static_cast<jsErrCode>(0);  // js_DirectGetMsg reports none
-  if (ref_.allowDirect) {
+  // A direct get may be answered by any replica, and a follower can be
+  // behind: on a replicated stream ask the leader, so a read that decides a
+  // compare-and-set (or a token check) is not stale.
+  if (ref_.allowDirect && ref_.replicas <= 1) {
     jsDirectGetMsgOptions opts;
     jsDirectGetMsgOptions_Init(&opts);
     opts.LastBySubject = subj.c_str();
@@ -77,9 +83,64 @@ Result<KvEntry> NatsKvBucket::get(const std::string& key) {
   return out;
 }
 
+Result<uint64_t> NatsKvBucket::streamLastSequence(const std::string& what,
+                                                  const Deadline& deadline) {
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = deadline.leftMs();
+  if (jo.Wait <= 0) return Status::timeout(what + ": deadline exceeded");
+  jsStreamInfo* si = nullptr;
+  jsErrCode ec = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, conn_->js(), ref_.stream.c_str(), &jo, &ec);
+  if (s != NATS_OK) return fromJetStream(s, ec, what);
+  const uint64_t last = si->State.LastSeq;
+  jsStreamInfo_Destroy(si);
+  return last;
+}
+
+Result<uint64_t> NatsKvBucket::compareAndSet(const std::string& key, const std::string* value,
+                                             uint64_t expectedLast, const std::string& what,
+                                             const Deadline& deadline) {
+  if (!ref_.guardedCas) {
+    return publish(key, value, expectedLast, expectedLast == 0, 0, what, deadline);
+  }
+  thread_local std::minstd_rand rng(std::random_device{}());
+  for (int round = 0;; ++round) {
+    Result<uint64_t> head = streamLastSequence(what, deadline);
+    if (!head) return head.status();
+    Result<uint64_t> rev =
+        *head == 0
+            // An empty stream: the key was never written, and a create of a
+            // never-written key has exactly one winner on every version.
+            ? (expectedLast == 0
+                   ? publish(key, value, 0, true, 0, what, deadline)
+                   : Result<uint64_t>(Status::conflict(what + ": revision mismatch")))
+            : publish(key, value, expectedLast, expectedLast == 0, *head, what, deadline);
+    if (rev.isOk() || rev.code() != Code::Conflict) return rev;
+    // Refused: either the key moved (a real conflict) or some other key of
+    // the bucket was written after `head` (try again on the new head).
+    Result<natsMsg*> last = lastMessage(key, what, deadline);
+    uint64_t current = 0;
+    if (last) {
+      current = natsMsg_GetSequence(*last);
+      natsMsg_Destroy(*last);
+    } else if (last.code() != Code::NotFound) {
+      return last.status();
+    }
+    if (current != expectedLast) return rev;
+    const int64_t pauseMs = std::min<int64_t>(rng() % (1 + std::min(round, 10)), deadline.leftMs());
+    if (deadline.leftMs() <= pauseMs) {
+      return Status::unavailable(what + ": the bucket changed on every try within " +
+                                 std::to_string(conn_->timeoutMs()) + " ms (contention)");
+    }
+    if (pauseMs > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pauseMs));
+  }
+}
+
 Result<uint64_t> NatsKvBucket::publish(const std::string& key, const std::string* value,
                                        uint64_t expectedLast, bool expectNoMessage,
-                                       const std::string& what, const Deadline& deadline) {
+                                       uint64_t expectedStreamLast, const std::string& what,
+                                       const Deadline& deadline) {
   if (value != nullptr && value->size() > static_cast<size_t>(INT_MAX)) {
     return Status::invalidArgument(what + ": value too large");
   }
@@ -100,6 +161,7 @@ Result<uint64_t> NatsKvBucket::publish(const std::string& key, const std::string
   if (po.MaxWait <= 0) return Status::timeout(what + ": deadline exceeded");
   po.ExpectLastSubjectSeq = expectedLast;  // 0 = no expectation
   po.ExpectNoMessage = expectNoMessage;
+  po.ExpectLastSeq = expectedStreamLast;  // 0 = no expectation
   jsPubAck* ack = nullptr;
   jsErrCode ec = static_cast<jsErrCode>(0);
   s = js_PublishMsg(&ack, conn_->js(), msg, &po, &ec);
@@ -123,7 +185,7 @@ Result<uint64_t> NatsKvBucket::publish(const std::string& key, const std::string
 Result<uint64_t> NatsKvBucket::put(const std::string& key, const std::string& value) {
   if (!isValidKey(key)) return invalidKey(key, ref_.name);
   if (Status st = conn_->checkAvailable(); !st) return st;
-  return publish(key, &value, 0, false, "put key '" + key + "' in bucket " + ref_.name,
+  return publish(key, &value, 0, false, 0, "put key '" + key + "' in bucket " + ref_.name,
                  Deadline(conn_->timeoutMs()));
 }
 
@@ -137,7 +199,7 @@ Result<uint64_t> NatsKvBucket::create(const std::string& key, const std::string&
   // marker's revision. Racing writers can move the key between the two
   // steps, hence a few rounds.
   for (int round = 0; round < 3; ++round) {
-    Result<uint64_t> rev = publish(key, &value, 0, true, what, deadline);
+    Result<uint64_t> rev = compareAndSet(key, &value, 0, what, deadline);
     if (rev.isOk() || rev.code() != Code::Conflict) return rev;
     Result<natsMsg*> last = lastMessage(key, what, deadline);
     if (!last) {
@@ -146,7 +208,7 @@ Result<uint64_t> NatsKvBucket::create(const std::string& key, const std::string&
     }
     MsgGuard guard{*last};
     if (!isDeleteMarker(guard.msg)) return Status::alreadyExists(what + ": key exists");
-    rev = publish(key, &value, natsMsg_GetSequence(guard.msg), false, what, deadline);
+    rev = compareAndSet(key, &value, natsMsg_GetSequence(guard.msg), what, deadline);
     if (rev.isOk() || rev.code() != Code::Conflict) return rev;
   }
   return Status::alreadyExists(what + ": key was written concurrently");
@@ -158,16 +220,18 @@ Result<uint64_t> NatsKvBucket::update(const std::string& key, const std::string&
   const std::string what = "update key '" + key + "' in bucket " + ref_.name;
   if (expectedRevision == 0) return Status::conflict(what + ": revision 0 names no value");
   if (Status st = conn_->checkAvailable(); !st) return st;
-  return publish(key, &value, expectedRevision, false, what, Deadline(conn_->timeoutMs()));
+  return compareAndSet(key, &value, expectedRevision, what, Deadline(conn_->timeoutMs()));
 }
 
 Status NatsKvBucket::erase(const std::string& key, uint64_t expectedRevision) {
   if (!isValidKey(key)) return invalidKey(key, ref_.name);
   if (Status st = conn_->checkAvailable(); !st) return st;
   // Deleting an absent key writes a marker too, and is Ok.
-  Result<uint64_t> rev =
-      publish(key, nullptr, expectedRevision, false,
-              "erase key '" + key + "' in bucket " + ref_.name, Deadline(conn_->timeoutMs()));
+  const std::string what = "erase key '" + key + "' in bucket " + ref_.name;
+  const Deadline deadline(conn_->timeoutMs());
+  Result<uint64_t> rev = expectedRevision == 0
+                             ? publish(key, nullptr, 0, false, 0, what, deadline)
+                             : compareAndSet(key, nullptr, expectedRevision, what, deadline);
   return rev.isOk() ? Status::ok() : rev.status();
 }
 

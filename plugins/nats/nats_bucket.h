@@ -10,6 +10,30 @@
 //    so "wrong last sequence" (10071) is recognised from the server's answer,
 //    never from nats_GetLastError, whose text can be stale.
 //  * keys/scan/watch: a KeyFeed (nats_feed.h), never kvStore_Keys.
+//  * compare-and-set (update, create, erase at a revision) on a replicated
+//    bucket of a server older than 2.9.21 is GUARDED (BucketRef::guardedCas).
+//    Those servers check the per-subject expectation
+//    (Nats-Expected-Last-Subject-Sequence) outside the Raft proposal, so
+//    concurrent writers with the same expectation can all pass (upstream
+//    issue #4320). The stream-wide expectation (Nats-Expected-Last-Sequence)
+//    is checked against the leader's proposal counter, which counts writes in
+//    flight, and is exclusive. So a guarded write reads the stream's last
+//    sequence L from the stream leader (stream info), then publishes with
+//    BOTH expectations: per-subject = the expected revision, stream-wide = L.
+//    If it is accepted, nothing was written to the stream after L (in flight
+//    or applied), and the leader's store, which had applied L when it
+//    answered, is exactly at L, so the per-subject check saw the key's true
+//    last revision: the write is exclusive. A stale L (an old leader, a lagging
+//    answer) can only make the publish fail, never succeed wrongly. When it
+//    fails, the key is read again (from the leader): if it still holds the
+//    expected revision the refusal was another key's write, and the write is
+//    tried again on the new L (short random pauses) until kv.timeoutMs;
+//    otherwise it is a Conflict.
+//    Cost: one more round trip per compare-and-set, and writers of different
+//    keys of one bucket now contend for the stream's head (retries). Plain
+//    put and unconditional erase are unchanged. On a replicated bucket, gets
+//    go to the stream leader instead of direct gets (which any replica may
+//    answer, possibly stale).
 // A revision is the stream sequence of the message, so revisions increase
 // strictly within a bucket.
 #pragma once
@@ -62,8 +86,18 @@ class NatsKvBucket : public KvBucket, public std::enable_shared_from_this<NatsKv
   // subject with the optional last-subject-sequence expectation, waiting for
   // the ack until the deadline. A failed expectation comes back as
   // Code::Conflict.
+  // expectedStreamLast (0 = none) adds the stream-wide expectation.
   Result<uint64_t> publish(const std::string& key, const std::string* value, uint64_t expectedLast,
-                           bool expectNoMessage, const std::string& what, const Deadline& deadline);
+                           bool expectNoMessage, uint64_t expectedStreamLast,
+                           const std::string& what, const Deadline& deadline);
+  // A compare-and-set write: the key's last revision must be expectedLast (0 =
+  // the key has no message). Guarded as described above when the bucket
+  // needs it, else one native publish.
+  Result<uint64_t> compareAndSet(const std::string& key, const std::string* value,
+                                 uint64_t expectedLast, const std::string& what,
+                                 const Deadline& deadline);
+  // The stream's last sequence, as its leader reports it.
+  Result<uint64_t> streamLastSequence(const std::string& what, const Deadline& deadline);
   // The last message of the key's subject (caller destroys it); NotFound when
   // the subject has none.
   Result<natsMsg*> lastMessage(const std::string& key, const std::string& what,

@@ -32,6 +32,11 @@ struct BucketRef {
   std::string stream;         // KV_<name>
   std::string subjectPrefix;  // $KV.<name>.
   bool allowDirect = false;   // the stream answers direct gets
+  int replicas = 1;           // the stream's replica count
+  // Compare-and-set must be guarded by the stream-wide sequence check,
+  // because the server's per-subject check is not exclusive on this stream
+  // (replicated, server older than 2.9.21; see nats_bucket.h).
+  bool guardedCas = false;
 };
 
 struct FeedEntry {

@@ -6,6 +6,7 @@
 
 #include "nats_bucket.h"
 #include "nats_common.h"
+#include "nats_version.h"
 
 namespace weft::nats_plugin {
 namespace {
@@ -195,13 +196,66 @@ Result<std::unique_ptr<NatsKvStore>> NatsKvStore::create(const PluginContext& co
   cs.timeoutMs = *timeout;
   cs.reconnectWaitMs = *reconnectWait;
   cs.log = context.log;
+  const std::string replicasText = setting(context, "nats.replicas", "1");
+  if (replicasText != "1" && replicasText != "3" && replicasText != "5") {
+    return Status::invalidArgument("nats.replicas must be 1, 3 or 5, got '" + replicasText + "'");
+  }
+  const std::string guardText = setting(context, "nats.casGuard", "auto");
+  CasGuard guard;
+  if (guardText == "auto") {
+    guard = CasGuard::Auto;
+  } else if (guardText == "always") {
+    guard = CasGuard::Always;
+  } else if (guardText == "off") {
+    guard = CasGuard::Off;
+  } else {
+    return Status::invalidArgument("nats.casGuard must be auto, always or off, got '" +
+                                   guardText + "'");
+  }
   Result<std::shared_ptr<NatsConnection>> conn = NatsConnection::open(std::move(cs));
   if (!conn) return conn.status();
-  return std::unique_ptr<NatsKvStore>(new NatsKvStore(std::move(conn.value())));
+  return std::unique_ptr<NatsKvStore>(
+      new NatsKvStore(std::move(conn.value()), std::stoi(replicasText), guard));
 }
 
-NatsKvStore::NatsKvStore(std::shared_ptr<NatsConnection> conn)
-    : conn_(std::move(conn)), watches_(std::make_shared<WatchRegistry>()), messaging_(conn_) {}
+NatsKvStore::NatsKvStore(std::shared_ptr<NatsConnection> conn, int replicas, CasGuard guard)
+    : conn_(std::move(conn)),
+      replicas_(replicas),
+      casGuard_(guard),
+      watches_(std::make_shared<WatchRegistry>()),
+      messaging_(conn_) {}
+
+bool NatsKvStore::guardFor(int replicas) {
+  if (replicas <= 1 || casGuard_ == CasGuard::Off) return false;
+  if (casGuard_ == CasGuard::Always) return true;
+  if (!versionKnown_) {
+    char url[256] = {0};
+    std::string host;
+    int port = 0;
+    std::optional<ServerVersion> version;
+    if (natsConnection_GetConnectedUrl(conn_->nc(), url, sizeof url) == NATS_OK &&
+        splitHostPort(url, &host, &port)) {
+      version = probeServerVersion(host, port, conn_->timeoutMs());
+    }
+    if (!version) {
+      // Not known: guard, which is correct on every version, and ask again
+      // for the next bucket.
+      conn_->log(LogLevel::Warn,
+                 "could not read the nats-server version; compare-and-set on replicated "
+                 "buckets is guarded");
+      return true;
+    }
+    versionKnown_ = true;
+    serverHasCasFix_ = hasReplicatedCasFix(*version);
+    conn_->log(LogLevel::Info,
+               "nats-server " + version->text +
+                   (serverHasCasFix_
+                        ? ": compare-and-set on replicated buckets is exclusive natively"
+                        : ": compare-and-set on replicated buckets is not exclusive natively "
+                          "(fixed in 2.9.21); Weft guards it with the stream sequence"));
+  }
+  return !serverHasCasFix_;
+}
 
 NatsKvStore::~NatsKvStore() {
   // Watches first: their threads use the connection.
@@ -226,6 +280,7 @@ Result<BucketRef> NatsKvStore::describeBucket(const std::string& name, const Dea
   ref.stream = stream;
   ref.subjectPrefix = "$KV." + name + ".";
   ref.allowDirect = si->Config->AllowDirect;
+  ref.replicas = si->Config->Replicas > 0 ? static_cast<int>(si->Config->Replicas) : 1;
   bool isKv = false;
   for (int i = 0; i < si->Config->SubjectsLen; ++i) {
     if (ref.subjectPrefix + ">" == si->Config->Subjects[i]) isKv = true;
@@ -258,7 +313,7 @@ Status NatsKvStore::createBucket(const std::string& name, const BucketOptions& o
   sc.AllowRollup = true;
   sc.DenyDelete = true;
   sc.AllowDirect = true;
-  sc.Replicas = 1;
+  sc.Replicas = replicas_;
   sc.MaxMsgSize = -1;
   int64_t dupMs =
       options.maxAgeMs > 0 ? std::min(kDuplicateWindowMs, options.maxAgeMs) : kDuplicateWindowMs;
@@ -276,7 +331,8 @@ Status NatsKvStore::createBucket(const std::string& name, const BucketOptions& o
         LogLevel::Info,
         "created NATS KV bucket " + name + " (stream " + stream + ", history " +
             (options.history == 0 ? std::string("unlimited") : std::to_string(options.history)) +
-            ", max age " + std::to_string(options.maxAgeMs) + " ms)");
+            ", max age " + std::to_string(options.maxAgeMs) + " ms, " + std::to_string(replicas_) +
+            (replicas_ == 1 ? " replica)" : " replicas)"));
     return Status::ok();
   }
   // Another process created it first (with these or other settings): the
@@ -309,6 +365,17 @@ Result<std::shared_ptr<KvBucket>> NatsKvStore::openBucket(const std::string& nam
       ref = describeBucket(name, deadline);
     }
     if (!ref) return ref.status();
+    if (ref->replicas != replicas_) {
+      conn_->log(LogLevel::Warn, "NATS KV bucket " + name + " has " +
+                                     std::to_string(ref->replicas) +
+                                     " replica(s), nats.replicas says " +
+                                     std::to_string(replicas_) + ": the existing bucket wins");
+    }
+    ref->guardedCas = guardFor(ref->replicas);
+    conn_->log(LogLevel::Info, "opened NATS KV bucket " + name + " (" +
+                                   std::to_string(ref->replicas) + " replica(s), compare-and-set " +
+                                   (ref->guardedCas ? "guarded by the stream sequence"
+                                                    : "native") + ")");
     auto bucket = std::make_shared<NatsKvBucket>(conn_, std::move(ref.value()), watches_);
     buckets_.emplace(name, bucket);
     return std::shared_ptr<KvBucket>(bucket);

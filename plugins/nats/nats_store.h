@@ -8,6 +8,14 @@
 //   nats.user/nats.pass used only when the URL carries no credentials
 //   kv.timeoutMs        2000; bound of every call (jsOptions.Wait, connect)
 //   kv.reconnectWaitMs  2000; first reconnect wait, backing off to 5x
+//   nats.replicas       1, 3 or 5 (default 1): replicas of every bucket this
+//                       store creates. An existing bucket keeps its own; a
+//                       different count is logged as a warning.
+//   nats.casGuard       auto (default) | always | off: whether compare-and-set
+//                       on replicated buckets is guarded (nats_bucket.h). auto
+//                       guards unless the server reports 2.9.21 or later; off
+//                       is UNSAFE on replicated buckets of older servers and
+//                       exists for the tests' positive control.
 //
 // Buckets (openBucket): a missing bucket is created as stream KV_<bucket>
 // with js_AddStream, for every history value, so one code path makes every
@@ -75,7 +83,12 @@ class NatsKvStore : public KvStore {
   KvMessaging* messaging() override { return &messaging_; }
 
  private:
-  explicit NatsKvStore(std::shared_ptr<NatsConnection> conn);
+  enum class CasGuard { Auto, Always, Off };
+
+  NatsKvStore(std::shared_ptr<NatsConnection> conn, int replicas, CasGuard guard);
+  // Whether compare-and-set on a bucket with `replicas` replicas is guarded:
+  // reads the server's version once (logged) when the mode is auto.
+  bool guardFor(int replicas);
   // The bucket's stream; NotFound when it does not exist.
   Result<BucketRef> describeBucket(const std::string& name, const Deadline& deadline);
   Status createBucket(const std::string& name, const BucketOptions& options,
@@ -83,6 +96,11 @@ class NatsKvStore : public KvStore {
 
   const std::string name_ = "nats";
   std::shared_ptr<NatsConnection> conn_;
+  const int replicas_;
+  const CasGuard casGuard_;
+  // Set by guardFor() under bucketsMu_: the server's version, once read.
+  bool versionKnown_ = false;
+  bool serverHasCasFix_ = false;
   std::shared_ptr<WatchRegistry> watches_;
   NatsMessaging messaging_;
   std::mutex bucketsMu_;  // also serialises bucket creation within this process
