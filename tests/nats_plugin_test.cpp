@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
@@ -21,6 +23,8 @@
 
 #include "nats_common.h"
 #include "nats_url.h"
+#include "nats_version.h"
+#include "support/net.h"
 #include "support/servers.h"
 #include "weft/plugin_loader.h"
 
@@ -482,4 +486,126 @@ TEST_CASE("a server out of JetStream storage makes writes Unavailable, reads kee
   jsErrCode code = static_cast<jsErrCode>(0);
   REQUIRE(js_PurgeStream(raw.js, "KV_limits", nullptr, &code) == NATS_OK);
   CHECK(waitUntil([&] { return bucket->put("again", "v").isOk(); }, 10000));
+}
+
+// --- replicated buckets (issue 13) --------------------------------------------
+
+TEST_CASE("server versions: parsing, the INFO line, and which servers need the guard", "[unit]") {
+  using namespace weft::nats_plugin;
+  auto v = parseServerVersion("2.9.10");
+  REQUIRE(v);
+  CHECK(v->major == 2);
+  CHECK(v->minor == 9);
+  CHECK(v->patch == 10);
+  CHECK(parseServerVersion("v2.10.4-beta.1")->minor == 10);
+  CHECK_FALSE(parseServerVersion(""));
+  CHECK_FALSE(parseServerVersion("2.9"));
+  CHECK_FALSE(parseServerVersion("two.nine.ten"));
+  CHECK_FALSE(hasReplicatedCasFix(*parseServerVersion("2.9.10")));
+  CHECK_FALSE(hasReplicatedCasFix(*parseServerVersion("2.9.20")));
+  CHECK(hasReplicatedCasFix(*parseServerVersion("2.9.21")));
+  CHECK(hasReplicatedCasFix(*parseServerVersion("2.10.0")));
+  CHECK(hasReplicatedCasFix(*parseServerVersion("3.0.0")));
+  CHECK_FALSE(hasReplicatedCasFix(*parseServerVersion("1.99.99")));
+  auto info = versionFromInfoLine(
+      R"(INFO {"server_id":"X","server_name":"n1","version":"2.9.10","proto":1,"jetstream":true})");
+  REQUIRE(info);
+  CHECK(info->text == "2.9.10");
+  CHECK_FALSE(versionFromInfoLine(R"(INFO {"server_id":"X"})"));
+  CHECK_FALSE(versionFromInfoLine("-ERR 'Authorization Violation'"));
+  std::string host;
+  int port = 0;
+  REQUIRE(splitHostPort("nats://user:pw@127.0.0.1:4222", &host, &port));
+  CHECK(host == "127.0.0.1");
+  CHECK(port == 4222);
+  CHECK_FALSE(splitHostPort("nats://127.0.0.1", &host, &port));
+}
+
+TEST_CASE("the server's version is read from a real nats-server", "[connect]") {
+  weft::testing::NatsServer server;
+  auto version = weft::nats_plugin::probeServerVersion("127.0.0.1", server.port(), 2000);
+  REQUIRE(version);
+  INFO("nats-server reports " << version->text);
+  CHECK(version->major == 2);
+  // Nothing listens on a port that was just free: no version, promptly.
+  const int closed = weft::testing::findFreePort();
+  auto start = Clock::now();
+  CHECK_FALSE(weft::nats_plugin::probeServerVersion("127.0.0.1", closed, 2000));
+  CHECK(msSince(start) < 2500);
+}
+
+namespace {
+
+// Racers with one expectation each round; returns how many rounds had more
+// than one winner (a lost update) out of rounds.
+int doubleWinRounds(KvBucket& bucket, int rounds, int racers) {
+  int doubled = 0;
+  for (int round = 0; round < rounds; ++round) {
+    const std::string key = "race.k" + std::to_string(round % 4);
+    auto current = bucket.get(key);
+    uint64_t expected;
+    if (current.isOk()) {
+      expected = current->revision;
+    } else {
+      auto created = bucket.put(key, "seed");
+      REQUIRE(created.isOk());
+      expected = *created;
+    }
+    std::atomic<int> winners{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> threads;
+    for (int r = 0; r < racers; ++r) {
+      threads.emplace_back([&, r] {
+        while (!go.load()) std::this_thread::yield();
+        if (bucket.update(key, "racer " + std::to_string(r), expected).isOk()) ++winners;
+      });
+    }
+    go = true;
+    for (auto& t : threads) t.join();
+    if (winners.load() > 1) ++doubled;
+  }
+  return doubled;
+}
+
+}  // namespace
+
+TEST_CASE("compare-and-set on a three-replica bucket: guarded is exclusive, native is not",
+          "[cluster]") {
+  const char* url = std::getenv("WEFT_TEST_NATS_CLUSTER_URL");
+  if (!url || !*url) FAIL("WEFT_TEST_NATS_CLUSTER_URL is not set: scripts/test starts a cluster");
+  auto logs = std::make_shared<LogSink>();
+  auto guarded = loadNats({{"nats.url", url}, {"nats.replicas", "3"}}, logs);
+  auto native = loadNats({{"nats.url", url}, {"nats.replicas", "3"}, {"nats.casGuard", "off"}});
+  const std::string name =
+      "race-" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000);
+  std::shared_ptr<KvBucket> a, b;
+  REQUIRE(waitUntil(
+      [&] {
+        auto r = guarded->openBucket(name, {});
+        if (r) a = *r;
+        return r.isOk();
+      },
+      20000));
+  auto r = native->openBucket(name, {});
+  REQUIRE(r.isOk());
+  b = *r;
+  CHECK(logs->any([&](const std::string& line) {
+    return line.find("opened NATS KV bucket " + name + " (3 replica(s), compare-and-set guarded") !=
+           std::string::npos;
+  }));
+  CHECK(logs->any([](const std::string& line) { return line.find("nats-server 2.") == 0; }));
+
+  // The positive control first: the native check lets several racers win.
+  int nativeDoubles = 0;
+  for (int attempt = 0; attempt < 5 && nativeDoubles == 0; ++attempt) {
+    nativeDoubles += doubleWinRounds(*b, 40, 8);
+  }
+  std::printf("[nats_plugin] R3 native compare-and-set: rounds with several winners: %d\n",
+              nativeDoubles);
+  CHECK(nativeDoubles > 0);
+
+  const int guardedDoubles = doubleWinRounds(*a, 200, 8);
+  std::printf("[nats_plugin] R3 guarded compare-and-set: rounds with several winners: %d of 200\n",
+              guardedDoubles);
+  CHECK(guardedDoubles == 0);
 }

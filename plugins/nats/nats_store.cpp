@@ -226,9 +226,8 @@ NatsKvStore::NatsKvStore(std::shared_ptr<NatsConnection> conn, int replicas, Cas
       messaging_(conn_) {}
 
 bool NatsKvStore::guardFor(int replicas) {
-  if (replicas <= 1 || casGuard_ == CasGuard::Off) return false;
-  if (casGuard_ == CasGuard::Always) return true;
   if (!versionKnown_) {
+    // Read once, and logged whatever the mode: operators want to see it.
     char url[256] = {0};
     std::string host;
     int port = 0;
@@ -237,23 +236,23 @@ bool NatsKvStore::guardFor(int replicas) {
         splitHostPort(url, &host, &port)) {
       version = probeServerVersion(host, port, conn_->timeoutMs());
     }
-    if (!version) {
-      // Not known: guard, which is correct on every version, and ask again
-      // for the next bucket.
+    if (version) {
+      versionKnown_ = true;
+      serverHasCasFix_ = hasReplicatedCasFix(*version);
+      conn_->log(LogLevel::Info,
+                 "nats-server " + version->text + " at " + url +
+                     (serverHasCasFix_
+                          ? ": compare-and-set on replicated buckets is exclusive natively"
+                          : ": compare-and-set on replicated buckets is not exclusive natively "
+                            "(fixed in 2.9.21); Weft guards it with the stream sequence"));
+    } else {
       conn_->log(LogLevel::Warn,
                  "could not read the nats-server version; compare-and-set on replicated "
                  "buckets is guarded");
-      return true;
     }
-    versionKnown_ = true;
-    serverHasCasFix_ = hasReplicatedCasFix(*version);
-    conn_->log(LogLevel::Info,
-               "nats-server " + version->text +
-                   (serverHasCasFix_
-                        ? ": compare-and-set on replicated buckets is exclusive natively"
-                        : ": compare-and-set on replicated buckets is not exclusive natively "
-                          "(fixed in 2.9.21); Weft guards it with the stream sequence"));
   }
+  if (replicas <= 1 || casGuard_ == CasGuard::Off) return false;
+  if (casGuard_ == CasGuard::Always || !versionKnown_) return true;
   return !serverHasCasFix_;
 }
 
