@@ -85,9 +85,11 @@ TEST_CASE("defaults apply when no source sets a key", "[config]") {
   CHECK_FALSE(c.getBool("spinup.allowLocal"));
   CHECK(c.getList("http.tokens").empty());
   CHECK(c.getList("spinup.githubTokenEnvVars") == std::vector<std::string>{"GITHUB_TOKEN"});
-  // The 45 keys of §7.2 plus log.format, http.drainMs, spinup.sshPath and the
-  // three sqlite change-log tuning keys.
-  CHECK(c.all().size() == 51);
+  // The 45 keys of the contract plus log.format, http.drainMs, spinup.sshPath,
+  // the three sqlite change-log tuning keys, nats.replicas and nats.casGuard.
+  CHECK(c.all().size() == 53);
+  CHECK(c.getString("nats.replicas") == "1");
+  CHECK(c.getString("nats.casGuard") == "auto");
 }
 
 TEST_CASE("precedence: default < file < environment < command line", "[config]") {
@@ -223,6 +225,8 @@ TEST_CASE("invalid values name the key", "[config]") {
              Catch::StartsWith("log.level:") && Catch::Contains("trace, debug, info, warn, error"));
   CHECK_THAT(errorFor("log.format", "xml"), Catch::StartsWith("log.format:"));
   CHECK_THAT(errorFor("sqlite.synchronous", "SOMETIMES"), Catch::StartsWith("sqlite.synchronous:"));
+  CHECK_THAT(errorFor("nats.replicas", "2"), Catch::Contains("must be one of 1, 3, 5"));
+  CHECK_THAT(errorFor("nats.casGuard", "maybe"), Catch::Contains("must be one of auto, always, off"));
   CHECK_THAT(errorFor("kv.backend", "Nats"), Catch::StartsWith("kv.backend:"));
   CHECK_THAT(errorFor("kv.backend", ""), Catch::StartsWith("kv.backend:"));
   CHECK_THAT(errorFor("project.default", std::string(65, 'p')),
