@@ -18,6 +18,22 @@ TEST_CASE("json duplicate keys: last one wins in place") {
   auto r = Json::parse(R"({"a":1,"b":2,"a":3})");
   REQUIRE(r.isOk());
   CHECK(r->dump() == R"({"a":3,"b":2})");
+
+  // The same rule past the size where the parser indexes the keys: every
+  // duplicate, early or late, replaces the first occurrence in place.
+  std::string text = "{";
+  std::string expected = "{";
+  for (int i = 0; i < 40; ++i) {
+    text += (i ? "," : "") + std::string("\"k") + std::to_string(i) + "\":" + std::to_string(i);
+    expected += (i ? "," : "") + std::string("\"k") + std::to_string(i) + "\":" +
+                std::to_string(i == 3 ? 300 : i == 30 ? 3000 : i);
+  }
+  text += R"(,"k3":300,"k30":3000})";
+  expected += "}";
+  auto big = Json::parse(text);
+  REQUIRE(big.isOk());
+  CHECK(big->dump() == expected);
+  CHECK(big->asObject().size() == 40);
 }
 
 TEST_CASE("json rejects malformed input") {

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <unordered_map>
 
 namespace weft {
 
@@ -85,7 +86,9 @@ class Parser {
   bool parseObject(Json& out, int depth) {
     if (depth > maxDepth_) return fail("nesting too deep");
     ++pos_;  // '{'
+    constexpr size_t kIndexFrom = 16;
     Json::Object members;
+    std::unordered_map<std::string, size_t> index;  // key -> member, once large
     skipWs();
     if (pos_ < s_.size() && s_[pos_] == '}') {
       ++pos_;
@@ -103,15 +106,30 @@ class Parser {
       skipWs();
       Json value;
       if (!parseValue(value, depth)) return false;
-      bool replaced = false;
-      for (auto& m : members) {
-        if (m.first == key) {
-          m.second = std::move(value);
-          replaced = true;
-          break;
+      // Duplicate keys: the last one wins, in place. Small objects scan their
+      // members; past kIndexFrom members an index keeps this linear overall
+      // (a body of n keys must not cost n^2 comparisons).
+      size_t at = members.size();
+      if (members.size() < kIndexFrom) {
+        for (size_t i = 0; i < members.size(); ++i) {
+          if (members[i].first == key) {
+            at = i;
+            break;
+          }
         }
+      } else {
+        if (index.empty()) {
+          index.reserve(members.size() * 2);
+          for (size_t i = 0; i < members.size(); ++i) index.emplace(members[i].first, i);
+        }
+        auto [it, inserted] = index.emplace(key, members.size());
+        if (!inserted) at = it->second;
       }
-      if (!replaced) members.emplace_back(std::move(key), std::move(value));
+      if (at < members.size()) {
+        members[at].second = std::move(value);
+      } else {
+        members.emplace_back(std::move(key), std::move(value));
+      }
       skipWs();
       if (pos_ >= s_.size()) return fail("unexpected end of input");
       if (s_[pos_] == ',') {
