@@ -379,6 +379,19 @@ TEST_CASE("request bodies: malformed JSON, non-object, content types, 413", "[ap
   CHECK_STATUS(w->post("/api/work", workBody("cpp")), 201);
 }
 
+TEST_CASE("error bodies are valid UTF-8 whatever bytes the path held", "[api]") {
+  auto b = startBackend();
+  auto w = startWeftd(*b);
+  HttpResponse r = w->get("/api/agents/%FF%FE");
+  INFO(r.describe());
+  CHECK(r.status == 404);
+  // The raw bytes never reach the body: each is U+FFFD.
+  CHECK(r.body.find("\xFF") == std::string::npos);
+  CHECK(r.body.find("\xFE") == std::string::npos);
+  CHECK(r.message().find("\xEF\xBF\xBD\xEF\xBF\xBD") != std::string::npos);
+  REQUIRE(Json::parse(r.body).isOk());
+}
+
 TEST_CASE("bearer authentication and the configured CORS origin", "[api][auth]") {
   auto backend = startBackend();
   // API_TOKENS is the compatibility variable: comma-separated, trimmed, empty

@@ -131,3 +131,23 @@ TEST_CASE("pagination: limit parsing and bad cursors") {
       {std::nullopt, weft::base64UrlEncode(R"({"offset":-1,"limit":5,"filterHash":"x"})")});
   CHECK_FALSE(neg.isOk());
 }
+
+TEST_CASE("json output is valid UTF-8: malformed bytes become U+FFFD") {
+  const std::string replacement = "\xEF\xBF\xBD";
+  Json j = Json::object();
+  j.set("ok", Json(std::string("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80")));
+  j.set("bad", Json(std::string("a\xFF\xFE" "b")));
+  j.set("overlong", Json(std::string("\xC0\xAF")));
+  j.set("surrogate", Json(std::string("\xED\xA0\x80")));
+  j.set("truncated", Json(std::string("x\xE2\x82")));
+  const std::string out = j.dump();
+  CHECK(out.find("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80") != std::string::npos);
+  CHECK(out.find("a" + replacement + replacement + "b") != std::string::npos);
+  // What was written parses back: it is well-formed UTF-8 JSON.
+  auto back = Json::parse(out);
+  REQUIRE(back.isOk());
+  CHECK(back->getString("bad") == "a" + replacement + replacement + "b");
+  CHECK(back->getString("overlong") == replacement + replacement);
+  CHECK(back->getString("surrogate") == replacement + replacement + replacement);
+  CHECK(back->getString("truncated") == "x" + replacement + replacement);
+}

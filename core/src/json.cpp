@@ -404,12 +404,59 @@ size_t Json::size() const {
   return 0;
 }
 
+namespace {
+
+// The length of the well-formed UTF-8 sequence that starts at s[i] (RFC 3629:
+// no overlong forms, no surrogates, nothing above U+10FFFF), or 0 when the
+// bytes there are not one.
+size_t utf8SequenceAt(std::string_view s, size_t i) {
+  auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  size_t len;
+  unsigned char lo = 0x80, hi = 0xBF;  // bounds of the second byte
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + len > s.size()) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (size_t k = 2; k < len; ++k) {
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
+  }
+  return len;
+}
+
+}  // namespace
+
 void appendJsonString(std::string& out, std::string_view s) {
   static const char* kHex = "0123456789abcdef";
   out += '"';
   size_t runStart = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      // JSON text is UTF-8: a byte that does not start a well-formed
+      // sequence (from a URL or a header, never from parsed JSON) becomes
+      // U+FFFD, so every body Weft writes is valid.
+      const size_t len = utf8SequenceAt(s, i);
+      if (len > 0) {
+        i += len - 1;
+        continue;
+      }
+      out.append(s.data() + runStart, i - runStart);
+      runStart = i + 1;
+      out += "\xEF\xBF\xBD";
+      continue;
+    }
     if (c >= 0x20 && c != '"' && c != '\\') continue;
     out.append(s.data() + runStart, i - runStart);
     runStart = i + 1;

@@ -107,7 +107,9 @@ class Json {
   Object object_;
 };
 
-// Appends s to out as a JSON string literal (with quotes).
+// Appends s to out as a JSON string literal (with quotes). Bytes that are not
+// well-formed UTF-8 are written as U+FFFD, so the output is always valid JSON
+// text whatever s holds.
 void appendJsonString(std::string& out, std::string_view s);
 
 }  // namespace weft
