@@ -165,6 +165,17 @@ TEST_CASE("target registration validates in table order", "[targets]") {
         "healthCheck.enabled must be a boolean");
   CHECK(f.createError(with(R"(,"mechanism":"local","projectId":"bad id"})")) ==
         "projectId must be 1-64 characters from [A-Za-z0-9_-]");
+  CHECK(f.createError(with(R"(,"mechanism":"local","healthCheck":{"enabled":true,"timeoutMs":1e15}})")) ==
+        "healthCheck.timeoutMs must be at most 60000");
+  // A workflow name cannot leave its path segment of the GitHub API.
+  for (const char* workflow : {"../../../x", "..", "a/b", "w%2F.yml"}) {
+    INFO(workflow);
+    CHECK(f.createError(with(std::string(R"(,"mechanism":"github-actions","config":{"repo":"o/r","workflow":")") +
+                             workflow + "\"}}")) ==
+          "config.workflow must be one path segment: a workflow file name or id (no / \\ % ? #, not . or ..)");
+  }
+  CHECK(f.createError(with(R"(,"mechanism":"github-actions","config":{"githubActions":{"repo":"o/r","workflowFile":"../x"}}})")) ==
+        "config.workflowFile must be one path segment: a workflow file name or id (no / \\ % ? #, not . or ..)");
   CHECK(f.targets->view().size() == 0);  // nothing was stored
 }
 
@@ -343,6 +354,8 @@ TEST_CASE("PUT merges config and healthCheck, and validates", "[targets]") {
   CHECK(bad(R"({"capabilities":[]})") == "capabilities must contain at least one item");
   CHECK(bad(R"({"boundaries":[""]})") == "Each boundary must be a non-empty string");
   CHECK(bad(R"({"tags":"x"})") == "tags must be an array of strings");
+  CHECK(bad(R"({"healthCheck":{"timeoutMs":60001}})") ==
+        "healthCheck.timeoutMs must be at most 60000");
   CHECK(bad(R"({"config":1})") == "config must be an object");
   CHECK(bad(R"({"config":{"mechanism":"local"}})") ==
         "config.mechanism must match top-level mechanism (webhook)");

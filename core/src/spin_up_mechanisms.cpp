@@ -456,6 +456,20 @@ std::string githubWorkflowUrl(const std::string& apiUrl, const std::string& repo
   return base + "/repos/" + repo + "/actions/workflows/" + encodeSegment(workflow);
 }
 
+// A workflow file name ("build.yml") or numeric id: one path segment, never
+// "." or "..", without '/', '\\', '%', '?' or '#' and without control
+// characters. Percent-encoding alone is not enough: the HTTP client decodes
+// %2F again, so "../x" would reach another path of the API host.
+bool isValidWorkflow(const std::string& workflow) {
+  if (workflow.empty() || workflow.size() > 255 || workflow == "." || workflow == "..") {
+    return false;
+  }
+  return std::none_of(workflow.begin(), workflow.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f || c == '/' || c == '\\' || c == '%' || c == '?' || c == '#';
+  });
+}
+
 bool isValidRepo(const std::string& repo) {
   size_t slash = repo.find('/');
   if (slash == std::string::npos || slash == 0 || slash + 1 == repo.size()) return false;
@@ -626,6 +640,7 @@ MechanismOutcome Mechanisms::runGithub(const Json& cfg, int64_t budgetMs,
   if (!isValidRepo(repo)) return failure("invalid repo: " + repo);
   std::string workflow = cfg.getString("workflow");
   if (workflow.empty()) workflow = cfg.getString("workflowFile");
+  if (!isValidWorkflow(workflow)) return failure("invalid workflow: " + workflow);
   const std::string base = githubWorkflowUrl(settings_.githubApiUrl, repo, workflow);
   const std::vector<std::pair<std::string, std::string>> headers{
       {"Authorization", "Bearer " + *token},
@@ -824,6 +839,10 @@ ProbeOutcome Mechanisms::probe(const TargetRecord& target, int64_t timeoutMs,
     }
     std::string workflow = cfg.getString("workflow");
     if (workflow.empty()) workflow = cfg.getString("workflowFile");
+    if (!isValidWorkflow(workflow)) {
+      out.error = "invalid workflow: " + workflow;
+      return out;
+    }
     call.method = "GET";
     call.url = githubWorkflowUrl(settings_.githubApiUrl, repo, workflow);
     call.headers = {{"Authorization", "Bearer " + *token},

@@ -23,6 +23,7 @@ constexpr size_t kMaxConfig = 256 * 1024;
 constexpr size_t kMaxBatch = 1000;
 constexpr int64_t kDefaultHealthIntervalMs = 300000;
 constexpr int64_t kDefaultHealthTimeoutMs = 10000;
+constexpr int64_t kMaxHealthTimeoutMs = 60000;
 // A name reservation without its target is taken over only after this long,
 // so a registration in flight on another instance is never disturbed.
 constexpr int64_t kStaleReservationMs = 60000;
@@ -107,11 +108,33 @@ Status checkHealthCheck(const Json& v, bool enabledRequired) {
   if (enabledRequired ? !enabled.isBool() : (!enabled.isNull() && !enabled.isBool())) {
     return invalid("healthCheck.enabled must be a boolean");
   }
+  if (const Json& t = v.get("timeoutMs"); t.isNumber() && t.asDouble() > kMaxHealthTimeoutMs) {
+    return invalid("healthCheck.timeoutMs must be at most " + std::to_string(kMaxHealthTimeoutMs));
+  }
   return Status::ok();
 }
 
 int64_t positiveOr(const Json& v, int64_t fallback) {
   return v.isInteger() && v.asInt() > 0 ? v.asInt() : fallback;
+}
+
+// A stored timeout, bounded even when an older version stored a larger one.
+int64_t healthTimeoutOr(const Json& v, int64_t fallback) {
+  return std::min(positiveOr(v, fallback), kMaxHealthTimeoutMs);
+}
+
+// The mechanism settings Weft checks beyond presence; "" when fine.
+std::string configProblem(const Json& config, const std::string& mechanism) {
+  if (mechanism != "github-actions" || !config.isObject()) return "";
+  const Json& cfg = spinup::settingsOf(config, mechanism);
+  for (const char* field : {"workflow", "workflowFile"}) {
+    const Json& w = cfg.get(field);
+    if (w.isString() && !w.asString().empty() && !spinup::isValidWorkflow(w.asString())) {
+      return std::string("config.") + field +
+             " must be one path segment: a workflow file name or id (no / \\ % ? #, not . or ..)";
+    }
+  }
+  return "";
 }
 
 // Sorted by registeredAt, then id (§2.6 list order, §4.2 selection order).
@@ -229,7 +252,7 @@ std::shared_ptr<const TargetRecord> Targets::decode(const std::string& value,
   if (const Json& hc = t.get("healthCheck"); hc.isObject()) {
     r->healthEnabled = hc.getBool("enabled", false);
     r->healthIntervalMs = positiveOr(hc.get("intervalMs"), kDefaultHealthIntervalMs);
-    r->healthTimeoutMs = positiveOr(hc.get("timeoutMs"), kDefaultHealthTimeoutMs);
+    r->healthTimeoutMs = healthTimeoutOr(hc.get("timeoutMs"), kDefaultHealthTimeoutMs);
   }
   if (const Json& last = t.get("lastHealthCheck"); last.isString()) {
     r->lastHealthCheckMs = parseIso(last.asString());
@@ -476,6 +499,7 @@ Result<Json> Targets::create(const Json& body) {
   if (config.isObject() && config.dump().size() > kMaxConfig) {
     return invalid("config exceeds 262144 bytes");
   }
+  if (auto problem = configProblem(config, mech); !problem.empty()) return invalid(problem);
   const Json& boundaries = body.get("boundaries");
   if (!boundaries.isNull()) {
     if (auto s = checkBoundaries(boundaries); !s) return s;
@@ -533,7 +557,8 @@ Result<Json> Targets::create(const Json& body) {
     Json hc = Json::object();
     hc.set("enabled", healthCheck.get("enabled"));
     hc.set("intervalMs", Json(positiveOr(healthCheck.get("intervalMs"), kDefaultHealthIntervalMs)));
-    hc.set("timeoutMs", Json(positiveOr(healthCheck.get("timeoutMs"), kDefaultHealthTimeoutMs)));
+    hc.set("timeoutMs",
+           Json(healthTimeoutOr(healthCheck.get("timeoutMs"), kDefaultHealthTimeoutMs)));
     target.set("healthCheck", std::move(hc));
   }
   target.set("healthStatus", Json("unknown"));
@@ -633,6 +658,7 @@ Result<Json> Targets::update(const std::string& ref, const std::optional<std::st
   auto resolved = resolve(ref, projectId);
   if (!resolved) return resolved.status();
   const std::string& mech = resolved->record->mechanism;
+  if (auto problem = configProblem(config, mech); !problem.empty()) return invalid(problem);
   if (const Json& cm = config.get("mechanism"); !cm.isNull() && cm != Json(mech)) {
     return invalid("config.mechanism must match top-level mechanism (" + mech + ")");
   }
@@ -863,6 +889,17 @@ Result<Json> Targets::test(const std::string& ref, const std::optional<std::stri
   if (!spinUp_->allows(t.mechanism)) {
     return Status(Code::PermissionDenied, spinup::disabledMessage(t.mechanism));
   }
+  // A probe holds its caller for up to the target's timeout: bound how many
+  // run at once, so /test cannot take every worker.
+  if (testsRunning_.fetch_add(1) >= kMaxConcurrentTests) {
+    testsRunning_.fetch_sub(1);
+    return Status::unavailable("too many target tests running (at most " +
+                               std::to_string(kMaxConcurrentTests) + "); retry later");
+  }
+  struct Release {
+    std::atomic<int>& n;
+    ~Release() { n.fetch_sub(1); }
+  } release{testsRunning_};
   CancelToken cancel;
   const auto started = std::chrono::steady_clock::now();
   spinup::ProbeOutcome probe = spinUp_->mechanisms().probe(t, t.healthTimeoutMs, cancel);
@@ -896,15 +933,20 @@ int Targets::healthCheckOnce() {
   int probed = 0;
   for (const auto& id : ids) {
     if (healthCancel_->cancelled()) break;
-    // Fresh from the backend: another instance may have probed it just now.
-    auto fresh = load(id);
-    if (!fresh || !due(*fresh->record)) continue;
-    spinup::ProbeOutcome probe =
-        spinUp_->mechanisms().probe(*fresh->record, fresh->record->healthTimeoutMs, *healthCancel_);
-    if (healthCancel_->cancelled()) break;
-    ++probed;
-    if (Status s = recordHealth(id, probe); !s && s.code() != Code::NotFound) {
-      log::warn("health check not recorded", {{"targetId", id}, {"error", s.toString()}});
+    // One target's failure (even an exception) never ends the round.
+    try {
+      // Fresh from the backend: another instance may have probed it just now.
+      auto fresh = load(id);
+      if (!fresh || !due(*fresh->record)) continue;
+      spinup::ProbeOutcome probe = spinUp_->mechanisms().probe(
+          *fresh->record, fresh->record->healthTimeoutMs, *healthCancel_);
+      if (healthCancel_->cancelled()) break;
+      ++probed;
+      if (Status s = recordHealth(id, probe); !s && s.code() != Code::NotFound) {
+        log::warn("health check not recorded", {{"targetId", id}, {"error", s.toString()}});
+      }
+    } catch (const std::exception& e) {
+      log::warn("health check of a target failed", {{"targetId", id}, {"error", e.what()}});
     }
   }
   return probed;

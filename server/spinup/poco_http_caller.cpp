@@ -100,7 +100,10 @@ Result<HttpReply> PocoHttpCaller::call(const HttpCall& c, const CancelToken& can
   }
   if (uri.getHost().empty()) return Status::invalidArgument("invalid URL: no host");
 
-  const int64_t timeoutMs = std::max<int64_t>(c.timeoutMs, 1);
+  // Bounded on both sides: a huge timeout would overflow the microseconds
+  // below (and hold the caller for days).
+  constexpr int64_t kMaxCallTimeoutMs = 10 * 60 * 1000;
+  const int64_t timeoutMs = std::clamp<int64_t>(c.timeoutMs, 1, kMaxCallTimeoutMs);
   const auto deadline = SteadyClock::now() + std::chrono::milliseconds(timeoutMs);
   const Poco::Timespan perOperation(timeoutMs * 1000);
   if (cancel.cancelled()) return Status::unavailable("cancelled");

@@ -137,6 +137,8 @@ std::string githubWorkflowUrl(const std::string& apiUrl, const std::string& repo
                               const std::string& workflow);
 // owner/repo, each part from [A-Za-z0-9_.-].
 bool isValidRepo(const std::string& repo);
+// A workflow file name or id: one path segment (no / \\ % ? #), not "." or "..".
+bool isValidWorkflow(const std::string& workflow);
 
 // The outcome of running a mechanism once.
 struct MechanismOutcome {

@@ -21,6 +21,7 @@
 // start(); setters and the constructor only before.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -128,6 +129,10 @@ class Targets {
   Json liveStats(const std::optional<std::string>& projectId) const;
 
  private:
+  // POST /test calls probing at once; more get 503 (Retry-After).
+  static constexpr int kMaxConcurrentTests = 4;
+  std::atomic<int> testsRunning_{0};
+
   struct Resolved {
     std::shared_ptr<const TargetRecord> record;
     uint64_t revision = 0;
