@@ -1,5 +1,6 @@
 #include "nats_feed.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "nats_common.h"
@@ -54,6 +55,18 @@ Result<std::unique_ptr<KeyFeed>> KeyFeed::open(const std::shared_ptr<NatsConnect
   return feed;
 }
 
+bool KeyFeed::replayDrained() {
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = consumerInfoWaitMs_;
+  jsConsumerInfo* ci = nullptr;
+  jsErrCode ec = static_cast<jsErrCode>(0);
+  if (natsSubscription_GetConsumerInfo(&ci, sub_, &jo, &ec) != NATS_OK) return false;
+  const bool drained = ci->NumPending == 0 && ci->Delivered.Stream == lastStreamSeq_;
+  jsConsumerInfo_Destroy(ci);
+  return drained;
+}
+
 KeyFeed::~KeyFeed() {
   // Destroying a subscription the library created also removes its consumer.
   if (sub_ != nullptr) natsSubscription_Destroy(sub_);
@@ -66,8 +79,15 @@ Result<KeyFeed::Event> KeyFeed::next(int64_t timeoutMs, FeedEntry* entry) {
     return Event::CaughtUp;
   }
   natsMsg* msg = nullptr;
-  natsStatus s = natsSubscription_NextMsg(&msg, sub_, timeoutMs);
-  if (s == NATS_TIMEOUT) return Event::Idle;
+  const int64_t waitMs = caughtUp_ ? timeoutMs : std::min(timeoutMs, kReplayQuietMs);
+  natsStatus s = natsSubscription_NextMsg(&msg, sub_, waitMs);
+  if (s == NATS_TIMEOUT) {
+    if (!caughtUp_ && waitMs >= kReplayQuietMs && replayDrained()) {
+      caughtUp_ = true;
+      return Event::CaughtUp;
+    }
+    return Event::Idle;
+  }
   if (s != NATS_OK) return fromNats(s, "read from JetStream consumer");
   jsMsgMetaData* meta = nullptr;
   s = natsMsg_GetMetaData(&meta, msg);
@@ -80,6 +100,7 @@ Result<KeyFeed::Event> KeyFeed::next(int64_t timeoutMs, FeedEntry* entry) {
                    ? std::string(subject + subjectPrefix_.size())
                    : std::string();
   entry->revision = meta->Sequence.Stream;
+  lastStreamSeq_ = meta->Sequence.Stream;
   entry->isDelete = isDeleteMarker(msg);
   entry->value.clear();
   int len = natsMsg_GetDataLength(msg);

@@ -64,15 +64,29 @@ class KeyFeed {
   // Waits up to timeoutMs (> 0) for the next event. Entry fills *entry;
   // CaughtUp comes exactly once, after the last entry of the initial replay
   // (at once for an empty replay); Idle means nothing arrived in time.
+  //
+  // The end of the replay is normally the message whose metadata says
+  // nothing is pending. That message can be missed (the ordered consumer is
+  // re-created after a gap, which happens on a busy replicated stream), so
+  // while the replay is not over a silence of kReplayQuietMs also asks the
+  // server: nothing pending, and the consumer's last delivered stream
+  // sequence is the one read last, means every replayed message was read.
   Result<Event> next(int64_t timeoutMs, FeedEntry* entry);
 
  private:
   KeyFeed() = default;
+  // True when the server has nothing left to deliver and everything it
+  // delivered was read (see next()).
+  bool replayDrained();
+
+  static constexpr int64_t kReplayQuietMs = 500;
 
   natsSubscription* sub_ = nullptr;
   std::string subjectPrefix_;
   bool caughtUp_ = false;
   bool caughtUpDue_ = false;  // report CaughtUp on the next call
+  uint64_t lastStreamSeq_ = 0;  // of the last message read
+  int64_t consumerInfoWaitMs_ = 1000;
 };
 
 // True when msg is a delete or purge marker (KV-Operation header).
