@@ -1,0 +1,503 @@
+// Scale-out on a replicated NATS cluster, under faults (issue 13).
+//
+// Three nats-server nodes form one JetStream cluster on loopback; two weftd
+// instances use it with three-replica buckets; eight agents claim, start and
+// complete (or now and then fail) work through both instances while a
+// submitter feeds items. A nemesis injects one fault at a time, in a seeded
+// random order (WEFT_TEST_SEED): kill -9 and restart of a nats node (the
+// work bucket's stream leader half of the time), SIGSTOP/SIGCONT of a node,
+// kill -9 and restart of a weftd. Every request and its answer go into a
+// history, which the checker (history.h) reads afterwards: no double grant, no
+// stale-token transition, no completion accepted twice, no acknowledged
+// submit lost, every item completed or dead-lettered; and the longest write
+// unavailability per fault kind is printed.
+//
+// The positive control runs the same workload, without faults, with
+// nats.casGuard=off (the server's native compare-and-set, not exclusive on
+// replicated buckets of nats-server 2.9.10): the checker must find double
+// grants there, which shows it can.
+#include <nats/nats.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster/history.h"
+#include "support/net.h"
+#include "support/servers.h"
+#include "support/temp_dir.h"
+#include "support/test_util.h"
+#include "support/weftd.h"
+
+using namespace weft;
+using namespace weft::testing;
+using namespace std::chrono_literals;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr int kNodes = 3;
+constexpr int kAgents = 8;
+
+// Three clustered nats-server nodes n1..n3 on loopback. Clients are told only
+// the URLs they are given (--no_advertise).
+class NatsCluster {
+ public:
+  NatsCluster() {
+    std::vector<int> ports, routes;
+    std::set<int> taken;
+    auto fresh = [&] {
+      for (;;) {
+        int p = findFreePort();
+        if (taken.insert(p).second) return p;
+      }
+    };
+    for (int i = 0; i < kNodes; ++i) ports.push_back(fresh());
+    for (int i = 0; i < kNodes; ++i) routes.push_back(fresh());
+    std::string routeList;
+    for (int r : routes) routeList += (routeList.empty() ? "" : ",") + url(r);
+    for (int i = 0; i < kNodes; ++i) {
+      ServerOptions o;
+      o.port = ports[i];
+      o.extraArgs = {"-n", "n" + std::to_string(i + 1), "--cluster_name", "weft", "--cluster",
+                     url(routes[i]), "--routes", routeList, "--no_advertise"};
+      nodes_.push_back(std::make_unique<NatsServer>(o));
+    }
+  }
+
+  static std::string url(int port) { return "nats://127.0.0.1:" + std::to_string(port); }
+  NatsServer& node(int i) { return *nodes_[static_cast<size_t>(i)]; }
+  // Every node, starting with `first`.
+  std::string urls(int first) const {
+    std::string out;
+    for (int k = 0; k < kNodes; ++k) {
+      out += (out.empty() ? "" : ",") + url(nodes_[static_cast<size_t>((first + k) % kNodes)]->port());
+    }
+    return out;
+  }
+
+  // The node index leading stream's Raft group, -1 when unknown now.
+  int leaderOf(const std::string& stream) {
+    for (int i = 0; i < kNodes; ++i) {
+      if (!node(i).running()) continue;
+      natsOptions* opts = nullptr;
+      natsConnection* nc = nullptr;
+      jsCtx* js = nullptr;
+      jsStreamInfo* si = nullptr;
+      int leader = -1;
+      if (natsOptions_Create(&opts) == NATS_OK &&
+          natsOptions_SetURL(opts, url(node(i).port()).c_str()) == NATS_OK &&
+          natsOptions_SetTimeout(opts, 1000) == NATS_OK &&
+          natsConnection_Connect(&nc, opts) == NATS_OK &&
+          natsConnection_JetStream(&js, nc, nullptr) == NATS_OK) {
+        jsOptions jo;
+        jsOptions_Init(&jo);
+        jo.Wait = 1000;
+        if (js_GetStreamInfo(&si, js, stream.c_str(), &jo, nullptr) == NATS_OK && si->Cluster &&
+            si->Cluster->Leader) {
+          const std::string name = si->Cluster->Leader;
+          if (name.size() == 2 && name[0] == 'n') leader = name[1] - '1';
+        }
+      }
+      if (si) jsStreamInfo_Destroy(si);
+      if (js) jsCtx_Destroy(js);
+      if (nc) natsConnection_Destroy(nc);
+      if (opts) natsOptions_Destroy(opts);
+      if (leader >= 0) return leader;
+    }
+    return -1;
+  }
+
+ private:
+  std::vector<std::unique_ptr<NatsServer>> nodes_;
+};
+
+int64_t nowMs(SteadyClock::time_point origin) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - origin).count();
+}
+
+// The shared state of one run: the history and the instances' ports.
+struct Run {
+  SteadyClock::time_point origin = SteadyClock::now();
+  std::vector<int> ports;
+  std::mutex mu;
+  std::vector<Op> history;
+  std::atomic<bool> stopSubmitting{false}, stopAgents{false};
+  std::atomic<int> submitted{0};
+
+  void record(Op op) {
+    std::lock_guard<std::mutex> lock(mu);
+    history.push_back(std::move(op));
+  }
+  std::vector<Op> snapshot() {
+    std::lock_guard<std::mutex> lock(mu);
+    return history;
+  }
+};
+
+HttpResponse call(HttpClient& http, const std::string& path, const Json& body, Run& run, Op& op) {
+  op.sentMs = nowMs(run.origin);
+  HttpResponse r = http.post(path, body);
+  op.answeredMs = nowMs(run.origin);
+  op.status = r.status;
+  return r;
+}
+
+void submitter(Run& run, int maxItems) {
+  std::vector<std::unique_ptr<HttpClient>> http;
+  for (int port : run.ports) http.push_back(std::make_unique<HttpClient>(port, 5s));
+  for (int n = 0; n < maxItems && !run.stopSubmitting; ++n) {
+    Json body = Json::object();
+    body.set("capability", Json("chaos"));
+    body.set("boundary", Json("b1"));
+    body.set("description", Json("item " + std::to_string(n)));
+    body.set("maxAttempts", Json(20));
+    Op op;
+    op.kind = Op::Kind::Submit;
+    op.instance = n % static_cast<int>(http.size());
+    HttpResponse r = call(*http[static_cast<size_t>(op.instance)], "/api/work", body, run, op);
+    if (r.status == 201) {
+      op.itemId = r.json.getString("id");
+      ++run.submitted;
+    }
+    run.record(op);
+    std::this_thread::sleep_for(30ms);
+  }
+}
+
+// One agent: claim on one instance, start on the other, complete (or fail
+// one time in ten) on the first; an operation that gets no answer or a 503 is
+// tried again on the other instance, a 409 gives the item up.
+void agent(Run& run, int k, uint32_t seed) {
+  const std::string guid = "agent-" + std::to_string(k);
+  std::vector<std::unique_ptr<HttpClient>> http;
+  for (int port : run.ports) http.push_back(std::make_unique<HttpClient>(port, 5s));
+  std::mt19937 rng(seed);
+  int side = k % 2;
+  auto fenced = [&](const std::string& token) {
+    Json b = Json::object();
+    b.set("agentGuid", Json(guid));
+    b.set("claimToken", Json(token));
+    return b;
+  };
+  // Sends op until it is answered with something other than 503 / no answer.
+  auto persist = [&](Op base, const std::string& path, const Json& body, int first) {
+    for (int attempt = 0; attempt < 8 && !run.stopAgents; ++attempt) {
+      Op op = base;
+      op.instance = (first + attempt) % 2;
+      HttpResponse r = call(*http[static_cast<size_t>(op.instance)], path, body, run, op);
+      run.record(op);
+      if (r.status != 0 && r.status != 503) return r.status;
+      std::this_thread::sleep_for(200ms);
+    }
+    return 0;
+  };
+  while (!run.stopAgents) {
+    Json claimBody = Json::object();
+    claimBody.set("agentGuid", Json(guid));
+    Op claim;
+    claim.kind = Op::Kind::Claim;
+    claim.agent = guid;
+    claim.instance = side;
+    HttpResponse c = call(*http[static_cast<size_t>(side)], "/api/work/claim", claimBody, run, claim);
+    if (c.status == 200) {
+      claim.itemId = c.json.getString("id");
+      claim.token = c.json.getString("claimToken");
+      claim.attempt = c.json.getInt("attempts", 0);
+    }
+    run.record(claim);
+    if (c.status != 200) {
+      side = 1 - side;
+      std::this_thread::sleep_for(c.status == 204 ? 50ms : 200ms);
+      continue;
+    }
+    Op base;
+    base.agent = guid;
+    base.itemId = claim.itemId;
+    base.token = claim.token;
+    base.kind = Op::Kind::Start;
+    if (persist(base, "/api/work/" + claim.itemId + "/start", fenced(claim.token), 1 - side) == 200) {
+      const bool failIt = rng() % 10 == 0;
+      base.kind = failIt ? Op::Kind::Fail : Op::Kind::Complete;
+      Json body = fenced(claim.token);
+      if (failIt) {
+        Json error = Json::object();
+        error.set("message", Json("chaos says no"));
+        error.set("recoverable", Json(true));
+        body.set("error", std::move(error));
+      }
+      persist(base, "/api/work/" + claim.itemId + (failIt ? "/fail" : "/complete"), body, side);
+    }
+    side = 1 - side;
+  }
+}
+
+WeftdOptions weftdOptions(const NatsCluster& cluster, int first, bool guarded) {
+  WeftdOptions o;
+  o.settings = {{"kv.backend", "nats"},
+                {"nats.url", cluster.urls(first)},
+                {"nats.replicas", "3"},
+                {"nats.casGuard", guarded ? "auto" : "off"},
+                {"kv.timeoutMs", "2000"},
+                {"kv.reconnectWaitMs", "200"},
+                {"work.sweepIntervalMs", "500"},
+                {"work.leaseMs", "8000"},
+                {"agents.staleAfterMs", "600000"}};
+  return o;
+}
+
+void registerAgents(Weftd& w) {
+  for (int k = 0; k < kAgents; ++k) {
+    Json body = Json::object();
+    body.set("guid", Json("agent-" + std::to_string(k)));
+    body.set("handle", Json("agent-" + std::to_string(k)));
+    Json caps = Json::array();
+    caps.push(Json("chaos"));
+    body.set("capabilities", std::move(caps));
+    HttpResponse r;
+    REQUIRE(eventually(
+        [&] {
+          r = w.post("/api/agents", body);
+          return r.status == 201 || r.status == 200;
+        },
+        30s));
+  }
+}
+
+// The items at the end, by id: status, found by either instance.
+std::map<std::string, std::string> finalStates(Weftd& w, const std::vector<Op>& history) {
+  std::map<std::string, std::string> out;
+  for (const Op& op : history) {
+    if (op.kind != Op::Kind::Submit || op.status != 201) continue;
+    HttpResponse r;
+    eventually(
+        [&] {
+          r = w.get("/api/work/" + op.itemId);
+          return r.status == 200 || r.status == 404;
+        },
+        10s);
+    if (r.status == 200) out[op.itemId] = r.json.getString("status");
+  }
+  return out;
+}
+
+uint32_t seedFromEnv() {
+  if (const char* s = std::getenv("WEFT_TEST_SEED")) return static_cast<uint32_t>(std::stoul(s));
+  return std::random_device{}();
+}
+
+}  // namespace
+
+TEST_CASE("the checker finds double grants, stale tokens and lost submits", "[cluster-unit]") {
+  auto op = [](Op::Kind kind, std::string item, std::string agent, std::string token,
+               int64_t attempt, int64_t sent, int64_t answered, int status) {
+    Op o;
+    o.kind = kind;
+    o.itemId = std::move(item);
+    o.agent = std::move(agent);
+    o.token = std::move(token);
+    o.attempt = attempt;
+    o.sentMs = sent;
+    o.answeredMs = answered;
+    o.status = status;
+    return o;
+  };
+  std::vector<Op> h = {
+      op(Op::Kind::Submit, "i1", "", "", 0, 0, 1, 201),
+      op(Op::Kind::Submit, "i2", "", "", 0, 0, 1, 201),
+      op(Op::Kind::Submit, "i3", "", "", 0, 0, 1, 201),
+      // i1: two agents granted attempt 1.
+      op(Op::Kind::Claim, "i1", "a", "t1", 1, 2, 3, 200),
+      op(Op::Kind::Claim, "i1", "b", "t2", 1, 2, 4, 200),
+      // i2: attempt 2 granted at 10, then attempt 1's token accepted at 12.
+      op(Op::Kind::Claim, "i2", "a", "u1", 1, 2, 3, 200),
+      op(Op::Kind::Claim, "i2", "b", "u2", 2, 9, 10, 200),
+      op(Op::Kind::Complete, "i2", "a", "u1", 0, 12, 13, 200),
+      op(Op::Kind::Complete, "i2", "b", "u2", 0, 14, 15, 200),
+      // Clean: i3 claimed once, completed once; a 503 of unknown outcome.
+      op(Op::Kind::Claim, "i3", "c", "v1", 1, 2, 3, 200),
+      op(Op::Kind::Complete, "i3", "c", "v1", 0, 4, 5, 503),
+      op(Op::Kind::Complete, "i3", "c", "v1", 0, 6, 7, 200),
+  };
+  Violations v = checkHistory(h, {"i1", "i2"});
+  CHECK(v.doubleGrants.size() == 1);
+  CHECK(v.staleTokens.size() == 1);
+  CHECK(v.doubleCompletions.size() == 1);  // i2 completed by both
+  CHECK(v.lostSubmits == std::vector<std::string>{"i3"});
+  CHECK(longestWriteGapMs(h, 5, 8) == 3);  // 4 -> 7 and 7 -> 10 overlap [5, 8]
+  Violations clean = checkHistory({h[2], h[9], h[11]}, {"i3"});
+  CHECK(clean.total() == 0);
+}
+
+TEST_CASE("positive control: native compare-and-set on replicated buckets grants twice",
+          "[cluster]") {
+  NatsCluster cluster;
+  Weftd one(weftdOptions(cluster, 0, false));
+  Weftd two(weftdOptions(cluster, 1, false));
+  REQUIRE(one.waitServing(60s));
+  REQUIRE(two.waitServing(60s));
+  registerAgents(one);
+  Run run;
+  run.ports = {one.port(), two.port()};
+  std::vector<std::thread> threads;
+  const uint32_t seed = seedFromEnv();
+  for (int k = 0; k < kAgents; ++k) threads.emplace_back(agent, std::ref(run), k, seed + k);
+  // Submissions in a burst, so the agents race for them.
+  std::thread feed([&] { submitter(run, 400); });
+  feed.join();
+  eventually(
+      [&] {
+        int done = 0;
+        for (const Op& op : run.snapshot()) {
+          if (op.kind == Op::Kind::Complete && op.status == 200) ++done;
+        }
+        return done >= run.submitted.load() * 9 / 10;
+      },
+      120s);
+  run.stopAgents = true;
+  for (auto& t : threads) t.join();
+  auto history = run.snapshot();
+  std::set<std::string> existing;
+  for (const auto& [id, status] : finalStates(one, history)) existing.insert(id);
+  Violations v = checkHistory(history, existing);
+  std::printf("[cluster] positive control (nats.casGuard=off): %d items, %zu double grants, "
+              "%zu stale-token transitions, %zu double completions\n",
+              run.submitted.load(), v.doubleGrants.size(), v.staleTokens.size(),
+              v.doubleCompletions.size());
+  std::fflush(stdout);
+  CHECK(v.doubleGrants.size() > 0);
+}
+
+TEST_CASE("two instances on a three-node cluster under faults: claims stay exclusive",
+          "[cluster]") {
+  const uint32_t seed = seedFromEnv();
+  std::printf("[cluster] nemesis seed %u (WEFT_TEST_SEED)\n", seed);
+  std::mt19937 rng(seed);
+  NatsCluster cluster;
+  std::vector<std::unique_ptr<Weftd>> weftd;
+  weftd.push_back(std::make_unique<Weftd>(weftdOptions(cluster, 0, true)));
+  weftd.push_back(std::make_unique<Weftd>(weftdOptions(cluster, 1, true)));
+  for (auto& w : weftd) REQUIRE(w->waitServing(60s));
+  registerAgents(*weftd[0]);
+
+  Run run;
+  for (auto& w : weftd) run.ports.push_back(w->port());
+  std::vector<std::thread> threads;
+  for (int k = 0; k < kAgents; ++k) threads.emplace_back(agent, std::ref(run), k, seed + k);
+  std::thread feed([&] { submitter(run, 100000); });
+
+  // The nemesis: one fault at a time, healed before the next.
+  struct Fault {
+    std::string kind;
+    int64_t fromMs, toMs;
+  };
+  std::vector<Fault> faults;
+  const int rounds = std::getenv("WEFT_TEST_NEMESIS_ROUNDS")
+                         ? std::atoi(std::getenv("WEFT_TEST_NEMESIS_ROUNDS"))
+                         : 21;
+  std::this_thread::sleep_for(3s);
+  for (int round = 0; round < rounds; ++round) {
+    const int kind = static_cast<int>(rng() % 4);
+    Fault f;
+    f.fromMs = nowMs(run.origin);
+    if (kind == 0 || kind == 1) {
+      int target = static_cast<int>(rng() % kNodes);
+      if (kind == 1) {
+        const int leader = cluster.leaderOf("KV_weft-work");
+        if (leader >= 0) target = leader;
+      }
+      f.kind = kind == 1 ? "kill -9 of the stream leader node" : "kill -9 of a nats node";
+      cluster.node(target).kill9();
+      std::this_thread::sleep_for(std::chrono::milliseconds(2000 + rng() % 2000));
+      cluster.node(target).restart();
+    } else if (kind == 2) {
+      const int target = static_cast<int>(rng() % kNodes);
+      f.kind = "SIGSTOP of a nats node";
+      cluster.node(target).pause();
+      std::this_thread::sleep_for(std::chrono::milliseconds(2000 + rng() % 2000));
+      cluster.node(target).resume();
+    } else {
+      const size_t target = rng() % weftd.size();
+      f.kind = "kill -9 of a weftd";
+      weftd[target]->kill9();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1000 + rng() % 1000));
+      weftd[target]->restart();
+    }
+    f.toMs = nowMs(run.origin);
+    faults.push_back(f);
+    std::printf("[cluster] round %d: %s (%lld ms)\n", round + 1, f.kind.c_str(),
+                static_cast<long long>(f.toMs - f.fromMs));
+    std::fflush(stdout);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2000 + rng() % 1000));
+  }
+
+  // Heal and drain: no more submissions; the agents finish what is left.
+  run.stopSubmitting = true;
+  feed.join();
+  for (auto& w : weftd) REQUIRE(w->waitServing(60s));
+  auto settled = [&] {
+    int terminal = 0;
+    auto states = finalStates(*weftd[0], run.snapshot());
+    for (const auto& [id, status] : states) {
+      if (status == "completed" || status == "failed") ++terminal;
+    }
+    return terminal == run.submitted.load();
+  };
+  const bool drained = eventually(settled, 120s);
+  run.stopAgents = true;
+  for (auto& t : threads) t.join();
+
+  auto history = run.snapshot();
+  auto states = finalStates(*weftd[0], history);
+  std::set<std::string> existing;
+  std::map<std::string, int> byStatus;
+  for (const auto& [id, status] : states) {
+    existing.insert(id);
+    ++byStatus[status];
+  }
+  Violations v = checkHistory(history, existing);
+  for (const auto& s : v.doubleGrants) UNSCOPED_INFO("double grant: " << s);
+  for (const auto& s : v.staleTokens) UNSCOPED_INFO("stale token: " << s);
+  for (const auto& s : v.doubleCompletions) UNSCOPED_INFO("double completion: " << s);
+  for (const auto& s : v.lostSubmits) UNSCOPED_INFO("lost submit: " << s);
+
+  size_t requests = history.size(), ok = 0, unavailable = 0;
+  for (const Op& op : history) {
+    if (op.status >= 200 && op.status < 300) ++ok;
+    if (op.status == 503 || op.status == 0) ++unavailable;
+  }
+  std::printf("[cluster] %zu rounds, %d items acknowledged, %zu requests (%zu 2xx, %zu 503 or "
+              "unanswered); final: %d completed, %d failed, %d other; violations: %zu double "
+              "grants, %zu stale tokens, %zu double completions, %zu lost submits\n",
+              faults.size(), run.submitted.load(), requests, ok, unavailable,
+              byStatus["completed"], byStatus["failed"],
+              static_cast<int>(states.size()) - byStatus["completed"] - byStatus["failed"],
+              v.doubleGrants.size(), v.staleTokens.size(), v.doubleCompletions.size(),
+              v.lostSubmits.size());
+  std::map<std::string, int64_t> worst;
+  for (const Fault& f : faults) {
+    worst[f.kind] = std::max(worst[f.kind], longestWriteGapMs(history, f.fromMs, f.toMs));
+  }
+  for (const auto& [kind, gap] : worst) {
+    std::printf("[cluster] longest write unavailability, %s: %lld ms\n", kind.c_str(),
+                static_cast<long long>(gap));
+  }
+  std::fflush(stdout);
+
+  CHECK(faults.size() >= 20);
+  CHECK(v.doubleGrants.empty());
+  CHECK(v.staleTokens.empty());
+  CHECK(v.doubleCompletions.empty());
+  CHECK(v.lostSubmits.empty());
+  CHECK(drained);  // every acknowledged item ended completed or dead-lettered
+}
