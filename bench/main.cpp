@@ -6,6 +6,8 @@
 //                      [--warmup-ms W] [--value-bytes N] [--plugin-dir DIR]
 //   weft-bench rest    --url http://127.0.0.1:P [--threads N] [--duration-ms D]
 //                      [--warmup-ms W] [--open-rate R] [--agents 1000] [--cycle-items N]
+//   weft-bench cycles  --urls http://127.0.0.1:P1,http://127.0.0.1:P2 [--threads N]
+//                      [--duration-ms D] [--warmup-ms W] [--items N]
 //   weft-bench crash   --url U --backend B [--set k=v]... --events FILE --started FILE
 //                      --tag T [--victim backend|weftd] [--threads N] [--rate R]
 //                      [--direct] [--direct-rate R]
@@ -32,6 +34,7 @@
 #include "kv_workloads.h"
 #include "rest_workloads.h"
 #include "restart_timing.h"
+#include "scaleout.h"
 #include "weft/ids.h"
 
 namespace {
@@ -158,6 +161,28 @@ Json run(const std::string& command, const Args& a) {
     o.runId = runId(a);
     a.rejectUnused();
     return weft::bench::runRestWorkloads(o);
+  }
+  if (command == "cycles") {
+    weft::bench::CycleOptions o;
+    const std::string urls = a.required("--urls");
+    size_t from = 0;
+    while (from <= urls.size()) {
+      size_t comma = urls.find(',', from);
+      std::string u = urls.substr(from, comma == std::string::npos ? std::string::npos : comma - from);
+      std::string host;
+      int port = 0;
+      if (!weft::bench::parseHttpUrl(u, &host, &port)) throw UsageError("bad URL in --urls: " + u);
+      o.endpoints.emplace_back(host, port);
+      if (comma == std::string::npos) break;
+      from = comma + 1;
+    }
+    o.threads = static_cast<int>(a.num("--threads", o.threads));
+    o.durationMs = a.num("--duration-ms", o.durationMs);
+    o.warmupMs = a.num("--warmup-ms", o.warmupMs);
+    o.items = static_cast<int>(a.num("--items", o.items));
+    o.runId = runId(a);
+    a.rejectUnused();
+    return weft::bench::runCycles(o);
   }
   if (command == "crash") {
     weft::bench::CrashOptions o;

@@ -6,7 +6,8 @@
 // submitter feeds items. A nemesis injects one fault at a time, in a seeded
 // random order (WEFT_TEST_SEED): kill -9 and restart of a nats node (the
 // work bucket's stream leader half of the time), SIGSTOP/SIGCONT of a node,
-// kill -9 and restart of a weftd. Every request and its answer go into a
+// a network partition that cuts one node off from the others and from its
+// clients, kill -9 and restart of a weftd. Every request and its answer go into a
 // history, which the checker (history.h) reads afterwards: no double grant, no
 // stale-token transition, no completion accepted twice, no acknowledged
 // submit lost, every item completed or dead-lettered; and the longest write
@@ -35,6 +36,7 @@
 #include "cluster/history.h"
 #include "support/net.h"
 #include "support/servers.h"
+#include "support/tcp_proxy.h"
 #include "support/temp_dir.h"
 #include "support/test_util.h"
 #include "support/weftd.h"
@@ -49,12 +51,18 @@ namespace {
 constexpr int kNodes = 3;
 constexpr int kAgents = 8;
 
-// Three clustered nats-server nodes n1..n3 on loopback. Clients are told only
-// the URLs they are given (--no_advertise).
+// Three clustered nats-server nodes n1..n3 on loopback, wired through TCP
+// proxies (tests/support/tcp_proxy.h) so that one node can be cut off:
+//  * every client reaches node i through clientProxy[i], and clients are told
+//    only the URLs they are given (--no_advertise);
+//  * node i dials node j's route port through its own proxy route[i][j], and
+//    every node advertises a dead route address, so no node ever connects to
+//    another except through these proxies (no implicit routes).
+// isolate(k) refuses and resets every proxy to, from and for clients of k;
+// heal(k) lets connections through again (explicit routes are retried).
 class NatsCluster {
  public:
   NatsCluster() {
-    std::vector<int> ports, routes;
     std::set<int> taken;
     auto fresh = [&] {
       for (;;) {
@@ -62,29 +70,43 @@ class NatsCluster {
         if (taken.insert(p).second) return p;
       }
     };
+    std::vector<int> ports, routes;
     for (int i = 0; i < kNodes; ++i) ports.push_back(fresh());
     for (int i = 0; i < kNodes; ++i) routes.push_back(fresh());
-    std::string routeList;
-    for (int r : routes) routeList += (routeList.empty() ? "" : ",") + url(r);
     for (int i = 0; i < kNodes; ++i) {
+      clientProxy_.push_back(std::make_unique<TcpProxy>(ports[i]));
+      for (int j = 0; j < kNodes; ++j) {
+        routeProxy_[{i, j}] = i == j ? nullptr : std::make_unique<TcpProxy>(routes[j]);
+      }
+    }
+    for (int i = 0; i < kNodes; ++i) {
+      std::string routeList;
+      for (int j = 0; j < kNodes; ++j) {
+        if (j != i) routeList += (routeList.empty() ? "" : ",") + url(routeProxy_[{i, j}]->port());
+      }
       ServerOptions o;
       o.port = ports[i];
-      o.extraArgs = {"-n", "n" + std::to_string(i + 1), "--cluster_name", "weft", "--cluster",
-                     url(routes[i]), "--routes", routeList, "--no_advertise"};
+      o.extraArgs = {"-n", "n" + std::to_string(i + 1), "--cluster_name", "weft",
+                     "--cluster", url(routes[i]), "--routes", routeList,
+                     "--cluster_advertise", "127.0.0.1:1", "--no_advertise"};
       nodes_.push_back(std::make_unique<NatsServer>(o));
     }
   }
 
   static std::string url(int port) { return "nats://127.0.0.1:" + std::to_string(port); }
   NatsServer& node(int i) { return *nodes_[static_cast<size_t>(i)]; }
-  // Every node, starting with `first`.
+  // Every node's client proxy, starting with `first`.
   std::string urls(int first) const {
     std::string out;
     for (int k = 0; k < kNodes; ++k) {
-      out += (out.empty() ? "" : ",") + url(nodes_[static_cast<size_t>((first + k) % kNodes)]->port());
+      out += (out.empty() ? "" : ",") +
+             url(clientProxy_[static_cast<size_t>((first + k) % kNodes)]->port());
     }
     return out;
   }
+
+  void isolate(int k) { cut(k, true); }
+  void heal(int k) { cut(k, false); }
 
   // The node index leading stream's Raft group, -1 when unknown now.
   int leaderOf(const std::string& stream) {
@@ -119,6 +141,22 @@ class NatsCluster {
   }
 
  private:
+  void cut(int k, bool on) {
+    std::vector<TcpProxy*> proxies{clientProxy_[static_cast<size_t>(k)].get()};
+    for (int j = 0; j < kNodes; ++j) {
+      if (j == k) continue;
+      proxies.push_back(routeProxy_[{k, j}].get());
+      proxies.push_back(routeProxy_[{j, k}].get());
+    }
+    for (TcpProxy* p : proxies) {
+      p->refuse(on);
+      if (on) p->resetAll();
+    }
+  }
+
+  // Declared before the nodes, so the servers stop before their proxies.
+  std::vector<std::unique_ptr<TcpProxy>> clientProxy_;
+  std::map<std::pair<int, int>, std::unique_ptr<TcpProxy>> routeProxy_;
   std::vector<std::unique_ptr<NatsServer>> nodes_;
 };
 
@@ -407,7 +445,7 @@ TEST_CASE("two instances on a three-node cluster under faults: claims stay exclu
                          : 21;
   std::this_thread::sleep_for(3s);
   for (int round = 0; round < rounds; ++round) {
-    const int kind = static_cast<int>(rng() % 4);
+    const int kind = static_cast<int>(rng() % 5);
     Fault f;
     f.fromMs = nowMs(run.origin);
     if (kind == 0 || kind == 1) {
@@ -426,6 +464,12 @@ TEST_CASE("two instances on a three-node cluster under faults: claims stay exclu
       cluster.node(target).pause();
       std::this_thread::sleep_for(std::chrono::milliseconds(2000 + rng() % 2000));
       cluster.node(target).resume();
+    } else if (kind == 3) {
+      const int target = static_cast<int>(rng() % kNodes);
+      f.kind = "partition of a nats node";
+      cluster.isolate(target);
+      std::this_thread::sleep_for(std::chrono::milliseconds(3000 + rng() % 3000));
+      cluster.heal(target);
     } else {
       const size_t target = rng() % weftd.size();
       f.kind = "kill -9 of a weftd";
