@@ -1,5 +1,7 @@
 #include "rest_workloads.h"
 
+#include "scaleout.h"
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -10,6 +12,7 @@
 
 #include "http_client.h"
 #include "load_driver.h"
+#include "scaleout.h"
 
 namespace weft::bench {
 namespace {
@@ -218,43 +221,15 @@ Json runRestWorkloads(const RestOptions& o) {
       lo.durationMs = o.durationMs;
       const auto measuredFrom =
           std::chrono::steady_clock::now() + std::chrono::milliseconds(o.warmupMs);
+      Json result = Json::object();
+      result.set("summary", Json("done by weft-bench"));
       LoadResult r = runLoad(lo, [&](int t, uint64_t) {
         Json claim = Json::object();
         claim.set("agentGuid", Json(agentGuid(o, t)));
         claim.set("capabilities", Json(Json::Array{Json(capability(t))}));
         claim.set("projectId", Json(project));
-        const auto c0 = std::chrono::steady_clock::now();
-        HttpResult c = clients[t]->request("POST", "/api/work/claim", claim.dump());
-        const auto c1 = std::chrono::steady_clock::now();
-        OpResult op;
-        if (c.status == 204) {
-          op.exhausted = true;
-          return op;
-        }
-        if (c.status != 200) return fromHttp(c, 200);
-        Result<Json> item = Json::parse(c.body, 64);
-        if (!item.isOk()) {
-          op.ok = false;
-          op.outcome = "bad-claim-body";
-          return op;
-        }
-        Json done = Json::object();
-        done.set("agentGuid", Json(agentGuid(o, t)));
-        done.set("claimToken", Json(item->getString("claimToken")));
-        Json result = Json::object();
-        result.set("summary", Json("done by weft-bench"));
-        done.set("result", std::move(result));
-        HttpResult d = clients[t]->request(
-            "POST", "/api/work/" + item->getString("id") + "/complete", done.dump());
-        const auto d1 = std::chrono::steady_clock::now();
-        if (c0 >= measuredFrom) {
-          claimNs[t].push_back(
-              std::chrono::duration_cast<std::chrono::nanoseconds>(c1 - c0).count());
-          completeNs[t].push_back(
-              std::chrono::duration_cast<std::chrono::nanoseconds>(d1 - c1).count());
-        }
-        OpResult res = fromHttp(d, 200);
-        return res;
+        return claimAndComplete(*clients[t], agentGuid(o, t), claim, result, measuredFrom,
+                                claimNs[t], completeNs[t]);
       });
       Json j = describe("claim-complete", "POST /api/work/claim + POST /api/work/{id}/complete", r);
       j.set("itemsPrepared", Json(perThread * o.threads));

@@ -31,6 +31,44 @@ Json failure(const std::string& what) {
 
 }  // namespace
 
+OpResult claimAndComplete(HttpClient& client, const std::string& agentGuid, const Json& claimBody,
+                          const Json& result, std::chrono::steady_clock::time_point measuredFrom,
+                          std::vector<int64_t>& claimNs, std::vector<int64_t>& completeNs) {
+  OpResult op;
+  const auto c0 = std::chrono::steady_clock::now();
+  HttpResult c = client.request("POST", "/api/work/claim", claimBody.dump());
+  const auto c1 = std::chrono::steady_clock::now();
+  if (c.status == 204) {
+    op.exhausted = true;
+    return op;
+  }
+  if (c.status != 200) {
+    op.ok = false;
+    op.outcome = c.outcome();
+    return op;
+  }
+  Result<Json> item = Json::parse(c.body, 64);
+  if (!item.isOk()) {
+    op.ok = false;
+    op.outcome = "bad-claim-body";
+    return op;
+  }
+  Json done = Json::object();
+  done.set("agentGuid", Json(agentGuid));
+  done.set("claimToken", Json(item->getString("claimToken")));
+  if (result.isObject()) done.set("result", result);
+  HttpResult d =
+      client.request("POST", "/api/work/" + item->getString("id") + "/complete", done.dump());
+  const auto d1 = std::chrono::steady_clock::now();
+  if (c0 >= measuredFrom) {
+    claimNs.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(c1 - c0).count());
+    completeNs.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(d1 - c1).count());
+  }
+  op.ok = d.answered() && d.status == 200;
+  op.outcome = d.outcome();
+  return op;
+}
+
 Json runCycles(const CycleOptions& o) {
   const size_t n = o.endpoints.size();
   if (n == 0 || o.threads < 1) return failure("no instances or no threads");
@@ -99,40 +137,10 @@ Json runCycles(const CycleOptions& o) {
   const auto measuredFrom =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(o.warmupMs);
   LoadResult r = runLoad(lo, [&](int t, uint64_t) {
-    OpResult op;
     Json claim = Json::object();
     claim.set("agentGuid", Json(guid(t)));
-    const auto c0 = std::chrono::steady_clock::now();
-    HttpResult c = clients[t]->request("POST", "/api/work/claim", claim.dump());
-    const auto c1 = std::chrono::steady_clock::now();
-    if (c.status == 204) {
-      op.exhausted = true;
-      return op;
-    }
-    if (c.status != 200) {
-      op.ok = false;
-      op.outcome = c.outcome();
-      return op;
-    }
-    Result<Json> item = Json::parse(c.body, 64);
-    if (!item.isOk()) {
-      op.ok = false;
-      op.outcome = "bad-claim-body";
-      return op;
-    }
-    Json done = Json::object();
-    done.set("agentGuid", Json(guid(t)));
-    done.set("claimToken", Json(item->getString("claimToken")));
-    HttpResult d =
-        clients[t]->request("POST", "/api/work/" + item->getString("id") + "/complete", done.dump());
-    const auto d1 = std::chrono::steady_clock::now();
-    if (c0 >= measuredFrom) {
-      claimNs[t].push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(c1 - c0).count());
-      completeNs[t].push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(d1 - c1).count());
-    }
-    op.ok = d.answered() && d.status == 200;
-    op.outcome = d.outcome();
-    return op;
+    return claimAndComplete(*clients[t], guid(t), claim, Json(), measuredFrom, claimNs[t],
+                            completeNs[t]);
   });
   Json out = r.toJson();
   out.set("instances", Json(static_cast<int64_t>(n)));

@@ -8,9 +8,13 @@
 // keep-alive connection and runs closed loop: claim, then complete the item.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "http_client.h"
+#include "load_driver.h"
 #include "weft/json.h"
 
 namespace weft::bench {
@@ -24,6 +28,14 @@ struct CycleOptions {
   int timeoutMs = 10000;
   std::string runId;
 };
+
+// One cycle: POST /api/work/claim with claimBody, then POST .../complete of
+// the claimed item (with `result` when it is an object). When the claim
+// started at or after measuredFrom, the two steps' latencies (ns) are added
+// to claimNs and completeNs. 204 = exhausted.
+OpResult claimAndComplete(HttpClient& client, const std::string& agentGuid, const Json& claimBody,
+                          const Json& result, std::chrono::steady_clock::time_point measuredFrom,
+                          std::vector<int64_t>& claimNs, std::vector<int64_t>& completeNs);
 
 // {"instances", "threads", "cyclesPerSecond", "claim": {p50Us, p99Us},
 //  "complete": {...}, "errors", "outcomes"}; or {"error": ...} when the
