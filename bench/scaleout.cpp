@@ -88,7 +88,15 @@ Json runCycles(const CycleOptions& o) {
     a.set("handle", Json(guid(t)));
     a.set("projectId", Json(project));
     a.set("capabilities", Json(Json::Array{Json(capability)}));
-    HttpResult r = control->request("POST", "/api/agents", a.dump());
+    // A fresh cluster elects its stream leaders for a few seconds after
+    // weftd reports ready: 503 then is worth waiting out.
+    HttpResult r;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    for (;;) {
+      r = control->request("POST", "/api/agents", a.dump());
+      if (r.is2xx() || r.status != 503 || std::chrono::steady_clock::now() > until) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
     if (!r.is2xx()) return failure("agent registration: " + r.outcome());
   }
   // Items, spread over the instances (one submitting thread per instance).
@@ -105,7 +113,13 @@ Json runCycles(const CycleOptions& o) {
           b.set("capability", Json(capability));
           b.set("description", Json("scale-out item"));
           b.set("taskId", Json("s" + std::to_string(k)));
-          if (c->request("POST", "/api/work", b.dump()).status != 201) ++submitFailures;
+          int status = 0;
+          for (int attempt = 0; attempt < 50; ++attempt) {
+            status = c->request("POST", "/api/work", b.dump()).status;
+            if (status != 503) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+          }
+          if (status != 201) ++submitFailures;
         }
       });
     }

@@ -12,6 +12,39 @@ import sys
 from collections import defaultdict
 
 
+def write_chart(groups, med, out_md):
+    """scaleout.png beside the report: cycles/s against instances per setup."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    import os
+    series = [(("single", "auto"), "one nats-server (R1)"),
+              (("cluster", "auto"), "3-node cluster (R3), guarded"),
+              (("cluster", "off"), "3-node cluster (R3), native (unsafe)")]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for (topo, guard), label in series:
+        points = sorted((n, med(rows, "cyclesPerSecond"))
+                        for (t, g, n), rows in groups.items() if (t, g) == (topo, guard))
+        if not points:
+            continue
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, marker="o", label=label)
+    ax.set_xlabel("weftd instances")
+    ax.set_ylabel("claim + complete cycles/s")
+    ax.set_xticks([1, 2, 3])
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    name = "scaleout.png"
+    fig.savefig(os.path.join(os.path.dirname(os.path.abspath(out_md)), name), dpi=110)
+    plt.close(fig)
+    return name
+
+
 def main():
     raw, out, commit, mode = sys.argv[1:5]
     groups = defaultdict(list)
@@ -66,6 +99,9 @@ def main():
         lines += ["", f"Guard cost on the cluster, 2 instances: guarded / native = {ratio:.2f} "
                   "(measured side by side in this run; the native check is not exclusive on "
                   "nats-server 2.9.10, so its figure is only a reference)."]
+    chart = write_chart(groups, med, out)
+    if chart:
+        lines += ["", f"![cycles per second by instances]({chart})"]
     if errors:
         lines += ["", "Failed runs:"] + [f"- {k}: {e}" for k, e in errors]
     with open(out, "w") as f:
