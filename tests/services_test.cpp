@@ -114,6 +114,14 @@ TEST_CASE("register validation messages follow the table order") {
         "metadata.agentType must be copilot-cli or claude-code");
   CHECK(message(R"({"handle":"a","capabilities":[],"metadata":{"boundaries":[1]}})") ==
         "metadata.boundaries must be an array of non-empty strings");
+  // Every field has a size cap.
+  const std::string longHost =
+      R"({"handle":"a","capabilities":[],"hostname":")" + std::string(257, 'h') + "\"}";
+  CHECK(message(longHost.c_str()) == "hostname exceeds 256 bytes");
+  const std::string bigMeta =
+      R"({"handle":"a","capabilities":[],"metadata":{"notes":")" + std::string(70000, 'm') + "\"}}";
+  CHECK(message(bigMeta.c_str()) == "metadata exceeds 65536 bytes");
+  CHECK(s.agents->view().size() == 0);  // nothing stored
 }
 
 TEST_CASE("entries written directly are listed verbatim; garbage is skipped") {
@@ -241,6 +249,9 @@ TEST_CASE("submit validates in table order") {
         "projectId must be 1-64 characters from [A-Za-z0-9_-]");
   CHECK(message(R"({"boundary":"b","capability":"c","description":"d","taskId":7})") ==
         "taskId must be a string");
+  const std::string longDeadline = R"({"boundary":"b","capability":"c","description":"d","deadline":")" +
+                                   std::string(300, '9') + "\"}";
+  CHECK(message(longDeadline.c_str()) == "deadline exceeds 256 bytes");
   std::string big = R"({"boundary":"b","capability":"c","description":"d","contextData":")" +
                     std::string(262145, 'x') + "\"}";
   auto r = s.work->submit(Json::parse(big).value());

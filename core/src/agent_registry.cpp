@@ -12,6 +12,8 @@ namespace {
 
 constexpr int kMaxCasAttempts = 16;
 constexpr size_t kMaxStringBytes = 256;
+// The metadata object of a registration, serialised.
+constexpr size_t kMaxMetadataBytes = 64 * 1024;
 constexpr size_t kMaxListItems = 256;
 
 bool isAgentTypeEnum(const Json& v) {
@@ -298,6 +300,9 @@ Result<Json> buildRegistration(const Json& body, const std::string& defaultProje
   for (const char* field : {"hostname", "username", "natsUrl"}) {
     const Json& v = body.get(field);
     if (!v.isNull() && !v.isString()) return invalid(std::string(field) + " must be a string");
+    if (v.isString() && v.asString().size() > kMaxStringBytes) {
+      return invalid(std::string(field) + " exceeds " + std::to_string(kMaxStringBytes) + " bytes");
+    }
   }
   const Json& scope = body.get("scope");
   if (!scope.isNull()) {
@@ -332,6 +337,9 @@ Result<Json> buildRegistration(const Json& body, const std::string& defaultProje
   const Json& metadata = body.get("metadata");
   if (!metadata.isNull()) {
     if (!metadata.isObject()) return invalid("metadata must be an object");
+    if (metadata.dump().size() > kMaxMetadataBytes) {
+      return invalid("metadata exceeds " + std::to_string(kMaxMetadataBytes) + " bytes");
+    }
     const Json& mt = metadata.get("agentType");
     if (!mt.isNull() && !isAgentTypeEnum(mt)) {
       return invalid("metadata.agentType must be copilot-cli or claude-code");

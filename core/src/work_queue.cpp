@@ -210,6 +210,10 @@ Result<Json> WorkQueue::submit(const Json& body) {
   if (taskId.isString() && taskId.asString().size() > kMaxShortString) {
     return invalid("taskId exceeds 256 bytes");
   }
+  // deadline is stored verbatim; bounded like the other short strings.
+  if (const Json* d = body.find("deadline"); d && !d->isNull() && d->dump().size() > kMaxShortString) {
+    return invalid("deadline exceeds 256 bytes");
+  }
   const Json* contextData = body.find("contextData");
   if (contextData && contextData->dump().size() > kMaxContextData) {
     return invalid("contextData exceeds 262144 bytes");
