@@ -86,8 +86,9 @@ TEST_CASE("defaults apply when no source sets a key", "[config]") {
   CHECK(c.getList("http.tokens").empty());
   CHECK(c.getList("spinup.githubTokenEnvVars") == std::vector<std::string>{"GITHUB_TOKEN"});
   // The 45 keys of the contract plus log.format, http.drainMs, spinup.sshPath,
-  // the three sqlite change-log tuning keys, nats.replicas and nats.casGuard.
-  CHECK(c.all().size() == 53);
+  // the three sqlite change-log tuning keys, nats.replicas, nats.casGuard and
+  // ws.maxConnections.
+  CHECK(c.all().size() == 54);
   CHECK(c.getString("nats.replicas") == "1");
   CHECK(c.getString("nats.casGuard") == "auto");
 }

@@ -448,6 +448,50 @@ TEST_CASE("WebSocket connections do not hold HTTP worker threads") {
       [&] { return fresh.get("/health").json.get("websocket").getInt("connections") == 10; }));
 }
 
+TEST_CASE("ws.maxConnections: a handshake beyond the limit gets 503, a freed place is reused") {
+  TempDir dir("weft-ws-");
+  auto w = startWeftd(dir, {{"ws.maxConnections", "5"}});
+  std::vector<std::unique_ptr<WsClient>> clients;
+  for (int i = 0; i < 5; ++i) clients.push_back(std::make_unique<WsClient>(w->port()));
+  // The sixth handshake is refused (Poco's client cannot send a real upgrade
+  // without becoming a WebSocket, so this one is written by hand).
+  {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(w->port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const std::string hello =
+        "GET /api/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    REQUIRE(::send(fd, hello.data(), hello.size(), 0) == static_cast<ssize_t>(hello.size()));
+    std::string answer;
+    char buffer[1024];
+    ssize_t n;
+    while (answer.find("Too many") == std::string::npos &&
+           (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0) {
+      answer.append(buffer, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    INFO(answer);
+    CHECK(answer.rfind("HTTP/1.1 503", 0) == 0);
+    CHECK(answer.find("Too many WebSocket connections") != std::string::npos);
+  }
+  // The REST API is not affected.
+  HttpClient fresh(w->port(), std::chrono::seconds(3));
+  CHECK(fresh.get("/health").status == 200);
+  clients.resize(3);
+  CHECK(eventually([&] {
+    return fresh.get("/health").json.get("websocket").getInt("connections") == 3;
+  }));
+  WsClient again(w->port());
+  again.subscribe("work");
+}
+
 TEST_CASE("SIGTERM closes every WebSocket with 1001 Server shutting down (§7.3)") {
   TempDir dir("weft-ws-");
   auto w = startWeftd(dir);

@@ -326,6 +326,8 @@ const std::vector<KeySpec>& keyTable() {
       str("spinup.sshPath", nullptr, "ssh", checkNonEmpty),
       num("ws.pingIntervalMs", nullptr, "30000", 1, kMaxMs),
       num("ws.statsIntervalMs", nullptr, "30000", 1, kMaxMs),
+      // Open WebSocket connections at most; a handshake beyond it gets 503.
+      num("ws.maxConnections", nullptr, "10000", 1, 1000000),
   };
   return table;
 }

@@ -80,6 +80,12 @@ void handleUpgrade(WsServer& server, const http::TokenAuth& auth,
   }
   auto* impl = dynamic_cast<Poco::Net::HTTPServerRequestImpl*>(&request);
   if (!impl) throw std::logic_error("not a Poco server request; cannot take over its socket");
+  if (!server.admit()) {
+    response.set("Retry-After", "5");
+    sendJson(response, 503, "Service Unavailable", "ServiceUnavailable",
+             "Too many WebSocket connections; retry later");
+    return;
+  }
 
   response.setStatusAndReason(HTTPResponse::HTTP_SWITCHING_PROTOCOLS, "Switching Protocols");
   response.set("Upgrade", "websocket");

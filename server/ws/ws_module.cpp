@@ -14,6 +14,7 @@ WsSettings settingsFrom(const Config& config) {
   WsSettings s;
   s.pingIntervalMs = config.getInt("ws.pingIntervalMs");
   s.statsIntervalMs = config.getInt("ws.statsIntervalMs");
+  s.maxConnections = config.getInt("ws.maxConnections");
   return s;
 }
 

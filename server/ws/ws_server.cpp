@@ -102,6 +102,14 @@ void WsServer::wake() {
   (void)ignored;
 }
 
+bool WsServer::admit() {
+  if (admitted_.fetch_add(1) >= settings_.maxConnections) {
+    --admitted_;
+    return false;
+  }
+  return true;
+}
+
 void WsServer::adopt(Poco::Net::StreamSocket socket, std::string buffered) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -112,6 +120,7 @@ void WsServer::adopt(Poco::Net::StreamSocket socket, std::string buffered) {
     }
   }
   // The I/O thread is gone (stopped): say goodbye on this thread.
+  --admitted_;
   try {
     const std::string frame = encodeClose(kCloseGoingAway, "Server shutting down");
     socket.sendBytes(frame.data(), static_cast<int>(frame.size()));
@@ -284,6 +293,7 @@ void WsServer::registerPending() {
         c->socket.close();
       } catch (...) {
       }
+      --admitted_;
       continue;
     }
     ++connections_;
@@ -644,6 +654,7 @@ void WsServer::terminate(Conn& c, const std::string& why) {
   c.subs.clear();
   c.out.clear();
   --connections_;
+  --admitted_;
   if (gauge_) --*gauge_;
   log::info("websocket disconnected",
             {{"connection", c.id}, {"reason", why}, {"connections", Json(connections_.load())}});

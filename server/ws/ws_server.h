@@ -69,6 +69,8 @@ struct WsSettings {
   // How long a closing handshake may take (our close sent, peer's not yet
   // received); also the shutdown deadline (§7.3: terminate after 5 s).
   int64_t closeTimeoutMs = 5000;
+  // Open connections (ws.maxConnections); a handshake beyond it gets 503.
+  int64_t maxConnections = 10000;
   // Events waiting for the I/O thread; beyond this they are dropped (logged),
   // so a stalled I/O thread cannot exhaust memory.
   size_t maxPendingEvents = 100000;
@@ -93,6 +95,12 @@ class WsServer {
   // Starts the I/O thread. Throws std::runtime_error when epoll or eventfd
   // cannot be created.
   void start();
+
+  // Reserves a place for one more connection before the 101 is sent; false
+  // when maxConnections are open or being handed over. A reservation is
+  // released when its connection ends (or adopt() finds the server stopped),
+  // so every true must be followed by adopt().
+  bool admit();
 
   // Takes over an upgraded connection (the 101 already sent). `buffered`:
   // bytes already read from the socket after the handshake. Thread-safe and
@@ -175,6 +183,7 @@ class WsServer {
   Clock::time_point nextPing_{};
 
   std::atomic<int64_t> connections_{0};
+  std::atomic<int64_t> admitted_{0};  // connections_ plus those being handed over
   std::atomic<int64_t> subscriptions_{0};
   std::atomic<uint64_t> slowDropped_{0};
 };
