@@ -50,8 +50,22 @@ Result<std::unique_ptr<KeyFeed>> KeyFeed::open(const std::shared_ptr<NatsConnect
   if (s != NATS_OK) return fromNats(s, what + " (consumer info)");
   // Nothing delivered and nothing pending: the replay is empty. Otherwise the
   // message with no pending successor ends it (see next()).
-  feed->caughtUpDue_ = ci->NumPending == 0 && ci->Delivered.Consumer == 0;
+  const bool looksEmpty = ci->NumPending == 0 && ci->Delivered.Consumer == 0;
   jsConsumerInfo_Destroy(ci);
+  if (looksEmpty) {
+    // A new consumer on a busy replicated stream has been seen to report
+    // nothing pending before it counted its messages. Ask the stream whether
+    // any subject matches; only then is the replay really empty.
+    jo.Wait = deadline.leftMs();
+    if (jo.Wait <= 0) return Status::timeout(what + ": deadline exceeded");
+    jo.Stream.Info.SubjectsFilter = subject.c_str();
+    jsStreamInfo* si = nullptr;
+    s = js_GetStreamInfo(&si, conn->js(), bucket.stream.c_str(), &jo, &ec);
+    if (s != NATS_OK) return fromNats(s, what + " (stream subjects)");
+    const bool matches = si->State.Subjects != nullptr && si->State.Subjects->Count > 0;
+    jsStreamInfo_Destroy(si);
+    feed->caughtUpDue_ = !matches;
+  }
   return feed;
 }
 

@@ -31,6 +31,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "cluster/history.h"
@@ -40,6 +41,7 @@
 #include "support/temp_dir.h"
 #include "support/test_util.h"
 #include "support/weftd.h"
+#include "support/ws_client.h"
 
 using namespace weft;
 using namespace weft::testing;
@@ -280,6 +282,87 @@ void agent(Run& run, int k, uint32_t seed) {
   }
 }
 
+// A WebSocket subscriber of one instance that reconnects whenever the
+// instance goes away; every work event it hears is kept with the number of
+// the connection (session) that carried it.
+class EventWatcher {
+ public:
+  struct Heard {
+    int session = 0;
+    std::string event, itemId;
+    int64_t attempts = 0;
+  };
+  explicit EventWatcher(int port) : port_(port), thread_([this] { run(); }) {}
+  ~EventWatcher() {
+    stop_ = true;
+    thread_.join();
+  }
+  std::vector<Heard> heard() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return heard_;
+  }
+
+ private:
+  void run() {
+    int session = 0;
+    while (!stop_) {
+      try {
+        WsClient client(port_);
+        Json m = Json::object();
+        m.set("type", Json("subscribe"));
+        m.set("topic", Json("work"));
+        client.sendJson(m);
+        ++session;
+        while (!stop_) {
+          WsClient::In in = client.read(200);
+          if (in.kind == WsClient::In::Closed) break;
+          if (in.kind != WsClient::In::Frame || in.opcode != Poco::Net::WebSocket::FRAME_OP_TEXT) {
+            continue;
+          }
+          auto parsed = Json::parse(in.payload);
+          if (!parsed || parsed->getString("type") != "event") continue;
+          const Json& data = parsed->get("data");
+          std::lock_guard<std::mutex> lock(mu_);
+          heard_.push_back(Heard{session, parsed->getString("event"), data.getString("workId"),
+                                 data.getInt("attempts", 0)});
+        }
+      } catch (const std::exception&) {
+        // The instance is down or restarting: try again shortly.
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+  }
+
+  const int port_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<Heard> heard_;
+  std::thread thread_;
+};
+
+// What the event streams said that the final states contradict: an event
+// heard twice in one session, or an end state the item never reached.
+std::vector<std::string> checkEvents(const std::vector<EventWatcher::Heard>& heard,
+                                     const std::map<std::string, std::string>& finalStates) {
+  std::vector<std::string> problems;
+  std::set<std::tuple<int, std::string, std::string, int64_t>> seen;
+  for (const auto& h : heard) {
+    // started carries no attempt number, so a second attempt's start looks
+    // like the first's: only the events that name their attempt (or happen
+    // once per item) are checked for repeats.
+    if (h.event == "work:progress" || h.event == "work:started") continue;
+    if (!seen.insert({h.session, h.event, h.itemId, h.attempts}).second) {
+      problems.push_back(h.event + " for " + h.itemId + " twice in session " +
+                         std::to_string(h.session));
+    }
+    auto it = finalStates.find(h.itemId);
+    if (h.event == "work:completed" && it != finalStates.end() && it->second != "completed") {
+      problems.push_back("work:completed for " + h.itemId + ", which ended " + it->second);
+    }
+  }
+  return problems;
+}
+
 WeftdOptions weftdOptions(const NatsCluster& cluster, int first, bool guarded) {
   WeftdOptions o;
   o.settings = {{"kv.backend", "nats"},
@@ -430,6 +513,8 @@ TEST_CASE("two instances on a three-node cluster under faults: claims stay exclu
 
   Run run;
   for (auto& w : weftd) run.ports.push_back(w->port());
+  std::vector<std::unique_ptr<EventWatcher>> watchers;
+  for (auto& w : weftd) watchers.push_back(std::make_unique<EventWatcher>(w->port()));
   std::vector<std::thread> threads;
   for (int k = 0; k < kAgents; ++k) threads.emplace_back(agent, std::ref(run), k, seed + k);
   std::thread feed([&] { submitter(run, 100000); });
@@ -488,7 +573,18 @@ TEST_CASE("two instances on a three-node cluster under faults: claims stay exclu
   // Heal and drain: no more submissions; the agents finish what is left.
   run.stopSubmitting = true;
   feed.join();
-  for (auto& w : weftd) REQUIRE(w->waitServing(60s));
+  bool serving = true;
+  for (size_t i = 0; i < weftd.size(); ++i) {
+    if (weftd[i]->waitServing(60s)) continue;
+    serving = false;
+    UNSCOPED_INFO("weftd " << i << " does not serve 60 s after the last fault; log tail:\n"
+                           << weftd[i]->logTail(6000));
+  }
+  if (!serving) {
+    run.stopAgents = true;
+    for (auto& t : threads) t.join();
+    FAIL("an instance did not recover");
+  }
   auto settled = [&] {
     int terminal = 0;
     auto states = finalStates(*weftd[0], run.snapshot());
@@ -536,6 +632,22 @@ TEST_CASE("two instances on a three-node cluster under faults: claims stay exclu
     INFO("instance " << i << ": " << differ << " items differ between its view and the backend");
     CHECK(agrees);
   }
+  // The event streams: nothing heard twice, no end state the item never had.
+  size_t eventsHeard = 0;
+  std::vector<std::string> eventProblems;
+  for (auto& watcher : watchers) {
+    auto heard = watcher->heard();
+    eventsHeard += heard.size();
+    for (auto& p : checkEvents(heard, states)) eventProblems.push_back(p);
+  }
+  watchers.clear();
+  for (size_t i = 0; i < eventProblems.size() && i < 10; ++i) {
+    UNSCOPED_INFO("event stream: " << eventProblems[i]);
+  }
+  std::printf("[cluster] %zu work events heard by the two WebSocket subscribers, %zu problems\n",
+              eventsHeard, eventProblems.size());
+  CHECK(eventsHeard > 0);
+  CHECK(eventProblems.empty());
   for (const auto& s : v.doubleGrants) UNSCOPED_INFO("double grant: " << s);
   for (const auto& s : v.staleTokens) UNSCOPED_INFO("stale token: " << s);
   for (const auto& s : v.doubleCompletions) UNSCOPED_INFO("double completion: " << s);
