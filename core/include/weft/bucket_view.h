@@ -10,7 +10,7 @@
 //
 // Backends may expire values without a watch event (NATS max age, Redis TTL),
 // so a view with resyncIntervalMs > 0 re-lists the bucket periodically and
-// drops what is gone.
+// drops what two listings in a row did not contain.
 #pragma once
 
 #include <algorithm>
@@ -301,13 +301,21 @@ class BucketView {
       present.insert(e.key);
       apply(e.key, &e.value, e.revision, true);
     }
+    // A key is dropped only when two listings in a row miss it: a listing
+    // served by a lagging replica (replicated NATS buckets) can miss a key
+    // that exists, and dropping it would hide it until its next change.
     std::vector<std::string> gone;
+    std::unordered_set<std::string> missing;
     {
       std::shared_lock<std::shared_mutex> lock(mutex_);
       for (const auto& kv : items_) {
-        if (!present.count(kv.first) && kv.second.revision <= before) gone.push_back(kv.first);
+        if (!present.count(kv.first) && kv.second.revision <= before) {
+          missing.insert(kv.first);
+          if (missingBefore_.count(kv.first)) gone.push_back(kv.first);
+        }
       }
     }
+    missingBefore_ = std::move(missing);
     for (const auto& key : gone) dropIfUnchanged(key, before);
   }
 
@@ -387,6 +395,7 @@ class BucketView {
   bool caughtUp_ = false;
   bool resetting_ = false;
   std::unordered_set<std::string> resetSeen_;
+  std::unordered_set<std::string> missingBefore_;  // resync thread only
   std::atomic<bool> caughtUpOnce_{false};
 };
 

@@ -104,6 +104,11 @@ class KvBucket {
 
   // Keys under prefix ("" = all), in no particular order. Terminates even when
   // the bucket is empty or the latest operation was a delete.
+  // Freshness: a listing includes every write acknowledged before the call,
+  // except on replicated NATS buckets, where it is served by a consumer that
+  // a lagging replica (or a just-elected leader) may host: there it can miss
+  // or show the previous state of the newest writes for a moment. get() is
+  // always fresh (leader reads).
   virtual Result<std::vector<std::string>> keys(const std::string& prefix) = 0;
 
   // Keys, values and revisions under prefix, in no particular order.
