@@ -87,22 +87,28 @@ void handleUpgrade(WsServer& server, const http::TokenAuth& auth,
     return;
   }
 
-  response.setStatusAndReason(HTTPResponse::HTTP_SWITCHING_PROTOCOLS, "Switching Protocols");
-  response.set("Upgrade", "websocket");
-  response.set("Connection", "Upgrade");
-  response.set("Sec-WebSocket-Accept", computeAccept(key));
-  const std::vector<std::string> protocols = offeredProtocols(api);
-  // Browsers drop a connection whose offered subprotocol is not echoed.
-  if (!protocols.empty()) response.set("Sec-WebSocket-Protocol", protocols.front());
-  response.setContentLength(Poco::Net::HTTPMessage::UNKNOWN_CONTENT_LENGTH);
-  response.send().flush();
-
-  // Take the socket away from Poco (see ws_server.h): keep what its session
-  // already buffered, then swap an empty socket into the session so this
-  // worker thread is released as soon as we return.
+  Poco::Net::StreamSocket socket;
   Poco::Buffer<char> buffered(0);
-  impl->session().drainBuffer(buffered);
-  Poco::Net::StreamSocket socket = impl->detachSocket();
+  try {
+    response.setStatusAndReason(HTTPResponse::HTTP_SWITCHING_PROTOCOLS, "Switching Protocols");
+    response.set("Upgrade", "websocket");
+    response.set("Connection", "Upgrade");
+    response.set("Sec-WebSocket-Accept", computeAccept(key));
+    const std::vector<std::string> protocols = offeredProtocols(api);
+    // Browsers drop a connection whose offered subprotocol is not echoed.
+    if (!protocols.empty()) response.set("Sec-WebSocket-Protocol", protocols.front());
+    response.setContentLength(Poco::Net::HTTPMessage::UNKNOWN_CONTENT_LENGTH);
+    response.send().flush();
+
+    // Take the socket away from Poco (see ws_server.h): keep what its session
+    // already buffered, then swap an empty socket into the session so this
+    // worker thread is released as soon as we return.
+    impl->session().drainBuffer(buffered);
+    socket = impl->detachSocket();
+  } catch (...) {
+    server.release();  // the place reserved above is not used
+    throw;
+  }
   server.adopt(std::move(socket), std::string(buffered.begin(), buffered.size()));
 }
 

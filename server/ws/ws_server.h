@@ -101,6 +101,8 @@ class WsServer {
   // released when its connection ends (or adopt() finds the server stopped),
   // so every true must be followed by adopt().
   bool admit();
+  // Gives back a reservation that will not be followed by adopt().
+  void release() { --admitted_; }
 
   // Takes over an upgraded connection (the 101 already sent). `buffered`:
   // bytes already read from the socket after the handshake. Thread-safe and
