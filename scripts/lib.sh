@@ -256,7 +256,7 @@ ensure_fuzz_packages() {
 }
 
 # The libFuzzer targets of tests/fuzz (tests/fuzz/CMakeLists.txt).
-WEFT_FUZZ_TARGETS=(fuzz_request_json fuzz_stored_record fuzz_cursor fuzz_routing)
+WEFT_FUZZ_TARGETS=(fuzz_request_json fuzz_stored_record fuzz_cursor fuzz_routing fuzz_http_parser)
 
 # build_fuzzers [DIR]: configures DIR (default build-fuzz) with clang and
 # -DWEFT_FUZZ=ON (whole tree instrumented, ASan + UBSan) and builds only the

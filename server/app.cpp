@@ -90,9 +90,10 @@ http::HttpServerOptions serverOptions(const Config& config) {
   o.host = config.getString("http.host");
   o.port = static_cast<uint16_t>(config.getInt("http.port"));
   o.threads = static_cast<int>(config.getInt("http.threads"));
-  // Connections beyond the workers wait here; as many again as there are
-  // workers, but not fewer than Poco's default.
-  o.maxQueued = std::max(64, o.threads);
+  o.maxConnections = config.getInt("http.maxConnections");
+  o.idleTimeoutMs = config.getInt("http.idleTimeoutMs");
+  o.headerTimeoutMs = config.getInt("http.headerTimeoutMs");
+  o.bodyTimeoutMs = config.getInt("http.bodyTimeoutMs");
   o.settings.maxBodyBytes = static_cast<size_t>(config.getInt("http.maxBodyBytes"));
   o.settings.corsOrigin = config.getString("http.corsOrigin");
   o.settings.tokens = config.getList("http.tokens");
@@ -135,6 +136,12 @@ int serve(const Config& config, ShutdownLatch& latch) {
   // handlers hold references to the store.
   auto routerOwner = std::make_unique<http::Router>();
   http::Router& router = *routerOwner;
+
+  // Every HTTP and WebSocket connection is a file descriptor; the default
+  // soft limit (often 1024) would refuse clients long before the configured
+  // maximums.
+  http::raiseOpenFileLimit(static_cast<uint64_t>(config.getInt("http.maxConnections") +
+                                                 config.getInt("ws.maxConnections") + 1024));
 
   // Bind before the domain starts its background work, so a port in use
   // fails start-up at once; connections wait in the backlog until start().

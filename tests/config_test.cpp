@@ -86,11 +86,15 @@ TEST_CASE("defaults apply when no source sets a key", "[config]") {
   CHECK(c.getList("http.tokens").empty());
   CHECK(c.getList("spinup.githubTokenEnvVars") == std::vector<std::string>{"GITHUB_TOKEN"});
   // The 45 keys of the contract plus log.format, http.drainMs, spinup.sshPath,
-  // the three sqlite change-log tuning keys, nats.replicas, nats.casGuard and
-  // ws.maxConnections.
-  CHECK(c.all().size() == 54);
+  // the three sqlite change-log tuning keys, nats.replicas, nats.casGuard,
+  // ws.maxConnections and the four HTTP connection limits.
+  CHECK(c.all().size() == 58);
   CHECK(c.getString("nats.replicas") == "1");
   CHECK(c.getString("nats.casGuard") == "auto");
+  CHECK(c.getInt("http.maxConnections") == 16384);
+  CHECK(c.getInt("http.idleTimeoutMs") == 60000);
+  CHECK(c.getInt("http.headerTimeoutMs") == 10000);
+  CHECK(c.getInt("http.bodyTimeoutMs") == 30000);
 }
 
 TEST_CASE("precedence: default < file < environment < command line", "[config]") {

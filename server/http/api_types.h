@@ -64,13 +64,17 @@ struct ApiResponse {
   enum class BodyKind { None, Json, Raw };
 
   int status = 200;
+  // The reason phrase; empty = the standard one for the status. (The
+  // WebSocket handshake's 401 names its cause here, API.md §5.1.)
+  std::string reason;
   BodyKind kind = BodyKind::None;
   Json json;                // when kind == Json
   std::string raw;          // when kind == Raw
   std::string contentType;  // when kind == Raw
   // Extra headers (ETag, Retry-After, Allow, WWW-Authenticate, ...). CORS and
   // Content-Type are added by the pipeline.
-  std::vector<std::pair<std::string, std::string>> headers;
+  using Headers = std::vector<std::pair<std::string, std::string>>;
+  Headers headers;
 
   // A JSON body with Content-Type application/json; charset=utf-8.
   static ApiResponse jsonBody(int status, Json body) {

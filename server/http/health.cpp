@@ -11,6 +11,10 @@ namespace weft::http {
 void addHealthRoutes(Router& router, HealthDeps deps) {
   auto shared = std::make_shared<const HealthDeps>(std::move(deps));
 
+  // /health reads only atomics: it runs on the front end's I/O thread, so it
+  // answers while every worker waits on the backend.
+  RouteOptions inlined;
+  inlined.inlined = true;
   router.add("GET", "/health", [shared](const ApiRequest&) {
     const KvStore& store = *shared->store;
     const int64_t ws = shared->websocketConnections ? shared->websocketConnections->load() : 0;
@@ -27,7 +31,7 @@ void addHealthRoutes(Router& router, HealthDeps deps) {
     body.set("websocket", std::move(websocket));
     body.set("backend", std::move(backend));
     return ApiResponse::jsonBody(200, std::move(body));
-  });
+  }, inlined);
 
   router.add("GET", "/ready", [shared](const ApiRequest&) {
     KvStore& store = *shared->store;

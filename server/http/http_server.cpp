@@ -1,162 +1,799 @@
 #include "http/http_server.h"
 
-#include <Poco/ErrorHandler.h>
-#include <Poco/Net/HTTPServer.h>
-#include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
-#include <Poco/ThreadPool.h>
+#include <Poco/Net/StreamSocketImpl.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
+#include <unordered_map>
+#include <vector>
 
 #include "weft/log.h"
 
 namespace weft::http {
+
 namespace {
 
-// Poco reports exceptions that escape a connection (e.g. a client that
-// vanished mid-request) to the global ErrorHandler, which by default prints to
-// std::cerr in its own format. Route them to our log instead.
-class LoggingErrorHandler : public Poco::ErrorHandler {
- public:
-  void exception(const Poco::Exception& e) override {
-    log::warn("http connection error", {{"error", e.displayText()}});
-  }
-  void exception(const std::exception& e) override {
-    log::warn("http connection error", {{"error", e.what()}});
-  }
-  void exception() override { log::warn("http connection error", {{"error", "unknown"}}); }
-};
+using SteadyClock = std::chrono::steady_clock;
 
-void installErrorHandler() {
-  static LoggingErrorHandler handler;
-  static std::once_flag once;
-  std::call_once(once, [] { Poco::ErrorHandler::set(&handler); });
-}
+// epoll keys below this are not connections.
+constexpr uint64_t kListenKey = 1;
+constexpr uint64_t kWakeKey = 2;
+constexpr uint64_t kFirstConnKey = 16;
 
-// Polls pred every few milliseconds until it holds or the deadline passes.
-template <typename Pred>
-bool waitUntil(std::chrono::steady_clock::time_point deadline, Pred pred) {
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return pred();
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
+constexpr size_t kReadChunk = 64 * 1024;
+// Bytes read from one connection per readiness event, so one fast sender
+// cannot starve the others.
+constexpr size_t kReadPerEvent = 256 * 1024;
+constexpr int kAcceptPerEvent = 512;
+// How long a closing connection is given to take our last response before
+// the socket is closed (reading and dropping what it still sends), so the
+// kernel does not reset the response away (see closeGracefully).
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr int kTickMs = 100;
+
+const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 }  // namespace
+
+// ---------------------------------------------------------------------------
+
+class HttpServer::Impl {
+ public:
+  Impl(int listenFd, const Router& router, HttpServerOptions options, RequestObserver observer)
+      : options_(std::move(options)),
+        pipeline_(router, options_.settings, std::move(observer)),
+        listenFd_(listenFd) {}
+
+  ~Impl() {
+    if (epoll_ >= 0) ::close(epoll_);
+    if (wakeFd_ >= 0) ::close(wakeFd_);
+    if (spareFd_ >= 0) ::close(spareFd_);
+    if (listenFd_ >= 0) ::close(listenFd_);
+  }
+
+  void start();
+  void beginDrain() {
+    draining_ = true;
+    wake();
+  }
+  void abortAll() {
+    abort_ = true;
+    wake();
+  }
+  // Stops the I/O thread, then waits up to `grace` for running handlers.
+  // False when a handler is still running (the workers are then detached).
+  bool stop(std::chrono::milliseconds grace);
+
+  int64_t openConnections() const { return open_.load(); }
+  int64_t busyWorkers() const { return busy_.load(); }
+  int64_t lingering() const { return lingering_.load(); }
+
+ private:
+  enum class Phase { Reading, Busy, Writing, Lingering };
+  enum class Timer { None, Idle, Header, Body, Write, Linger };
+
+  struct Conn {
+    explicit Conn(const ParserLimits& limits) : parser(limits) {}
+    uint64_t key = 0;
+    int fd = -1;
+    RequestParser parser;
+    std::string in;   // read; bytes before inPos are parsed already
+    size_t inPos = 0;
+    bool hasInput() const { return in.size() > inPos; }
+    std::string out;  // to write
+    size_t outPos = 0;
+    Phase phase = Phase::Reading;
+    Timer timer = Timer::None;
+    SteadyClock::time_point deadline{};
+    uint32_t interest = 0;
+    bool registered = true;  // in the epoll set
+    bool closeAfterWrite = false;
+    bool peerEof = false;
+    std::shared_ptr<Upgrade> upgrade;
+  };
+
+  struct Job {
+    uint64_t key;
+    ParsedRequest request;
+    bool closing;
+  };
+
+  // I/O thread.
+  void run();
+  void loopOnce();
+  void acceptAll();
+  void onEvent(Conn& c, uint32_t events);
+  void readFrom(Conn& c);
+  void parse(Conn& c);
+  void dispatch(Conn& c, ParsedRequest request);
+  void startWrite(Conn& c, EncodedReply reply);
+  void flush(Conn& c);
+  void afterWrite(Conn& c);
+  void handOver(Conn& c);
+  void closeGracefully(Conn& c);
+  void closeNow(Conn& c);
+  void setInterest(Conn& c, uint32_t events);
+  void setTimer(Conn& c, Timer timer, int64_t ms);
+  void collectReplies();
+  void applyDrain();
+  void sweep();
+  void wake();
+
+  // Workers.
+  void work();
+
+  HttpServerOptions options_;
+  RequestPipeline pipeline_;
+  int listenFd_;
+  int epoll_ = -1;
+  int wakeFd_ = -1;
+  int spareFd_ = -1;  // given up to accept-and-close when out of descriptors
+
+  std::thread io_;
+  std::vector<std::thread> workers_;
+  std::atomic<bool> running_{false};
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> abort_{false};
+  std::atomic<bool> wakePending_{false};
+  std::atomic<int64_t> open_{0};
+  std::atomic<int64_t> busy_{0};
+  std::atomic<int64_t> lingering_{0};  // answered, waiting for the client to close
+
+  // I/O thread only.
+  std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
+  uint64_t nextKey_ = kFirstConnKey;
+  bool drainApplied_ = false;
+  bool abortApplied_ = false;
+  std::vector<uint64_t> toParse_;  // connections whose buffered input is due
+  SteadyClock::time_point nextSweep_{};
+
+  // I/O thread -> workers.
+  std::mutex jobsMutex_;
+  std::condition_variable jobsCv_;
+  std::deque<Job> jobs_;
+  bool stopWorkers_ = false;
+
+  // Workers -> I/O thread.
+  std::mutex repliesMutex_;
+  std::vector<std::pair<uint64_t, EncodedReply>> replies_;
+};
+
+void HttpServer::Impl::start() {
+  epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+  wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  spareFd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (epoll_ < 0 || wakeFd_ < 0) {
+    throw std::runtime_error(std::string("cannot set up the HTTP event loop: ") +
+                             std::strerror(errno));
+  }
+  const int flags = ::fcntl(listenFd_, F_GETFL, 0);
+  ::fcntl(listenFd_, F_SETFL, flags | O_NONBLOCK);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kListenKey;
+  if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, listenFd_, &ev) != 0) {
+    throw std::runtime_error(std::string("cannot watch the listening socket: ") +
+                             std::strerror(errno));
+  }
+  ev.data.u64 = kWakeKey;
+  ::epoll_ctl(epoll_, EPOLL_CTL_ADD, wakeFd_, &ev);
+
+  running_ = true;
+  const int threads = std::max(1, options_.threads);
+  workers_.reserve(static_cast<size_t>(threads));
+  for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
+  io_ = std::thread([this] { run(); });
+}
+
+bool HttpServer::Impl::stop(std::chrono::milliseconds grace) {
+  if (io_.joinable()) {
+    running_ = false;
+    wake();
+    io_.join();
+  }
+  auto abandonLateUpgrades = [this] {
+    std::vector<std::pair<uint64_t, EncodedReply>> late;
+    {
+      std::lock_guard<std::mutex> lock(repliesMutex_);
+      late.swap(replies_);
+    }
+    for (auto& [key, reply] : late) {
+      if (reply.upgrade) reply.upgrade->abandon();
+    }
+  };
+  abandonLateUpgrades();
+  const auto deadline = SteadyClock::now() + grace;
+  while (busy_.load() > 0 && SteadyClock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  {
+    std::lock_guard<std::mutex> lock(jobsMutex_);
+    stopWorkers_ = true;
+    jobs_.clear();
+  }
+  jobsCv_.notify_all();
+  const bool idle = busy_.load() == 0;
+  abandonLateUpgrades();
+  for (std::thread& t : workers_) {
+    if (!t.joinable()) continue;
+    if (idle) {
+      t.join();
+    } else {
+      t.detach();
+    }
+  }
+  workers_.clear();
+  return idle;
+}
+
+void HttpServer::Impl::wake() {
+  if (wakePending_.exchange(true)) return;
+  const uint64_t one = 1;
+  ssize_t ignored = ::write(wakeFd_, &one, sizeof one);
+  (void)ignored;
+}
+
+void HttpServer::Impl::run() {
+  log::debug("http I/O thread started");
+  while (running_) {
+    try {
+      loopOnce();
+    } catch (const std::exception& e) {
+      // A bug, not a client: log it and keep serving the other connections.
+      log::error("http I/O loop failed", {{"error", e.what()}});
+    }
+  }
+  // Whatever is still open is closed with the loop.
+  for (auto& [key, c] : conns_) {
+    if (c->upgrade) c->upgrade->abandon();
+    if (c->phase == Phase::Lingering) --lingering_;
+    ::close(c->fd);
+  }
+  open_ -= static_cast<int64_t>(conns_.size());
+  conns_.clear();
+  log::debug("http I/O thread stopped");
+}
+
+void HttpServer::Impl::loopOnce() {
+  epoll_event events[256];
+  const int n = ::epoll_wait(epoll_, events, 256, kTickMs);
+  if (n < 0 && errno != EINTR) {
+    throw std::runtime_error(std::string("epoll_wait: ") + std::strerror(errno));
+  }
+  for (int i = 0; i < n; ++i) {
+    const uint64_t key = events[i].data.u64;
+    if (key == kListenKey) {
+      acceptAll();
+    } else if (key == kWakeKey) {
+      uint64_t value;
+      ssize_t ignored = ::read(wakeFd_, &value, sizeof value);
+      (void)ignored;
+      wakePending_ = false;
+    } else {
+      auto it = conns_.find(key);
+      if (it != conns_.end()) onEvent(*it->second, events[i].events);
+    }
+  }
+  collectReplies();
+  while (!toParse_.empty()) {
+    std::vector<uint64_t> keys;
+    keys.swap(toParse_);
+    for (uint64_t key : keys) {
+      auto it = conns_.find(key);
+      if (it != conns_.end() && it->second->phase == Phase::Reading) parse(*it->second);
+    }
+  }
+  if (draining_ && !drainApplied_) applyDrain();
+  if (abort_ && !abortApplied_) {
+    abortApplied_ = true;
+    std::vector<uint64_t> keys;
+    for (auto& [key, c] : conns_) keys.push_back(key);
+    for (uint64_t key : keys) closeNow(*conns_.at(key));
+  }
+  if (SteadyClock::now() >= nextSweep_) {
+    sweep();
+    nextSweep_ = SteadyClock::now() + std::chrono::milliseconds(kTickMs);
+  }
+}
+
+void HttpServer::Impl::acceptAll() {
+  for (int i = 0; i < kAcceptPerEvent; ++i) {
+    const int fd = ::accept4(listenFd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+      if ((errno == EMFILE || errno == ENFILE) && spareFd_ >= 0) {
+        // Out of descriptors: the listener stays readable, so refuse the
+        // waiting client instead of spinning on it.
+        ::close(spareFd_);
+        const int victim = ::accept(listenFd_, nullptr, nullptr);
+        if (victim >= 0) ::close(victim);
+        spareFd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        log::warn("out of file descriptors: refusing an HTTP connection",
+                  {{"connections", open_.load()}});
+        return;
+      }
+      if (errno == ECONNABORTED) continue;
+      log::warn("accept failed", {{"error", std::string(std::strerror(errno))}});
+      return;
+    }
+    if (static_cast<int64_t>(conns_.size()) >= options_.maxConnections) {
+      // Over the limit: answer at once and close, never hang.
+      const EncodedReply reply = pipeline_.refuse(
+          503, "ServiceUnavailable", "Too many open connections; retry later", true, "-",
+          {{"Retry-After", "1"}});
+      ssize_t ignored = ::send(fd, reply.bytes.data(), reply.bytes.size(), MSG_NOSIGNAL);
+      (void)ignored;
+      ::shutdown(fd, SHUT_WR);
+      ::close(fd);
+      continue;
+    }
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ParserLimits limits;
+    limits.maxHeaderBytes = options_.maxHeaderBytes;
+    limits.maxBodyBytes = options_.settings.maxBodyBytes;
+    auto c = std::make_unique<Conn>(limits);
+    c->key = nextKey_++;
+    c->fd = fd;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = c->key;
+    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      log::warn("cannot watch an HTTP connection", {{"error", std::string(std::strerror(errno))}});
+      ::close(fd);
+      continue;
+    }
+    c->interest = EPOLLIN;
+    setTimer(*c, Timer::Idle, options_.idleTimeoutMs);
+    ++open_;
+    conns_.emplace(c->key, std::move(c));
+  }
+}
+
+void HttpServer::Impl::setInterest(Conn& c, uint32_t events) {
+  if (c.registered && c.interest == events) return;
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = c.key;
+  ::epoll_ctl(epoll_, c.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c.fd, &ev);
+  c.registered = true;
+  c.interest = events;
+}
+
+void HttpServer::Impl::setTimer(Conn& c, Timer timer, int64_t ms) {
+  c.timer = timer;
+  c.deadline = SteadyClock::now() + std::chrono::milliseconds(ms);
+}
+
+void HttpServer::Impl::onEvent(Conn& c, uint32_t events) {
+  if (c.phase == Phase::Writing && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+    flush(c);
+    return;
+  }
+  if (c.phase == Phase::Lingering) {
+    char buf[kReadChunk];
+    while (true) {
+      const ssize_t got = ::recv(c.fd, buf, sizeof buf, 0);
+      if (got > 0) continue;
+      if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      closeNow(c);  // EOF or error: the client has everything it will read
+      return;
+    }
+  }
+  if (c.phase == Phase::Reading && (events & (EPOLLIN | EPOLLERR | EPOLLHUP))) {
+    readFrom(c);
+    return;
+  }
+  if (c.phase == Phase::Busy && (events & (EPOLLERR | EPOLLHUP))) {
+    // The peer is gone while a worker has its request. Hang-ups are reported
+    // even with no interest set, so leave the epoll set until the reply
+    // arrives (its write then fails and closes the connection).
+    ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
+    c.registered = false;
+  }
+}
+
+void HttpServer::Impl::readFrom(Conn& c) {
+  char buf[kReadChunk];
+  size_t total = 0;
+  while (total < kReadPerEvent) {
+    const ssize_t got = ::recv(c.fd, buf, sizeof buf, 0);
+    if (got > 0) {
+      c.in.append(buf, static_cast<size_t>(got));
+      total += static_cast<size_t>(got);
+      continue;
+    }
+    if (got == 0) {
+      c.peerEof = true;
+      break;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+    if (errno == EINTR) continue;
+    closeNow(c);  // reset by the peer
+    return;
+  }
+  parse(c);
+}
+
+void HttpServer::Impl::parse(Conn& c) {
+  const uint64_t key = c.key;
+  while (c.phase == Phase::Reading) {
+    size_t used = 0;
+    const RequestParser::Event event =
+        c.parser.advance(std::string_view(c.in).substr(c.inPos), used);
+    // Parsed bytes are dropped in one go, not per request, so many small
+    // pipelined requests in one read cost linear time.
+    c.inPos += used;
+    if (c.inPos == c.in.size()) {
+      c.in.clear();
+      c.inPos = 0;
+    } else if (c.inPos >= kReadChunk) {
+      c.in.erase(0, c.inPos);
+      c.inPos = 0;
+    }
+    switch (event) {
+      case RequestParser::Event::NeedMore: {
+        if (c.peerEof) {
+          closeNow(c);
+          return;
+        }
+        if (c.parser.inBody()) {
+          if (c.timer != Timer::Body) setTimer(c, Timer::Body, options_.bodyTimeoutMs);
+        } else if (c.parser.headerStarted()) {
+          if (c.timer != Timer::Header) setTimer(c, Timer::Header, options_.headerTimeoutMs);
+        } else if (c.timer != Timer::Idle) {
+          if (draining_) {
+            closeNow(c);
+            return;
+          }
+          setTimer(c, Timer::Idle, options_.idleTimeoutMs);
+        }
+        return;
+      }
+      case RequestParser::Event::ContinueWanted: {
+        const ssize_t sent = ::send(c.fd, kContinue, sizeof kContinue - 1, MSG_NOSIGNAL);
+        if (sent != static_cast<ssize_t>(sizeof kContinue - 1)) {
+          closeNow(c);  // 25 bytes that do not fit: the client is gone
+          return;
+        }
+        continue;
+      }
+      case RequestParser::Event::Error: {
+        const ParseError& error = c.parser.error();
+        if (error.status == 0) {
+          closeNow(c);
+          return;
+        }
+        startWrite(c, pipeline_.refuse(error.status, error.kind, error.message,
+                                       error.close || draining_));
+        break;
+      }
+      case RequestParser::Event::Request:
+        dispatch(c, c.parser.take());
+        break;
+    }
+    if (conns_.find(key) == conns_.end()) return;  // closed meanwhile
+  }
+}
+
+void HttpServer::Impl::dispatch(Conn& c, ParsedRequest request) {
+  if (pipeline_.runsInline(request)) {
+    startWrite(c, pipeline_.handle(std::move(request), draining_));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(jobsMutex_);
+    if (jobs_.size() < static_cast<size_t>(std::max(1, options_.maxQueued))) {
+      c.phase = Phase::Busy;
+      c.timer = Timer::None;
+      setInterest(c, 0);
+      jobs_.push_back(Job{c.key, std::move(request), draining_.load()});
+      jobsCv_.notify_one();
+      return;
+    }
+  }
+  startWrite(c, pipeline_.refuse(503, "ServiceUnavailable",
+                                 "Too many requests waiting for a worker; retry later",
+                                 draining_, request.method, {{"Retry-After", "1"}}));
+}
+
+void HttpServer::Impl::work() {
+  while (true) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lock(jobsMutex_);
+      jobsCv_.wait(lock, [this] { return stopWorkers_ || !jobs_.empty(); });
+      if (stopWorkers_) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+      ++busy_;
+    }
+    EncodedReply reply = pipeline_.handle(std::move(job.request), job.closing);
+    {
+      std::lock_guard<std::mutex> lock(repliesMutex_);
+      replies_.emplace_back(job.key, std::move(reply));
+    }
+    --busy_;
+    wake();
+  }
+}
+
+void HttpServer::Impl::collectReplies() {
+  std::vector<std::pair<uint64_t, EncodedReply>> ready;
+  {
+    std::lock_guard<std::mutex> lock(repliesMutex_);
+    ready.swap(replies_);
+  }
+  for (auto& [key, reply] : ready) {
+    auto it = conns_.find(key);
+    if (it == conns_.end()) {
+      // The connection was closed under the handler (aborted shutdown).
+      if (reply.upgrade) reply.upgrade->abandon();
+      continue;
+    }
+    startWrite(*it->second, std::move(reply));
+  }
+}
+
+void HttpServer::Impl::startWrite(Conn& c, EncodedReply reply) {
+  c.out = std::move(reply.bytes);
+  c.outPos = 0;
+  c.closeAfterWrite = reply.close || draining_;
+  c.upgrade = std::move(reply.upgrade);
+  c.phase = Phase::Writing;
+  setTimer(c, Timer::Write, options_.bodyTimeoutMs);
+  flush(c);
+}
+
+void HttpServer::Impl::flush(Conn& c) {
+  while (c.outPos < c.out.size()) {
+    const ssize_t sent =
+        ::send(c.fd, c.out.data() + c.outPos, c.out.size() - c.outPos, MSG_NOSIGNAL);
+    if (sent > 0) {
+      c.outPos += static_cast<size_t>(sent);
+      continue;
+    }
+    if (sent < 0 && errno == EINTR) continue;
+    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      setInterest(c, EPOLLOUT);
+      return;
+    }
+    closeNow(c);  // the peer went away
+    return;
+  }
+  afterWrite(c);
+}
+
+void HttpServer::Impl::afterWrite(Conn& c) {
+  c.out.clear();
+  c.out.shrink_to_fit();  // an idle connection keeps no response buffer
+  c.outPos = 0;
+  if (c.upgrade) {
+    handOver(c);
+    return;
+  }
+  if (c.closeAfterWrite) {
+    closeGracefully(c);
+    return;
+  }
+  c.phase = Phase::Reading;
+  setInterest(c, EPOLLIN);
+  setTimer(c, Timer::Idle, options_.idleTimeoutMs);
+  if (c.hasInput() || c.parser.discarding() || c.peerEof) {
+    // Parsed by the loop, not here: parse() may be what called us, and
+    // pipelined requests must not recurse.
+    toParse_.push_back(c.key);
+  } else if (draining_) {
+    closeNow(c);
+  }
+}
+
+void HttpServer::Impl::handOver(Conn& c) {
+  std::shared_ptr<Upgrade> upgrade = std::move(c.upgrade);
+  const int fd = c.fd;
+  std::string buffered = c.in.substr(c.inPos);
+  ::epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
+  conns_.erase(c.key);  // c is gone from here on
+  --open_;
+  try {
+    // The SocketImpl takes ownership of the descriptor.
+    upgrade->adopt(Poco::Net::StreamSocket(new Poco::Net::StreamSocketImpl(fd)),
+                   std::move(buffered));
+  } catch (const std::exception& e) {
+    log::warn("connection hand-over failed", {{"error", e.what()}});
+  }
+}
+
+void HttpServer::Impl::closeGracefully(Conn& c) {
+  // Closing a socket that still has unread input makes the kernel send a
+  // reset, which can destroy the response before the client read it. So:
+  // send FIN, read and drop what the client still sends until it closes or
+  // kLingerTime passes, then close.
+  ::shutdown(c.fd, SHUT_WR);
+  c.phase = Phase::Lingering;
+  ++lingering_;
+  c.upgrade.reset();
+  c.in.clear();
+  c.inPos = 0;
+  c.timer = Timer::Linger;
+  c.deadline = SteadyClock::now() + kLingerTime;
+  setInterest(c, EPOLLIN);
+}
+
+void HttpServer::Impl::closeNow(Conn& c) {
+  if (c.upgrade) c.upgrade->abandon();
+  if (c.phase == Phase::Lingering) --lingering_;
+  if (c.registered) ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
+  ::close(c.fd);
+  --open_;
+  conns_.erase(c.key);
+}
+
+void HttpServer::Impl::applyDrain() {
+  drainApplied_ = true;
+  ::epoll_ctl(epoll_, EPOLL_CTL_DEL, listenFd_, nullptr);
+  ::close(listenFd_);
+  listenFd_ = -1;
+  // Idle keep-alive connections close now; the others when their response
+  // is written (Connection: close).
+  std::vector<uint64_t> idle;
+  for (auto& [key, c] : conns_) {
+    if (c->phase == Phase::Reading && !c->parser.headerStarted() && !c->parser.inBody() &&
+        !c->hasInput()) {
+      idle.push_back(key);
+    }
+  }
+  for (uint64_t key : idle) closeNow(*conns_.at(key));
+}
+
+void HttpServer::Impl::sweep() {
+  const auto now = SteadyClock::now();
+  std::vector<uint64_t> expired;
+  for (auto& [key, c] : conns_) {
+    if (c->timer != Timer::None && now >= c->deadline) expired.push_back(key);
+  }
+  for (uint64_t key : expired) {
+    auto it = conns_.find(key);
+    if (it == conns_.end()) continue;
+    Conn& c = *it->second;
+    switch (c.timer) {
+      case Timer::Header:
+        startWrite(c, pipeline_.refuse(408, "RequestTimeout",
+                                       "Request headers not complete within " +
+                                           std::to_string(options_.headerTimeoutMs) + " ms",
+                                       true));
+        break;
+      case Timer::Body:
+        startWrite(c, pipeline_.refuse(408, "RequestTimeout",
+                                       "Request body not complete within " +
+                                           std::to_string(options_.bodyTimeoutMs) + " ms",
+                                       true));
+        break;
+      case Timer::Write:
+        log::info("closing an HTTP connection that does not read its response");
+        closeNow(c);
+        break;
+      case Timer::Idle:
+      case Timer::Linger:
+      case Timer::None:
+        closeNow(c);
+        break;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+uint64_t raiseOpenFileLimit(uint64_t wanted) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  const uint64_t before = limit.rlim_cur;
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < wanted) {
+    const uint64_t target =
+        limit.rlim_max == RLIM_INFINITY ? wanted : std::min<uint64_t>(wanted, limit.rlim_max);
+    limit.rlim_cur = target;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+      log::info("raised the open-file limit", {{"from", before}, {"to", target}});
+    }
+  }
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < wanted) {
+    log::warn("the open-file limit is below what the connection limits need; connections "
+              "beyond it are refused (raise the hard limit: ulimit -Hn, LimitNOFILE=)",
+              {{"limit", static_cast<uint64_t>(limit.rlim_cur)}, {"wanted", wanted}});
+  }
+  return limit.rlim_cur;
+}
 
 HttpServer::HttpServer(const Router& router, HttpServerOptions options, RequestObserver observer)
     : router_(router), options_(std::move(options)), observer_(std::move(observer)) {}
 
 HttpServer::~HttpServer() {
-  if (server_ && !stopped_) {
-    try {
-      server_->stopAll(true);
-    } catch (...) {
-      // Destructors must not throw; the process is going down anyway.
-    }
+  if (impl_ && !stopped_) {
+    impl_->abortAll();
+    if (!impl_->stop(std::chrono::seconds(5))) handlersStuck_ = true;
   }
+  // A handler still running uses the pipeline inside impl_: leak it on purpose.
+  if (handlersStuck_) (void)impl_.release();
+  if (listenFd_ >= 0) ::close(listenFd_);
 }
 
 void HttpServer::listen() {
-  if (socket_) return;
-  socket_ = std::make_unique<Poco::Net::ServerSocket>();
+  if (listenFd_ >= 0 || started_) return;
+  Poco::Net::ServerSocket socket;
   // SO_REUSEADDR (restart while old connections sit in TIME_WAIT) but never
   // SO_REUSEPORT: Poco's two-argument bind() sets both, which would let a
   // second weftd silently share the port instead of failing to start.
-  socket_->bind(Poco::Net::SocketAddress(options_.host, options_.port), /*reuseAddress=*/true,
-                /*reusePort=*/false);
-  socket_->listen(256);
-  boundPort_ = socket_->address().port();
+  socket.bind(Poco::Net::SocketAddress(options_.host, options_.port), /*reuseAddress=*/true,
+              /*reusePort=*/false);
+  socket.listen(1024);
+  boundPort_ = socket.address().port();
+  // Keep the descriptor beyond the Poco object's life.
+  listenFd_ = ::dup(socket.impl()->sockfd());
+  if (listenFd_ < 0) throw std::runtime_error("dup of the listening socket failed");
+  ::fcntl(listenFd_, F_SETFD, FD_CLOEXEC);
 }
 
 void HttpServer::start() {
-  installErrorHandler();
+  if (started_) return;
   listen();
-  const int threads = std::max(1, options_.threads);
-  // Our own pool: Poco's default pool caps at 16 threads, which would
-  // silently cap http.threads.
-  pool_ = std::make_unique<Poco::ThreadPool>("http", std::min(2, threads), threads, 60);
-
-  Poco::Net::HTTPServerParams::Ptr params = new Poco::Net::HTTPServerParams;
-  params->setMaxThreads(threads);
-  params->setMaxQueued(std::max(1, options_.maxQueued));
-  params->setKeepAlive(true);
-  params->setKeepAliveTimeout(Poco::Timespan(10, 0));
-  params->setTimeout(Poco::Timespan(60, 0));
-
-  server_ = std::make_unique<Poco::Net::HTTPServer>(
-      new ApiRequestHandlerFactory(router_, options_.settings, observer_), *pool_, *socket_,
-      params);
-  server_->start();
+  impl_ = std::make_unique<Impl>(listenFd_, router_, options_, observer_);
+  listenFd_ = -1;  // owned by impl_ from here on
+  impl_->start();
+  started_ = true;
 }
 
 int HttpServer::currentConnections() const {
-  return server_ ? server_->currentConnections() : 0;
+  if (!impl_) return 0;
+  return static_cast<int>(std::max(impl_->openConnections(), impl_->busyWorkers()));
 }
 
 bool HttpServer::shutdown(std::chrono::milliseconds drain) {
-  if (!server_ || stopped_) return true;
+  if (!impl_ || stopped_) return true;
   stopped_ = true;
-  const auto deadline = std::chrono::steady_clock::now() + drain;
-
-  // Stop the acceptor, then close the listening socket so new clients are
-  // refused instead of waiting in the backlog of a server that will never
-  // accept them.
-  server_->stop();
-  try {
-    socket_->close();
-  } catch (const std::exception& e) {
-    log::debug("closing the listening socket failed", {{"error", e.what()}});
-  }
-
-  // stopAll(false) waits for each in-flight request to finish (it takes each
-  // connection's lock) before closing that connection, and closes idle
-  // keep-alive connections at once. It has no deadline of its own, so it runs
-  // on a helper thread while this one keeps time.
-  auto done = std::make_shared<std::atomic<bool>>(false);
-  Poco::Net::HTTPServer* server = server_.get();
-  std::thread stopper([server, done] {
-    try {
-      server->stopAll(false);
-    } catch (...) {
-      // Nothing to do: the abort below still runs if connections remain.
+  const auto deadline = SteadyClock::now() + drain;
+  impl_->beginDrain();
+  bool drained = false;
+  while (true) {
+    // A connection that got its last response and waits for the client to
+    // close counts as finished.
+    if (impl_->openConnections() - impl_->lingering() == 0 && impl_->busyWorkers() == 0) {
+      drained = true;
+      break;
     }
-    done->store(true);
-  });
-
-  const bool drained =
-      waitUntil(deadline, [&] { return done->load() && server->currentConnections() == 0; });
+    if (SteadyClock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   if (!drained) {
-    log::warn("drain deadline passed, aborting the remaining connections",
-              {{"connections", server->currentConnections()}});
-    try {
-      server->stopAll(true);  // shuts the sockets down under the handlers
-    } catch (...) {
-    }
+    log::warn("drain deadline passed, closing the remaining connections",
+              {{"connections", impl_->openConnections()}});
+    impl_->abortAll();
   }
-  // After an abort, a handler blocked on the backend still returns within
+  // After an abort a handler blocked on the backend still returns within
   // kv.timeoutMs; give it a few seconds more.
-  const bool finished = waitUntil(std::chrono::steady_clock::now() + std::chrono::seconds(5), [&] {
-    return done->load() && server->currentConnections() == 0;
-  });
-  if (done->load()) {
-    stopper.join();
-  } else {
-    stopper.detach();
-  }
-  if (!finished) {
-    // A handler is still running inside the server: destroying the server or
-    // its pool now would pull them from under it. Leak both on purpose; the
-    // process is about to exit.
-    log::error("HTTP connections did not finish after abort; leaving them to process exit",
-               {{"connections", server->currentConnections()}});
-    (void)server_.release();
-    (void)pool_.release();
+  if (!impl_->stop(std::chrono::seconds(5))) {
+    // A handler is still running: destroying the server now would pull the
+    // pipeline from under it. Leak it on purpose; the process is about to exit.
+    log::error("HTTP handlers did not finish after abort; leaving them to process exit",
+               {{"handlers", impl_->busyWorkers()}});
+    handlersStuck_ = true;
   }
   return drained;
 }

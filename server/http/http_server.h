@@ -1,15 +1,42 @@
-// The Poco HTTPServer of weftd, with its own worker pool and a bounded,
-// draining shutdown.
+// The HTTP front end of weftd: one event-loop thread owns every socket, a
+// pool of workers runs the route handlers.
 //
-// Sizing: Poco holds one worker thread per open connection (keep-alive and
-// WebSocket included), so `threads` bounds concurrent connections, not CPU
-// use; up to `maxQueued` accepted connections wait for a worker, later ones
-// are closed at once.
+// WHY. A thread per connection (Poco's HTTPServer, used before) lets 64 idle
+// keep-alive clients, or one script opening connections and sending nothing,
+// take every thread and make the whole API unreachable. Here a connection
+// costs a file descriptor and a few KB of buffers, whatever it does.
 //
-// Thread-safety: start() and shutdown() from one controlling thread;
-// port() and currentConnections() from any thread.
+// HOW. The I/O thread (epoll, level-triggered) accepts, reads and parses
+// requests (request_parser.h) under a header deadline and a body deadline,
+// and hands only complete requests to the workers. A worker runs the request
+// pipeline (request_handler.h) and gives the encoded response back; the I/O
+// thread writes it without ever blocking, under a write deadline. One request
+// per connection is in flight at a time; pipelined requests wait in the
+// connection's buffer. Cheap routes marked RouteOptions::inlined (/health)
+// and the pipeline's own refusals (413, 400, 503) are answered on the I/O
+// thread, so /health stays fast even when every worker waits on the backend.
+//
+// LIMITS (all configurable, all answered at once rather than by hanging):
+//  * maxConnections open connections; one more is accepted, answered 503
+//    with Retry-After and closed. The process's open-file limit is raised at
+//    start() towards what that needs.
+//  * idleTimeoutMs: a keep-alive connection with no request in progress is
+//    closed after this long.
+//  * headerTimeoutMs: from the first byte of a request to the end of its
+//    headers -> 408 and close. bodyTimeoutMs: from the end of the headers to
+//    the end of the body -> 408 and close; also the time a response may take
+//    to be written (a client that does not read is closed).
+//  * maxQueued complete requests waiting for a worker; beyond it, 503.
+//
+// WebSocket upgrades: a route may return an Upgrade (router.h); once the 101
+// is written the connection leaves this loop and is handed over as a socket,
+// with any bytes that arrived after the handshake.
+//
+// Thread-safety: listen(), start() and shutdown() from one controlling
+// thread; port() and currentConnections() from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -18,23 +45,25 @@
 #include "http/request_handler.h"
 #include "http/router.h"
 
-namespace Poco {
-class ThreadPool;
-namespace Net {
-class HTTPServer;
-class ServerSocket;
-}  // namespace Net
-}  // namespace Poco
-
 namespace weft::http {
 
 struct HttpServerOptions {
   std::string host = "0.0.0.0";  // http.host
   uint16_t port = 3000;          // http.port; 0 = any free port (tests)
-  int threads = 64;              // http.threads
-  int maxQueued = 64;            // accepted connections waiting for a worker
+  int threads = 64;              // http.threads: workers running handlers
+  int maxQueued = 4096;          // complete requests waiting for a worker
+  int64_t maxConnections = 16384;  // http.maxConnections
+  int64_t idleTimeoutMs = 60000;   // http.idleTimeoutMs
+  int64_t headerTimeoutMs = 10000;  // http.headerTimeoutMs
+  int64_t bodyTimeoutMs = 30000;    // http.bodyTimeoutMs
+  size_t maxHeaderBytes = 32 * 1024;
   HttpSettings settings;
 };
+
+// Raises the soft RLIMIT_NOFILE towards `wanted` (never above the hard
+// limit, never lowering it) and logs what it did; warns when the hard limit
+// is below `wanted`. Returns the soft limit in force afterwards.
+uint64_t raiseOpenFileLimit(uint64_t wanted);
 
 class HttpServer {
  public:
@@ -50,35 +79,40 @@ class HttpServer {
   void setRequestObserver(RequestObserver observer) { observer_ = std::move(observer); }
 
   // Binds and listens on host:port without accepting yet: clients wait in
-  // the backlog until start(). Lets start-up fail early (e.g. the address is
-  // in use: Poco::Exception) before anything else is started. Idempotent.
+  // the backlog until start(). Lets start-up fail early (the address is in
+  // use: Poco::Exception) before anything else is started. Idempotent.
   void listen();
 
-  // Starts accepting (calls listen() first if needed). Throws Poco::Exception
-  // when binding fails.
+  // Starts the I/O thread and the workers (calls listen() first if needed).
+  // Throws Poco::Exception when binding fails, std::runtime_error when epoll
+  // cannot be set up.
   void start();
 
   // The bound port (useful with port 0); 0 before listen().
   uint16_t port() const { return boundPort_; }
 
-  // Connections currently being served (not the queued ones).
+  // Open HTTP connections plus handlers still running for connections that
+  // are already gone (after an aborted shutdown).
   int currentConnections() const;
 
-  // Graceful stop: closes the listening socket at once, lets requests in
-  // flight finish and idle keep-alive connections close, waiting up to
-  // `drain`; then aborts the connections that remain. Returns true when
-  // everything finished within `drain`. Idempotent.
+  // Graceful stop: closes the listening socket at once, closes idle
+  // keep-alive connections, lets requests in flight finish (answered with
+  // Connection: close), waiting up to `drain`; then closes what remains.
+  // Returns true when everything finished within `drain`. Idempotent.
   bool shutdown(std::chrono::milliseconds drain);
+
+  class Impl;
 
  private:
   const Router& router_;
   HttpServerOptions options_;
   RequestObserver observer_;
-  std::unique_ptr<Poco::ThreadPool> pool_;
-  std::unique_ptr<Poco::Net::ServerSocket> socket_;
-  std::unique_ptr<Poco::Net::HTTPServer> server_;
+  std::unique_ptr<Impl> impl_;
+  int listenFd_ = -1;
   uint16_t boundPort_ = 0;
+  bool started_ = false;
   bool stopped_ = false;
+  bool handlersStuck_ = false;  // shutdown() left a handler running
 };
 
 }  // namespace weft::http

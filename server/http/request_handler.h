@@ -1,23 +1,24 @@
-// The request pipeline of API.md §1.5, as a Poco request-handler factory.
+// The request pipeline of API.md §1.5: from a parsed request to the encoded
+// response. It knows nothing of sockets; the front end (http_server.h) reads
+// and frames requests (request_parser.h, which also enforces the body limit,
+// step 2) and writes what this returns.
 //
 // For every request, in this order:
 //  1. OPTIONS on any path -> 204 CORS preflight (§1.7), no auth.
-//  2. Body over maxBodyBytes -> 413 PayloadTooLarge (at once on Content-Length,
-//     or while reading a chunked body). The rejected body is drained up to a
-//     bound, or the connection is closed, so Poco never resets it mid-reply.
+//  2. Body over maxBodyBytes -> 413 PayloadTooLarge (by the parser, before
+//     anything below).
 //  3. Bearer auth for protected paths (§1.6) -> 401; before routing, so an
 //     unknown /api/... path without a valid token gets 401, not 404.
 //  4. Routing -> 404 NotFound / 405 MethodNotAllowed with Allow.
 //  5. Body parsing, only for routes that read a body -> 400.
 //  6. The route handler; an exception becomes 500 InternalError.
 // Every response carries the CORS headers, JSON ones Content-Type
-// application/json; charset=utf-8. One access-log line per request at info
-// (method, route template, path without query, status, duration) - never the
-// Authorization header or a token.
+// application/json; charset=utf-8, and a Date. One access-log line per
+// request at info (method, route template, path without query, status,
+// duration) - never the Authorization header or a token.
 #pragma once
 
-#include <Poco/Net/HTTPRequestHandlerFactory.h>
-
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -28,6 +29,7 @@
 
 #include "http/api_types.h"
 #include "http/auth.h"
+#include "http/request_parser.h"
 #include "http/router.h"
 
 namespace weft::http {
@@ -60,23 +62,52 @@ struct BodyParse {
 };
 BodyParse parseRequestBody(std::string_view contentType, const std::string& raw);
 
-class RequestPipeline;
+// One encoded response and what becomes of the connection after it.
+struct EncodedReply {
+  std::string bytes;  // status line, header fields and body
+  int status = 0;
+  bool close = false;                // close the connection once written
+  std::shared_ptr<Upgrade> upgrade;  // or hand it over once written
+};
 
-// Creates one handler per request; all of them share one immutable pipeline.
-// The router must outlive the factory and must not change once the server
-// accepts requests.
-class ApiRequestHandlerFactory : public Poco::Net::HTTPRequestHandlerFactory {
+// Shared by the front end's I/O thread and its workers: immutable after
+// construction, so every method may run on any number of threads at once.
+// The router must outlive the pipeline.
+class RequestPipeline {
  public:
-  ApiRequestHandlerFactory(const Router& router, HttpSettings settings,
-                           RequestObserver observer = {});
-  ~ApiRequestHandlerFactory() override;
+  RequestPipeline(const Router& router, HttpSettings settings, RequestObserver observer = {});
 
-  // Never nullptr: Poco would answer 501 for that.
-  Poco::Net::HTTPRequestHandler* createRequestHandler(
-      const Poco::Net::HTTPServerRequest& request) override;
+  // Whether the request may be answered on the I/O thread: a preflight or an
+  // inlined route. Cheap (one route match).
+  bool runsInline(const ParsedRequest& request) const;
+
+  // Steps 1 and 3-6 for a request whose body the parser already read, then
+  // the encoding. `closing`: the connection closes after this response
+  // whatever the request asked (shutdown in progress). Never throws.
+  EncodedReply handle(ParsedRequest request, bool closing) const;
+
+  // A refusal by the front end itself (a parse error, 408, 503 when full),
+  // with the error envelope and the CORS headers; logged and observed like
+  // any other response, with route "unmatched".
+  EncodedReply refuse(int status, const std::string& kind, const std::string& message,
+                      bool close, const std::string& method = "-",
+                      const ApiResponse::Headers& extraHeaders = {}) const;
+
+  // The encoding alone (exposed for tests): status line, the response's
+  // headers, CORS, Content-Type/Length, Date, Connection. `headOnly` leaves
+  // the body out (a HEAD request) but keeps its Content-Length.
+  std::string encode(const ApiResponse& response, bool close, bool headOnly) const;
 
  private:
-  std::shared_ptr<const RequestPipeline> pipeline_;
+  ApiResponse process(ApiRequest& api, std::string& route, const std::string& target,
+                      std::string& rawBody, std::shared_ptr<Upgrade>& upgrade) const;
+  void record(const std::string& method, const std::string& route, const std::string& path,
+              int status, std::chrono::steady_clock::time_point start) const;
+
+  const Router& router_;
+  const HttpSettings settings_;
+  const TokenAuth auth_;
+  const RequestObserver observer_;
 };
 
 }  // namespace weft::http

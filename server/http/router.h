@@ -22,10 +22,9 @@
 
 #include "http/api_types.h"
 
-namespace Poco::Net {
-class HTTPServerRequest;
-class HTTPServerResponse;
-}  // namespace Poco::Net
+#include <Poco/Net/StreamSocket.h>
+
+#include <memory>
 
 namespace weft::http {
 
@@ -33,12 +32,24 @@ namespace weft::http {
 // the pipeline turns an exception into 500 InternalError and logs it.
 using Handler = std::function<ApiResponse(const ApiRequest&)>;
 
-// A route that takes over the Poco request/response itself (the WebSocket
-// upgrade of /api/ws). The pipeline has already applied OPTIONS, the body
-// limit and, when the route is protected, auth; CORS headers are set on the
-// response. The handler must send a response (or upgrade) before returning.
-using RawHandler = std::function<void(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse&,
-                                      const ApiRequest&)>;
+// How a route takes a connection over after its response (the WebSocket
+// upgrade of /api/ws answers 101 and then speaks another protocol). The front
+// end writes the response in full, removes the connection from its loop and
+// calls adopt() with the socket and any bytes that arrived after the request;
+// when the response cannot be written (the peer went away) it calls abandon()
+// instead. Exactly one of the two is called, on the front end's I/O thread;
+// both must return quickly.
+struct Upgrade {
+  std::function<void(Poco::Net::StreamSocket socket, std::string buffered)> adopt;
+  std::function<void()> abandon;
+};
+
+// A route that may take the connection over. Like a Handler it returns the
+// response; to take over it sets `upgrade` (then the response should be 101).
+// The pipeline has already applied OPTIONS, the body limit and, when the
+// route is protected, auth.
+using RawHandler =
+    std::function<ApiResponse(const ApiRequest&, std::shared_ptr<Upgrade>& upgrade)>;
 
 enum class AuthPolicy {
   Default,   // protected iff Router::protectedByDefault(path)
@@ -51,6 +62,10 @@ struct RouteOptions {
   // body get {} whatever was sent.
   bool readsBody = false;
   AuthPolicy auth = AuthPolicy::Default;
+  // Run on the front end's I/O thread instead of a worker: only for handlers
+  // that never block and finish in microseconds (/health), so they answer
+  // even when every worker waits on the backend.
+  bool inlined = false;
 };
 
 struct RouteInfo {

@@ -1,13 +1,6 @@
 #include "ws/ws_handshake.h"
 
-#include <Poco/Buffer.h>
-#include <Poco/Net/HTTPMessage.h>
-#include <Poco/Net/HTTPResponse.h>
-#include <Poco/Net/HTTPServerRequest.h>
-#include <Poco/Net/HTTPServerRequestImpl.h>
-#include <Poco/Net/HTTPServerResponse.h>
-#include <Poco/Net/HTTPServerSession.h>
-
+#include <memory>
 #include <ostream>
 #include <stdexcept>
 
@@ -18,8 +11,6 @@
 namespace weft::ws {
 
 namespace {
-
-using Poco::Net::HTTPResponse;
 
 std::string trim(const std::string& s) {
   const size_t b = s.find_first_not_of(" \t");
@@ -43,73 +34,53 @@ bool tokenValid(const http::TokenAuth& auth, const std::string& token) {
   return auth.check("Bearer " + token) == http::TokenAuth::Outcome::Ok;
 }
 
-void sendJson(Poco::Net::HTTPServerResponse& response, int status, const std::string& reason,
-              const std::string& kind, const std::string& message) {
-  Json body = Json::object();
-  body.set("error", Json(kind));
-  body.set("message", Json(message));
-  const std::string text = body.dump();
-  response.setStatusAndReason(static_cast<HTTPResponse::HTTPStatus>(status), reason);
-  response.setContentType(http::kJsonContentType);
-  response.setContentLength64(static_cast<Poco::Int64>(text.size()));
-  response.sendBuffer(text.data(), text.size());
+http::ApiResponse refusal(int status, const std::string& kind, const std::string& message) {
+  return http::ApiResponse::error(status, kind, message);
 }
 
-void handleUpgrade(WsServer& server, const http::TokenAuth& auth,
-                   Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response,
-                   const http::ApiRequest& api) {
+// Answers the handshake. On success the response is the 101 and `upgrade`
+// hands the socket to the WebSocket server once the front end wrote it.
+http::ApiResponse handleUpgrade(WsServer& server, const http::TokenAuth& auth,
+                                const http::ApiRequest& api,
+                                std::shared_ptr<http::Upgrade>& upgrade) {
   if (auto rejection = checkHandshakeAuth(auth, api)) {
-    sendJson(response, 401, *rejection, "Unauthorized", *rejection);
-    return;
+    http::ApiResponse out = refusal(401, "Unauthorized", *rejection);
+    out.reason = *rejection;
+    return out;
   }
-  const bool upgrade =
+  const bool isUpgrade =
       http::equalsIgnoreCase(trim(api.header("Upgrade").value_or("")), "websocket") &&
       hasToken(api.header("Connection").value_or(""), "upgrade");
   const std::string version = trim(api.header("Sec-WebSocket-Version").value_or(""));
-  if (!upgrade || version != "13") {
-    response.set("Upgrade", "websocket");
-    response.set("Sec-WebSocket-Version", "13");
-    sendJson(response, 426, "Upgrade Required", "APIError",
-             upgrade ? "Unsupported WebSocket version" : "WebSocket upgrade required");
-    return;
+  if (!isUpgrade || version != "13") {
+    return refusal(426, "APIError",
+                   isUpgrade ? "Unsupported WebSocket version" : "WebSocket upgrade required")
+        .withHeader("Upgrade", "websocket")
+        .withHeader("Sec-WebSocket-Version", "13");
   }
   const std::string key = trim(api.header("Sec-WebSocket-Key").value_or(""));
-  if (key.empty()) {
-    sendJson(response, 400, "Bad Request", "BadRequest", "Missing Sec-WebSocket-Key");
-    return;
-  }
-  auto* impl = dynamic_cast<Poco::Net::HTTPServerRequestImpl*>(&request);
-  if (!impl) throw std::logic_error("not a Poco server request; cannot take over its socket");
+  if (key.empty()) return refusal(400, "BadRequest", "Missing Sec-WebSocket-Key");
   if (!server.admit()) {
-    response.set("Retry-After", "5");
-    sendJson(response, 503, "Service Unavailable", "ServiceUnavailable",
-             "Too many WebSocket connections; retry later");
-    return;
+    return refusal(503, "ServiceUnavailable", "Too many WebSocket connections; retry later")
+        .withHeader("Retry-After", "5");
   }
+  // The place reserved by admit() is used by adopt() or given back by
+  // abandon(); the front end calls exactly one of them.
+  upgrade = std::make_shared<http::Upgrade>();
+  upgrade->adopt = [&server](Poco::Net::StreamSocket socket, std::string buffered) {
+    server.adopt(std::move(socket), std::move(buffered));
+  };
+  upgrade->abandon = [&server] { server.release(); };
 
-  Poco::Net::StreamSocket socket;
-  Poco::Buffer<char> buffered(0);
-  try {
-    response.setStatusAndReason(HTTPResponse::HTTP_SWITCHING_PROTOCOLS, "Switching Protocols");
-    response.set("Upgrade", "websocket");
-    response.set("Connection", "Upgrade");
-    response.set("Sec-WebSocket-Accept", computeAccept(key));
-    const std::vector<std::string> protocols = offeredProtocols(api);
-    // Browsers drop a connection whose offered subprotocol is not echoed.
-    if (!protocols.empty()) response.set("Sec-WebSocket-Protocol", protocols.front());
-    response.setContentLength(Poco::Net::HTTPMessage::UNKNOWN_CONTENT_LENGTH);
-    response.send().flush();
-
-    // Take the socket away from Poco (see ws_server.h): keep what its session
-    // already buffered, then swap an empty socket into the session so this
-    // worker thread is released as soon as we return.
-    impl->session().drainBuffer(buffered);
-    socket = impl->detachSocket();
-  } catch (...) {
-    server.release();  // the place reserved above is not used
-    throw;
-  }
-  server.adopt(std::move(socket), std::string(buffered.begin(), buffered.size()));
+  http::ApiResponse out;
+  out.status = 101;
+  out.withHeader("Upgrade", "websocket");
+  out.withHeader("Connection", "Upgrade");
+  out.withHeader("Sec-WebSocket-Accept", computeAccept(key));
+  const std::vector<std::string> protocols = offeredProtocols(api);
+  // Browsers drop a connection whose offered subprotocol is not echoed.
+  if (!protocols.empty()) out.withHeader("Sec-WebSocket-Protocol", protocols.front());
+  return out;
 }
 
 }  // namespace
@@ -152,9 +123,8 @@ void registerWsRoute(http::Router& router, WsServer& server, const http::TokenAu
   options.auth = http::AuthPolicy::None;
   router.addRaw(
       "GET", "/api/ws",
-      [&server, &auth](Poco::Net::HTTPServerRequest& request,
-                       Poco::Net::HTTPServerResponse& response, const http::ApiRequest& api) {
-        handleUpgrade(server, auth, request, response, api);
+      [&server, &auth](const http::ApiRequest& api, std::shared_ptr<http::Upgrade>& upgrade) {
+        return handleUpgrade(server, auth, api, upgrade);
       },
       options);
 }

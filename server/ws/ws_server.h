@@ -1,24 +1,12 @@
 // WsServer: the live event stream of weftd (API.md §5) - the connections
 // behind `GET /api/ws`, their subscriptions, heartbeats, stats and events.
 //
-// WHY ITS OWN I/O THREAD. Poco's HTTPServer keeps one worker thread for as
-// long as a request handler runs, so a WebSocket served inside the handler
-// would hold an HTTP worker for its whole life (PITFALLS.md: with 64 workers,
-// 64 dashboards would starve the REST API). Instead, the /api/ws handler
-// (ws_handshake.h) answers the upgrade with Poco on the worker thread, then
-// DETACHES the socket from Poco and hands it to adopt() and returns:
-//   * HTTPSession::drainBuffer() first recovers any bytes Poco had already
-//     read past the request headers;
-//   * HTTPServerRequestImpl::detachSocket() swaps an empty socket into Poco's
-//     session, so HTTPServerSession::hasMoreRequests() is false and the
-//     connection's run() returns; Poco's later close() hits the empty socket.
-//     The real SocketImpl is reference-counted and we hold the last reference,
-//     so the file descriptor stays open and is never reused by Poco.
-//   * HTTPServerConnection only shuts its socket down on server stop while its
-//     handler is still running; after the handler returned the connection
-//     object is gone. (Poco 1.11 headers; verified by ws_test: sockets keep
-//     working after the handler returned, and 40 open WebSockets leave a pool
-//     of 2 HTTP workers free for REST calls.)
+// HOW A CONNECTION GETS HERE. The HTTP front end (http/http_server.h) parses
+// the upgrade request like any other; the /api/ws route (ws_handshake.h)
+// reserves a place (admit()) and answers 101 with an Upgrade hand-over. Once
+// the front end has written the 101 it removes the socket from its own event
+// loop and calls adopt() with it and with any bytes the client sent after the
+// handshake; if the 101 cannot be written, release() gives the place back.
 // All WebSocket connections are then served by ONE thread: non-blocking
 // sockets in epoll (level-triggered), framing by ws_frame.h, an eventfd to
 // wake it when events or new connections arrive. Everything per connection
