@@ -208,7 +208,7 @@ def main():
             failed += 1
     time.sleep(0.5)
     seconds = min(args.seconds, 5)  # within the default 10 s header timeout
-    emit("slow", connections=args.slow, failed=failed, route="health",
+    emit("slow", slowConnections=args.slow, failed=failed, route="health",
          **wrk(args.url, "/health", 32, seconds))
     close_all(slow)
     os.unlink(post_script)

@@ -76,7 +76,7 @@ def main():
     for label in labels:
         r = find(label, "slow")
         cells.append("-" if not r else
-                     f"{fmt(r['connections'])} stalled; /health {fmt(r['rps'])} req/s, "
+                     f"{fmt(r['slowConnections'])} stalled; /health {fmt(r['rps'])} req/s, "
                      f"p50 {fmt(r['p50Ms'], 2)} ms, p99 {fmt(r['p99Ms'], 2)} ms, "
                      f"errors {fmt(r['socketErrors'] + r['non2xx'])}")
     lines.append("| wrk -c32 GET /health beside them | " + " | ".join(cells) + " |")

@@ -53,6 +53,18 @@ const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 }  // namespace
 
 // ---------------------------------------------------------------------------
+//
+// Ownership. Every connection is registered with EPOLLONESHOT: once an event
+// is reported the descriptor is disarmed, and whoever handles it owns the
+// connection until it arms it again. The I/O thread owns a connection while
+// it reads, parses, writes or lingers; a worker owns it while the handler
+// runs. On the common path the worker writes the response itself and re-arms
+// the connection for reading, so a request costs one hand-off (I/O thread to
+// worker) and no wake-up of the I/O thread. Anything else (a partial write,
+// closing, an upgrade, pipelined input) goes back to the I/O thread.
+// Each connection's mutex orders these hand-overs and keeps the descriptor
+// from being closed under a worker that is writing to it; it is never
+// contended for long (a worker holds it for one send and one epoll_ctl).
 
 class HttpServer::Impl {
  public:
@@ -91,10 +103,12 @@ class HttpServer::Impl {
 
   struct Conn {
     explicit Conn(const ParserLimits& limits) : parser(limits) {}
+    std::mutex mu;  // see "Ownership" above
     uint64_t key = 0;
     int fd = -1;
+    bool closed = false;  // the descriptor is closed; nothing may touch it
     RequestParser parser;
-    std::string in;   // read; bytes before inPos are parsed already
+    std::string in;  // read; bytes before inPos are parsed already
     size_t inPos = 0;
     bool hasInput() const { return in.size() > inPos; }
     std::string out;  // to write
@@ -102,24 +116,31 @@ class HttpServer::Impl {
     Phase phase = Phase::Reading;
     Timer timer = Timer::None;
     SteadyClock::time_point deadline{};
-    uint32_t interest = 0;
-    bool registered = true;  // in the epoll set
     bool closeAfterWrite = false;
     bool peerEof = false;
     std::shared_ptr<Upgrade> upgrade;
   };
+  using ConnPtr = std::shared_ptr<Conn>;
 
   struct Job {
-    uint64_t key;
+    ConnPtr conn;
     ParsedRequest request;
     bool closing;
   };
 
-  // I/O thread.
+  // A worker's reply that the I/O thread must finish: the unsent rest, or a
+  // close (broken: the peer went away while it was written).
+  struct Handback {
+    ConnPtr conn;
+    EncodedReply reply;
+    bool broken = false;
+  };
+
+  // I/O thread; the ones taking a Conn& expect its mutex held.
   void run();
   void loopOnce();
   void acceptAll();
-  void onEvent(Conn& c, uint32_t events);
+  void onEvent(Conn& c);
   void readFrom(Conn& c);
   void parse(Conn& c);
   void dispatch(Conn& c, ParsedRequest request);
@@ -129,15 +150,20 @@ class HttpServer::Impl {
   void handOver(Conn& c);
   void closeGracefully(Conn& c);
   void closeNow(Conn& c);
-  void setInterest(Conn& c, uint32_t events);
-  void setTimer(Conn& c, Timer timer, int64_t ms);
-  void collectReplies();
+  void collectHandbacks();
   void applyDrain();
   void sweep();
   void wake();
+  template <typename F>
+  void forEachConn(F f);
+
+  // Any thread owning the connection.
+  void arm(Conn& c, uint32_t events);
+  static void setTimer(Conn& c, Timer timer, int64_t ms);
 
   // Workers.
   void work();
+  void finish(const ConnPtr& conn, EncodedReply reply);
 
   HttpServerOptions options_;
   RequestPipeline pipeline_;
@@ -157,7 +183,7 @@ class HttpServer::Impl {
   std::atomic<int64_t> lingering_{0};  // answered, waiting for the client to close
 
   // I/O thread only.
-  std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
+  std::unordered_map<uint64_t, ConnPtr> conns_;
   uint64_t nextKey_ = kFirstConnKey;
   bool drainApplied_ = false;
   bool abortApplied_ = false;
@@ -171,8 +197,8 @@ class HttpServer::Impl {
   bool stopWorkers_ = false;
 
   // Workers -> I/O thread.
-  std::mutex repliesMutex_;
-  std::vector<std::pair<uint64_t, EncodedReply>> replies_;
+  std::mutex handbacksMutex_;
+  std::vector<Handback> handbacks_;
 };
 
 void HttpServer::Impl::start() {
@@ -209,13 +235,13 @@ bool HttpServer::Impl::stop(std::chrono::milliseconds grace) {
     io_.join();
   }
   auto abandonLateUpgrades = [this] {
-    std::vector<std::pair<uint64_t, EncodedReply>> late;
+    std::vector<Handback> late;
     {
-      std::lock_guard<std::mutex> lock(repliesMutex_);
-      late.swap(replies_);
+      std::lock_guard<std::mutex> lock(handbacksMutex_);
+      late.swap(handbacks_);
     }
-    for (auto& [key, reply] : late) {
-      if (reply.upgrade) reply.upgrade->abandon();
+    for (Handback& h : late) {
+      if (h.reply.upgrade) h.reply.upgrade->abandon();
     }
   };
   abandonLateUpgrades();
@@ -250,6 +276,17 @@ void HttpServer::Impl::wake() {
   (void)ignored;
 }
 
+template <typename F>
+void HttpServer::Impl::forEachConn(F f) {
+  std::vector<ConnPtr> all;
+  all.reserve(conns_.size());
+  for (auto& [key, c] : conns_) all.push_back(c);
+  for (ConnPtr& c : all) {
+    std::lock_guard<std::mutex> lock(c->mu);
+    if (!c->closed) f(*c);
+  }
+}
+
 void HttpServer::Impl::run() {
   log::debug("http I/O thread started");
   while (running_) {
@@ -260,14 +297,8 @@ void HttpServer::Impl::run() {
       log::error("http I/O loop failed", {{"error", e.what()}});
     }
   }
-  // Whatever is still open is closed with the loop.
-  for (auto& [key, c] : conns_) {
-    if (c->upgrade) c->upgrade->abandon();
-    if (c->phase == Phase::Lingering) --lingering_;
-    ::close(c->fd);
-  }
-  open_ -= static_cast<int64_t>(conns_.size());
-  conns_.clear();
+  // Whatever is still open closes with the loop.
+  forEachConn([this](Conn& c) { closeNow(c); });
   log::debug("http I/O thread stopped");
 }
 
@@ -288,24 +319,28 @@ void HttpServer::Impl::loopOnce() {
       wakePending_ = false;
     } else {
       auto it = conns_.find(key);
-      if (it != conns_.end()) onEvent(*it->second, events[i].events);
+      if (it == conns_.end()) continue;
+      ConnPtr c = it->second;  // keeps it alive if it is closed meanwhile
+      std::lock_guard<std::mutex> lock(c->mu);
+      if (!c->closed) onEvent(*c);
     }
   }
-  collectReplies();
+  collectHandbacks();
   while (!toParse_.empty()) {
     std::vector<uint64_t> keys;
     keys.swap(toParse_);
     for (uint64_t key : keys) {
       auto it = conns_.find(key);
-      if (it != conns_.end() && it->second->phase == Phase::Reading) parse(*it->second);
+      if (it == conns_.end()) continue;
+      ConnPtr c = it->second;
+      std::lock_guard<std::mutex> lock(c->mu);
+      if (!c->closed && c->phase == Phase::Reading) parse(*c);
     }
   }
   if (draining_ && !drainApplied_) applyDrain();
   if (abort_ && !abortApplied_) {
     abortApplied_ = true;
-    std::vector<uint64_t> keys;
-    for (auto& [key, c] : conns_) keys.push_back(key);
-    for (uint64_t key : keys) closeNow(*conns_.at(key));
+    forEachConn([this](Conn& c) { closeNow(c); });
   }
   if (SteadyClock::now() >= nextSweep_) {
     sweep();
@@ -349,32 +384,28 @@ void HttpServer::Impl::acceptAll() {
     ParserLimits limits;
     limits.maxHeaderBytes = options_.maxHeaderBytes;
     limits.maxBodyBytes = options_.settings.maxBodyBytes;
-    auto c = std::make_unique<Conn>(limits);
+    auto c = std::make_shared<Conn>(limits);
     c->key = nextKey_++;
     c->fd = fd;
     epoll_event ev{};
-    ev.events = EPOLLIN;
+    ev.events = EPOLLIN | EPOLLONESHOT;
     ev.data.u64 = c->key;
     if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) != 0) {
       log::warn("cannot watch an HTTP connection", {{"error", std::string(std::strerror(errno))}});
       ::close(fd);
       continue;
     }
-    c->interest = EPOLLIN;
     setTimer(*c, Timer::Idle, options_.idleTimeoutMs);
     ++open_;
     conns_.emplace(c->key, std::move(c));
   }
 }
 
-void HttpServer::Impl::setInterest(Conn& c, uint32_t events) {
-  if (c.registered && c.interest == events) return;
+void HttpServer::Impl::arm(Conn& c, uint32_t events) {
   epoll_event ev{};
-  ev.events = events;
+  ev.events = events | EPOLLONESHOT;
   ev.data.u64 = c.key;
-  ::epoll_ctl(epoll_, c.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c.fd, &ev);
-  c.registered = true;
-  c.interest = events;
+  ::epoll_ctl(epoll_, EPOLL_CTL_MOD, c.fd, &ev);
 }
 
 void HttpServer::Impl::setTimer(Conn& c, Timer timer, int64_t ms) {
@@ -382,31 +413,30 @@ void HttpServer::Impl::setTimer(Conn& c, Timer timer, int64_t ms) {
   c.deadline = SteadyClock::now() + std::chrono::milliseconds(ms);
 }
 
-void HttpServer::Impl::onEvent(Conn& c, uint32_t events) {
-  if (c.phase == Phase::Writing && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
-    flush(c);
-    return;
-  }
-  if (c.phase == Phase::Lingering) {
-    char buf[kReadChunk];
-    while (true) {
-      const ssize_t got = ::recv(c.fd, buf, sizeof buf, 0);
-      if (got > 0) continue;
-      if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-      closeNow(c);  // EOF or error: the client has everything it will read
+void HttpServer::Impl::onEvent(Conn& c) {
+  switch (c.phase) {
+    case Phase::Writing:
+      flush(c);
       return;
+    case Phase::Lingering: {
+      char buf[kReadChunk];
+      while (true) {
+        const ssize_t got = ::recv(c.fd, buf, sizeof buf, 0);
+        if (got > 0) continue;
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+          arm(c, EPOLLIN);
+          return;
+        }
+        closeNow(c);  // EOF or error: the client has everything it will read
+        return;
+      }
     }
-  }
-  if (c.phase == Phase::Reading && (events & (EPOLLIN | EPOLLERR | EPOLLHUP))) {
-    readFrom(c);
-    return;
-  }
-  if (c.phase == Phase::Busy && (events & (EPOLLERR | EPOLLHUP))) {
-    // The peer is gone while a worker has its request. Hang-ups are reported
-    // even with no interest set, so leave the epoll set until the reply
-    // arrives (its write then fails and closes the connection).
-    ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
-    c.registered = false;
+    case Phase::Reading:
+      readFrom(c);
+      return;
+    case Phase::Busy:
+      return;  // not armed while a worker has it
   }
 }
 
@@ -433,8 +463,7 @@ void HttpServer::Impl::readFrom(Conn& c) {
 }
 
 void HttpServer::Impl::parse(Conn& c) {
-  const uint64_t key = c.key;
-  while (c.phase == Phase::Reading) {
+  while (c.phase == Phase::Reading && !c.closed) {
     size_t used = 0;
     const RequestParser::Event event =
         c.parser.advance(std::string_view(c.in).substr(c.inPos), used);
@@ -465,6 +494,7 @@ void HttpServer::Impl::parse(Conn& c) {
           }
           setTimer(c, Timer::Idle, options_.idleTimeoutMs);
         }
+        arm(c, EPOLLIN);
         return;
       }
       case RequestParser::Event::ContinueWanted: {
@@ -489,7 +519,6 @@ void HttpServer::Impl::parse(Conn& c) {
         dispatch(c, c.parser.take());
         break;
     }
-    if (conns_.find(key) == conns_.end()) return;  // closed meanwhile
   }
 }
 
@@ -503,8 +532,7 @@ void HttpServer::Impl::dispatch(Conn& c, ParsedRequest request) {
     if (jobs_.size() < static_cast<size_t>(std::max(1, options_.maxQueued))) {
       c.phase = Phase::Busy;
       c.timer = Timer::None;
-      setInterest(c, 0);
-      jobs_.push_back(Job{c.key, std::move(request), draining_.load()});
+      jobs_.push_back(Job{conns_.at(c.key), std::move(request), draining_.load()});
       jobsCv_.notify_one();
       return;
     }
@@ -525,30 +553,76 @@ void HttpServer::Impl::work() {
       jobs_.pop_front();
       ++busy_;
     }
-    EncodedReply reply = pipeline_.handle(std::move(job.request), job.closing);
-    {
-      std::lock_guard<std::mutex> lock(repliesMutex_);
-      replies_.emplace_back(job.key, std::move(reply));
-    }
+    finish(job.conn, pipeline_.handle(std::move(job.request), job.closing));
     --busy_;
-    wake();
   }
 }
 
-void HttpServer::Impl::collectReplies() {
-  std::vector<std::pair<uint64_t, EncodedReply>> ready;
+void HttpServer::Impl::finish(const ConnPtr& conn, EncodedReply reply) {
+  Handback handback;
   {
-    std::lock_guard<std::mutex> lock(repliesMutex_);
-    ready.swap(replies_);
-  }
-  for (auto& [key, reply] : ready) {
-    auto it = conns_.find(key);
-    if (it == conns_.end()) {
-      // The connection was closed under the handler (aborted shutdown).
+    std::lock_guard<std::mutex> lock(conn->mu);
+    Conn& c = *conn;
+    if (c.closed) {
+      // Closed under the handler (aborted shutdown): nobody to answer.
       if (reply.upgrade) reply.upgrade->abandon();
+      return;
+    }
+    const bool simple = !reply.close && !reply.upgrade && !draining_ && !c.hasInput() &&
+                        !c.peerEof && !c.parser.discarding();
+    if (simple) {
+      // The common case, done here: write, and arm the connection for the
+      // next request.
+      size_t sent = 0;
+      bool broken = false;
+      while (sent < reply.bytes.size()) {
+        const ssize_t n = ::send(c.fd, reply.bytes.data() + sent, reply.bytes.size() - sent,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+          sent += static_cast<size_t>(n);
+        } else if (n < 0 && errno == EINTR) {
+          continue;
+        } else {
+          broken = !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+          break;
+        }
+      }
+      if (sent == reply.bytes.size()) {
+        c.phase = Phase::Reading;
+        setTimer(c, Timer::Idle, options_.idleTimeoutMs);
+        arm(c, EPOLLIN);
+        return;
+      }
+      reply.bytes.erase(0, sent);
+      handback.broken = broken;
+    }
+    handback.conn = conn;
+    handback.reply = std::move(reply);
+  }
+  {
+    std::lock_guard<std::mutex> lock(handbacksMutex_);
+    handbacks_.push_back(std::move(handback));
+  }
+  wake();
+}
+
+void HttpServer::Impl::collectHandbacks() {
+  std::vector<Handback> ready;
+  {
+    std::lock_guard<std::mutex> lock(handbacksMutex_);
+    ready.swap(handbacks_);
+  }
+  for (Handback& h : ready) {
+    std::lock_guard<std::mutex> lock(h.conn->mu);
+    if (h.conn->closed) {
+      if (h.reply.upgrade) h.reply.upgrade->abandon();
       continue;
     }
-    startWrite(*it->second, std::move(reply));
+    if (h.broken) {
+      closeNow(*h.conn);
+      continue;
+    }
+    startWrite(*h.conn, std::move(h.reply));
   }
 }
 
@@ -572,7 +646,7 @@ void HttpServer::Impl::flush(Conn& c) {
     }
     if (sent < 0 && errno == EINTR) continue;
     if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      setInterest(c, EPOLLOUT);
+      arm(c, EPOLLOUT);
       return;
     }
     closeNow(c);  // the peer went away
@@ -594,7 +668,6 @@ void HttpServer::Impl::afterWrite(Conn& c) {
     return;
   }
   c.phase = Phase::Reading;
-  setInterest(c, EPOLLIN);
   setTimer(c, Timer::Idle, options_.idleTimeoutMs);
   if (c.hasInput() || c.parser.discarding() || c.peerEof) {
     // Parsed by the loop, not here: parse() may be what called us, and
@@ -602,6 +675,8 @@ void HttpServer::Impl::afterWrite(Conn& c) {
     toParse_.push_back(c.key);
   } else if (draining_) {
     closeNow(c);
+  } else {
+    arm(c, EPOLLIN);
   }
 }
 
@@ -610,7 +685,8 @@ void HttpServer::Impl::handOver(Conn& c) {
   const int fd = c.fd;
   std::string buffered = c.in.substr(c.inPos);
   ::epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
-  conns_.erase(c.key);  // c is gone from here on
+  c.closed = true;  // for this loop; the descriptor lives on in the socket
+  conns_.erase(c.key);
   --open_;
   try {
     // The SocketImpl takes ownership of the descriptor.
@@ -634,16 +710,19 @@ void HttpServer::Impl::closeGracefully(Conn& c) {
   c.inPos = 0;
   c.timer = Timer::Linger;
   c.deadline = SteadyClock::now() + kLingerTime;
-  setInterest(c, EPOLLIN);
+  arm(c, EPOLLIN);
 }
 
 void HttpServer::Impl::closeNow(Conn& c) {
+  if (c.closed) return;
   if (c.upgrade) c.upgrade->abandon();
+  c.upgrade.reset();
   if (c.phase == Phase::Lingering) --lingering_;
-  if (c.registered) ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
+  ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
   ::close(c.fd);
+  c.closed = true;
   --open_;
-  conns_.erase(c.key);
+  conns_.erase(c.key);  // the caller's reference keeps c alive
 }
 
 void HttpServer::Impl::applyDrain() {
@@ -653,26 +732,18 @@ void HttpServer::Impl::applyDrain() {
   listenFd_ = -1;
   // Idle keep-alive connections close now; the others when their response
   // is written (Connection: close).
-  std::vector<uint64_t> idle;
-  for (auto& [key, c] : conns_) {
-    if (c->phase == Phase::Reading && !c->parser.headerStarted() && !c->parser.inBody() &&
-        !c->hasInput()) {
-      idle.push_back(key);
+  forEachConn([this](Conn& c) {
+    if (c.phase == Phase::Reading && !c.parser.headerStarted() && !c.parser.inBody() &&
+        !c.hasInput()) {
+      closeNow(c);
     }
-  }
-  for (uint64_t key : idle) closeNow(*conns_.at(key));
+  });
 }
 
 void HttpServer::Impl::sweep() {
   const auto now = SteadyClock::now();
-  std::vector<uint64_t> expired;
-  for (auto& [key, c] : conns_) {
-    if (c->timer != Timer::None && now >= c->deadline) expired.push_back(key);
-  }
-  for (uint64_t key : expired) {
-    auto it = conns_.find(key);
-    if (it == conns_.end()) continue;
-    Conn& c = *it->second;
+  forEachConn([&](Conn& c) {
+    if (c.timer == Timer::None || c.phase == Phase::Busy || now < c.deadline) return;
     switch (c.timer) {
       case Timer::Header:
         startWrite(c, pipeline_.refuse(408, "RequestTimeout",
@@ -696,7 +767,7 @@ void HttpServer::Impl::sweep() {
         closeNow(c);
         break;
     }
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------
