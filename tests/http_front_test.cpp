@@ -24,6 +24,7 @@
 #include "http/request_parser.h"
 #include "http/router.h"
 #include "weft/json.h"
+#include "weft/json_list_stream.h"
 #include "weft/memory_kv.h"
 
 using namespace weft;
@@ -95,6 +96,18 @@ class RawClient {
     buffer_.erase(0, end);
     return out;
   }
+  // What arrived after the first `n` bytes already returned by headOnly().
+  std::string unreadAfter(size_t) {
+    std::string out;
+    out.swap(buffer_);
+    return out;
+  }
+  // One receive: empty on close or timeout.
+  std::string receiveSome() {
+    char buf[65536];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  }
   // Reads until the server closes; true when it did (not a timeout).
   bool closedByServer() {
     while (true) {
@@ -160,6 +173,17 @@ struct FrontServer {
           return ApiResponse::jsonBody(200, std::move(out));
         },
         readsBody);
+    // 5,000 elements rendered while they are sent.
+    router.add("GET", "/api/long", [](const ApiRequest&) {
+      JsonListStream list;
+      list.head = "{\"items\":[";
+      list.count = 5000;
+      list.element = [](size_t i, std::string& out) {
+        out += "{\"i\":" + std::to_string(i) + ",\"pad\":\"" + std::string(40, 'x') + "\"}";
+      };
+      list.tail = "],\"total\":5000}";
+      return ApiResponse::jsonList(200, std::move(list));
+    });
     router.add("GET", "/api/block", [this](const ApiRequest&) {
       std::unique_lock<std::mutex> lock(mutex);
       ++blocked;
@@ -340,6 +364,67 @@ TEST_CASE("front end: /health answers while every worker waits and the queue is 
   CHECK(statusOf(a.response()) == 200);
   CHECK(statusOf(b.response()) == 200);
   CHECK(statusOf(queued.response()) == 200);
+}
+
+// ---- streamed bodies -------------------------------------------------------------
+
+namespace {
+
+// Decodes a chunked body; false when the framing is broken.
+bool dechunk(const std::string& body, std::string& out) {
+  size_t pos = 0;
+  while (true) {
+    const size_t lf = body.find("\r\n", pos);
+    if (lf == std::string::npos) return false;
+    const size_t size = std::stoul(body.substr(pos, lf - pos), nullptr, 16);
+    pos = lf + 2;
+    if (size == 0) return body.compare(pos, 2, "\r\n") == 0;
+    if (pos + size + 2 > body.size()) return false;
+    out.append(body, pos, size);
+    pos += size + 2;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("front end: a long list is streamed in chunks and reads back whole", "[front]") {
+  FrontServer ts(small());
+  RawClient c(ts.port());
+  REQUIRE(c.send(get("/api/long")));
+  const std::string head = c.headOnly();
+  CHECK(statusOf(head) == 200);
+  CHECK(RawClient::lower(head).find("transfer-encoding: chunked") != std::string::npos);
+  CHECK(RawClient::lower(head).find("content-length") == std::string::npos);
+  // Read until the terminating chunk, then check the document.
+  std::string body = c.unreadAfter(head.size());
+  std::string raw;
+  while (!dechunk(body, raw)) {
+    raw.clear();
+    const std::string more = c.receiveSome();
+    REQUIRE_FALSE(more.empty());
+    body += more;
+  }
+  auto doc = Json::parse(raw);
+  REQUIRE(doc);
+  CHECK(doc->get("total").asInt() == 5000);
+  REQUIRE(doc->get("items").size() == 5000);
+  CHECK(doc->get("items").asArray().back().get("i").asInt() == 4999);
+  // The connection is still in step for the next request.
+  REQUIRE(c.send(get("/health")));
+  CHECK(statusOf(c.response()) == 200);
+
+  SECTION("HTTP/1.0 gets the body delimited by closing the connection") {
+    RawClient old(ts.port());
+    REQUIRE(old.send("GET /api/long HTTP/1.0\r\n\r\n"));
+    CHECK(old.closedByServer());
+    const std::string all = old.unread();
+    const size_t end = all.find("\r\n\r\n");
+    REQUIRE(end != std::string::npos);
+    CHECK(RawClient::lower(all.substr(0, end)).find("transfer-encoding") == std::string::npos);
+    auto parsed = Json::parse(all.substr(end + 4));
+    REQUIRE(parsed);
+    CHECK(parsed->get("items").size() == 5000);
+  }
 }
 
 // ---- framing (RFC 9112) --------------------------------------------------------

@@ -202,7 +202,8 @@ Json AgentRegistry::summary(const std::string& guid) const {
   return s;
 }
 
-Result<std::string> AgentRegistry::list(const AgentFilter& f, const PageRequest& page) const {
+Result<JsonListStream> AgentRegistry::listStream(const AgentFilter& f,
+                                                const PageRequest& page) const {
   Json filters = Json::object();
   if (f.type) filters.set("type", Json(*f.type));
   if (f.status) filters.set("status", Json(*f.status));
@@ -212,15 +213,15 @@ Result<std::string> AgentRegistry::list(const AgentFilter& f, const PageRequest&
   if (!pager) return pager.status();
   if (auto s = ready(); !s) return s;
 
-  std::vector<std::shared_ptr<const AgentRecord>> rows;
+  auto rows = std::make_shared<std::vector<std::shared_ptr<const AgentRecord>>>();
   view_->forEach([&](const std::string&, const std::shared_ptr<const AgentRecord>& r) {
     if (f.type && r->agentType != *f.type) return;
     if (f.status && r->status != *f.status) return;
     if (f.capability && !r->hasCapability(*f.capability)) return;
     if (f.projectId && r->projectId != *f.projectId) return;
-    rows.push_back(r);
+    rows->push_back(r);
   });
-  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+  std::sort(rows->begin(), rows->end(), [](const auto& a, const auto& b) {
     if (a->registeredAtMs.has_value() != b->registeredAtMs.has_value()) {
       return !a->registeredAtMs.has_value();
     }
@@ -230,21 +231,30 @@ Result<std::string> AgentRegistry::list(const AgentFilter& f, const PageRequest&
     return a->guid < b->guid;
   });
 
-  const int64_t now = ctx_.now();
-  size_t begin = pager->begin(rows.size()), end = pager->end(rows.size());
-  std::string body = "{\"agents\":[";
-  for (size_t i = begin; i < end; ++i) {
-    if (i != begin) body += ',';
-    body += rows[i]->renderedPrefix;
-    body += rows[i]->isStale(now, ctx_.options.staleAfterMs) ? ",\"stale\":true}"
-                                                             : ",\"stale\":false}";
-  }
-  body += "],";
+  const size_t begin = pager->begin(rows->size());
+  const size_t end = pager->end(rows->size());
   Json meta = Json::object();
-  pager->writeMetadata(meta, rows.size());
-  std::string metaText = meta.dump();
-  body.append(metaText, 1, std::string::npos);  // drop the '{' of the metadata object
-  return body;
+  pager->writeMetadata(meta, rows->size());
+  JsonListStream out;
+  out.head = "{\"agents\":[";
+  out.count = end - begin;
+  // Staleness is judged once, at the time of the request, for every element.
+  const int64_t now = ctx_.now();
+  const int64_t staleAfterMs = ctx_.options.staleAfterMs;
+  out.element = [rows, begin, now, staleAfterMs](size_t i, std::string& text) {
+    const AgentRecord& r = *(*rows)[begin + i];
+    text += r.renderedPrefix;
+    text += r.isStale(now, staleAfterMs) ? ",\"stale\":true}" : ",\"stale\":false}";
+  };
+  const std::string metaText = meta.dump();
+  out.tail = metaText.size() > 2 ? "]," + metaText.substr(1) : "]}";
+  return out;
+}
+
+Result<std::string> AgentRegistry::list(const AgentFilter& f, const PageRequest& page) const {
+  auto stream = listStream(f, page);
+  if (!stream) return stream.status();
+  return stream->renderAll();
 }
 
 Result<std::shared_ptr<const AgentRecord>> AgentRegistry::fetch(const std::string& guid) const {

@@ -344,7 +344,8 @@ Result<Json> WorkQueue::get(const std::string& id) const {
   return render(*record);
 }
 
-Result<Json> WorkQueue::list(const WorkFilter& f, const PageRequest& page) const {
+Result<JsonListStream> WorkQueue::listStream(const WorkFilter& f,
+                                            const PageRequest& page) const {
   Json filters = Json::object();
   if (f.status) filters.set("status", Json(*f.status));
   if (f.boundary) filters.set("boundary", Json(*f.boundary));
@@ -355,28 +356,42 @@ Result<Json> WorkQueue::list(const WorkFilter& f, const PageRequest& page) const
   if (!pager) return pager.status();
   if (auto s = ready(); !s) return s;
 
-  std::vector<std::shared_ptr<const WorkRecord>> rows;
+  auto rows = std::make_shared<std::vector<std::shared_ptr<const WorkRecord>>>();
   view_->forEach([&](const std::string&, const std::shared_ptr<const WorkRecord>& r) {
     if (f.status && r->status != *f.status) return;
     if (f.boundary && r->boundary != *f.boundary) return;
     if (f.capability && r->capability != *f.capability) return;
     if (f.assignedTo && r->assignedTo != *f.assignedTo) return;
     if (f.projectId && r->projectId != *f.projectId) return;
-    rows.push_back(r);
+    rows->push_back(r);
   });
-  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+  std::sort(rows->begin(), rows->end(), [](const auto& a, const auto& b) {
     if (a->priority != b->priority) return a->priority > b->priority;
     if (a->offeredAtMs != b->offeredAtMs) return a->offeredAtMs < b->offeredAtMs;
     return a->id < b->id;
   });
-  Json items = Json::array();
-  for (size_t i = pager->begin(rows.size()), e = pager->end(rows.size()); i < e; ++i) {
-    items.push(render(*rows[i]));
-  }
-  Json body = Json::object();
-  body.set("workItems", std::move(items));
-  pager->writeMetadata(body, rows.size());
-  return body;
+  const size_t begin = pager->begin(rows->size());
+  const size_t end = pager->end(rows->size());
+  Json meta = Json::object();
+  pager->writeMetadata(meta, rows->size());
+  JsonListStream out;
+  out.head = "{\"workItems\":[";
+  out.count = end - begin;
+  // The records are immutable snapshots; render() reads only them.
+  out.element = [this, rows, begin](size_t i, std::string& text) {
+    render(*(*rows)[begin + i]).dumpTo(text);
+  };
+  const std::string metaText = meta.dump();
+  out.tail = metaText.size() > 2 ? "]," + metaText.substr(1) : "]}";
+  return out;
+}
+
+Result<Json> WorkQueue::list(const WorkFilter& f, const PageRequest& page) const {
+  auto stream = listStream(f, page);
+  if (!stream) return stream.status();
+  auto parsed = Json::parse(stream->renderAll(), 1000);
+  if (!parsed) return Status::internal("work list did not render as JSON");
+  return std::move(parsed.value());
 }
 
 Result<Json> WorkQueue::cancel(const std::string& id) {

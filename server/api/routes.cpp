@@ -41,13 +41,25 @@ ApiResponse cached(const ApiRequest& req, const Result<Json>& result,
   return response;
 }
 
+// A list of a few hundred elements is sent whole, with a Content-Length;
+// longer ones are rendered while the client reads, so 64 concurrent full
+// lists of 10,000 items do not each hold their whole body (docs/http.md).
+constexpr size_t kStreamListsLongerThan = 500;
+
+ApiResponse listResponse(JsonListStream list) {
+  if (list.count <= kStreamListsLongerThan) {
+    return ApiResponse::rawBody(200, list.renderAll(), http::kJsonContentType);
+  }
+  return ApiResponse::jsonList(200, std::move(list));
+}
+
 void agentRoutes(http::Router& router, Services& s, const http::ErrorMapping& errors) {
   router.add("GET", "/api/agents", [&s, &errors](const ApiRequest& req) {
     AgentFilter f{req.query("type"), req.query("status"), req.query("capability"),
                   req.query("projectId")};
-    auto body = s.agents.list(f, pageOf(req));
-    if (!body) return http::errorResponse(body.status(), errors);
-    return ApiResponse::rawBody(200, std::move(*body), http::kJsonContentType);
+    auto list = s.agents.listStream(f, pageOf(req));
+    if (!list) return http::errorResponse(list.status(), errors);
+    return listResponse(std::move(*list));
   });
   router.add(
       "POST", "/api/agents",
@@ -99,7 +111,9 @@ void workRoutes(http::Router& router, Services& s, const http::ErrorMapping& err
       f.boundary = req.query("classification");
       deprecatedAlias = f.boundary.has_value();
     }
-    ApiResponse response = ok(s.work.list(f, pageOf(req)), errors);
+    auto list = s.work.listStream(f, pageOf(req));
+    if (!list) return http::errorResponse(list.status(), errors);
+    ApiResponse response = listResponse(std::move(*list));
     if (deprecatedAlias) response.withHeader("X-Deprecated-Param", kDeprecatedClassification);
     return response;
   });

@@ -29,4 +29,34 @@ std::optional<std::string> ApiResponse::header(std::string_view name) const {
   return std::nullopt;
 }
 
+ApiResponse ApiResponse::jsonList(int status, JsonListStream list) {
+  constexpr size_t kPieceBytes = 32 * 1024;
+  struct State {
+    JsonListStream list;
+    size_t next = 0;
+    bool headDone = false;
+  };
+  auto state = std::make_shared<State>();
+  state->list = std::move(list);
+  ApiResponse r;
+  r.status = status;
+  r.kind = BodyKind::Stream;
+  r.contentType = kJsonContentType;
+  r.stream = [state](std::string& out) {
+    const size_t start = out.size();
+    if (!state->headDone) {
+      out += state->list.head;
+      state->headDone = true;
+    }
+    while (state->next < state->list.count && out.size() - start < kPieceBytes) {
+      if (state->next > 0) out += ',';
+      state->list.element(state->next++, out);
+    }
+    if (state->next < state->list.count) return false;
+    out += state->list.tail;
+    return true;
+  };
+  return r;
+}
+
 }  // namespace weft::http

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <map>
 #include <optional>
 #include <string>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "weft/json.h"
+#include "weft/json_list_stream.h"
 
 namespace weft::http {
 
@@ -61,7 +64,11 @@ struct ApiRequest {
 };
 
 struct ApiResponse {
-  enum class BodyKind { None, Json, Raw };
+  enum class BodyKind { None, Json, Raw, Stream };
+  // Appends the next piece of a streamed body to `out` (a few tens of KB);
+  // returns true once the body is complete. Called on the front end's I/O
+  // thread as the client reads, after the handler returned.
+  using Producer = std::function<bool(std::string& out)>;
 
   int status = 200;
   // The reason phrase; empty = the standard one for the status. (The
@@ -70,7 +77,8 @@ struct ApiResponse {
   BodyKind kind = BodyKind::None;
   Json json;                // when kind == Json
   std::string raw;          // when kind == Raw
-  std::string contentType;  // when kind == Raw
+  std::string contentType;  // when kind == Raw or Stream
+  Producer stream;          // when kind == Stream
   // Extra headers (ETag, Retry-After, Allow, WWW-Authenticate, ...). CORS and
   // Content-Type are added by the pipeline.
   using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -93,6 +101,9 @@ struct ApiResponse {
     r.contentType = std::move(contentType);
     return r;
   }
+  // A JSON list rendered while it is sent (chunked transfer coding), so its
+  // memory stays bounded however long it is.
+  static ApiResponse jsonList(int status, JsonListStream list);
   // 204 without a body.
   static ApiResponse noContent() {
     ApiResponse r;

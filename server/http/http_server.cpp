@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -113,6 +114,8 @@ class HttpServer::Impl {
     bool hasInput() const { return in.size() > inPos; }
     std::string out;  // to write
     size_t outPos = 0;
+    ApiResponse::Producer stream;  // the rest of a streamed body
+    bool chunked = false;
     Phase phase = Phase::Reading;
     Timer timer = Timer::None;
     SteadyClock::time_point deadline{};
@@ -568,8 +571,8 @@ void HttpServer::Impl::finish(const ConnPtr& conn, EncodedReply reply) {
       if (reply.upgrade) reply.upgrade->abandon();
       return;
     }
-    const bool simple = !reply.close && !reply.upgrade && !draining_ && !c.hasInput() &&
-                        !c.peerEof && !c.parser.discarding();
+    const bool simple = !reply.close && !reply.upgrade && !reply.stream && !draining_ &&
+                        !c.hasInput() && !c.peerEof && !c.parser.discarding();
     if (simple) {
       // The common case, done here: write, and arm the connection for the
       // next request.
@@ -631,26 +634,59 @@ void HttpServer::Impl::startWrite(Conn& c, EncodedReply reply) {
   c.outPos = 0;
   c.closeAfterWrite = reply.close || draining_;
   c.upgrade = std::move(reply.upgrade);
+  c.stream = std::move(reply.stream);
+  c.chunked = reply.chunked;
   c.phase = Phase::Writing;
   setTimer(c, Timer::Write, options_.bodyTimeoutMs);
   flush(c);
 }
 
 void HttpServer::Impl::flush(Conn& c) {
-  while (c.outPos < c.out.size()) {
-    const ssize_t sent =
-        ::send(c.fd, c.out.data() + c.outPos, c.out.size() - c.outPos, MSG_NOSIGNAL);
-    if (sent > 0) {
-      c.outPos += static_cast<size_t>(sent);
-      continue;
-    }
-    if (sent < 0 && errno == EINTR) continue;
-    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      arm(c, EPOLLOUT);
+  while (true) {
+    while (c.outPos < c.out.size()) {
+      const ssize_t sent =
+          ::send(c.fd, c.out.data() + c.outPos, c.out.size() - c.outPos, MSG_NOSIGNAL);
+      if (sent > 0) {
+        c.outPos += static_cast<size_t>(sent);
+        // The write deadline bounds a stall, not a long body read steadily.
+        if (c.stream) setTimer(c, Timer::Write, options_.bodyTimeoutMs);
+        continue;
+      }
+      if (sent < 0 && errno == EINTR) continue;
+      if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        arm(c, EPOLLOUT);
+        return;
+      }
+      closeNow(c);  // the peer went away
       return;
     }
-    closeNow(c);  // the peer went away
-    return;
+    if (!c.stream) break;
+    // The socket took everything: render the next piece of a streamed body.
+    std::string piece;
+    bool done = false;
+    try {
+      done = c.stream(piece);
+    } catch (const std::exception& e) {
+      log::error("rendering a streamed response failed", {{"error", e.what()}});
+      closeNow(c);  // the client sees a truncated body, not a wrong one
+      return;
+    }
+    c.out.clear();
+    c.outPos = 0;
+    if (!c.chunked) {
+      c.out = std::move(piece);
+    } else {
+      if (!piece.empty()) {
+        char size[24];
+        std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
+        c.out.reserve(piece.size() + 32);
+        c.out += size;
+        c.out += piece;
+        c.out += "\r\n";
+      }
+      if (done) c.out += "0\r\n\r\n";
+    }
+    if (done) c.stream = nullptr;
   }
   afterWrite(c);
 }
@@ -717,6 +753,7 @@ void HttpServer::Impl::closeNow(Conn& c) {
   if (c.closed) return;
   if (c.upgrade) c.upgrade->abandon();
   c.upgrade.reset();
+  c.stream = nullptr;
   if (c.phase == Phase::Lingering) --lingering_;
   ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
   ::close(c.fd);

@@ -100,7 +100,8 @@ bool RequestPipeline::runsInline(const ParsedRequest& request) const {
   return match.kind == RouteMatch::Kind::Found && match.route->info.options.inlined;
 }
 
-std::string RequestPipeline::encode(const ApiResponse& out, bool close, bool headOnly) const {
+std::string RequestPipeline::encode(const ApiResponse& out, bool close, bool headOnly,
+                                    bool chunked) const {
   std::string body;
   const char* contentType = nullptr;
   // 1xx, 204 and 304 carry no body and no Content-Length.
@@ -111,7 +112,10 @@ std::string RequestPipeline::encode(const ApiResponse& out, bool close, bool hea
   } else if (!bodyless && out.kind == ApiResponse::BodyKind::Raw) {
     body = out.raw;
     contentType = out.contentType.c_str();
+  } else if (!bodyless && out.kind == ApiResponse::BodyKind::Stream) {
+    contentType = out.contentType.c_str();
   }
+  const bool streamed = !bodyless && out.kind == ApiResponse::BodyKind::Stream;
   std::string text;
   text.reserve(256 + body.size());
   text.append("HTTP/1.1 ");
@@ -131,7 +135,12 @@ std::string RequestPipeline::encode(const ApiResponse& out, bool close, bool hea
   appendHeader(text, "Access-Control-Expose-Headers", "ETag, Retry-After, X-Deprecated-Param");
   for (const auto& [name, value] : out.headers) appendHeader(text, name, value);
   if (contentType) appendHeader(text, "Content-Type", contentType);
-  if (!bodyless) appendHeader(text, "Content-Length", std::to_string(body.size()));
+  if (streamed) {
+    // Its length is not known in advance: chunked, or (HTTP/1.0) until close.
+    if (chunked) appendHeader(text, "Transfer-Encoding", "chunked");
+  } else if (!bodyless) {
+    appendHeader(text, "Content-Length", std::to_string(body.size()));
+  }
   if (out.status != 101) appendHeader(text, "Connection", close ? "close" : "keep-alive");
   text.append("\r\n");
   if (!headOnly) text.append(body);
@@ -250,7 +259,15 @@ EncodedReply RequestPipeline::handle(ParsedRequest request, bool closing) const 
     ApiResponse out = process(api, route, target, request.body, reply.upgrade);
     if (reply.upgrade && out.status != 101) reply.upgrade.reset();
     reply.status = out.status;
-    reply.bytes = encode(out, reply.close, api.method == "HEAD");
+    const bool head = api.method == "HEAD";
+    if (out.kind == ApiResponse::BodyKind::Stream && out.status >= 200 && out.status != 204 &&
+        out.status != 304) {
+      // HTTP/1.0 has no chunked coding: the body ends with the connection.
+      reply.chunked = request.minorVersion >= 1;
+      if (!reply.chunked) reply.close = true;
+      if (!head) reply.stream = std::move(out.stream);
+    }
+    reply.bytes = encode(out, reply.close, head, reply.chunked);
   } catch (const std::exception& e) {
     // Only the encoding or the request's own parsing can get here (out of
     // memory, say): answer 500 and close.

@@ -68,6 +68,11 @@ struct EncodedReply {
   int status = 0;
   bool close = false;                // close the connection once written
   std::shared_ptr<Upgrade> upgrade;  // or hand it over once written
+  // A streamed body (ApiResponse::Stream): pieces to write after `bytes`,
+  // each framed as a chunk when `chunked` (HTTP/1.1), else delimited by
+  // closing the connection (HTTP/1.0).
+  ApiResponse::Producer stream;
+  bool chunked = false;
 };
 
 // Shared by the front end's I/O thread and its workers: immutable after
@@ -96,7 +101,8 @@ class RequestPipeline {
   // The encoding alone (exposed for tests): status line, the response's
   // headers, CORS, Content-Type/Length, Date, Connection. `headOnly` leaves
   // the body out (a HEAD request) but keeps its Content-Length.
-  std::string encode(const ApiResponse& response, bool close, bool headOnly) const;
+  std::string encode(const ApiResponse& response, bool close, bool headOnly,
+                     bool chunked = false) const;
 
  private:
   ApiResponse process(ApiRequest& api, std::string& route, const std::string& target,

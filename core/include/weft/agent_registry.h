@@ -15,6 +15,7 @@
 
 #include "weft/bucket_view.h"
 #include "weft/json.h"
+#include "weft/json_list_stream.h"
 #include "weft/pagination.h"
 #include "weft/service_context.h"
 
@@ -68,6 +69,8 @@ class AgentRegistry {
 
   // GET /api/agents: the whole response body as JSON text.
   Result<std::string> list(const AgentFilter& filter, const PageRequest& page) const;
+  // The same document, rendered lazily (json_list_stream.h).
+  Result<JsonListStream> listStream(const AgentFilter& filter, const PageRequest& page) const;
   // GET /api/agents/{guid}: reads the backend. NotFound with the spec message.
   Result<Json> get(const std::string& guid) const;
   struct Registration {

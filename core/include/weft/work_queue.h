@@ -20,6 +20,7 @@
 #include "weft/bucket_view.h"
 #include "weft/dead_letters.h"
 #include "weft/json.h"
+#include "weft/json_list_stream.h"
 #include "weft/pagination.h"
 #include "weft/service_context.h"
 
@@ -76,6 +77,8 @@ class WorkQueue {
   Result<Json> submit(const Json& body);
   Result<Json> get(const std::string& id) const;
   Result<Json> list(const WorkFilter& filter, const PageRequest& page) const;
+  // The same document as list(), rendered lazily (json_list_stream.h).
+  Result<JsonListStream> listStream(const WorkFilter& filter, const PageRequest& page) const;
   Result<Json> cancel(const std::string& id);
   // POST /api/work/cancel-batch: the batch result of §2.3.
   Result<Json> cancelBatch(const Json& body);
