@@ -13,11 +13,15 @@ measurement to --out:
                connections stay open
   slow         M connections that sent part of their headers and stall:
                wrk -c32 /health p50/p99 meanwhile
+  lists        64 concurrent full GET /api/work lists of 10,000 items: weftd's
+               peak RSS while they are served, and how long they take
 
 Everything stays on 127.0.0.1. Only the standard library and the wrk binary.
 """
 import argparse
+import http.client
 import json
+import threading
 import os
 import re
 import resource
@@ -136,6 +140,64 @@ def alive(socks):
     return n
 
 
+def submit_items(port, n, capability, threads=8):
+    """Submits n work items with one capability over keep-alive connections."""
+    body = json.dumps({"boundary": "default", "capability": capability,
+                       "description": "connections bench list item " + "x" * 200,
+                       "taskId": "list"})
+    per = [n // threads + (1 if i < n % threads else 0) for i in range(threads)]
+    failures = []
+
+    def run(k):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for _ in range(k):
+            conn.request("POST", "/api/work", body, {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            r.read()
+            if r.status != 201:
+                failures.append(r.status)
+        conn.close()
+
+    ts = [threading.Thread(target=run, args=(k,)) for k in per]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    return len(failures)
+
+
+def concurrent_lists(port, pid, path, n):
+    """n concurrent GETs of path (Connection: close); returns bytes each, the
+    wall time, and the peak RSS sampled every 20 ms meanwhile."""
+    sizes, peak, done = [], [rss_kib(pid)], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak.append(rss_kib(pid))
+            time.sleep(0.02)
+
+    def one():
+        s = socket.create_connection(("127.0.0.1", port), timeout=120)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+        total = 0
+        while True:
+            d = s.recv(1 << 20)
+            if not d:
+                break
+            total += len(d)
+        s.close()
+        sizes.append(total)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    t0 = time.time()
+    ts = [threading.Thread(target=one) for _ in range(n)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    elapsed = time.time() - t0
+    done.set()
+    sampler.join()
+    return sizes, elapsed, max(peak)
+
+
 def close_all(socks):
     for s in socks:
         try:
@@ -211,6 +273,15 @@ def main():
     emit("slow", slowConnections=args.slow, failed=failed, route="health",
          **wrk(args.url, "/health", 32, seconds))
     close_all(slow)
+
+    # 5. 64 concurrent full lists of 10,000 items (a capability of their own).
+    failures = submit_items(port, 10000, "lists")
+    time.sleep(2)  # the view catches up with the last writes
+    rss_before = rss_kib(args.pid)
+    sizes, elapsed, peak = concurrent_lists(port, args.pid, "/api/work?capability=lists", 64)
+    emit("lists", lists=64, items=10000, submitFailures=failures,
+         bytesEach=max(sizes) if sizes else 0, seconds=round(elapsed, 2),
+         rssBeforeKiB=rss_before, rssPeakKiB=peak)
     os.unlink(post_script)
     return 0
 

@@ -80,6 +80,22 @@ def main():
                      f"p50 {fmt(r['p50Ms'], 2)} ms, p99 {fmt(r['p99Ms'], 2)} ms, "
                      f"errors {fmt(r['socketErrors'] + r['non2xx'])}")
     lines.append("| wrk -c32 GET /health beside them | " + " | ".join(cells) + " |")
+    kv = find("current", "kv-put")
+    submit = find("current", "throughput", "submit")
+    if kv and submit and kv["opsPerSec"]:
+        lines += ["", "## Per-request cost (current)", "",
+                  "| measurement | value |", "|---|---|",
+                  f"| plugin put, 32 threads, 700-byte values | {fmt(kv['opsPerSec'])} ops/s |",
+                  f"| POST /api/work, wrk -c32 | {fmt(submit['rps'])} req/s |",
+                  f"| ratio | {submit['rps'] / kv['opsPerSec'] * 100:.0f} % |"]
+    lines += ["", "## 64 concurrent full lists (GET /api/work, 10,000 items, no limit)", "", head, sep]
+    cells = []
+    for label in labels:
+        r = find(label, "lists")
+        cells.append("-" if not r else
+                     f"peak RSS {fmt(r['rssPeakKiB'] // 1024)} MiB (before: {fmt(r['rssBeforeKiB'] // 1024)} MiB), "
+                     f"{fmt(r['seconds'], 2)} s for all, {fmt(r['bytesEach'])} bytes each")
+    lines.append("| 64 lists at once | " + " | ".join(cells) + " |")
     lines += ["", "Errors are wrk's socket errors (connect, read, write, timeout) plus non-2xx answers.",
               "The machine is shared: compare columns of one run, not runs of different days.", ""]
     with open(out, "w") as f:

@@ -276,6 +276,13 @@ TEST_CASE("messages: subscribe, unsubscribe, ping and the error replies (§5.2)"
   CHECK(error(R"({"type":"subscribe"})") == "Invalid topic: undefined");
   CHECK(error(R"({"type":"subscribe","topic":"work","filter":"x"})") == "Invalid filter");
   CHECK(error(R"({"type":"subscribe","topic":"work","filter":[1]})") == "Invalid filter");
+  {
+    // Filters are bounded: each field costs a comparison per event.
+    std::string big = R"({"type":"subscribe","topic":"work","filter":{)";
+    for (int i = 0; i < 17; ++i) big += (i ? "," : "") + std::string("\"f") + std::to_string(i) + "\":1";
+    big += "}}";
+    CHECK(error(big) == "Invalid filter: more than 16 fields");
+  }
   CHECK(error(R"({"type":"unsubscribe","topic":"agents"})") == "Not subscribed to topic: agents");
   CHECK(error(R"({"type":"hello"})") == "Unknown message type: hello");
   CHECK(error(R"({"topic":"work"})") == "Unknown message type: undefined");

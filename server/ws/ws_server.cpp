@@ -484,6 +484,9 @@ void WsServer::onMessage(Conn& c, const std::string& text) {
   }
 }
 
+// The fields a subscription filter may have (§5.2 defines at most 6 per topic).
+constexpr size_t kMaxFilterFields = 16;
+
 void WsServer::onSubscribe(Conn& c, const Json& message) {
   const Json* topic = message.find("topic");
   if (!topic || !topic->isString() || !isTopic(topic->asString())) {
@@ -493,6 +496,13 @@ void WsServer::onSubscribe(Conn& c, const Json& message) {
   const Json* filter = message.find("filter");
   if (filter && !filter->isNull() && !filter->isObject()) {
     sendError(c, "Invalid filter");
+    return;
+  }
+  // Every field of a filter is compared for every event sent to this client:
+  // a bounded filter keeps one client from multiplying the I/O thread's work.
+  // (Subscriptions themselves are bounded by construction: one per topic.)
+  if (filter && filter->isObject() && filter->size() > kMaxFilterFields) {
+    sendError(c, "Invalid filter: more than " + std::to_string(kMaxFilterFields) + " fields");
     return;
   }
   const std::string& name = topic->asString();
