@@ -1312,6 +1312,14 @@ TEST_CASE("lifecycle: fail, retry, dead-letter queue", "[lifecycle][dlq]") {
       "error.code must be a string");
   CHECK_INVALID(w->post(base + "/fail",
                         fenced("worker-1", token1,
+                               obj({{"error", obj({{"message", std::string(16 * 1024 + 1, 'm')}})}}))),
+                "error.message exceeds 16384 bytes");
+  CHECK_INVALID(w->post(base + "/fail",
+                        fenced("worker-1", token1,
+                               obj({{"error", obj({{"message", "m"}, {"code", std::string(257, 'c')}})}}))),
+                "error.code exceeds 256 bytes");
+  CHECK_INVALID(w->post(base + "/fail",
+                        fenced("worker-1", token1,
                                obj({{"error", obj({{"message", "m"}, {"recoverable", "yes"}})}}))),
                 "error.recoverable must be a boolean");
 

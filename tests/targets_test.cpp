@@ -159,6 +159,8 @@ TEST_CASE("target registration validates in table order", "[targets]") {
         "Each boundary must be a non-empty string");
   CHECK(f.createError(with(R"(,"mechanism":"local","tags":["a",1]})")) ==
         "tags must be an array of strings");
+  CHECK(f.createError(with(R"(,"mechanism":"local","tags":[")" + std::string(257, 't') +
+                           R"("]})")) == "tag exceeds 256 bytes");
   CHECK(f.createError(with(R"(,"mechanism":"local","healthCheck":true})")) ==
         "healthCheck.enabled must be a boolean");
   CHECK(f.createError(with(R"(,"mechanism":"local","healthCheck":{"enabled":"yes"}})")) ==

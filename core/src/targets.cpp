@@ -99,6 +99,9 @@ Status checkTags(const Json& v) {
     return invalid("tags must be an array of strings");
   }
   if (v.asArray().size() > kMaxItems) return invalid("tags exceeds 256 items");
+  for (const Json& t : v.asArray()) {
+    if (t.asString().size() > kMaxShortString) return invalid("tag exceeds 256 bytes");
+  }
   return Status::ok();
 }
 

@@ -15,6 +15,7 @@ constexpr int kMaxCasAttempts = 16;
 constexpr size_t kMaxShortString = 256;
 constexpr size_t kMaxDescription = 64 * 1024;
 constexpr size_t kMaxContextData = 256 * 1024;
+constexpr size_t kMaxErrorMessage = 16 * 1024;
 
 Status invalid(std::string message) { return Status::invalidArgument(std::move(message)); }
 
@@ -784,8 +785,16 @@ Result<Json> WorkQueue::fail(const std::string& id, const Json& body) {
   if (!error.isObject()) return invalid("error is required");
   const Json& message = error.get("message");
   if (!message.isString() || isBlank(message.asString())) return invalid("error.message is required");
+  // Every failure is kept in the item's errors (and its dead-letter entry):
+  // bounded, so maxAttempts of them still fit a backend value.
+  if (message.asString().size() > kMaxErrorMessage) {
+    return invalid("error.message exceeds " + std::to_string(kMaxErrorMessage) + " bytes");
+  }
   const Json& code = error.get("code");
   if (!code.isNull() && !code.isString()) return invalid("error.code must be a string");
+  if (code.isString() && code.asString().size() > kMaxShortString) {
+    return invalid("error.code exceeds 256 bytes");
+  }
   const Json& recoverable = error.get("recoverable");
   if (!recoverable.isNull() && !recoverable.isBool()) {
     return invalid("error.recoverable must be a boolean");
