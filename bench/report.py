@@ -49,7 +49,7 @@ KILL_NOTE = (
     "did); they do NOT exercise fsync, and say nothing about a power loss or a kernel "
     "crash. `appendfsync everysec`, `synchronous=NORMAL` and `synchronous=FULL` cannot be "
     "told apart by a process kill, and none of them earns credit for surviving one "
-    "(see shared/design/RELIABILITY.md).")
+    "(see docs/reliability.md).")
 
 
 def load(path, default=None):
@@ -741,7 +741,7 @@ def main():
                 messages.append(f"**ACKNOWLEDGED WRITES LOST: {pr['name']} lost {lost:,} of "
                                 f"{acked:,} acknowledged {what} in {c[part]['roundsWithAckedLoss']} "
                                 f"of {c['rounds']} rounds (e.g. {', '.join(c[part]['lostSamples'][:3])}). "
-                                "This breaks Weft's first promise (RELIABILITY.md).**")
+                                "This breaks Weft's first promise (docs/reliability.md).**")
             else:
                 messages.append(f"{pr['name']}: 0 of {acked:,} acknowledged {what} lost over "
                                 f"{c['rounds']} kill -9 rounds.")

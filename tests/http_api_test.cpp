@@ -1,5 +1,5 @@
 // HTTP integration tests: the built weftd as a child process, driven over
-// HTTP, against a real backend (API.md §1-§4, RELIABILITY.md).
+// HTTP, against a real backend (API.md §1-§4, docs/reliability.md).
 //
 // WEFT_TEST_BACKEND selects the backend (ctest runs the suite once per
 // backend). Every test case starts its own backend instance, so cases never

@@ -601,7 +601,7 @@ TEST_CASE("pipeline: 413 on Content-Length and on chunked bodies", "[pipeline]")
   // The rejected body was drained: the same connection carries the next request.
   CHECK(send(http, Call{"GET", "/health"}).status == 200);
 
-  // About 70 KB unread reset connections in Poco (PITFALLS.md); it is drained.
+  // About 70 KB unread reset connections in Poco (docs/pitfalls.md); it is drained.
   Call big = exact;
   big.body = std::string(70 * 1024, 'x');
   checkError(send(http, big), 413, "PayloadTooLarge", message);

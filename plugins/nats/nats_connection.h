@@ -1,7 +1,7 @@
 // NatsConnection: the one nats.c connection (and JetStream context) of a
 // store, its reconnect policy, and its connection state.
 //
-// nats.c traps handled here (PITFALLS.md):
+// nats.c traps handled here (docs/pitfalls.md):
 //  * RetryOnFailedConnect, so a store can be created while no server answers;
 //    the connection then keeps trying in the background.
 //  * Unlimited reconnects with a backoff from kv.reconnectWaitMs up to 5x.

@@ -345,7 +345,7 @@ redisContext* ConnectionManager::connect(Status* status) {
   };
   if (c == nullptr) return fail(Status::internal("redis: cannot allocate a context"));
   if (c->err != 0) return fail(statusFromContext(c, savedErrno, "connect to " + redacted_));
-  // The connect timeout does not bound commands (PITFALLS.md).
+  // The connect timeout does not bound commands (docs/pitfalls.md).
   if (redisSetTimeout(c, tv) != REDIS_OK) {
     return fail(Status::internal("redis: cannot set the socket timeout"));
   }

@@ -2,7 +2,7 @@
 // context pool, the connection state with its circuit breaker, and the
 // background monitor that reconnects with backoff.
 //
-// hiredis 0.14.1 rules this file enforces (PITFALLS.md):
+// hiredis 0.14.1 rules this file enforces (docs/pitfalls.md):
 //  * a context is used by one thread at a time: callers check one out of the
 //    pool and give it back;
 //  * the connect timeout is not a command timeout: redisSetTimeout is called on

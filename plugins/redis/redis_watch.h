@@ -19,7 +19,7 @@
 // stop() is prompt: the thread never blocks in a socket read or connect. It
 // polls the socket together with an eventfd that stop() signals, which also
 // interrupts the backoff sleep. (This replaces the shutdown()-the-socket
-// trick of PITFALLS.md, which races with the thread replacing its socket.)
+// trick of docs/pitfalls.md, which races with the thread replacing its socket.)
 #pragma once
 
 #include <memory>

@@ -1,4 +1,4 @@
-// Shared pieces of the fault tests (ctest label `faults`, RELIABILITY.md):
+// Shared pieces of the fault tests (ctest label `faults`, docs/reliability.md):
 // the backend of one case, weftd on it, a write load that records what every
 // client learned, and the classification of every write afterwards against
 // what the backend really holds (read through the production plugin loader,
@@ -138,7 +138,7 @@ class WriteLoad {
   std::vector<std::thread> threads_;
 };
 
-// RELIABILITY.md's classes, over every attempt.
+// docs/reliability.md's classes, over every attempt.
 struct Classification {
   int ackedPresent = 0;
   int ackedLost = 0;

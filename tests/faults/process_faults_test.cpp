@@ -1,11 +1,11 @@
-// Process-level fault tests (issue 8, RELIABILITY.md): the backend stalls or
+// Process-level fault tests (issue 8, docs/reliability.md): the backend stalls or
 // crashes under write load, weftd crashes while agents hold claims, and weftd
 // is stopped with SIGTERM under load.
 //
 // Every case runs on the backend named by WEFT_TEST_BACKEND with its own
 // server or SQLite file (fault_support.h). Each write is classified
 // afterwards against what the backend really holds; the promises checked are
-// RELIABILITY.md's: no acknowledged write lost, no failed write present, no
+// docs/reliability.md's: no acknowledged write lost, no failed write present, no
 // request waiting past kv.timeoutMs plus a margin, recovery without a restart
 // of weftd, nothing stuck after a crash. Figures are printed with figure(),
 // never asserted as speed.
@@ -170,7 +170,7 @@ struct Worst {
   }
 };
 
-// Classifies every attempt against the backend and checks RELIABILITY.md's
+// Classifies every attempt against the backend and checks docs/reliability.md's
 // promises for acknowledged and failed writes.
 Classification classifyAndCheck(const std::vector<WriteAttempt>& attempts,
                                 const weft::faults::Settings& settings, const std::string& label) {
@@ -190,7 +190,7 @@ void noteKillDoesNotTestFsync() {
   said = true;
   figure(
       "note: kill -9 leaves the OS page cache to be flushed, so it does not test fsync "
-      "settings (RELIABILITY.md); survival here is not credited to appendfsync/synchronous");
+      "settings (docs/reliability.md); survival here is not credited to appendfsync/synchronous");
 }
 
 // The SQLite analogue of a stalled server: another connection of the test
@@ -400,7 +400,7 @@ TEST_CASE("backend crash under write load: acknowledged writes survive, service 
   classifyAndCheck(attempts, backend.settings(), "crash");
 }
 
-// The positive control RELIABILITY.md asks for: the same crash on a Redis
+// The positive control docs/reliability.md asks for: the same crash on a Redis
 // that keeps nothing on disk (no append-only file, no snapshots) must show
 // acknowledged writes as lost, or the classification above proves nothing.
 TEST_CASE("positive control: redis without persistence loses acknowledged writes on kill -9",

@@ -42,7 +42,7 @@ class PluginLoadError : public std::runtime_error {
 // (memory_kv.h) is for unit tests and is never a fallback.
 //
 // The library is opened with RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE and never
-// closed (plugin threads may outlive the store, see PITFALLS.md). The
+// closed (plugin threads may outlive the store, see docs/pitfalls.md). The
 // descriptor's abiVersion is checked before anything else in it is used, then
 // create() is called with context (the plugin copies what it keeps).
 //

@@ -5,7 +5,7 @@
 // free functions so tests can check them directly; Mechanisms runs them
 // through the injected ProcessRunner and HttpCaller.
 //
-// Security (RELIABILITY.md "Spin-up is code execution"): nothing here ever
+// Security (docs/reliability.md "Spin-up is code execution"): nothing here ever
 // builds a local shell command line. A `local` target runs `/bin/sh -c` only
 // when its config says `shell: true`; the values put into a remote ssh
 // command are single-quoted; webhook response bodies are logged (capped) and
