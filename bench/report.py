@@ -590,7 +590,7 @@ def markdown(doc):
              "the backend through the plugin (not through weftd's caches). "
              "*acked* = 2xx (plugin: Ok); *failed* = an error answer, or no connection at all "
              "(plugin: any error but Timeout); *indeterminate* = sent, but no answer (plugin: "
-             "Timeout). `failed_present` is allowed for REST: API.md §1.9 says a 503 on a write "
+             "Timeout). `failed_present` is allowed for REST: docs/api.md §1.9 says a 503 on a write "
              "does not prove that nothing was written. `duplicated` counts tags stored twice.")
     L.append("")
 

@@ -1,4 +1,4 @@
-// weftd's process lifecycle (API.md §7.3).
+// weftd's process lifecycle (docs/api.md §7.3).
 //
 // Start-up: load the configuration (ConfigError -> exit 2; --help prints the
 // usage and exits 0), set up logging, load the backend plugin (PluginLoadError

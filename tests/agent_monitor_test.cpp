@@ -1,4 +1,4 @@
-// Unit tests of idle detection and staleness marking (API.md §4.6) on the
+// Unit tests of idle detection and staleness marking (docs/api.md §4.6) on the
 // memory backend with injected time.
 #include <catch2/catch.hpp>
 

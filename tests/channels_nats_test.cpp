@@ -1,4 +1,4 @@
-// Channels (API.md §2.8) against a real nats-server through weft-kv-nats.so.
+// Channels (docs/api.md §2.8) against a real nats-server through weft-kv-nats.so.
 // The streams are made with nats.c directly: the storage interface only reads.
 #include <nats/nats.h>
 

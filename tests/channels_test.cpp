@@ -1,4 +1,4 @@
-// Unit tests of the channel rules (API.md §2.8) over a fake KvMessaging.
+// Unit tests of the channel rules (docs/api.md §2.8) over a fake KvMessaging.
 #include <catch2/catch.hpp>
 
 #include <map>

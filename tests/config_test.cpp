@@ -1,4 +1,4 @@
-// Unit tests of weft::Config (API.md §7.1, §7.2): precedence, environment
+// Unit tests of weft::Config (docs/api.md §7.1, §7.2): precedence, environment
 // names, validation messages, warnings, lists and the file syntax.
 #include "weft/config.h"
 

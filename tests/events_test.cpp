@@ -1,4 +1,4 @@
-// Unit tests of the event derivation (API.md §5.4) on the in-memory backend:
+// Unit tests of the event derivation (docs/api.md §5.4) on the in-memory backend:
 // events come from the views' change feed, once per change per instance,
 // whoever wrote the change.
 #include "weft/events.h"

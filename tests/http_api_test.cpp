@@ -1,5 +1,5 @@
 // HTTP integration tests: the built weftd as a child process, driven over
-// HTTP, against a real backend (API.md §1-§4, docs/reliability.md).
+// HTTP, against a real backend (docs/api.md §1-§4, docs/reliability.md).
 //
 // WEFT_TEST_BACKEND selects the backend (ctest runs the suite once per
 // backend). Every test case starts its own backend instance, so cases never
@@ -104,7 +104,7 @@ std::vector<std::string> keysOf(const Json& object) {
 
 using Strings = std::vector<std::string>;
 
-// An error envelope of API.md §1.4 with exactly this status, kind and message.
+// An error envelope of docs/api.md §1.4 with exactly this status, kind and message.
 #define CHECK_API_ERROR(resp, code, kind, msg) \
   do {                                         \
     const HttpResponse& r_ = (resp);           \
@@ -443,7 +443,7 @@ TEST_CASE("agents: register, get, heartbeat, deregister and their validation", "
   auto backend = startBackend();
   auto w = startWeftd(*backend);
 
-  // POST /api/agents validation, in table order (API.md §2.2).
+  // POST /api/agents validation, in table order (docs/api.md §2.2).
   const std::string guidRule = "guid must be 1-128 characters from [A-Za-z0-9_-]";
   const std::string capsRule = "capabilities must be an array of non-empty strings";
   auto withBase = [](std::initializer_list<Json::Member> extra) {
@@ -773,7 +773,7 @@ TEST_CASE("work: submit, validation, get, list and cancel", "[api][work]") {
   auto backend = startBackend();
   auto w = startWeftd(*backend);
 
-  // POST /api/work validation, in table order (API.md §2.3).
+  // POST /api/work validation, in table order (docs/api.md §2.3).
   auto valid = [](std::initializer_list<Json::Member> extra) {
     Json body = workBody("cpp");
     for (const auto& [k, v] : extra) body.set(k, v);
@@ -1754,7 +1754,7 @@ std::shared_ptr<weft::KvStore> loadNatsStore(const std::string& url) {
 }
 
 std::shared_ptr<weft::KvBucket> openRegistry(weft::KvStore& store) {
-  // The options weftd uses for the registry (API.md §6.3); the bucket already
+  // The options weftd uses for the registry (docs/api.md §6.3); the bucket already
   // exists (weftd created it), so they only matter if it did not.
   weft::BucketOptions options;
   options.maxAgeMs = 86400000;

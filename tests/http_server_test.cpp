@@ -1,5 +1,5 @@
 // The HTTP layer of weftd: router, auth, body rules, error mapping, and the
-// full request pipeline of API.md §1.5 on an in-process Poco server bound to
+// full request pipeline of docs/api.md §1.5 on an in-process Poco server bound to
 // an ephemeral loopback port, with the in-memory store behind /ready.
 #include "http/http_server.h"
 
@@ -267,7 +267,7 @@ TEST_CASE("body: JSON content types", "[body]") {
   CHECK_FALSE(isJsonContentType(""));
 }
 
-TEST_CASE("body: parsing rules of API.md §1.1", "[body]") {
+TEST_CASE("body: parsing rules of docs/api.md §1.1", "[body]") {
   SECTION("an object is used as is") {
     auto p = parseRequestBody("application/json", R"({"a":1,"b":[true]})");
     REQUIRE_FALSE(p.error);

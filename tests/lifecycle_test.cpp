@@ -1,4 +1,4 @@
-// Unit tests of the work lifecycle (API.md §2.4, §2.5, §4.1, §4.3) on the
+// Unit tests of the work lifecycle (docs/api.md §2.4, §2.5, §4.1, §4.3) on the
 // in-memory backend with injected time: claims and fencing, leases and the
 // sweeper, retries and the dead-letter queue, batch cancel, and injected
 // backend faults.

@@ -1,4 +1,4 @@
-// Logs (API.md §1.6, docs/reliability.md "Security basics"): every answered request
+// Logs (docs/api.md §1.6, docs/reliability.md "Security basics"): every answered request
 // gets one access-log line with its route template, status and duration, and
 // no log line ever carries a bearer token, the Authorization header, the
 // WebSocket `token` query parameter or the credentials of a URL.

@@ -1,4 +1,4 @@
-// Metrics (API.md §2.1): the registry and its Prometheus text output, the
+// Metrics (docs/api.md §2.1): the registry and its Prometheus text output, the
 // measuring KvStore decorator, weftd's catalogue, and GET /metrics of a real
 // weftd (sqlite backend, child process) parsed line by line.
 #include "weft/metrics.h"
@@ -189,7 +189,7 @@ void checkHistogram(const Exposition& e, const std::string& family) {
   }
 }
 
-// The families of the API.md §2.1 table, with their types and labels.
+// The families of the docs/api.md §2.1 table, with their types and labels.
 const std::map<std::string, std::pair<std::string, std::set<std::string>>> kCatalogue = {
     {"weft_http_requests_total", {"counter", {"method", "route", "status"}}},
     {"weft_http_request_duration_seconds", {"histogram", {"method", "route", "status"}}},
@@ -262,7 +262,7 @@ TEST_CASE("metrics registry: histogram buckets are cumulative and end with +Inf"
   CHECK(text.find("op_seconds_count{op=\"x\"} 6\n") != std::string::npos);
   parseExposition(text);
 
-  // The default buckets are those of API.md §2.1.
+  // The default buckets are those of docs/api.md §2.1.
   CHECK(metrics::defaultDurationBuckets() ==
         std::vector<double>{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
 }

@@ -1,4 +1,4 @@
-// GET /api/openapi.json and the docs routes (API.md §2.1) against weftd's
+// GET /api/openapi.json and the docs routes (docs/api.md §2.1) against weftd's
 // REAL route table: installDomain() + /health and /ready, built in process on
 // the memory backend (tests/support/inprocess_weftd.h).
 //
@@ -11,7 +11,7 @@
 //    server/docs/openapi.cpp does not describe fails this test (it shows up
 //    as `undocumented`).
 //  * the documented operations are exactly the contract's (the index of
-//    API.md §2.0 plus the docs page's two assets), so a planned endpoint
+//    docs/api.md §2.0 plus the docs page's two assets), so a planned endpoint
 //    cannot silently drop out of the document either.
 #include "docs/openapi.h"
 
@@ -41,7 +41,7 @@ const bool kQuietLog = [] {
   return true;
 }();
 
-// API.md §2.0, one entry per method and path, plus the docs page's assets.
+// docs/api.md §2.0, one entry per method and path, plus the docs page's assets.
 const std::set<std::string> kContract = {
     "GET /health",
     "GET /ready",
@@ -258,7 +258,7 @@ TEST_CASE("openapi: the document is well-formed OpenAPI 3.0", "[openapi]") {
     CHECK(declared == templateParams(path));
 
     // Auth: protected paths inherit bearerAuth and document 401; public ones
-    // override it (API.md §1.6).
+    // override it (docs/api.md §1.6).
     const bool isProtected = http::Router::protectedByDefault(path);
     if (path == "/metrics") {
       CHECK(op.get("security").size() == 2);  // public, or bearer with metrics.requireAuth
@@ -329,7 +329,7 @@ TEST_CASE("openapi: the document and the docs page are public and self-contained
   InProcessWeftd weftd({"http.tokens=sekret"});
   HttpClient client(weftd.port());
 
-  // Auth is on: an API path needs the token, the docs do not (API.md §1.6).
+  // Auth is on: an API path needs the token, the docs do not (docs/api.md §1.6).
   CHECK(client.get("/api/agents").status == 401);
   HttpResponse doc = client.get("/api/openapi.json");
   CHECK(doc.status == 200);

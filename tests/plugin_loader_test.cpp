@@ -1,4 +1,4 @@
-// The plugin loader's start-up errors (docs/architecture.md "Plugins", API.md
+// The plugin loader's start-up errors (docs/architecture.md "Plugins", docs/api.md
 // §7.3): each failure has its own kind and a message naming the backend, the
 // file(s) searched and, for a wrong ABI, both versions.
 #include "weft/plugin_loader.h"

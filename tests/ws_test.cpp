@@ -1,4 +1,4 @@
-// Tests of the live event stream `GET /api/ws` (API.md §5): the handshake and
+// Tests of the live event stream `GET /api/ws` (docs/api.md §5): the handshake and
 // its auth, the message protocol, events after REST writes and their filters,
 // stats, protocol pings, the 64 KiB limit, slow clients, connections that do
 // not hold HTTP workers, and the 1001 close on SIGTERM. Most cases run the
@@ -164,7 +164,7 @@ TEST_CASE("frames: accept key, server frames, client frame parsing and limits") 
         ParseStatus::ProtocolError);
 }
 
-TEST_CASE("filters follow API.md §5.5") {
+TEST_CASE("filters follow docs/api.md §5.5") {
   using weft::ws::matchesFilter;
   auto filter = [](const char* text) { return Json::parse(text).value(); };
   Event sub = makeEvent("work:submitted", "p1", 0,

@@ -159,7 +159,7 @@ AgentRegistry::AgentRegistry(ServiceContext context) : ctx_(std::move(context)) 
   View::Options options;
   options.bucket.maxAgeMs = ctx_.options.registryMaxAgeMs;
   // Agents that write the bucket directly created it with unlimited history;
-  // a bucket Weft creates must match (API.md §6.3).
+  // a bucket Weft creates must match (docs/api.md §6.3).
   options.bucket.history = 0;
   // Entries that expire by max age or TTL produce no watch event.
   options.resyncIntervalMs = 30000;
@@ -281,7 +281,7 @@ Result<Json> AgentRegistry::get(const std::string& guid) const {
 
 namespace {
 
-// Validates a registration body (API.md §2.2 table order) and builds the
+// Validates a registration body (docs/api.md §2.2 table order) and builds the
 // entry to store.
 Result<Json> buildRegistration(const Json& body, const std::string& defaultProject,
                                const std::string& nowIso) {

@@ -16,7 +16,7 @@ struct DefaultChannel {
   const char* name;
   const char* description;
 };
-// Returned when no stream qualifies, in this order (API.md §2.8); their texts
+// Returned when no stream qualifies, in this order (docs/api.md §2.8); their texts
 // also stand in for a qualifying stream without a description.
 constexpr DefaultChannel kDefaults[] = {
     {"roadmap", "Discussion about project roadmap and planning"},
@@ -89,7 +89,7 @@ std::string sanitizeUtf8(const std::string& in) {
   return out;
 }
 
-// The deadline of one request's backend work (API.md §1.9).
+// The deadline of one request's backend work (docs/api.md §1.9).
 class RequestDeadline {
  public:
   explicit RequestDeadline(int64_t timeoutMs)

@@ -1,4 +1,4 @@
-// Configuration loading (API.md §7.1, §7.2): the key table, the four sources,
+// Configuration loading (docs/api.md §7.1, §7.2): the key table, the four sources,
 // and the validation of every value.
 #include "weft/config.h"
 
@@ -254,7 +254,7 @@ std::string checkEnvVarNames(std::string& v) {
   return "";
 }
 
-// ---- the key table (API.md §7.2 plus log.format and http.drainMs) -------
+// ---- the key table (docs/api.md §7.2 plus log.format and http.drainMs) -------
 
 KeySpec str(const char* key, const char* compat, const char* def, Check check = nullptr) {
   return {key, compat, def, Type::String, 0, 0, check};
@@ -326,7 +326,7 @@ const std::vector<KeySpec>& keyTable() {
       str("spinup.githubTokenEnvVars", nullptr, "GITHUB_TOKEN", checkEnvVarNames),
       str("spinup.githubApiUrl", nullptr, "https://api.github.com", checkHttpUrl),
       str("spinup.kubectlPath", nullptr, "kubectl", checkNonEmpty),
-      // Not in API.md §7.2: the ssh binary of the ssh mechanism (issue 6; README).
+      // Not in docs/api.md §7.2: the ssh binary of the ssh mechanism (issue 6; README).
       str("spinup.sshPath", nullptr, "ssh", checkNonEmpty),
       num("ws.pingIntervalMs", nullptr, "30000", 1, kMaxMs),
       num("ws.statsIntervalMs", nullptr, "30000", 1, kMaxMs),

@@ -476,7 +476,7 @@ Result<Json> Targets::get(const std::string& ref,
 }
 
 Result<Json> Targets::create(const Json& body) {
-  // Validation, in the order of the API.md §2.6 table.
+  // Validation, in the order of the docs/api.md §2.6 table.
   const Json& name = body.get("name");
   if (!name.isString() || isBlank(name.asString())) return invalid("name is required");
   if (name.asString().size() > kMaxShortString) return invalid("name exceeds 256 bytes");
@@ -630,7 +630,7 @@ Result<Json> Targets::create(const Json& body) {
 
 Result<Json> Targets::update(const std::string& ref, const std::optional<std::string>& projectId,
                              const Json& body) {
-  // Validation, in the order of the API.md §2.6 PUT table.
+  // Validation, in the order of the docs/api.md §2.6 PUT table.
   const Json& description = body.get("description");
   if (!description.isNull()) {
     if (!description.isString()) return invalid("description must be a string");

@@ -156,7 +156,7 @@ Json WorkQueue::render(const WorkRecord& record) const {
 }
 
 Result<Json> WorkQueue::submit(const Json& body) {
-  // Validation, in the order of the API.md §2.3 table.
+  // Validation, in the order of the docs/api.md §2.3 table.
   const Json& boundary = body.get("boundary");
   if (isFalsy(boundary)) return invalid("classification is required");
   if (!boundary.isString() || isBlank(boundary.asString())) {

@@ -5,7 +5,7 @@
 // This is what nats.c's kvWatcher does, built on the public JetStream API
 // because nats.c 3.4.1 refuses to open (js_KeyValue: "bucket not valid
 // key-value store") a bucket whose stream has no per-subject limit, which is
-// exactly how agent-registry is configured (API.md §6.3). Ordered consumers
+// exactly how agent-registry is configured (docs/api.md §6.3). Ordered consumers
 // recover by themselves from sequence gaps and lost heartbeats (nats.c
 // recreates the consumer from the last delivered sequence), so a feed
 // survives reconnects without missing messages.

@@ -307,7 +307,7 @@ Status NatsKvStore::createBucket(const std::string& name, const BucketOptions& o
   sc.Discard = js_DiscardOld;
   sc.MaxAge = options.maxAgeMs * kNanosPerMs;  // nanoseconds
   // history 0 = unlimited = no per-subject limit (-1): the agent-registry
-  // settings of API.md §6.3, which kvConfig cannot express.
+  // settings of docs/api.md §6.3, which kvConfig cannot express.
   sc.MaxMsgsPerSubject = options.history == 0 ? -1 : options.history;
   sc.AllowRollup = true;
   sc.DenyDelete = true;

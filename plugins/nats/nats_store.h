@@ -2,7 +2,7 @@
 // opened buckets (one NatsKvBucket each, shared by every caller) and the
 // registry of live watches; also provides the NATS-only messaging table.
 //
-// Settings read from PluginContext::settings (API.md §7.2):
+// Settings read from PluginContext::settings (docs/api.md §7.2):
 //   nats.url            nats://localhost:4222; nats:// or tls:// (TLS is then
 //                       mandatory), bare host[:port], user:pass@ or token@
 //   nats.user/nats.pass used only when the URL carries no credentials
@@ -19,7 +19,7 @@
 //
 // Buckets (openBucket): a missing bucket is created as stream KV_<bucket>
 // with js_AddStream, for every history value, so one code path makes every
-// bucket. The settings are those agents use for agent-registry (API.md §6.3),
+// bucket. The settings are those agents use for agent-registry (docs/api.md §6.3),
 // which for history >= 1 equal js_CreateKeyValue's up to the discard policy
 // (moot without size limits); nats.c's own KV API opens such buckets: subjects
 // $KV.<bucket>.>, file storage, max age = maxAgeMs (in nanoseconds), per-
@@ -55,7 +55,7 @@ class NatsMessaging : public KvMessaging {
   // JetStream publish acknowledged by the stream; NotFound when no stream
   // captures the subject (no responders).
   Status publishJetStream(const std::string& subject, const std::string& payload) override;
-  // Channel reads (API.md §2.8), each one request bounded by kv.timeoutMs;
+  // Channel reads (docs/api.md §2.8), each one request bounded by kv.timeoutMs;
   // Unavailable at once while disconnected. A stream name outside
   // [A-Za-z0-9_-] (all Weft ever asks for) is NotFound without a request.
   Result<std::vector<StreamInfo>> listStreams(const std::string& prefix) override;

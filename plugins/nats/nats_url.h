@@ -1,4 +1,4 @@
-// Parsing of the `nats.url` setting (API.md §7.2): which servers to dial,
+// Parsing of the `nats.url` setting (docs/api.md §7.2): which servers to dial,
 // whether TLS is mandatory, and the credentials carried in the URL.
 #pragma once
 

@@ -19,7 +19,7 @@
 //    the connection failed before the command was fully sent), so a write
 //    that failed with it was not applied. Timeout means the outcome is
 //    unknown: no reply in time, or the connection dropped after the command
-//    was sent (API.md §1.9).
+//    was sent (docs/api.md §1.9).
 #pragma once
 
 #include <atomic>

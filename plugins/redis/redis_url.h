@@ -1,4 +1,4 @@
-// Parsing of `redis.url` (API.md §7.2). hiredis 0.14.1 has no URL parser, so
+// Parsing of `redis.url` (docs/api.md §7.2). hiredis 0.14.1 has no URL parser, so
 // the plugin parses the URL itself.
 #pragma once
 

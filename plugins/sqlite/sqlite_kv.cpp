@@ -249,7 +249,7 @@ Result<Settings> parseSettings(const std::map<std::string, std::string>& setting
     }
     s.synchronous = value;
   }
-  // The watch contract allows at most about a second of latency (API.md §6.1).
+  // The watch contract allows at most about a second of latency (docs/api.md §6.1).
   Status st = parseInt(settings, "sqlite.pollIntervalMs", 1, 1000, &s.pollIntervalMs);
   if (st.isOk()) st = parseInt(settings, "kv.timeoutMs", 1, 3600000, &s.timeoutMs);
   if (st.isOk()) {

@@ -11,7 +11,7 @@
 //                          commits on power loss.
 //   sqlite.pollIntervalMs  watch poll period, 1..1000 (default 100).
 //   kv.timeoutMs           bound on every call, lock waits included (default 2000).
-// Tuning keys outside the API.md table (tests use them to force trimming):
+// Tuning keys outside the docs/api.md table (tests use them to force trimming):
 //   sqlite.changeLogRetentionMs   change-log rows younger than this are kept
 //                                 (default 60000, at least 1000), unless ...
 //   sqlite.changeLogMaxRows       ... the log holds more rows than this (default

@@ -21,7 +21,7 @@ void registerChannelRoutes(http::Router& router, Services& s, const http::ErrorM
     Result<Json> result =
         channels->messages(req.param("name"), req.query("projectId"), req.query("limit"));
     if (result) return ApiResponse::jsonBody(200, *result);
-    // The one 500 whose message reaches the client (API.md §1.4, §2.8):
+    // The one 500 whose message reaches the client (docs/api.md §1.4, §2.8):
     // Channels::messages builds it as "Failed to read messages from <name>:
     // <reason>"; errorResponse() would replace it with "Internal server error".
     if (result.code() == Code::Internal) {

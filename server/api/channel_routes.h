@@ -1,4 +1,4 @@
-// The REST routes of channels (API.md §2.8): GET /api/channels and
+// The REST routes of channels (docs/api.md §2.8): GET /api/channels and
 // GET /api/channels/{name}/messages. Thin handlers over weft::Channels.
 #pragma once
 

@@ -25,7 +25,7 @@ ApiResponse ok(const Result<Json>& result, const http::ErrorMapping& errors, int
 }
 
 // Stats responses carry an ETag over the body without its timestamp and
-// answer 304 when the client already has it (API.md §2.7).
+// answer 304 when the client already has it (docs/api.md §2.7).
 ApiResponse cached(const ApiRequest& req, const Result<Json>& result,
                    const http::ErrorMapping& errors) {
   if (!result) return http::errorResponse(result.status(), errors);
@@ -192,7 +192,7 @@ void registerApiRoutes(http::Router& router, Services& services,
   deadLetterRoutes(router, services, errors);
   statsRoutes(router, services, errors);
   registerTargetRoutes(router, services, errors);  // spin-up targets (issue 6)
-  registerChannelRoutes(router, services, errors);  // channels (API.md §2.8)
+  registerChannelRoutes(router, services, errors);  // channels (docs/api.md §2.8)
 }
 
 }  // namespace weft

@@ -1,4 +1,4 @@
-// The REST routes of spin-up targets (API.md §2.6). Thin handlers: parse,
+// The REST routes of spin-up targets (docs/api.md §2.6). Thin handlers: parse,
 // call one Targets method, map the result through errorResponse().
 #pragma once
 

@@ -1,5 +1,5 @@
 // GET /api/openapi.json, GET /api/docs and the page's assets under
-// /api/docs/ (API.md §2.1). All public by the default auth rule, none touches
+// /api/docs/ (docs/api.md §2.1). All public by the default auth rule, none touches
 // the backend, and nothing is loaded from third-party hosts: the page, its
 // script and style sheet are compiled into weftd (server/docs/assets/).
 #pragma once

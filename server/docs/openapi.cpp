@@ -674,7 +674,7 @@ Json operationJson(const OperationDoc& op, bool served) {
   const bool isMetrics = op.path == "/metrics";
   const bool isWebSocket = op.path == "/api/ws";
   // Everything under /api/ that needs auth also needs storage, except the
-  // WebSocket handshake (API.md §1.9).
+  // WebSocket handshake (docs/api.md §1.9).
   const bool usesStorage = isProtected && !isWebSocket;
 
   Json j = Json::object();

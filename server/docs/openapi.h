@@ -1,9 +1,9 @@
-// The OpenAPI 3.0 document of the REST contract (API.md), served at
+// The OpenAPI 3.0 document of the REST contract (docs/api.md), served at
 // GET /api/openapi.json. Weft never uses it to validate anything.
 //
 // Where each part comes from:
 //  * operations: contractOperations(), a hand-written table of every method
-//    and path of API.md §2 (tag, summary, parameters, body, responses);
+//    and path of docs/api.md §2 (tag, summary, parameters, body, responses);
 //  * schemas, shared responses and headers, security schemes:
 //    server/docs/openapi_components.json, embedded at build time;
 //  * derived, so they cannot drift: path parameters (from the template),
@@ -58,7 +58,7 @@ struct OperationDoc {
   std::vector<ResponseDoc> responses;  // success and operation-specific errors
 };
 
-// Every operation of API.md §2, in document order.
+// Every operation of docs/api.md §2, in document order.
 const std::vector<OperationDoc>& contractOperations();
 
 // The document for a server whose router serves `routes`. Throws

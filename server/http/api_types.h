@@ -37,14 +37,14 @@ struct ApiRequest {
   // Request headers in request order, names as sent.
   Pairs headers;
   // The parsed body: always an object. {} when the route reads no body, the
-  // body is empty, or its Content-Type is not JSON (API.md §1.1).
+  // body is empty, or its Content-Type is not JSON (docs/api.md §1.1).
   Json body = Json::object();
   // The raw body bytes (empty when the route reads no body).
   std::string rawBody;
   // When the pipeline received the request; handlers derive deadlines from it.
   std::chrono::steady_clock::time_point received = std::chrono::steady_clock::now();
 
-  // The first value of a query parameter (API.md §1.1: first value wins).
+  // The first value of a query parameter (docs/api.md §1.1: first value wins).
   std::optional<std::string> query(std::string_view name) const {
     for (const auto& [k, v] : queryParams) {
       if (k == name) return v;
@@ -72,7 +72,7 @@ struct ApiResponse {
 
   int status = 200;
   // The reason phrase; empty = the standard one for the status. (The
-  // WebSocket handshake's 401 names its cause here, API.md §5.1.)
+  // WebSocket handshake's 401 names its cause here, docs/api.md §5.1.)
   std::string reason;
   BodyKind kind = BodyKind::None;
   Json json;                // when kind == Json
@@ -110,7 +110,7 @@ struct ApiResponse {
     r.status = 204;
     return r;
   }
-  // The error envelope of API.md §1.4; details only when given.
+  // The error envelope of docs/api.md §1.4; details only when given.
   static ApiResponse error(int status, std::string kind, std::string message,
                            std::optional<Json> details = std::nullopt) {
     Json body = Json::object();

@@ -1,4 +1,4 @@
-// Bearer-token authentication (API.md §1.6).
+// Bearer-token authentication (docs/api.md §1.6).
 //
 // Thread-safety: immutable after construction; check() may be called from
 // any number of threads.

@@ -1,4 +1,4 @@
-// THE mapping from a core Status to an HTTP response (API.md §1.4, §1.9).
+// THE mapping from a core Status to an HTTP response (docs/api.md §1.4, §1.9).
 // Handlers never pick error status codes themselves for core failures: they
 // pass the Status here.
 #pragma once

@@ -1,4 +1,4 @@
-// GET /health and GET /ready (API.md §2.1).
+// GET /health and GET /ready (docs/api.md §2.1).
 #pragma once
 
 #include <atomic>

@@ -16,7 +16,7 @@ namespace weft::http {
 
 namespace {
 
-// Depth limit of request JSON (API.md §1.1).
+// Depth limit of request JSON (docs/api.md §1.1).
 constexpr int kMaxJsonDepth = 32;
 
 std::string lowerAscii(std::string_view s) {

@@ -1,4 +1,4 @@
-// The request pipeline of API.md §1.5: from a parsed request to the encoded
+// The request pipeline of docs/api.md §1.5: from a parsed request to the encoded
 // response. It knows nothing of sockets; the front end (http_server.h) reads
 // and frames requests (request_parser.h, which also enforces the body limit,
 // step 2) and writes what this returns.

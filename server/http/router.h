@@ -6,7 +6,7 @@
 // When several templates match a path, the most specific wins segment by
 // segment from the left: literal > parameter > catch-all. So
 // `POST /api/work/claim` is the claim route while `GET /api/work/claim` is
-// `GET /api/work/{id}` with id "claim" (API.md §2.0).
+// `GET /api/work/{id}` with id "claim" (docs/api.md §2.0).
 //
 // Thread-safety: add()/addRaw() only while the server is not yet serving
 // (registration happens during start-up, before HTTPServer::start); after
@@ -58,7 +58,7 @@ enum class AuthPolicy {
 };
 
 struct RouteOptions {
-  // Whether the pipeline parses the body (API.md §1.1). Routes that read no
+  // Whether the pipeline parses the body (docs/api.md §1.1). Routes that read no
   // body get {} whatever was sent.
   bool readsBody = false;
   AuthPolicy auth = AuthPolicy::Default;
@@ -120,7 +120,7 @@ class Router {
   // `path` is the normalised request path.
   static bool requiresAuth(const RouteMatch& match, std::string_view path);
 
-  // API.md §1.6: every path under /api/ except /api/openapi.json, /api/docs
+  // docs/api.md §1.6: every path under /api/ except /api/openapi.json, /api/docs
   // and anything under /api/docs/. Decodes the path before deciding, so an
   // encoded spelling is judged like the plain one.
   static bool protectedByDefault(std::string_view path);

@@ -1,4 +1,4 @@
-// weftd's metric catalogue (API.md §2.1) and GET /metrics.
+// weftd's metric catalogue (docs/api.md §2.1) and GET /metrics.
 //
 // Sources, and why none of them costs a backend round trip on a scrape:
 //  * HTTP requests: the request pipeline reports every answered request

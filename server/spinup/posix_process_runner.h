@@ -25,7 +25,7 @@ namespace weft {
 class PosixProcessRunner : public ProcessRunner {
  public:
   PosixProcessRunner();
-  // Stops the reaper. Children still running are not killed (API.md §4.5);
+  // Stops the reaper. Children still running are not killed (docs/api.md §4.5);
   // once Weft exits, init reaps them.
   ~PosixProcessRunner() override;
   PosixProcessRunner(const PosixProcessRunner&) = delete;

@@ -1,4 +1,4 @@
-// Server-side subscription filters of the WebSocket stream (API.md §5.5).
+// Server-side subscription filters of the WebSocket stream (docs/api.md §5.5).
 #pragma once
 
 #include <string>

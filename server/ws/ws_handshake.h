@@ -1,4 +1,4 @@
-// The `GET /api/ws` route: authentication and the WebSocket upgrade (API.md
+// The `GET /api/ws` route: authentication and the WebSocket upgrade (docs/api.md
 // §5.1), then the hand-over of the socket to the WsServer (see ws_server.h
 // for why the connection leaves Poco's worker thread).
 #pragma once

@@ -6,7 +6,7 @@
 //     event derivation adds view listeners, which views accept only before
 //     start); registers the route and starts the I/O thread;
 //  2. beginShutdown(): closes every WebSocket with 1001 "Server shutting
-//     down" (API.md §7.3), returns at once;
+//     down" (docs/api.md §7.3), returns at once;
 //  3. stop(): waits for the closes, at most 5 s after beginShutdown(), then
 //     terminates stragglers.
 // The services' views call into events(), so the module must outlive the

@@ -1,4 +1,4 @@
-// WsServer: the live event stream of weftd (API.md §5) - the connections
+// WsServer: the live event stream of weftd (docs/api.md §5) - the connections
 // behind `GET /api/ws`, their subscriptions, heartbeats, stats and events.
 //
 // HOW A CONNECTION GETS HERE. The HTTP front end (http/http_server.h) parses

@@ -1,4 +1,4 @@
-// The data of the WebSocket `stats` message (API.md §5.3), computed from the
+// The data of the WebSocket `stats` message (docs/api.md §5.3), computed from the
 // watch-fed views at tick time: never a backend call, never persisted.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Fuzz target: pagination input (API.md §1.8). The first line of the input
+// Fuzz target: pagination input (docs/api.md §1.8). The first line of the input
 // is the `limit` query value, the rest the `cursor`; a leading '-' / '~'
 // byte drops the limit / cursor instead, so absent parameters are covered
 // too. Bytes -> Pager::make("work", filters, {limit, cursor}) and, when it

@@ -1,4 +1,4 @@
-// AgentMonitor: idle detection and staleness marking (API.md §4.6).
+// AgentMonitor: idle detection and staleness marking (docs/api.md §4.6).
 //
 // Activity is derived from the registry change feed, so it is the same on
 // every instance whoever wrote the entry: a change of currentTaskCount or

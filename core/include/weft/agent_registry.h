@@ -1,4 +1,4 @@
-// AgentRegistry: the shared `agent-registry` bucket (API.md §2.2, §3.1, §3.2,
+// AgentRegistry: the shared `agent-registry` bucket (docs/api.md §2.2, §3.1, §3.2,
 // §6.3). Agents write entries there directly or through REST; both kinds are
 // the same JSON, and this service cannot and must not tell them apart.
 //
@@ -117,7 +117,7 @@ class AgentRegistry {
   std::unique_ptr<View> view_;
 };
 
-// Shared validators (API.md §1.2).
+// Shared validators (docs/api.md §1.2).
 bool isValidProjectId(const std::string& s);
 bool isValidGuid(const std::string& s);
 bool isBlank(const std::string& s);

@@ -1,4 +1,4 @@
-// The common part of every batch response (API.md §3.8).
+// The common part of every batch response (docs/api.md §3.8).
 #pragma once
 
 #include <string>

@@ -1,4 +1,4 @@
-// Channels (API.md §2.8): a read-only view of the JetStream streams that
+// Channels (docs/api.md §2.8): a read-only view of the JetStream streams that
 // NATS-native agents use as chat channels. Needs the store's messaging
 // extension (nats backend); without it every call is Unimplemented (HTTP 501).
 //
@@ -11,7 +11,7 @@
 // outage or the request deadline (kv.timeoutMs from the first backend call)
 // -> Unavailable/Timeout; any other JetStream failure while reading messages
 // -> Internal "Failed to read messages from <name>: <reason>", a message the
-// route sends to the client as is (API.md §1.4 lists it as the one 500 that
+// route sends to the client as is (docs/api.md §1.4 lists it as the one 500 that
 // is not "Internal server error").
 #pragma once
 

@@ -1,7 +1,7 @@
-// Weft's configuration: the settings of API.md §7.2, merged from four sources
+// Weft's configuration: the settings of docs/api.md §7.2, merged from four sources
 // and validated once at start-up.
 //
-// Precedence (API.md §7.1): built-in defaults < config file < environment <
+// Precedence (docs/api.md §7.1): built-in defaults < config file < environment <
 // command line. A Config is immutable after load(), so every const method may
 // be called from any thread without locking.
 //

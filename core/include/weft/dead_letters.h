@@ -1,5 +1,5 @@
 // DeadLetters: the dead-letter entries of work items that failed for good
-// (API.md §2.5, §3.5), one JSON value per item in `weft-dlq`, keyed by the
+// (docs/api.md §2.5, §3.5), one JSON value per item in `weft-dlq`, keyed by the
 // work item id. The move into the DLQ and the retry out of it are work item
 // transitions and live in WorkQueue; this service lists, reads and discards.
 #pragma once

@@ -1,4 +1,4 @@
-// Live events (API.md §5.3, §5.4): what the WebSocket stream carries.
+// Live events (docs/api.md §5.3, §5.4): what the WebSocket stream carries.
 //
 // Events are DERIVED FROM THE STORAGE CHANGE FEED, never from the request
 // that caused a change. EventHub::attach() adds listeners to the watch-fed

@@ -9,7 +9,7 @@ namespace weft {
 
 // Lowercase UUID v4.
 std::string newUuid();
-// True when s is a lowercase UUID v4 as newUuid() makes them (API.md §1.2:
+// True when s is a lowercase UUID v4 as newUuid() makes them (docs/api.md §1.2:
 // a path id of any other form is simply not found).
 bool isUuid(std::string_view s);
 // 128 random bits as 32 lowercase hex characters.

@@ -1,6 +1,6 @@
 // A KvStore decorator that measures every storage operation: how long it took
 // and how it ended. weftd wraps the loaded plugin store in it (for the
-// weft_backend_* metrics of API.md §2.1); the services see an ordinary
+// weft_backend_* metrics of docs/api.md §2.1); the services see an ordinary
 // KvStore and cannot tell the difference.
 //
 // What is measured, by operation name:

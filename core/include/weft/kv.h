@@ -145,7 +145,7 @@ class KvBucket {
                                                  WatchCallback callback) = 0;
 };
 
-// A JetStream stream as the channel reads of API.md §2.8 need it.
+// A JetStream stream as the channel reads of docs/api.md §2.8 need it.
 struct StreamInfo {
   std::string name;
   std::vector<std::string> subjects;  // as configured, in configured order
@@ -163,7 +163,7 @@ struct StreamMessage {
   int64_t timeMs = 0;  // the stream's store time (epoch ms), 0 if unknown
 };
 
-// Optional NATS-only messaging (API.md §6.4, §2.8). Only the nats plugin
+// Optional NATS-only messaging (docs/api.md §6.4, §2.8). Only the nats plugin
 // provides it; KvStore::messaging() returns nullptr elsewhere.
 //
 // The read operations follow the common contract of this file (bounded by

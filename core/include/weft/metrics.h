@@ -1,6 +1,6 @@
 // A small, thread-safe metrics registry that renders the Prometheus text
 // exposition format 0.0.4. It knows nothing of HTTP or of any metric name:
-// weftd declares its catalogue (API.md §2.1) in server/metrics/.
+// weftd declares its catalogue (docs/api.md §2.1) in server/metrics/.
 //
 //   metrics::Registry registry;
 //   auto& requests = registry.counter("weft_http_requests_total", "HTTP requests answered.",
@@ -84,7 +84,7 @@ class Histogram {
   std::atomic<double> sum_{0.0};
 };
 
-// The buckets of API.md §2.1, in seconds.
+// The buckets of docs/api.md §2.1, in seconds.
 const std::vector<double>& defaultDurationBuckets();
 
 enum class Type { Counter, Gauge, Histogram };

@@ -1,4 +1,4 @@
-// Positional pagination shared by the list endpoints (API.md §1.8).
+// Positional pagination shared by the list endpoints (docs/api.md §1.8).
 #pragma once
 
 #include <optional>

@@ -2,7 +2,7 @@
 // KvStore. This is the only place the host touches dlopen.
 //
 // Loading is a start-up step: every failure is a configuration error that
-// aborts start-up (exit 2, API.md §7.3), so it is reported by exception, with
+// aborts start-up (exit 2, docs/api.md §7.3), so it is reported by exception, with
 // a message meant for the operator (backend name, files searched, versions).
 #pragma once
 

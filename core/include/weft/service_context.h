@@ -11,7 +11,7 @@
 
 namespace weft {
 
-// Bucket names (API.md §6.2). agent-registry is fixed: agents write it directly.
+// Bucket names (docs/api.md §6.2). agent-registry is fixed: agents write it directly.
 inline constexpr const char* kAgentBucket = "agent-registry";
 inline constexpr const char* kWorkBucket = "weft-work";
 inline constexpr const char* kDlqBucket = "weft-dlq";

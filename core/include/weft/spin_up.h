@@ -1,4 +1,4 @@
-// SpinUp: the spin-up operations of this weftd instance (API.md §3.7, §4.2
+// SpinUp: the spin-up operations of this weftd instance (docs/api.md §3.7, §4.2
 // steps 3-4, §4.5). Operations live in memory only (§6.5): they are not
 // resumed after a restart, and finished ones are forgotten after an hour.
 //

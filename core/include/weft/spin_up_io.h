@@ -1,4 +1,4 @@
-// The outbound side effects of spin-up (API.md §4.4, §4.5), behind small
+// The outbound side effects of spin-up (docs/api.md §4.4, §4.5), behind small
 // interfaces: the core decides WHAT to run or call, the server supplies HOW
 // (posix_spawn, Poco HTTP), and tests replace both with fakes. Core code
 // never spawns a process or opens a socket itself.

@@ -1,4 +1,4 @@
-// The five spin-up mechanisms (API.md §3.6, §4.4, §4.5): how a target's
+// The five spin-up mechanisms (docs/api.md §3.6, §4.4, §4.5): how a target's
 // config becomes a process to run or an HTTP request to send, and how each
 // mechanism is probed. The pure parts (config shapes, required fields, ssh
 // quoting, webhook templating, the Kubernetes Job, the GitHub requests) are
@@ -26,7 +26,7 @@
 
 namespace weft {
 
-// The spinup.* settings of API.md §7.2, plus the knobs tests shorten.
+// The spinup.* settings of docs/api.md §7.2, plus the knobs tests shorten.
 // (spinup.onSubmit is a WorkQueue rule: CoreOptions::spinupOnSubmit.)
 struct SpinUpSettings {
   int64_t timeoutMs = 60000;

@@ -1,4 +1,4 @@
-// Stats: per-project counts over the watch-fed views (API.md §2.7, §3.9).
+// Stats: per-project counts over the watch-fed views (docs/api.md §2.7, §3.9).
 // Computed at request time, never persisted, and never a backend call.
 #pragma once
 

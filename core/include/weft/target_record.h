@@ -1,4 +1,4 @@
-// One stored spin-up target (API.md §3.6), decoded once when it changes. The
+// One stored spin-up target (docs/api.md §3.6), decoded once when it changes. The
 // stored JSON is the source of truth and what the API returns; the other
 // members are cached reads of it for lists, routing and the health checker.
 #pragma once

@@ -1,4 +1,4 @@
-// Targets: the spin-up target registry (API.md §2.6, §3.6, §4.4) and the
+// Targets: the spin-up target registry (docs/api.md §2.6, §3.6, §4.4) and the
 // entry points of spin-up (§4.2, §4.5).
 //
 // Storage (§6.2): one JSON value per target in `weft-targets`, keyed by its

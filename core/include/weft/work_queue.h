@@ -1,4 +1,4 @@
-// WorkQueue: work items and their state machine (API.md §2.3, §2.4, §3.4,
+// WorkQueue: work items and their state machine (docs/api.md §2.3, §2.4, §3.4,
 // §4.1). Each item is one JSON value in the `weft-work` bucket keyed by its
 // id, so it survives restarts and a lookup is one get. Every transition is
 // one compare-and-set on that value; lists and routing read a watch-fed view.
