@@ -25,9 +25,9 @@ class WeftDomain : public Domain {
     registerApiRoutes(ctx.router, services_, errors_);
     metrics_->attachServices(&services_);  // gauges read the services' views
     docs::addDocsRoutes(ctx.router);
-    // Live events + GET /api/ws (issue 7): adds view listeners, so before start().
+    // Live events + GET /api/ws: adds view listeners, so before start().
     ws_ = std::make_unique<ws::WebSocketModule>(ctx, services_);
-    // Spin-up (issue 6): target:* and spin-up:* events into the hub.
+    // Spin-up: target:* and spin-up:* events into the hub.
     services_.targets.setEventSink([this](Event e) { ws_->events().emit(std::move(e)); });
     // weft_spinup_operations_total{mechanism, outcome}: success, failed or timeout.
     services_.targets.spinUp().setOutcomeObserver(

@@ -1,4 +1,4 @@
-// The event stream under load (issue 12): two weftd instances share one
+// The event stream under load: two weftd instances share one
 // backend, a WebSocket client is subscribed to `work` on each, and 400 items
 // go through submit -> claim -> start -> complete as fast as the agents can
 // drive them, through both instances, while three busy loops compete for the

@@ -408,7 +408,7 @@ TEST_CASE("emit delivers events without a stored change; unsubscribe stops deliv
   CHECK(hub.emitted() == 2);
 }
 
-// --- coalescing (issue 12) ----------------------------------------------------
+// --- coalescing ----------------------------------------------------
 // A change feed may skip intermediate values of a key. Whatever subset of an
 // item's stored values a reader sees, the transition events it derives must be
 // exactly those of the whole history, once each and in order.

@@ -488,7 +488,7 @@ TEST_CASE("a server out of JetStream storage makes writes Unavailable, reads kee
   CHECK(waitUntil([&] { return bucket->put("again", "v").isOk(); }, 10000));
 }
 
-// --- replicated buckets (issue 13) --------------------------------------------
+// --- replicated buckets --------------------------------------------
 
 TEST_CASE("server versions: parsing, the INFO line, and which servers need the guard", "[unit]") {
   using namespace weft::nats_plugin;

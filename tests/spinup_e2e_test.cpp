@@ -1,4 +1,4 @@
-// Spin-up end to end (issue 6): the built weftd as a child process on a real
+// Spin-up end to end: the built weftd as a child process on a real
 // backend (WEFT_TEST_BACKEND: nats, redis or sqlite; every case starts its
 // own), with every mechanism pointed at something local:
 //   local           the test agent program (tests/agents/test_agent.cpp)

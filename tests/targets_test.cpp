@@ -1,4 +1,4 @@
-// Spin-up targets on the memory backend with fake outbound calls (issue 6):
+// Spin-up targets on the memory backend with fake outbound calls:
 // the registry rules of docs/api.md §2.6, spin-up operations (§3.7, §4.2, §4.5),
 // the mechanisms' pure logic, health checks (§4.4) and the target events.
 #include "weft/targets.h"

@@ -233,8 +233,6 @@ Result<JsonListStream> AgentRegistry::listStream(const AgentFilter& f,
 
   const size_t begin = pager->begin(rows->size());
   const size_t end = pager->end(rows->size());
-  Json meta = Json::object();
-  pager->writeMetadata(meta, rows->size());
   JsonListStream out;
   out.head = "{\"agents\":[";
   out.count = end - begin;
@@ -246,8 +244,7 @@ Result<JsonListStream> AgentRegistry::listStream(const AgentFilter& f,
     text += r.renderedPrefix;
     text += r.isStale(now, staleAfterMs) ? ",\"stale\":true}" : ",\"stale\":false}";
   };
-  const std::string metaText = meta.dump();
-  out.tail = metaText.size() > 2 ? "]," + metaText.substr(1) : "]}";
+  out.tail = pager->listTail(rows->size());
   return out;
 }
 

@@ -326,7 +326,7 @@ const std::vector<KeySpec>& keyTable() {
       str("spinup.githubTokenEnvVars", nullptr, "GITHUB_TOKEN", checkEnvVarNames),
       str("spinup.githubApiUrl", nullptr, "https://api.github.com", checkHttpUrl),
       str("spinup.kubectlPath", nullptr, "kubectl", checkNonEmpty),
-      // Not in docs/api.md §7.2: the ssh binary of the ssh mechanism (issue 6; README).
+      // Not in docs/api.md §7.2: the ssh binary of the ssh mechanism (README).
       str("spinup.sshPath", nullptr, "ssh", checkNonEmpty),
       num("ws.pingIntervalMs", nullptr, "30000", 1, kMaxMs),
       num("ws.statsIntervalMs", nullptr, "30000", 1, kMaxMs),

@@ -103,4 +103,11 @@ void Pager::writeMetadata(Json& body, size_t total) const {
            !all_ && offset_ > 0 ? Json(cursorFor(offset_ > limit_ ? offset_ - limit_ : 0)) : Json());
 }
 
+std::string Pager::listTail(size_t total) const {
+  Json meta = Json::object();
+  writeMetadata(meta, total);
+  const std::string text = meta.dump();
+  return text.size() > 2 ? "]," + text.substr(1) : "]}";
+}
+
 }  // namespace weft

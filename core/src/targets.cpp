@@ -282,7 +282,7 @@ Targets::Targets(ServiceContext context, SpinUpSettings settings,
   spinUp_->setRecorder([this](const SpinUpOperation& op) { recordOutcome(op); });
   spinUp_->setEventSink([this](Event e) { emit(std::move(e)); });
   if (agents) {
-    // Agent linking (issue 6): an agent started by a target registers with
+    // Agent linking: an agent started by a target registers with
     // metadata.targetId; the first live sighting links it to the target's
     // spin-up. Best effort and instance-local, like the operations.
     agents->view().addListener([this](const std::string&,

@@ -373,8 +373,6 @@ Result<JsonListStream> WorkQueue::listStream(const WorkFilter& f,
   });
   const size_t begin = pager->begin(rows->size());
   const size_t end = pager->end(rows->size());
-  Json meta = Json::object();
-  pager->writeMetadata(meta, rows->size());
   JsonListStream out;
   out.head = "{\"workItems\":[";
   out.count = end - begin;
@@ -382,8 +380,7 @@ Result<JsonListStream> WorkQueue::listStream(const WorkFilter& f,
   out.element = [this, rows, begin](size_t i, std::string& text) {
     render(*(*rows)[begin + i]).dumpTo(text);
   };
-  const std::string metaText = meta.dump();
-  out.tail = metaText.size() > 2 ? "]," + metaText.substr(1) : "]}";
+  out.tail = pager->listTail(rows->size());
   return out;
 }
 

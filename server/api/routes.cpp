@@ -18,12 +18,6 @@ constexpr const char* kDeprecatedClassification = "classification (use boundary 
 
 PageRequest pageOf(const ApiRequest& req) { return {req.query("limit"), req.query("cursor")}; }
 
-// Serves a Result<Json> as 200, or its error.
-ApiResponse ok(const Result<Json>& result, const http::ErrorMapping& errors, int status = 200) {
-  if (!result) return http::errorResponse(result.status(), errors);
-  return ApiResponse::jsonBody(status, *result);
-}
-
 // Stats responses carry an ETag over the body without its timestamp and
 // answer 304 when the client already has it (docs/api.md §2.7).
 ApiResponse cached(const ApiRequest& req, const Result<Json>& result,
@@ -70,21 +64,21 @@ void agentRoutes(http::Router& router, Services& s, const http::ErrorMapping& er
       },
       kReadsBody);
   router.add("GET", "/api/agents/{guid}", [&s, &errors](const ApiRequest& req) {
-    return ok(s.agents.get(req.param("guid")), errors);
+    return http::jsonOrError(s.agents.get(req.param("guid")), errors);
   });
   router.add("DELETE", "/api/agents/{guid}", [&s, &errors](const ApiRequest& req) {
-    return ok(s.agents.deregister(req.param("guid")), errors);
+    return http::jsonOrError(s.agents.deregister(req.param("guid")), errors);
   });
   router.add(
       "POST", "/api/agents/{guid}/shutdown",
       [&s, &errors](const ApiRequest& req) {
-        return ok(s.agents.shutdown(req.param("guid"), req.body), errors);
+        return http::jsonOrError(s.agents.shutdown(req.param("guid"), req.body), errors);
       },
       kReadsBody);
   router.add(
       "POST", "/api/agents/shutdown-batch",
       [&s, &errors](const ApiRequest& req) {
-        return ok(s.agents.shutdownBatch(
+        return http::jsonOrError(s.agents.shutdownBatch(
                       req.body, [&s](const std::string& g) { return s.work.hasActiveWork(g); },
                       [&s](const AgentRecord& a) { return s.monitor.idleMs(a); }),
                   errors);
@@ -93,7 +87,7 @@ void agentRoutes(http::Router& router, Services& s, const http::ErrorMapping& er
   router.add(
       "POST", "/api/agents/{guid}/heartbeat",
       [&s, &errors](const ApiRequest& req) {
-        return ok(s.agents.heartbeat(req.param("guid"), req.body), errors);
+        return http::jsonOrError(s.agents.heartbeat(req.param("guid"), req.body), errors);
       },
       kReadsBody);
 }
@@ -101,7 +95,7 @@ void agentRoutes(http::Router& router, Services& s, const http::ErrorMapping& er
 void workRoutes(http::Router& router, Services& s, const http::ErrorMapping& errors) {
   router.add(
       "POST", "/api/work",
-      [&s, &errors](const ApiRequest& req) { return ok(s.work.submit(req.body), errors, 201); },
+      [&s, &errors](const ApiRequest& req) { return http::jsonOrError(s.work.submit(req.body), errors, 201); },
       kReadsBody);
   router.add("GET", "/api/work", [&s, &errors](const ApiRequest& req) {
     WorkFilter f{req.query("status"), req.query("boundary"), req.query("capability"),
@@ -118,14 +112,14 @@ void workRoutes(http::Router& router, Services& s, const http::ErrorMapping& err
     return response;
   });
   router.add("GET", "/api/work/{id}", [&s, &errors](const ApiRequest& req) {
-    return ok(s.work.get(req.param("id")), errors);
+    return http::jsonOrError(s.work.get(req.param("id")), errors);
   });
   router.add("POST", "/api/work/{id}/cancel", [&s, &errors](const ApiRequest& req) {
-    return ok(s.work.cancel(req.param("id")), errors);
+    return http::jsonOrError(s.work.cancel(req.param("id")), errors);
   });
   router.add(
       "POST", "/api/work/cancel-batch",
-      [&s, &errors](const ApiRequest& req) { return ok(s.work.cancelBatch(req.body), errors); },
+      [&s, &errors](const ApiRequest& req) { return http::jsonOrError(s.work.cancelBatch(req.body), errors); },
       kReadsBody);
   router.add(
       "POST", "/api/work/claim",
@@ -147,7 +141,7 @@ void workRoutes(http::Router& router, Services& s, const http::ErrorMapping& err
     router.add(
         "POST", path,
         [&s, &errors, method = method](const ApiRequest& req) {
-          return ok((s.work.*method)(req.param("id"), req.body), errors);
+          return http::jsonOrError((s.work.*method)(req.param("id"), req.body), errors);
         },
         kReadsBody);
   }
@@ -156,15 +150,15 @@ void workRoutes(http::Router& router, Services& s, const http::ErrorMapping& err
 void deadLetterRoutes(http::Router& router, Services& s, const http::ErrorMapping& errors) {
   router.add("GET", "/api/dlq", [&s, &errors](const ApiRequest& req) {
     DeadLetterFilter f{req.query("capability"), req.query("projectId")};
-    return ok(s.deadLetters.list(f, pageOf(req)), errors);
+    return http::jsonOrError(s.deadLetters.list(f, pageOf(req)), errors);
   });
   router.add("GET", "/api/dlq/{id}", [&s, &errors](const ApiRequest& req) {
-    return ok(s.deadLetters.get(req.param("id")), errors);
+    return http::jsonOrError(s.deadLetters.get(req.param("id")), errors);
   });
   router.add(
       "POST", "/api/dlq/{id}/retry",
       [&s, &errors](const ApiRequest& req) {
-        return ok(s.work.retryDeadLetter(req.param("id"), req.body), errors);
+        return http::jsonOrError(s.work.retryDeadLetter(req.param("id"), req.body), errors);
       },
       kReadsBody);
   router.add("DELETE", "/api/dlq/{id}", [&s, &errors](const ApiRequest& req) {
@@ -191,7 +185,7 @@ void registerApiRoutes(http::Router& router, Services& services,
   workRoutes(router, services, errors);
   deadLetterRoutes(router, services, errors);
   statsRoutes(router, services, errors);
-  registerTargetRoutes(router, services, errors);  // spin-up targets (issue 6)
+  registerTargetRoutes(router, services, errors);  // spin-up targets
   registerChannelRoutes(router, services, errors);  // channels (docs/api.md §2.8)
 }
 

@@ -59,7 +59,7 @@ Services::Services(ServiceContext ctx, SpinUpSetup spinUp)
   stats.addContributor(Stats::agentContributor(agents));
   stats.addContributor(Stats::workContributor(work));
   stats.addContributor(Stats::deadLetterContributor(deadLetters));
-  // Spin-up (issue 6): a submit without an eligible worker asks Targets for
+  // Spin-up: a submit without an eligible worker asks Targets for
   // one spin-up (§4.2); targets count in the stats.
   work.setSpinUpRequester([this](const SpinUpRequest& r) { targets.requestSpinUp(r); });
   stats.addContributor(targets.statsContributor());

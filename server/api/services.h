@@ -17,7 +17,7 @@ namespace weft {
 
 CoreOptions coreOptionsFrom(const Config& config);
 
-// Spin-up (issue 6): the spinup.* settings and the outbound implementations.
+// Spin-up: the spinup.* settings and the outbound implementations.
 // Null runner/http = the real ones (posix_spawn, Poco HTTP).
 struct SpinUpSetup {
   SpinUpSettings settings;
@@ -38,7 +38,7 @@ struct Services {
   WorkQueue work;
   AgentMonitor monitor;
   Stats stats;
-  Targets targets;  // spin-up targets (issue 6)
+  Targets targets;  // spin-up targets
 };
 
 }  // namespace weft

@@ -10,11 +10,6 @@ namespace {
 
 constexpr RouteOptions kReadsBody{true};
 
-ApiResponse ok(const Result<Json>& result, const http::ErrorMapping& errors, int status = 200) {
-  if (!result) return http::errorResponse(result.status(), errors);
-  return ApiResponse::jsonBody(status, *result);
-}
-
 }  // namespace
 
 void registerTargetRoutes(http::Router& router, Services& s, const http::ErrorMapping& errors) {
@@ -27,7 +22,7 @@ void registerTargetRoutes(http::Router& router, Services& s, const http::ErrorMa
       f.boundary = req.query("classification");
       deprecatedAlias = f.boundary.has_value();
     }
-    ApiResponse response = ok(t.list(f, {req.query("limit"), req.query("cursor")}), errors);
+    ApiResponse response = http::jsonOrError(t.list(f, {req.query("limit"), req.query("cursor")}), errors);
     if (deprecatedAlias) {
       response.withHeader("X-Deprecated-Param", "classification (use boundary instead)");
     }
@@ -35,35 +30,35 @@ void registerTargetRoutes(http::Router& router, Services& s, const http::ErrorMa
   });
   router.add(
       "POST", "/api/targets",
-      [&t, &errors](const ApiRequest& req) { return ok(t.create(req.body), errors, 201); },
+      [&t, &errors](const ApiRequest& req) { return http::jsonOrError(t.create(req.body), errors, 201); },
       kReadsBody);
   router.add(
       "POST", "/api/targets/disable-batch",
-      [&t, &errors](const ApiRequest& req) { return ok(t.disableBatch(req.body), errors); },
+      [&t, &errors](const ApiRequest& req) { return http::jsonOrError(t.disableBatch(req.body), errors); },
       kReadsBody);
   router.add("GET", "/api/targets/{id}", [&t, &errors](const ApiRequest& req) {
-    return ok(t.get(req.param("id"), req.query("projectId")), errors);
+    return http::jsonOrError(t.get(req.param("id"), req.query("projectId")), errors);
   });
   router.add(
       "PUT", "/api/targets/{id}",
       [&t, &errors](const ApiRequest& req) {
-        return ok(t.update(req.param("id"), req.query("projectId"), req.body), errors);
+        return http::jsonOrError(t.update(req.param("id"), req.query("projectId"), req.body), errors);
       },
       kReadsBody);
   router.add("DELETE", "/api/targets/{id}", [&t, &errors](const ApiRequest& req) {
-    return ok(t.remove(req.param("id"), req.query("projectId")), errors);
+    return http::jsonOrError(t.remove(req.param("id"), req.query("projectId")), errors);
   });
   router.add("POST", "/api/targets/{id}/test", [&t, &errors](const ApiRequest& req) {
-    return ok(t.test(req.param("id"), req.query("projectId")), errors);
+    return http::jsonOrError(t.test(req.param("id"), req.query("projectId")), errors);
   });
   router.add("POST", "/api/targets/{id}/spin-up", [&t, &errors](const ApiRequest& req) {
-    return ok(t.spinUpTarget(req.param("id"), req.query("projectId")), errors);
+    return http::jsonOrError(t.spinUpTarget(req.param("id"), req.query("projectId")), errors);
   });
   router.add("POST", "/api/targets/{id}/enable", [&t, &errors](const ApiRequest& req) {
-    return ok(t.enable(req.param("id"), req.query("projectId")), errors);
+    return http::jsonOrError(t.enable(req.param("id"), req.query("projectId")), errors);
   });
   router.add("POST", "/api/targets/{id}/disable", [&t, &errors](const ApiRequest& req) {
-    return ok(t.disable(req.param("id"), req.query("projectId")), errors);
+    return http::jsonOrError(t.disable(req.param("id"), req.query("projectId")), errors);
   });
 }
 

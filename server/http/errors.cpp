@@ -49,4 +49,9 @@ ApiResponse internalErrorResponse() {
   return ApiResponse::error(500, "InternalError", "Internal server error");
 }
 
+ApiResponse jsonOrError(Result<Json> result, const ErrorMapping& mapping, int status) {
+  if (!result) return errorResponse(result.status(), mapping);
+  return ApiResponse::jsonBody(status, std::move(*result));
+}
+
 }  // namespace weft::http

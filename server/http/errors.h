@@ -25,6 +25,10 @@ struct ErrorMapping {
 //   "Internal server error", with the real message logged at error level.
 ApiResponse errorResponse(const Status& status, const ErrorMapping& mapping);
 
+// A service result as an answer: its JSON with `status` when it succeeded,
+// else the error of errorResponse().
+ApiResponse jsonOrError(Result<Json> result, const ErrorMapping& mapping, int status = 200);
+
 // The 503 of a storage outage, for callers that detect one without a Status
 // (e.g. a deadline measured by the server).
 ApiResponse unavailableResponse(const std::string& reason, const ErrorMapping& mapping);

@@ -1,4 +1,4 @@
-// Scale-out on a replicated NATS cluster, under faults (issue 13).
+// Scale-out on a replicated NATS cluster, under faults.
 //
 // Three nats-server nodes form one JetStream cluster on loopback; two weftd
 // instances use it with three-replica buckets; eight agents claim, start and

@@ -1,5 +1,5 @@
 // The history of a cluster test: every request the agents and the submitter
-// made, with its answer, and the checker that reads it (issue 13).
+// made, with its answer, and the checker that reads it.
 //
 // The checker only flags what is certain from the outside:
 //  * a double grant: two claims answered 200 for one item with the same

@@ -1,5 +1,5 @@
-// Connection-level faults between weftd and its backend server (issue 8,
-// docs/reliability.md): a TcpProxy sits between them and either blackholes the
+// Connection-level faults between weftd and its backend server
+// (docs/reliability.md): a TcpProxy sits between them and either blackholes the
 // flow (sockets stay open, nothing arrives: weftd must time out, not hang)
 // or resets it (RST, refused connects: weftd must fail fast). In every case
 // weftd must answer 503 within kv.timeoutMs plus a margin, never 500, keep

@@ -1,4 +1,4 @@
-// Disk full (issue 8, docs/reliability.md): the backend's data directory on a
+// Disk full (docs/reliability.md): the backend's data directory on a
 // small tmpfs that a filler file fills up while weftd writes to it. Writes
 // must fail with a clear 503 (never a 500, never a hang), nothing
 // acknowledged may be lost, and once the filler is deleted writes must work

@@ -1,4 +1,4 @@
-// Process-level fault tests (issue 8, docs/reliability.md): the backend stalls or
+// Process-level fault tests (docs/reliability.md): the backend stalls or
 // crashes under write load, weftd crashes while agents hold claims, and weftd
 // is stopped with SIGTERM under load.
 //

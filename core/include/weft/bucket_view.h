@@ -160,12 +160,6 @@ class BucketView {
     return invalid_.size();
   }
 
-  uint64_t revisionOf(const std::string& key) const {
-    std::shared_lock<std::shared_mutex> lock(mutex_);
-    auto it = items_.find(key);
-    return it == items_.end() ? 0 : it->second.revision;
-  }
-
   // Read-your-writes: the caller wrote value at revision.
   void applyPut(const std::string& key, const std::string& value, uint64_t revision) {
     apply(key, &value, revision, true);

@@ -27,6 +27,9 @@ class Pager {
   size_t end(size_t total) const;
   // Writes count, total, hasMore, nextCursor, prevCursor into body.
   void writeMetadata(Json& body, size_t total) const;
+  // The end of a streamed list document (json_list_stream.h): "]" and the
+  // metadata members, e.g. `],"count":2,"total":2,...}`.
+  std::string listTail(size_t total) const;
 
  private:
   bool all_ = true;
