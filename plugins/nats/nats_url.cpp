@@ -2,6 +2,8 @@
 
 #include <cctype>
 
+#include "percent_decode.h"
+
 namespace weft::nats_plugin {
 namespace {
 
@@ -10,29 +12,6 @@ std::string trim(const std::string& s) {
   while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
   while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
   return s.substr(b, e - b);
-}
-
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool percentDecode(const std::string& in, std::string* out) {
-  out->clear();
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out->push_back(in[i]);
-      continue;
-    }
-    if (i + 2 >= in.size()) return false;
-    int hi = hexValue(in[i + 1]), lo = hexValue(in[i + 2]);
-    if (hi < 0 || lo < 0) return false;
-    out->push_back(static_cast<char>(hi * 16 + lo));
-    i += 2;
-  }
-  return true;
 }
 
 bool allDigits(const std::string& s) {
@@ -131,10 +110,10 @@ Status parseOne(const std::string& raw, OneUrl* out) {
     bool ok;
     if (colon == std::string::npos) {
       out->isToken = true;
-      ok = percentDecode(userInfo, &out->token);
+      ok = plugin_common::percentDecode(userInfo, &out->token);
     } else {
-      ok = percentDecode(userInfo.substr(0, colon), &out->user) &&
-           percentDecode(userInfo.substr(colon + 1), &out->password);
+      ok = plugin_common::percentDecode(userInfo.substr(0, colon), &out->user) &&
+           plugin_common::percentDecode(userInfo.substr(colon + 1), &out->password);
     }
     if (!ok)
       return Status::invalidArgument("nats.url has invalid percent-encoding in its credentials");

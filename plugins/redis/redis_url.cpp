@@ -3,32 +3,10 @@
 #include <cctype>
 #include <cstdlib>
 
+#include "percent_decode.h"
+
 namespace weft::redis {
 namespace {
-
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool percentDecode(const std::string& in, std::string* out) {
-  out->clear();
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out->push_back(in[i]);
-      continue;
-    }
-    if (i + 2 >= in.size()) return false;
-    int hi = hexValue(in[i + 1]);
-    int lo = hexValue(in[i + 2]);
-    if (hi < 0 || lo < 0) return false;
-    out->push_back(static_cast<char>(hi * 16 + lo));
-    i += 2;
-  }
-  return true;
-}
 
 // Parses a decimal integer in [min, max]; the whole string must be digits.
 bool parseInt(const std::string& s, long min, long max, int* out) {
@@ -71,7 +49,7 @@ bool parseRedisUrl(const std::string& url, RedisUrl* out, std::string* error) {
     size_t colon = userinfo.find(':');
     std::string rawUser = colon == std::string::npos ? "" : userinfo.substr(0, colon);
     std::string rawPass = colon == std::string::npos ? userinfo : userinfo.substr(colon + 1);
-    if (!percentDecode(rawUser, &result.user) || !percentDecode(rawPass, &result.password)) {
+    if (!plugin_common::percentDecode(rawUser, &result.user) || !plugin_common::percentDecode(rawPass, &result.password)) {
       *error = "invalid redis.url: bad percent-encoding in the credentials";
       return false;
     }
