@@ -52,23 +52,6 @@ Status checkListSizes(const Json& list, const char* listName, const char* itemNa
 
 }  // namespace
 
-bool isBlank(const std::string& s) {
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-  });
-}
-
-static bool isIdChars(const std::string& s, size_t maxLen) {
-  if (s.empty() || s.size() > maxLen) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
-  });
-}
-
-bool isValidProjectId(const std::string& s) { return isIdChars(s, 64); }
-bool isValidGuid(const std::string& s) { return isIdChars(s, 128); }
-
 bool AgentRecord::hasCapability(const std::string& c) const {
   return std::find(capabilities.begin(), capabilities.end(), c) != capabilities.end();
 }
@@ -301,9 +284,7 @@ Result<Json> buildRegistration(const Json& body, const std::string& defaultProje
   const Json& agentType = body.get("agentType");
   if (!agentType.isNull() && !agentType.isString()) return invalid("agentType must be a string");
   const Json& projectId = body.get("projectId");
-  if (!projectId.isNull() && (!projectId.isString() || !isValidProjectId(projectId.asString()))) {
-    return invalid("projectId must be 1-64 characters from [A-Za-z0-9_-]");
-  }
+  if (auto s = checkProjectIdField(projectId); !s) return s;
   for (const char* field : {"hostname", "username", "natsUrl"}) {
     const Json& v = body.get(field);
     if (!v.isNull() && !v.isString()) return invalid(std::string(field) + " must be a string");

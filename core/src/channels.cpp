@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "weft/clock.h"
+#include "weft/field_rules.h"
 #include "weft/pagination.h"
 
 namespace weft {
@@ -24,19 +25,12 @@ constexpr DefaultChannel kDefaults[] = {
     {"errors", "Error reporting and troubleshooting"},
 };
 
-bool isProjectChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-         c == '-';
-}
-
 // The common checks of §2.8, in order, after the backend check.
 Status checkProject(const std::optional<std::string>& projectId) {
   if (!projectId || projectId->empty()) {
     return Status::invalidArgument("projectId query parameter is required");
   }
-  if (projectId->size() > 64 || !std::all_of(projectId->begin(), projectId->end(), isProjectChar)) {
-    return Status::invalidArgument("projectId must be 1-64 characters from [A-Za-z0-9_-]");
-  }
+  if (!isValidProjectId(*projectId)) return Status::invalidArgument(kProjectIdRule);
   return Status::ok();
 }
 

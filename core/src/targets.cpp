@@ -516,9 +516,7 @@ Result<Json> Targets::create(const Json& body) {
     if (auto s = checkHealthCheck(healthCheck, true); !s) return s;
   }
   const Json& projectId = body.get("projectId");
-  if (!projectId.isNull() && (!projectId.isString() || !isValidProjectId(projectId.asString()))) {
-    return invalid("projectId must be 1-64 characters from [A-Za-z0-9_-]");
-  }
+  if (auto s = checkProjectIdField(projectId); !s) return s;
   const Json& description = body.get("description");
   if (description.isString() && description.asString().size() > kMaxDescription) {
     return invalid("description exceeds 65536 bytes");

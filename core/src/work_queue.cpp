@@ -198,14 +198,9 @@ Result<Json> WorkQueue::submit(const Json& body) {
     return invalid("maxAttempts must be an integer between 1 and 100");
   }
   const Json& leaseMs = body.get("leaseMs");
-  if (!leaseMs.isNull() &&
-      (!leaseMs.isInteger() || leaseMs.asInt() < 1000 || leaseMs.asInt() > 86400000)) {
-    return invalid("leaseMs must be an integer between 1000 and 86400000");
-  }
+  if (auto s = checkLeaseMsField(leaseMs); !s) return s;
   const Json& projectId = body.get("projectId");
-  if (!projectId.isNull() && (!projectId.isString() || !isValidProjectId(projectId.asString()))) {
-    return invalid("projectId must be 1-64 characters from [A-Za-z0-9_-]");
-  }
+  if (auto s = checkProjectIdField(projectId); !s) return s;
   const Json& taskId = body.get("taskId");
   if (!isFalsy(taskId) && !taskId.isString()) return invalid("taskId must be a string");
   if (taskId.isString() && taskId.asString().size() > kMaxShortString) {
@@ -527,14 +522,9 @@ Result<std::optional<Json>> WorkQueue::claim(const Json& body) {
   auto boundaries = stringList(body, "boundaries");
   if (!boundaries) return boundaries.status();
   const Json& projectId = body.get("projectId");
-  if (!projectId.isNull() && (!projectId.isString() || !isValidProjectId(projectId.asString()))) {
-    return invalid("projectId must be 1-64 characters from [A-Za-z0-9_-]");
-  }
+  if (auto s = checkProjectIdField(projectId); !s) return s;
   const Json& leaseMs = body.get("leaseMs");
-  if (!leaseMs.isNull() &&
-      (!leaseMs.isInteger() || leaseMs.asInt() < 1000 || leaseMs.asInt() > 86400000)) {
-    return invalid("leaseMs must be an integer between 1000 and 86400000");
-  }
+  if (auto s = checkLeaseMsField(leaseMs); !s) return s;
   const std::string agentGuid = body.getString("agentGuid");
   if (auto s = ready(); !s) return s;
   auto agent = agents_.fetch(agentGuid);

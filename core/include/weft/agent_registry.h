@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "weft/bucket_view.h"
+#include "weft/field_rules.h"
 #include "weft/json.h"
 #include "weft/json_list_stream.h"
 #include "weft/pagination.h"
@@ -116,10 +117,5 @@ class AgentRegistry {
   ServiceContext ctx_;
   std::unique_ptr<View> view_;
 };
-
-// Shared validators (docs/api.md §1.2).
-bool isValidProjectId(const std::string& s);
-bool isValidGuid(const std::string& s);
-bool isBlank(const std::string& s);
 
 }  // namespace weft
