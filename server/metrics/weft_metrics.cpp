@@ -5,7 +5,7 @@
 #include <string_view>
 
 #include "api/services.h"
-#include "domain.h"
+#include "app_context.h"
 #include "weft/config.h"
 #include "weft/log.h"
 

@@ -1,7 +1,7 @@
 #include "ws/ws_module.h"
 
 #include "api/services.h"
-#include "domain.h"
+#include "app_context.h"
 #include "weft/config.h"
 #include "ws/ws_handshake.h"
 #include "ws/ws_stats.h"
