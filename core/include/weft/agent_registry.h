@@ -47,6 +47,12 @@ struct AgentFilter {
   std::optional<std::string> type, status, capability, projectId;
 };
 
+// Thread-safety: every public method may be called from any number of
+// threads at once; instances on other processes may change the same records
+// meanwhile (every write is a compare-and-set, retried on conflict).
+// Errors (Status codes): InvalidArgument for a field rule, NotFound for an
+// unknown guid, Conflict when a registration names a guid that is already
+// registered and online, Unavailable or Timeout for a backend outage.
 class AgentRegistry {
  public:
   using View = BucketView<AgentRecord>;

@@ -25,6 +25,11 @@ struct DeadLetterFilter {
   std::optional<std::string> capability, projectId;
 };
 
+// Thread-safety: every public method may be called from any number of
+// threads at once; instances on other processes may change the same records
+// meanwhile (every write is a compare-and-set, retried on conflict).
+// Errors (Status codes): InvalidArgument for filters and cursors, NotFound
+// for an unknown id, Unavailable or Timeout for a backend outage.
 class DeadLetters {
  public:
   using View = BucketView<DeadLetterRecord>;

@@ -33,6 +33,8 @@ using ProjectTotalsMap = std::map<std::string, ProjectTotals>;
 // Returns a non-Ok Status when its data is not available (outage).
 using StatsContributor = std::function<Status(ProjectTotalsMap&)>;
 
+// Thread-safety: any number of threads; reads views only, never the backend.
+// Errors: Unavailable while a view has not loaded yet (an outage at start-up).
 class Stats {
  public:
   explicit Stats(ServiceContext context) : ctx_(std::move(context)) {}

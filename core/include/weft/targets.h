@@ -19,6 +19,13 @@
 //
 // Thread-safety: every public method may be called from any thread after
 // start(); setters and the constructor only before.
+//
+// Errors (Status codes): InvalidArgument for a field rule (the message names
+// the field), NotFound for an unknown id or name, AlreadyExists/Conflict for a
+// taken name or a state that forbids the change, PermissionDenied for a
+// mechanism switched off by configuration, ResourceExhausted when the spin-up
+// or probe concurrency limit is reached, Unavailable or Timeout for a backend
+// outage.
 #pragma once
 
 #include <atomic>

@@ -53,6 +53,13 @@ struct SpinUpRequest {
 };
 using SpinUpRequester = std::function<void(const SpinUpRequest&)>;
 
+// Thread-safety: every public method may be called from any number of
+// threads at once; instances on other processes may change the same records
+// meanwhile (every write is a compare-and-set, retried on conflict).
+// Errors (Status codes): InvalidArgument for a field rule (the message names
+// the field), NotFound for an unknown id, Conflict for a transition that does
+// not fit the item's state or a stale claim token, Unavailable or Timeout when
+// the backend is down or slow (a write may still have been applied).
 class WorkQueue {
  public:
   using View = BucketView<WorkRecord>;
