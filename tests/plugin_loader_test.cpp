@@ -89,6 +89,16 @@ TEST_CASE("a plugin built for another ABI is WrongAbi with both versions", "[loa
   CHECK_THAT(e.what(), Catch::Contains("ABI version " + std::to_string(WEFT_KV_ABI_VERSION)));
 }
 
+TEST_CASE("a plugin built from other interface headers is WrongAbi with both fingerprints",
+          "[loader]") {
+  // Same ABI version, different headers: the version bump was forgotten.
+  auto e = loadError("staleheaders", kTestPluginDir);
+  CHECK(e.kind() == PluginErrorKind::WrongAbi);
+  CHECK_THAT(e.what(), Catch::Contains("weft-kv-staleheaders.so"));
+  CHECK_THAT(e.what(), Catch::Contains("fingerprint 0123456789abcdef"));
+  CHECK_THAT(e.what(), Catch::Contains("this program has " WEFT_KV_ABI_FINGERPRINT));
+}
+
 TEST_CASE("a library without the entry symbol is BadPlugin", "[loader]") {
   auto e = loadError("noentry", kTestPluginDir);
   CHECK(e.kind() == PluginErrorKind::BadPlugin);

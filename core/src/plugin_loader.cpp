@@ -151,6 +151,16 @@ std::shared_ptr<KvStore> loadKvStore(const std::string& backend, const std::stri
             std::to_string(WEFT_KV_ABI_VERSION) +
             "; rebuild the plugin together with this program");
   }
+  if (!descriptor->abiFingerprint ||
+      std::string(descriptor->abiFingerprint) != WEFT_KV_ABI_FINGERPRINT) {
+    throw PluginLoadError(
+        PluginErrorKind::WrongAbi,
+        "storage backend " + quoted + ": plugin " + path +
+            " was built from other interface headers (ABI fingerprint " +
+            (descriptor->abiFingerprint ? descriptor->abiFingerprint : "none") +
+            ", this program has " WEFT_KV_ABI_FINGERPRINT
+            "); rebuild the plugin together with this program");
+  }
   if (!descriptor->create || !descriptor->destroy || !descriptor->name) {
     throw PluginLoadError(PluginErrorKind::BadPlugin,
                           "storage backend " + quoted + ": plugin " + path +

@@ -2,6 +2,7 @@
 // Built several times by tests/CMakeLists.txt:
 //   WEFT_STUB_NAME          the descriptor's backend name
 //   WEFT_STUB_CREATE_FAILS  create() refuses with a reason
+//   WEFT_STUB_FINGERPRINT   a fingerprint other than this build's (stale headers)
 // It exports weft_test_stub_destroy_count so the loader test can check that
 // releasing the store goes through destroy().
 #include <atomic>
@@ -56,8 +57,13 @@ void destroyStub(weft::KvStore* store) {
   ++destroyCount;
 }
 
+#ifdef WEFT_STUB_FINGERPRINT
+constexpr const char* kFingerprint = WEFT_STUB_FINGERPRINT;  // a stale build
+#else
+constexpr const char* kFingerprint = WEFT_KV_ABI_FINGERPRINT;
+#endif
 const WeftKvPluginDescriptor kDescriptor = {WEFT_KV_ABI_VERSION, WEFT_STUB_NAME, &createStub,
-                                            &destroyStub};
+                                            &destroyStub, kFingerprint};
 
 }  // namespace
 

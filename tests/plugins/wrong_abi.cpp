@@ -12,7 +12,7 @@ weft::KvStore* createNever(const weft::PluginContext*, std::string* error) {
 void destroyNever(weft::KvStore*) {}
 
 const WeftKvPluginDescriptor kDescriptor = {WEFT_KV_ABI_VERSION + 41u, "wrongabi", &createNever,
-                                            &destroyNever};
+                                            &destroyNever, WEFT_KV_ABI_FINGERPRINT};
 
 }  // namespace
 

@@ -5,8 +5,10 @@
 //
 // The KvStore the plugin creates is a C++ object. Host and plugins are built
 // together by one CMake project with one compiler; WEFT_KV_ABI_VERSION is
-// bumped on any change to kv.h, status.h or this file, so a stale plugin is
-// refused at load time instead of crashing later. Rules for plugins:
+// bumped on any change to kv.h, status.h or this file, and the descriptor
+// also carries a fingerprint of those three headers, so a stale plugin is
+// refused at load time instead of crashing later, even if a bump was
+// forgotten. plugin_sdk.h writes the descriptor for a plugin. Rules for plugins:
 //  * no exception escapes create(), destroy() or any KvStore/KvBucket method,
 //    nor any thread the plugin owns;
 //  * the plugin allocates and frees its own objects: the host releases a store
@@ -20,7 +22,13 @@
 
 #include "weft/kv.h"
 
-#define WEFT_KV_ABI_VERSION 3u
+#define WEFT_KV_ABI_VERSION 4u
+
+// A hash of kv.h, status.h and this file, computed by CMake at configure
+// time (the top-level CMakeLists) and compared by the loader.
+#ifndef WEFT_KV_ABI_FINGERPRINT
+#error "WEFT_KV_ABI_FINGERPRINT is not defined: build with Weft's CMake project"
+#endif
 #define WEFT_KV_PLUGIN_ENTRY "weft_kv_plugin_entry"
 
 namespace weft {
@@ -49,6 +57,9 @@ struct WeftKvPluginDescriptor {
   // server is not a failure: the store starts disconnected and reconnects).
   weft::KvStore* (*create)(const weft::PluginContext* context, std::string* error);
   void (*destroy)(weft::KvStore* store);
+  // WEFT_KV_ABI_FINGERPRINT of the plugin's build; read only after the
+  // version matched.
+  const char* abiFingerprint;
 };
 
 typedef const WeftKvPluginDescriptor* (*WeftKvPluginEntryFn)(void);

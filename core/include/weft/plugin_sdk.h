@@ -61,8 +61,9 @@ inline void guardedDestroy(KvStore* store) noexcept {
   void weftPluginDestroy(weft::KvStore* store) noexcept {                                    \
     ::weft::plugin_sdk::guardedDestroy(store);                                               \
   }                                                                                          \
-  const WeftKvPluginDescriptor kWeftPluginDescriptor = {WEFT_KV_ABI_VERSION, NAME,           \
-                                                        &weftPluginCreate, &weftPluginDestroy}; \
+  const WeftKvPluginDescriptor kWeftPluginDescriptor = {                                    \
+      WEFT_KV_ABI_VERSION, NAME, &weftPluginCreate, &weftPluginDestroy,                      \
+      WEFT_KV_ABI_FINGERPRINT};                                                              \
   }                                                                                          \
   extern "C" __attribute__((visibility("default"))) const WeftKvPluginDescriptor*            \
   weft_kv_plugin_entry(void) {                                                               \
