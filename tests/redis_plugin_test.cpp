@@ -45,7 +45,7 @@ using weft::Code;
 using weft::ConnectionState;
 using weft::KvBucket;
 using weft::WatchEvent;
-using weft::redis::RedisUrl;
+using weft::redis_plugin::RedisUrl;
 using Clock = std::chrono::steady_clock;
 using Ms = std::chrono::milliseconds;
 
@@ -273,43 +273,43 @@ class RawRedis {
 TEST_CASE("redis.url: accepted forms", "[unit]") {
   RedisUrl u;
   std::string error;
-  REQUIRE(weft::redis::parseRedisUrl("redis://localhost:6379/0", &u, &error));
+  REQUIRE(weft::redis_plugin::parseRedisUrl("redis://localhost:6379/0", &u, &error));
   CHECK(u.host == "localhost");
   CHECK(u.port == 6379);
   CHECK(u.db == 0);
   CHECK(u.password.empty());
 
-  REQUIRE(weft::redis::parseRedisUrl("redis://cache.internal", &u, &error));
+  REQUIRE(weft::redis_plugin::parseRedisUrl("redis://cache.internal", &u, &error));
   CHECK(u.host == "cache.internal");
   CHECK(u.port == 6379);
   CHECK(u.db == 0);
 
-  REQUIRE(weft::redis::parseRedisUrl("redis://:p%40ss%3Aw@h:1234/5", &u, &error));
+  REQUIRE(weft::redis_plugin::parseRedisUrl("redis://:p%40ss%3Aw@h:1234/5", &u, &error));
   CHECK(u.user.empty());
   CHECK(u.password == "p@ss:w");
   CHECK(u.host == "h");
   CHECK(u.port == 1234);
   CHECK(u.db == 5);
 
-  REQUIRE(weft::redis::parseRedisUrl("redis://bob:pw@h/2", &u, &error));
+  REQUIRE(weft::redis_plugin::parseRedisUrl("redis://bob:pw@h/2", &u, &error));
   CHECK(u.user == "bob");
   CHECK(u.password == "pw");
   CHECK(u.db == 2);
 
   // userinfo without ':' is the password, as redis-cli reads it
-  REQUIRE(weft::redis::parseRedisUrl("redis://onlypass@h", &u, &error));
+  REQUIRE(weft::redis_plugin::parseRedisUrl("redis://onlypass@h", &u, &error));
   CHECK(u.user.empty());
   CHECK(u.password == "onlypass");
 
-  REQUIRE(weft::redis::parseRedisUrl("redis://[::1]:7000/1", &u, &error));
+  REQUIRE(weft::redis_plugin::parseRedisUrl("redis://[::1]:7000/1", &u, &error));
   CHECK(u.host == "::1");
   CHECK(u.port == 7000);
   CHECK(u.db == 1);
 
-  REQUIRE(weft::redis::parseRedisUrl("redis://", &u, &error));
+  REQUIRE(weft::redis_plugin::parseRedisUrl("redis://", &u, &error));
   CHECK(u.host == "localhost");
 
-  REQUIRE(weft::redis::parseRedisUrl("REDIS://h:1", &u, &error));  // schemes ignore case
+  REQUIRE(weft::redis_plugin::parseRedisUrl("REDIS://h:1", &u, &error));  // schemes ignore case
   CHECK(u.host == "h");
 }
 
@@ -323,7 +323,7 @@ TEST_CASE("redis.url: rejected forms name the problem", "[unit]") {
     RedisUrl u;
     std::string error;
     INFO(url);
-    CHECK_FALSE(weft::redis::parseRedisUrl(url, &u, &error));
+    CHECK_FALSE(weft::redis_plugin::parseRedisUrl(url, &u, &error));
     INFO(error);
     CHECK(error.find(word) != std::string::npos);
   }
@@ -332,51 +332,51 @@ TEST_CASE("redis.url: rejected forms name the problem", "[unit]") {
 TEST_CASE("redis.url: the redacted form hides the password", "[unit]") {
   RedisUrl u;
   std::string error;
-  REQUIRE(weft::redis::parseRedisUrl("redis://bob:hunter2@h:1/3", &u, &error));
-  std::string shown = weft::redis::redactedUrl(u);
+  REQUIRE(weft::redis_plugin::parseRedisUrl("redis://bob:hunter2@h:1/3", &u, &error));
+  std::string shown = weft::redis_plugin::redactedUrl(u);
   CHECK(shown == "redis://bob:***@h:1/3");
   CHECK(shown.find("hunter2") == std::string::npos);
 }
 
 TEST_CASE("change messages decode binary keys and values", "[unit]") {
-  weft::redis::Change c;
+  weft::redis_plugin::Change c;
   std::string key("a b\0c", 5);
   std::string value("v 1\0\xff", 5);
-  REQUIRE(weft::redis::parseChange("P42 5 " + key + value, &c));
+  REQUIRE(weft::redis_plugin::parseChange("P42 5 " + key + value, &c));
   CHECK_FALSE(c.isDelete);
   CHECK(c.revision == 42);
   CHECK(c.key == key);
   CHECK(c.value == value);
-  REQUIRE(weft::redis::parseChange("P7 1 k", &c));
+  REQUIRE(weft::redis_plugin::parseChange("P7 1 k", &c));
   CHECK(c.value.empty());
-  REQUIRE(weft::redis::parseChange("D9 5 " + key, &c));
+  REQUIRE(weft::redis_plugin::parseChange("D9 5 " + key, &c));
   CHECK(c.isDelete);
   CHECK(c.revision == 9);
   CHECK(c.key == key);
   for (std::string bad : {"", "X1 1 k", "P 1 k", "P1 k", "P1 9 k", "D1 1 kx", "P1x 1 k"}) {
     INFO(bad);
-    CHECK_FALSE(weft::redis::parseChange(bad, &c));
+    CHECK_FALSE(weft::redis_plugin::parseChange(bad, &c));
   }
 }
 
 TEST_CASE("prefix ranges select exactly the prefix", "[unit]") {
   std::string min, max;
-  weft::redis::prefixRange("", &min, &max);
+  weft::redis_plugin::prefixRange("", &min, &max);
   CHECK(min == "-");
   CHECK(max == "+");
-  weft::redis::prefixRange("ab", &min, &max);
+  weft::redis_plugin::prefixRange("ab", &min, &max);
   CHECK(min == "[ab");
   CHECK(max == "(ac");
-  weft::redis::prefixRange(std::string("a\xff", 2), &min, &max);
+  weft::redis_plugin::prefixRange(std::string("a\xff", 2), &min, &max);
   CHECK(max == "(b");
-  weft::redis::prefixRange(std::string("\xff\xff", 2), &min, &max);
+  weft::redis_plugin::prefixRange(std::string("\xff\xff", 2), &min, &max);
   CHECK(max == "+");
 }
 
 TEST_CASE("SHA-1 names scripts as Redis does", "[unit]") {
-  CHECK(weft::redis::sha1Hex("") == "da39a3ee5e6b4b0d3255bfef95601890afd80709");
-  CHECK(weft::redis::sha1Hex("abc") == "a9993e364706816aba3e25717850c26c9cd0d89d");
-  CHECK(weft::redis::sha1Hex(std::string(1000, 'a')) == "291e9a6c66994949b57ba5e650361e98fc36b1ba");
+  CHECK(weft::redis_plugin::sha1Hex("") == "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+  CHECK(weft::redis_plugin::sha1Hex("abc") == "a9993e364706816aba3e25717850c26c9cd0d89d");
+  CHECK(weft::redis_plugin::sha1Hex(std::string(1000, 'a')) == "291e9a6c66994949b57ba5e650361e98fc36b1ba");
 }
 
 // --- integration ------------------------------------------------------------------

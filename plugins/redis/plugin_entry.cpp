@@ -10,7 +10,7 @@ namespace {
 
 weft::Result<std::unique_ptr<weft::KvStore>> makeRedisStore(const weft::PluginContext& context) {
   std::string reason;
-  weft::KvStore* store = weft::redis::RedisStore::create(context, &reason);
+  weft::KvStore* store = weft::redis_plugin::RedisStore::create(context, &reason);
   if (store == nullptr) return weft::Status::invalidArgument("redis plugin: " + reason);
   return std::unique_ptr<weft::KvStore>(store);
 }

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
-namespace weft::redis {
+namespace weft::redis_plugin {
 namespace {
 
 // Idle contexts kept for reuse; more are freed on return. A burst beyond this
@@ -564,4 +564,4 @@ void ConnectionManager::monitorLoop() {
   }
 }
 
-}  // namespace weft::redis
+}  // namespace weft::redis_plugin

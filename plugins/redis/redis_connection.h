@@ -31,7 +31,7 @@
 #include "weft/plugin.h"
 #include "weft/status.h"
 
-namespace weft::redis {
+namespace weft::redis_plugin {
 
 using Clock = std::chrono::steady_clock;
 using Logger = std::function<void(LogLevel, const std::string&)>;
@@ -192,4 +192,4 @@ class ConnectionManager {
   Status lastError_;
 };
 
-}  // namespace weft::redis
+}  // namespace weft::redis_plugin

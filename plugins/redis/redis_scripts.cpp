@@ -4,7 +4,7 @@
 
 #include "sha1.h"
 
-namespace weft::redis {
+namespace weft::redis_plugin {
 namespace {
 
 Script makeScript(const char* name, std::string text) {
@@ -192,4 +192,4 @@ void prefixRange(const std::string& prefix, std::string* min, std::string* max) 
   *max = "(" + upper;
 }
 
-}  // namespace weft::redis
+}  // namespace weft::redis_plugin

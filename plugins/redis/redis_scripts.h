@@ -45,7 +45,7 @@
 #include <cstdint>
 #include <string>
 
-namespace weft::redis {
+namespace weft::redis_plugin {
 
 struct Script {
   const char* name;
@@ -114,4 +114,4 @@ bool parseChange(const std::string& message, Change* out);
 // The ZRANGEBYLEX bounds that select exactly the members starting with prefix.
 void prefixRange(const std::string& prefix, std::string* min, std::string* max);
 
-}  // namespace weft::redis
+}  // namespace weft::redis_plugin

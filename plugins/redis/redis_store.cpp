@@ -4,7 +4,7 @@
 
 #include "redis_watch.h"
 
-namespace weft::redis {
+namespace weft::redis_plugin {
 namespace {
 
 // Members per list batch, and the value bytes after which a batch stops early
@@ -336,4 +336,4 @@ Status RedisStore::ping() {
   return guarded<Status>("ping", [&] { return pingImpl(); });
 }
 
-}  // namespace weft::redis
+}  // namespace weft::redis_plugin

@@ -35,7 +35,7 @@
 #include "weft/kv.h"
 #include "weft/plugin.h"
 
-namespace weft::redis {
+namespace weft::redis_plugin {
 
 class WatchWorker;
 
@@ -129,4 +129,4 @@ class RedisStore : public KvStore {
   const std::shared_ptr<StoreCore> core_;
 };
 
-}  // namespace weft::redis
+}  // namespace weft::redis_plugin

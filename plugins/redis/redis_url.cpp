@@ -5,7 +5,7 @@
 
 #include "percent_decode.h"
 
-namespace weft::redis {
+namespace weft::redis_plugin {
 namespace {
 
 // Parses a decimal integer in [min, max]; the whole string must be digits.
@@ -125,4 +125,4 @@ std::string redactedUrl(const RedisUrl& url) {
   return s;
 }
 
-}  // namespace weft::redis
+}  // namespace weft::redis_plugin

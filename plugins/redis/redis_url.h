@@ -4,7 +4,7 @@
 
 #include <string>
 
-namespace weft::redis {
+namespace weft::redis_plugin {
 
 struct RedisUrl {
   std::string host = "localhost";
@@ -24,4 +24,4 @@ bool parseRedisUrl(const std::string& url, RedisUrl* out, std::string* error);
 // The URL for logs: the password replaced by "***".
 std::string redactedUrl(const RedisUrl& url);
 
-}  // namespace weft::redis
+}  // namespace weft::redis_plugin

@@ -18,7 +18,7 @@
 
 #include "redis_store.h"
 
-namespace weft::redis {
+namespace weft::redis_plugin {
 namespace {
 
 // Silence on the subscription after which the thread sends a PING.
@@ -497,4 +497,4 @@ Result<std::unique_ptr<KvWatch>> startWatch(const std::shared_ptr<StoreCore>& co
   return std::unique_ptr<KvWatch>(new RedisWatch(std::move(impl)));
 }
 
-}  // namespace weft::redis
+}  // namespace weft::redis_plugin

@@ -28,7 +28,7 @@
 #include "redis_scripts.h"
 #include "weft/kv.h"
 
-namespace weft::redis {
+namespace weft::redis_plugin {
 
 class StoreCore;
 
@@ -47,4 +47,4 @@ class WatchWorker {
   virtual void stop() = 0;
 };
 
-}  // namespace weft::redis
+}  // namespace weft::redis_plugin

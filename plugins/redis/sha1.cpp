@@ -2,7 +2,7 @@
 
 #include <cstdint>
 
-namespace weft::redis {
+namespace weft::redis_plugin {
 namespace {
 
 uint32_t rotl(uint32_t v, int n) {
@@ -64,4 +64,4 @@ std::string sha1Hex(const std::string& data) {
   return out;
 }
 
-}  // namespace weft::redis
+}  // namespace weft::redis_plugin

@@ -4,9 +4,9 @@
 
 #include <string>
 
-namespace weft::redis {
+namespace weft::redis_plugin {
 
 // The lowercase hex SHA-1 of data (40 characters), as Redis names scripts.
 std::string sha1Hex(const std::string& data);
 
-}  // namespace weft::redis
+}  // namespace weft::redis_plugin

@@ -3,4 +3,4 @@
 #include "sqlite_kv.h"
 #include "weft/plugin_sdk.h"
 
-WEFT_KV_PLUGIN("sqlite", &weft::sqlite::createStore)
+WEFT_KV_PLUGIN("sqlite", &weft::sqlite_plugin::createStore)

@@ -4,8 +4,7 @@
 #include <cerrno>
 #include <thread>
 
-namespace weft {
-namespace sqlite {
+namespace weft::sqlite_plugin {
 
 bool isStorageFailure(int rc) {
   switch (rc & 0xff) {
@@ -213,5 +212,4 @@ void ConnectionPool::clearIdle() {
   }
 }
 
-}  // namespace sqlite
-}  // namespace weft
+}  // namespace weft::sqlite_plugin

@@ -21,8 +21,7 @@
 
 #include "weft/status.h"
 
-namespace weft {
-namespace sqlite {
+namespace weft::sqlite_plugin {
 
 using Clock = std::chrono::steady_clock;
 
@@ -145,5 +144,4 @@ class ConnectionPool {
   std::vector<std::unique_ptr<Connection>> idle_;
 };
 
-}  // namespace sqlite
-}  // namespace weft
+}  // namespace weft::sqlite_plugin

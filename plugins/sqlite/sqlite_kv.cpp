@@ -10,8 +10,7 @@
 #include <utility>
 #include <vector>
 
-namespace weft {
-namespace sqlite {
+namespace weft::sqlite_plugin {
 
 namespace {
 
@@ -1295,5 +1294,4 @@ Result<std::unique_ptr<SqliteStore>> createStore(const PluginContext& context) {
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(core)));
 }
 
-}  // namespace sqlite
-}  // namespace weft
+}  // namespace weft::sqlite_plugin

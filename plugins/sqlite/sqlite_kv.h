@@ -98,8 +98,7 @@
 #include "weft/kv.h"
 #include "weft/plugin.h"
 
-namespace weft {
-namespace sqlite {
+namespace weft::sqlite_plugin {
 
 struct Settings {
   std::string path = "./var/weft.db";
@@ -282,5 +281,4 @@ class SqliteStore : public KvStore {
 // Disconnected, its calls return Unavailable, and each call retries the open.
 Result<std::unique_ptr<SqliteStore>> createStore(const PluginContext& context);
 
-}  // namespace sqlite
-}  // namespace weft
+}  // namespace weft::sqlite_plugin

@@ -1,7 +1,7 @@
 // What a storage plugin needs to export itself (plugin.h) without repeating
 // the boundary code: one line,
 //
-//   WEFT_KV_PLUGIN("redis", &weft::redis::makeStore)
+//   WEFT_KV_PLUGIN("redis", &weft::redis_plugin::makeStore)
 //
 // where the factory is `Result<std::unique_ptr<KvStore>>(const PluginContext&)`
 // (any unique_ptr to a KvStore subclass converts). The macro defines the
