@@ -783,17 +783,15 @@ void HttpServer::Impl::sweep() {
     if (c.timer == Timer::None || c.phase == Phase::Busy || now < c.deadline) return;
     switch (c.timer) {
       case Timer::Header:
+      case Timer::Body: {
+        const bool header = c.timer == Timer::Header;
+        const int64_t ms = header ? options_.headerTimeoutMs : options_.bodyTimeoutMs;
         startWrite(c, pipeline_.refuse(408, "RequestTimeout",
-                                       "Request headers not complete within " +
-                                           std::to_string(options_.headerTimeoutMs) + " ms",
+                                       std::string("Request ") + (header ? "headers" : "body") +
+                                           " not complete within " + std::to_string(ms) + " ms",
                                        true));
         break;
-      case Timer::Body:
-        startWrite(c, pipeline_.refuse(408, "RequestTimeout",
-                                       "Request body not complete within " +
-                                           std::to_string(options_.bodyTimeoutMs) + " ms",
-                                       true));
-        break;
+      }
       case Timer::Write:
         log::info("closing an HTTP connection that does not read its response");
         closeNow(c);
