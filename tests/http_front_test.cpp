@@ -311,25 +311,65 @@ TEST_CASE("front end: a body that stops arriving ends in 408", "[front]") {
   CHECK(c.closedByServer());
 }
 
-TEST_CASE("front end: over maxConnections a client gets 503 at once, not a hang", "[front]") {
+TEST_CASE("front end: over maxConnections /health still answers and the rest gets 503",
+          "[front]") {
   HttpServerOptions o = small();
   o.maxConnections = 20;
   FrontServer ts(o);
   std::vector<std::unique_ptr<RawClient>> held;
   for (int i = 0; i < 20; ++i) held.push_back(std::make_unique<RawClient>(ts.port()));
   REQUIRE(ts.waitConnections(20));
-  {
-    RawClient extra(ts.port());
-    const std::string r = extra.response();
+
+  SECTION("a probe asking for /health gets its 200, then a close") {
+    RawClient probe(ts.port());
+    const auto t0 = Clock::now();
+    REQUIRE(probe.send(get("/health")));
+    const std::string r = probe.response();
+    CHECK(statusOf(r) == 200);
+    CHECK(Clock::now() - t0 < std::chrono::seconds(1));
+    CHECK(RawClient::lower(r).find("connection: close") != std::string::npos);
+    CHECK(probe.closedByServer());
+  }
+  SECTION("a probe asking for any other route gets 503 with Retry-After, then a close") {
+    RawClient probe(ts.port());
+    REQUIRE(probe.send(get("/api/ping")));
+    const std::string r = probe.response();
     CHECK(statusOf(r) == 503);
     CHECK(RawClient::lower(r).find("retry-after: 1") != std::string::npos);
     CHECK(bodyOf(r).getString("error") == "ServiceUnavailable");
-    CHECK(extra.closedByServer());
+    CHECK(bodyOf(r).getString("message") == "Too many open connections; retry later");
+    CHECK(probe.closedByServer());
   }
+  SECTION("a silent probe gets 503 after its 2 s deadline") {
+    RawClient probe(ts.port());
+    const auto t0 = Clock::now();
+    const std::string r = probe.response();
+    const auto waited = Clock::now() - t0;
+    CHECK(statusOf(r) == 503);
+    CHECK(waited >= std::chrono::milliseconds(1500));
+    CHECK(waited < std::chrono::milliseconds(4500));
+    CHECK(probe.closedByServer());
+  }
+  SECTION("with the 64 probe slots taken, a new connection is refused at once") {
+    std::vector<std::unique_ptr<RawClient>> probes;
+    for (int i = 0; i < 64; ++i) probes.push_back(std::make_unique<RawClient>(ts.port()));
+    REQUIRE(ts.waitConnections(84));
+    RawClient extra(ts.port());
+    const auto t0 = Clock::now();
+    const std::string r = extra.response();
+    CHECK(statusOf(r) == 503);
+    CHECK(Clock::now() - t0 < std::chrono::milliseconds(1000));
+    CHECK(bodyOf(r).getString("error") == "ServiceUnavailable");
+    CHECK(extra.closedByServer());
+    CHECK(ts.server->currentConnections() == 84);
+  }
+  // Below the limit again, a connection is an ordinary keep-alive one.
   held.resize(15);
   REQUIRE(ts.waitConnections(15));
   RawClient again(ts.port());
   REQUIRE(again.send(get("/health")));
+  CHECK(statusOf(again.response()) == 200);
+  REQUIRE(again.send(get("/api/ping")));
   CHECK(statusOf(again.response()) == 200);
 }
 

@@ -43,6 +43,13 @@ constexpr size_t kReadChunk = 64 * 1024;
 // cannot starve the others.
 constexpr size_t kReadPerEvent = 256 * 1024;
 constexpr int kAcceptPerEvent = 512;
+// Past maxConnections, this many more connections are accepted as probes:
+// each may ask for one inline route (/health) within kProbeDeadlineMs of
+// connecting, and anything else is answered 503. A health checker therefore
+// still gets its answer while the limit is hit; a flood of new connections
+// is refused at once once the probe slots are taken too.
+constexpr int64_t kProbeSlots = 64;
+constexpr int64_t kProbeDeadlineMs = 2000;
 // How long a closing connection is given to take our last response before
 // the socket is closed (reading and dropping what it still sends), so the
 // kernel does not reset the response away (see closeGracefully).
@@ -121,6 +128,7 @@ class HttpServer::Impl {
     SteadyClock::time_point deadline{};
     bool closeAfterWrite = false;
     bool peerEof = false;
+    bool probe = false;  // accepted past maxConnections: one inline route only
     std::shared_ptr<Upgrade> upgrade;
   };
   using ConnPtr = std::shared_ptr<Conn>;
@@ -160,6 +168,11 @@ class HttpServer::Impl {
   template <typename F>
   void forEachConn(F f);
 
+  EncodedReply refuseOverLimit(const std::string& method) const {
+    return pipeline_.refuse(503, "ServiceUnavailable", "Too many open connections; retry later",
+                            true, method, {{"Retry-After", "1"}});
+  }
+
   // Any thread owning the connection.
   void arm(Conn& c, uint32_t events);
   static void setTimer(Conn& c, Timer timer, int64_t ms);
@@ -187,6 +200,7 @@ class HttpServer::Impl {
 
   // I/O thread only.
   std::unordered_map<uint64_t, ConnPtr> conns_;
+  int64_t probes_ = 0;  // connections in conns_ with probe set
   uint64_t nextKey_ = kFirstConnKey;
   bool drainApplied_ = false;
   bool abortApplied_ = false;
@@ -371,11 +385,11 @@ void HttpServer::Impl::acceptAll() {
       log::warn("accept failed", {{"error", std::string(std::strerror(errno))}});
       return;
     }
-    if (static_cast<int64_t>(conns_.size()) >= options_.maxConnections) {
+    const bool overLimit =
+        static_cast<int64_t>(conns_.size()) - probes_ >= options_.maxConnections;
+    if (overLimit && probes_ >= kProbeSlots) {
       // Over the limit: answer at once and close, never hang.
-      const EncodedReply reply = pipeline_.refuse(
-          503, "ServiceUnavailable", "Too many open connections; retry later", true, "-",
-          {{"Retry-After", "1"}});
+      const EncodedReply reply = refuseOverLimit("-");
       ssize_t ignored = ::send(fd, reply.bytes.data(), reply.bytes.size(), MSG_NOSIGNAL);
       (void)ignored;
       ::shutdown(fd, SHUT_WR);
@@ -398,7 +412,13 @@ void HttpServer::Impl::acceptAll() {
       ::close(fd);
       continue;
     }
-    setTimer(*c, Timer::Idle, options_.idleTimeoutMs);
+    if (overLimit) {
+      c->probe = true;
+      ++probes_;
+      setTimer(*c, Timer::Header, std::min(kProbeDeadlineMs, options_.headerTimeoutMs));
+    } else {
+      setTimer(*c, Timer::Idle, options_.idleTimeoutMs);
+    }
     ++open_;
     conns_.emplace(c->key, std::move(c));
   }
@@ -486,7 +506,9 @@ void HttpServer::Impl::parse(Conn& c) {
           closeNow(c);
           return;
         }
-        if (c.parser.inBody()) {
+        if (c.probe) {
+          // The deadline set at accept stands, whatever arrives.
+        } else if (c.parser.inBody()) {
           if (c.timer != Timer::Body) setTimer(c, Timer::Body, options_.bodyTimeoutMs);
         } else if (c.parser.headerStarted()) {
           if (c.timer != Timer::Header) setTimer(c, Timer::Header, options_.headerTimeoutMs);
@@ -526,6 +548,14 @@ void HttpServer::Impl::parse(Conn& c) {
 }
 
 void HttpServer::Impl::dispatch(Conn& c, ParsedRequest request) {
+  if (c.probe) {
+    if (pipeline_.runsInline(request)) {
+      startWrite(c, pipeline_.handle(std::move(request), true));
+    } else {
+      startWrite(c, refuseOverLimit(request.method));
+    }
+    return;
+  }
   if (pipeline_.runsInline(request)) {
     startWrite(c, pipeline_.handle(std::move(request), draining_));
     return;
@@ -755,6 +785,7 @@ void HttpServer::Impl::closeNow(Conn& c) {
   c.upgrade.reset();
   c.stream = nullptr;
   if (c.phase == Phase::Lingering) --lingering_;
+  if (c.probe) --probes_;
   ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
   ::close(c.fd);
   c.closed = true;
@@ -781,6 +812,10 @@ void HttpServer::Impl::sweep() {
   const auto now = SteadyClock::now();
   forEachConn([&](Conn& c) {
     if (c.timer == Timer::None || c.phase == Phase::Busy || now < c.deadline) return;
+    if (c.probe && c.timer == Timer::Header) {
+      startWrite(c, refuseOverLimit("-"));
+      return;
+    }
     switch (c.timer) {
       case Timer::Header:
       case Timer::Body: {

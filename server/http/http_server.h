@@ -17,9 +17,12 @@
 // thread, so /health stays fast even when every worker waits on the backend.
 //
 // LIMITS (all configurable, all answered at once rather than by hanging):
-//  * maxConnections open connections; one more is accepted, answered 503
-//    with Retry-After and closed. The process's open-file limit is raised at
-//    start() towards what that needs.
+//  * maxConnections open connections. Past it, 64 more are accepted as
+//    probes: each may send one request within 2 s, and only an inline route
+//    (/health) is served to it; anything else, or silence, gets 503 with
+//    Retry-After and a close. With the probe slots taken too, a new
+//    connection is answered 503 at once and closed. The process's open-file
+//    limit is raised at start() towards what that needs.
 //  * idleTimeoutMs: a keep-alive connection with no request in progress is
 //    closed after this long.
 //  * headerTimeoutMs: from the first byte of a request to the end of its
