@@ -191,6 +191,29 @@ struct FrontServer {
       cv.wait_for(lock, std::chrono::seconds(20), [this] { return released; });
       return ApiResponse::jsonBody(200, Json::object());
     });
+    // Answered later (ApiResponse::later): the PendingResponse waits in
+    // `parked` until the test completes it from its own thread.
+    router.add("GET", "/api/later", [this](const ApiRequest&) {
+      auto pending = std::make_shared<PendingResponse>();
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        parked.push_back(pending);
+      }
+      cv.notify_all();
+      return ApiResponse::later(std::move(pending));
+    });
+    // Completed before the handler even returns.
+    router.add("GET", "/api/later-at-once", [](const ApiRequest&) {
+      auto pending = std::make_shared<PendingResponse>();
+      Json body = Json::object();
+      body.set("early", Json(true));
+      pending->complete(ApiResponse::jsonBody(201, std::move(body)));
+      return ApiResponse::later(std::move(pending));
+    });
+    // Forgotten: the handler drops its PendingResponse without completing it.
+    router.add("GET", "/api/later-forgotten", [](const ApiRequest&) {
+      return ApiResponse::later(std::make_shared<PendingResponse>());
+    });
     options.host = "127.0.0.1";
     options.port = 0;
     server = std::make_unique<HttpServer>(router, options);
@@ -204,6 +227,16 @@ struct FrontServer {
     std::lock_guard<std::mutex> lock(mutex);
     released = true;
     cv.notify_all();
+  }
+  // Waits for n parked deferred responses; takes the oldest.
+  std::shared_ptr<PendingResponse> takeParked() {
+    std::unique_lock<std::mutex> lock(mutex);
+    if (!cv.wait_for(lock, std::chrono::seconds(10), [&] { return !parked.empty(); })) {
+      return nullptr;
+    }
+    auto p = parked.front();
+    parked.erase(parked.begin());
+    return p;
   }
   bool waitBlocked(int n) {
     std::unique_lock<std::mutex> lock(mutex);
@@ -229,6 +262,7 @@ struct FrontServer {
   std::condition_variable cv;
   int blocked = 0;
   bool released = false;
+  std::vector<std::shared_ptr<PendingResponse>> parked;
 };
 
 HttpServerOptions small() {
@@ -426,6 +460,87 @@ bool dechunk(const std::string& body, std::string& out) {
 }
 
 }  // namespace
+
+TEST_CASE("front end: a deferred response holds no worker and arrives when completed",
+          "[front][deferred]") {
+  HttpServerOptions o = small();
+  o.threads = 1;  // one worker: a parked request must not occupy it
+  FrontServer ts(o);
+  RawClient a(ts.port()), b(ts.port());
+  REQUIRE(a.send(get("/api/later")));
+  auto pending = ts.takeParked();
+  REQUIRE(pending);
+  // The only worker is free again: another connection is served meanwhile.
+  REQUIRE(b.send(get("/api/ping")));
+  CHECK(statusOf(b.response()) == 200);
+
+  SECTION("completed from another thread, then the connection is reused") {
+    std::thread completer([pending] {
+      Json body = Json::object();
+      body.set("done", Json(true));
+      pending->complete(ApiResponse::jsonBody(201, std::move(body)));
+      pending->complete(ApiResponse::jsonBody(500, Json::object()));  // ignored
+    });
+    completer.join();
+    const std::string r = a.response();
+    CHECK(statusOf(r) == 201);
+    CHECK(bodyOf(r).getBool("done"));
+    REQUIRE(a.send(get("/api/ping")));
+    CHECK(statusOf(a.response()) == 200);
+  }
+  SECTION("a request pipelined behind it waits its turn") {
+    REQUIRE(a.send(get("/api/ping")));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    pending->complete(ApiResponse::jsonBody(202, Json::object()));
+    CHECK(statusOf(a.response()) == 202);
+    CHECK(statusOf(a.response()) == 200);
+  }
+  SECTION("dropped without completion: 500, not a hang") {
+    pending.reset();
+    std::lock_guard<std::mutex> lock(ts.mutex);
+    ts.parked.clear();
+  }
+  if (!pending) {
+    const std::string r = a.response();
+    CHECK(statusOf(r) == 500);
+    CHECK(bodyOf(r).getString("error") == "InternalError");
+  }
+}
+
+TEST_CASE("front end: deferred responses completed early or forgotten", "[front][deferred]") {
+  FrontServer ts(small());
+  RawClient c(ts.port());
+  REQUIRE(c.send(get("/api/later-at-once")));
+  std::string r = c.response();
+  CHECK(statusOf(r) == 201);
+  CHECK(bodyOf(r).getBool("early"));
+  REQUIRE(c.send(get("/api/later-forgotten")));
+  r = c.response();
+  CHECK(statusOf(r) == 500);
+  CHECK(bodyOf(r).getString("error") == "InternalError");
+  REQUIRE(c.send(get("/api/ping")));
+  CHECK(statusOf(c.response()) == 200);
+}
+
+TEST_CASE("front end: a graceful shutdown waits for a deferred response", "[front][deferred]") {
+  FrontServer ts(small());
+  RawClient c(ts.port());
+  REQUIRE(c.send(get("/api/later")));
+  auto pending = ts.takeParked();
+  REQUIRE(pending);
+  std::thread completer([pending] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    pending->complete(ApiResponse::jsonBody(201, Json::object()));
+  });
+  const auto t0 = Clock::now();
+  const bool drained = ts.server->shutdown(std::chrono::milliseconds(5000));
+  completer.join();
+  CHECK(drained);
+  CHECK(Clock::now() - t0 >= std::chrono::milliseconds(250));
+  const std::string r = c.response();
+  CHECK(statusOf(r) == 201);
+  CHECK(c.closedByServer());
+}
 
 TEST_CASE("front end: a long list is streamed in chunks and reads back whole", "[front]") {
   FrontServer ts(small());

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -50,6 +51,7 @@ namespace {
 using namespace std::chrono_literals;
 using weft::Code;
 using weft::KvBucket;
+using weft::Result;
 using weft::KvEntry;
 using weft::KvStore;
 using weft::WatchEvent;
@@ -531,6 +533,99 @@ TEST_CASE("create writes only when the key is absent", "[cas]") {
   SECTION("fails after a put over it") {
     REQUIRE_OK(bucket->put("k", "put"));
     CHECK_CODE(bucket->create("k", "x"), Code::AlreadyExists);
+  }
+}
+
+namespace {
+
+// createAsync's outcome, waited for (at most 30 s) and counted: `done` must
+// run exactly once.
+struct AsyncOutcome {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Result<uint64_t>> results;
+
+  KvBucket::CreateDone callback() {
+    return [this](Result<uint64_t> r) {
+      std::lock_guard<std::mutex> lock(mu);
+      results.push_back(std::move(r));
+      cv.notify_all();
+    };
+  }
+  bool waitFor(size_t n) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(30), [&] { return results.size() >= n; });
+  }
+};
+
+Result<uint64_t> createAndWait(KvBucket& bucket, const std::string& key, const std::string& value) {
+  AsyncOutcome outcome;
+  bucket.createAsync(key, value, outcome.callback());
+  REQUIRE(outcome.waitFor(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a second call would land here
+  std::lock_guard<std::mutex> lock(outcome.mu);
+  REQUIRE(outcome.results.size() == 1);
+  return outcome.results.front();
+}
+
+}  // namespace
+
+TEST_CASE("createAsync answers exactly what create would, exactly once", "[cas][async]") {
+  auto t = makeStore();
+  auto bucket = openBucket(t, "createasync");
+  auto r1 = createAndWait(*bucket, "k", "first");
+  REQUIRE_OK(r1);
+  auto got = bucket->get("k");
+  REQUIRE_OK(got);
+  CHECK(got->value == "first");
+  CHECK(got->revision == *r1);
+  CHECK_CODE(createAndWait(*bucket, "k", "second"), Code::AlreadyExists);
+  CHECK(bucket->get("k")->value == "first");
+
+  SECTION("over a deleted key it writes") {
+    REQUIRE_OK(bucket->erase("k"));
+    auto r2 = createAndWait(*bucket, "k", "third");
+    REQUIRE_OK(r2);
+    CHECK(*r2 > *r1);
+    CHECK(bucket->get("k")->value == "third");
+  }
+  SECTION("a key the backend cannot store gets what create gives it") {
+    // Key rules are the backend's (nats refuses a space, the others store it).
+    const auto sync = bucket->create("odd key 1", "x");
+    const auto async = createAndWait(*bucket, "odd key 2", "x");
+    CHECK(sync.isOk() == async.isOk());
+    if (!sync.isOk()) CHECK(sync.code() == async.code());
+  }
+  SECTION("many in flight from several threads: each answered once, all stored") {
+    constexpr int kThreads = 4;
+    constexpr int kEach = 100;
+    AsyncOutcome outcome;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kEach; ++i) {
+          const std::string key = "many." + std::to_string(t) + "." + std::to_string(i);
+          bucket->createAsync(key, key, outcome.callback());
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    REQUIRE(outcome.waitFor(kThreads * kEach));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::lock_guard<std::mutex> lock(outcome.mu);
+    REQUIRE(outcome.results.size() == static_cast<size_t>(kThreads * kEach));
+    std::set<uint64_t> revisions;
+    for (const auto& r : outcome.results) {
+      REQUIRE_OK(r);
+      revisions.insert(*r);
+    }
+    CHECK(revisions.size() == static_cast<size_t>(kThreads * kEach));
+    auto listed = bucket->keys("many.");
+    REQUIRE_OK(listed);
+    CHECK(listed->size() == static_cast<size_t>(kThreads * kEach));
+    auto one = bucket->get("many.3.99");
+    REQUIRE_OK(one);
+    CHECK(one->value == "many.3.99");
   }
 }
 
@@ -1282,6 +1377,11 @@ TEST_CASE("outage and reconnect without recreating the store", "[reconnect]") {
     auto status = expectOutageFailure("put", [&] { return bucket->put(key, "x"); });
     failedWrites.push_back({key, status.code()});
   }
+  {
+    auto status = expectOutageFailure(
+        "createAsync", [&] { return createAndWait(*bucket, "during-async", "x"); });
+    failedWrites.push_back({"during-async", status.code()});
+  }
   expectOutageFailure("get", [&] { return bucket->get("before"); });
   expectOutageFailure("keys", [&] { return bucket->keys(""); });
   expectOutageFailure("ping", [&] { return t->ping(); });
@@ -1379,6 +1479,9 @@ TEST_CASE("a stalled backend makes calls time out, then service resumes", "[stal
 
   server->pause();  // SIGSTOP: the connection stays open, nothing answers
   expectOutageFailure("put", [&] { return bucket->put("during", "x"); });
+  // An asynchronous create is answered too: its acknowledgement times out.
+  expectOutageFailure("createAsync",
+                      [&] { return createAndWait(*bucket, "during-async", "x"); });
   expectOutageFailure("get", [&] { return bucket->get("before"); });
   server->resume();
   auto resumedAt = Clock::now();

@@ -17,13 +17,17 @@ struct Probe {
   auto measure(KvOp op, F&& call) const {
     const auto start = Clock::now();
     auto result = call();
+    record(op, start, codeOf(result));
+    return result;
+  }
+
+  void record(KvOp op, Clock::time_point start, Code code) const {
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     try {
-      observer(KvOpRecord{op, seconds, codeOf(result)});
+      observer(KvOpRecord{op, seconds, code});
     } catch (...) {
       // Measuring must never turn a storage result into a failure.
     }
-    return result;
   }
 
  private:
@@ -49,6 +53,15 @@ class InstrumentedBucket : public KvBucket {
   }
   Result<uint64_t> create(const std::string& key, const std::string& value) override {
     return probe_->measure(KvOp::Create, [&] { return inner_->create(key, value); });
+  }
+  void createAsync(const std::string& key, const std::string& value, CreateDone done) override {
+    inner_->createAsync(key, value,
+                        [probe = probe_, start = Clock::now(),
+                         done = std::move(done)](Result<uint64_t> written) {
+                          probe->record(KvOp::Create, start,
+                                        written.isOk() ? Code::Ok : written.code());
+                          done(std::move(written));
+                        });
   }
   Result<uint64_t> update(const std::string& key, const std::string& value,
                           uint64_t expectedRevision) override {

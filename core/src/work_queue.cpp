@@ -106,6 +106,10 @@ void WorkQueue::stop() {
   }
   sweeperCv_.notify_all();
   if (sweeper_.joinable()) sweeper_.join();
+  {
+    std::unique_lock<std::mutex> lock(asyncMutex_);
+    asyncIdle_.wait(lock, [this] { return asyncInFlight_ == 0; });
+  }
   view_->stop();
 }
 
@@ -156,6 +160,32 @@ Json WorkQueue::render(const WorkRecord& record) const {
 }
 
 Result<Json> WorkQueue::submit(const Json& body) {
+  Result<NewItem> item = prepareSubmit(body);
+  if (!item) return item.status();
+  auto bucket = view_->bucket();
+  if (!bucket) return Status::unavailable("work bucket not open yet");
+  return finishSubmit(*item, bucket->create(item->id, item->value));
+}
+
+void WorkQueue::submitAsync(const Json& body, SubmitDone done) {
+  Result<NewItem> prepared = prepareSubmit(body);
+  if (!prepared) return done(prepared.status());
+  auto bucket = view_->bucket();
+  if (!bucket) return done(Status::unavailable("work bucket not open yet"));
+  {
+    std::lock_guard<std::mutex> lock(asyncMutex_);
+    ++asyncInFlight_;
+  }
+  auto item = std::make_shared<NewItem>(std::move(*prepared));
+  bucket->createAsync(item->id, item->value,
+                      [this, item, done = std::move(done)](Result<uint64_t> written) {
+                        done(finishSubmit(*item, std::move(written)));
+                        std::lock_guard<std::mutex> lock(asyncMutex_);
+                        if (--asyncInFlight_ == 0) asyncIdle_.notify_all();
+                      });
+}
+
+Result<WorkQueue::NewItem> WorkQueue::prepareSubmit(const Json& body) {
   // Validation, in the order of the docs/api.md §2.3 table.
   const Json& boundary = body.get("boundary");
   if (isFalsy(boundary)) return invalid("classification is required");
@@ -293,33 +323,35 @@ Result<Json> WorkQueue::submit(const Json& body) {
   item.set("errors", Json::array());
   appendTransition(item, "submitted", nowIso);
 
-  auto bucket = view_->bucket();
-  if (!bucket) return Status::unavailable("work bucket not open yet");
-  std::string value = item.dump();
-  auto written = bucket->create(id, value);
+  return NewItem{id, item.dump(), target, haveWorker, SpinUpRequest{id, project, cap, bound, target}};
+}
+
+Result<Json> WorkQueue::finishSubmit(const NewItem& item, Result<uint64_t> written) {
   if (!written) {
     if (written.code() == Code::AlreadyExists) return Status::internal("work id collision");
     return written.status();
   }
-  view_->applyPut(id, value, *written);
+  view_->applyPut(item.id, item.value, *written);
 
   Json response = Json::object();
-  response.set("id", Json(id));
-  response.set("workItemId", Json(id));
-  response.set("targetAgentType", Json(target));
-  bool spinUp = !haveWorker && ctx_.options.spinupOnSubmit;
+  response.set("id", Json(item.id));
+  response.set("workItemId", Json(item.id));
+  response.set("targetAgentType", Json(item.target));
+  bool spinUp = !item.haveWorker && ctx_.options.spinupOnSubmit;
   response.set("spinUpTriggered", Json(spinUp));
-  if (haveWorker) {
+  if (item.haveWorker) {
     response.set("estimatedWaitSeconds", Json(5));
   } else if (spinUp) {
     response.set("estimatedWaitSeconds", Json(30));
   }
   if (spinUp) {
     if (spinUp_) {
-      spinUp_(SpinUpRequest{id, project, cap, bound, target});
+      spinUp_(item.spinUp);
     } else {
       log::info("spin-up requested but no spin-up service is configured",
-                {{"workId", id}, {"agentType", target}, {"capability", cap}});
+                {{"workId", item.id},
+                 {"agentType", item.target},
+                 {"capability", item.spinUp.capability}});
     }
   }
   return response;

@@ -141,20 +141,10 @@ Result<uint64_t> NatsKvBucket::publish(const std::string& key, const std::string
                                        uint64_t expectedLast, bool expectNoMessage,
                                        uint64_t expectedStreamLast, const std::string& what,
                                        const Deadline& deadline) {
-  if (value != nullptr && value->size() > static_cast<size_t>(INT_MAX)) {
-    return Status::invalidArgument(what + ": value too large");
-  }
-  std::string subj = subject(key);
-  natsMsg* msg = nullptr;
-  natsStatus s =
-      natsMsg_Create(&msg, subj.c_str(), nullptr, value != nullptr ? value->data() : nullptr,
-                     value != nullptr ? static_cast<int>(value->size()) : 0);
-  if (s != NATS_OK) return fromNats(s, what);
-  MsgGuard guard{msg};
-  // The marker format of nats.c's kvStore_Delete, which agents understand.
-  if (value == nullptr && (s = natsMsgHeader_Set(msg, "KV-Operation", "DEL")) != NATS_OK) {
-    return fromNats(s, what);
-  }
+  Result<natsMsg*> built = message(key, value, what);
+  if (!built) return built.status();
+  MsgGuard guard{*built};
+  natsMsg* msg = *built;
   jsPubOptions po;
   jsPubOptions_Init(&po);
   po.MaxWait = deadline.leftMs();
@@ -164,12 +154,36 @@ Result<uint64_t> NatsKvBucket::publish(const std::string& key, const std::string
   po.ExpectLastSeq = expectedStreamLast;  // 0 = no expectation
   jsPubAck* ack = nullptr;
   jsErrCode ec = static_cast<jsErrCode>(0);
-  s = js_PublishMsg(&ack, conn_->js(), msg, &po, &ec);
+  const natsStatus s = js_PublishMsg(&ack, conn_->js(), msg, &po, &ec);
   if (s == NATS_OK) {
     uint64_t rev = ack->Sequence;
     jsPubAck_Destroy(ack);
     return rev;
   }
+  return publishFailure(s, ec, what);
+}
+
+Result<natsMsg*> NatsKvBucket::message(const std::string& key, const std::string* value,
+                                       const std::string& what) const {
+  if (value != nullptr && value->size() > static_cast<size_t>(INT_MAX)) {
+    return Status::invalidArgument(what + ": value too large");
+  }
+  std::string subj = subject(key);
+  natsMsg* msg = nullptr;
+  natsStatus s =
+      natsMsg_Create(&msg, subj.c_str(), nullptr, value != nullptr ? value->data() : nullptr,
+                     value != nullptr ? static_cast<int>(value->size()) : 0);
+  if (s != NATS_OK) return fromNats(s, what);
+  // The marker format of nats.c's kvStore_Delete, which agents understand.
+  if (value == nullptr && (s = natsMsgHeader_Set(msg, "KV-Operation", "DEL")) != NATS_OK) {
+    natsMsg_Destroy(msg);
+    return fromNats(s, what);
+  }
+  return msg;
+}
+
+Status NatsKvBucket::publishFailure(natsStatus s, jsErrCode ec, const std::string& what,
+                                    const char* serverText) {
   if (ec == JSStreamWrongLastSequenceErr) return Status::conflict(what + ": revision mismatch");
   if (s == NATS_CONNECTION_DISCONNECTED) {
     // The request was sent and the connection dropped before the ack came
@@ -179,7 +193,7 @@ Result<uint64_t> NatsKvBucket::publish(const std::string& key, const std::string
                            ": connection lost before the acknowledgement; the write may "
                            "have been applied");
   }
-  return fromJetStream(s, ec, what);
+  return fromJetStream(s, ec, what, serverText);
 }
 
 Result<uint64_t> NatsKvBucket::put(const std::string& key, const std::string& value) {
@@ -212,6 +226,32 @@ Result<uint64_t> NatsKvBucket::create(const std::string& key, const std::string&
     if (rev.isOk() || rev.code() != Code::Conflict) return rev;
   }
   return Status::alreadyExists(what + ": key was written concurrently");
+}
+
+void NatsKvBucket::createAsync(const std::string& key, const std::string& value,
+                               CreateDone done) {
+  if (!isValidKey(key)) return done(invalidKey(key, ref_.name));
+  if (ref_.guardedCas) return done(create(key, value));
+  if (Status st = conn_->checkAvailable(); !st) return done(st);
+  std::string what = "create key '" + key + "' in bucket " + ref_.name;
+  Result<natsMsg*> built = message(key, &value, what);
+  if (!built) return done(built.status());
+  natsMsg* msg = *built;
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = conn_->timeoutMs();
+  po.ExpectNoMessage = true;  // the key was never written (or was purged)
+  conn_->publishAsync(
+      &msg, &po,
+      [self = shared_from_this(), key, value, what = std::move(what), done = std::move(done)](
+          natsStatus s, jsErrCode ec, uint64_t sequence, const std::string& text) {
+        if (s == NATS_OK) return done(sequence);
+        // The subject has a message: a value (AlreadyExists) or a delete
+        // marker (a create names its revision). create() tells them apart.
+        if (ec == JSStreamWrongLastSequenceErr) return done(self->create(key, value));
+        done(publishFailure(s, ec, what, text.c_str()));
+      });
+  natsMsg_Destroy(msg);  // nullptr once nats.c took it
 }
 
 Result<uint64_t> NatsKvBucket::update(const std::string& key, const std::string& value,

@@ -62,6 +62,11 @@ class NatsKvBucket : public KvBucket, public std::enable_shared_from_this<NatsKv
   Result<KvEntry> get(const std::string& key) override;
   Result<uint64_t> put(const std::string& key, const std::string& value) override;
   Result<uint64_t> create(const std::string& key, const std::string& value) override;
+  // One asynchronous publish expecting no message on the subject; only a
+  // refusal (the key holds a value or a delete marker) falls back to
+  // create(), on the acknowledging thread. Replicated buckets with the
+  // guarded compare-and-set use create() at once.
+  void createAsync(const std::string& key, const std::string& value, CreateDone done) override;
   // A revision that names a delete marker (only ever seen in a watch Delete
   // event) is accepted by the server as the key's last revision; callers pass
   // revisions of values, for which the check is exact.
@@ -90,6 +95,12 @@ class NatsKvBucket : public KvBucket, public std::enable_shared_from_this<NatsKv
   Result<uint64_t> publish(const std::string& key, const std::string* value, uint64_t expectedLast,
                            bool expectNoMessage, uint64_t expectedStreamLast,
                            const std::string& what, const Deadline& deadline);
+  // The message publish() sends (nullptr value: a delete marker).
+  Result<natsMsg*> message(const std::string& key, const std::string* value,
+                           const std::string& what) const;
+  // What a refused or unanswered publish means, for publish() and createAsync().
+  static Status publishFailure(natsStatus s, jsErrCode ec, const std::string& what,
+                               const char* serverText = nullptr);
   // A compare-and-set write: the key's last revision must be expectedLast (0 =
   // the key has no message). Guarded as described above when the bucket
   // needs it, else one native publish.

@@ -38,11 +38,13 @@ Status fromNats(natsStatus status, const std::string& what) {
   }
 }
 
-Status fromJetStream(natsStatus status, jsErrCode code, const std::string& what) {
+Status fromJetStream(natsStatus status, jsErrCode code, const std::string& what,
+                     const char* serverText) {
   if (status == NATS_OK) return Status::ok();
   // With an error code set, the thread's last error is the server's
   // description of this very reply (nats.c sets both together).
-  const char* text = code != 0 ? nats_GetLastError(nullptr) : nullptr;
+  const char* text =
+      serverText != nullptr ? serverText : (code != 0 ? nats_GetLastError(nullptr) : nullptr);
   const std::string detail = text != nullptr && *text != '\0' ? std::string(": ") + text : "";
   switch (code) {
     case JSInsufficientResourcesErr:

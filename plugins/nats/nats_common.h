@@ -25,7 +25,10 @@ Status fromNats(natsStatus status, const std::string& what);
 // which nats-server does by itself after a write fails with ENOSPC (it stays
 // off until the server restarts). Without these, such answers would be a
 // bare NATS_ERR, i.e. Internal, i.e. HTTP 500.
-Status fromJetStream(natsStatus status, jsErrCode code, const std::string& what);
+// `serverText`: the server's description when the caller has it (an
+// asynchronous acknowledgement); nullptr = this thread's nats_GetLastError.
+Status fromJetStream(natsStatus status, jsErrCode code, const std::string& what,
+                     const char* serverText = nullptr);
 
 // True when NATS KV can store the key as given: non-empty, only
 // [-/_=.A-Za-z0-9], no leading or trailing dot and no empty token. Keys are

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "nats_common.h"
@@ -23,6 +24,7 @@ constexpr const char* kFillerSubject = "_INBOX.weft.reconnect-buffer-filler";
 // which calls fail fast instead of each waiting out kv.timeoutMs.
 constexpr int64_t kPingIntervalMs = 5000;
 constexpr int kMaxPingsOut = 2;
+constexpr int64_t kMaxPendingAsync = 1 << 20;
 
 const char* stateName(ConnectionState s) {
   switch (s) {
@@ -43,6 +45,60 @@ const char* stateName(ConnectionState s) {
 // The closure handed to every nats.c callback. nats.c may invoke the
 // callbacks on its own threads until the closed callback has run, so this
 // object is freed only after that (or leaked if that never happens).
+// nats.c hands the acknowledgement of an asynchronous publish to one
+// handler per JetStream context, with the message that was published; the
+// message's address finds the caller's continuation. An entry is erased
+// before its continuation runs, so a second call for the same message (a
+// timeout racing a late answer, or close() failing what is left) finds
+// nothing and does nothing.
+struct NatsConnection::PendingAcks {
+  std::mutex mu;
+  std::unordered_map<const natsMsg*, AckFn> byMsg;
+
+  AckFn take(const natsMsg* msg) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = byMsg.find(msg);
+    if (it == byMsg.end()) return nullptr;
+    AckFn fn = std::move(it->second);
+    byMsg.erase(it);
+    return fn;
+  }
+
+  // nats.c owns pa and pae (valid during the call); the handler owns msg.
+  static void onAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
+    AckFn fn = static_cast<PendingAcks*>(closure)->take(msg);
+    if (fn) {
+      try {
+        if (pae == nullptr) {
+          fn(NATS_OK, static_cast<jsErrCode>(0), pa != nullptr ? pa->Sequence : 0, std::string());
+        } else {
+          fn(pae->Err == NATS_OK ? NATS_ERR : pae->Err, pae->ErrCode, 0,
+             pae->ErrText != nullptr ? pae->ErrText : natsStatus_GetText(pae->Err));
+        }
+      } catch (...) {
+        // No exception may unwind into nats.c.
+      }
+    }
+    natsMsg_Destroy(msg);
+  }
+
+  void failAll() {
+    std::unordered_map<const natsMsg*, AckFn> left;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      left.swap(byMsg);
+    }
+    for (auto& [msg, fn] : left) {
+      try {
+        // Sent, never answered: the outcome is unknown, as after a timeout.
+        fn(NATS_CONNECTION_DISCONNECTED, static_cast<jsErrCode>(0), 0,
+           "connection closed before the acknowledgement");
+      } catch (...) {
+      }
+    }
+  }
+};
+
 struct NatsConnection::Events {
   std::atomic<ConnectionState> state{ConnectionState::Connecting};
   std::atomic<bool> closing{false};
@@ -260,6 +316,12 @@ Result<std::shared_ptr<NatsConnection>> NatsConnection::open(ConnectionSettings 
   jsOptions jo;
   jsOptions_Init(&jo);
   jo.Wait = timeout;  // bounds every JetStream and KV call
+  conn->acks_ = new PendingAcks();
+  jo.PublishAsync.AckHandler = &PendingAcks::onAck;
+  jo.PublishAsync.AckHandlerClosure = conn->acks_;
+  // Callers bound what they have in flight (the HTTP front end's limits);
+  // nats.c's own bound would park a publisher for StallWait instead.
+  jo.PublishAsync.MaxPending = kMaxPendingAsync;
   s = natsConnection_JetStream(&conn->js_, conn->nc_, &jo);
   if (s != NATS_OK) {
     conn->js_ = nullptr;
@@ -278,6 +340,11 @@ NatsConnection::~NatsConnection() {
   }
   if (nc_ != nullptr) natsConnection_Destroy(nc_);
   if (opts_ != nullptr) natsOptions_Destroy(opts_);
+  if (acks_ != nullptr) {
+    acks_->failAll();
+    // Like events_: nats.c may still hold the closure if it never closed.
+    if (callbacksDone) delete acks_;
+  }
   // Without the closed callback nats.c may still call into events_: leak it
   // (a few hundred bytes) rather than risk a use after free.
   if (callbacksDone) delete events_;
@@ -294,6 +361,21 @@ void NatsConnection::close() {
   if (!seen) {
     events_->emit(LogLevel::Warn, "NATS closed callback did not arrive in time");
     events_->state.store(ConnectionState::Closed);
+  }
+  if (acks_ != nullptr) acks_->failAll();
+}
+
+void NatsConnection::publishAsync(natsMsg** msg, jsPubOptions* po, AckFn ack) {
+  const natsMsg* key = *msg;
+  {
+    std::lock_guard<std::mutex> lock(acks_->mu);
+    acks_->byMsg.emplace(key, std::move(ack));
+  }
+  // Registered first: the acknowledgement may arrive before this returns.
+  const natsStatus s = js_PublishMsgAsync(js_, msg, po);
+  if (s == NATS_OK) return;
+  if (AckFn fn = acks_->take(key)) {
+    fn(s, static_cast<jsErrCode>(0), 0, nats_GetLastError(nullptr));
   }
 }
 

@@ -71,6 +71,16 @@ class NatsConnection {
   uint64_t reconnects() const;
   uint64_t heartbeatAlarms() const;
 
+  // An asynchronous JetStream publish: sends *msg (which nats.c then owns)
+  // and returns; `ack` runs once with the outcome, on nats.c's thread for
+  // publish acknowledgements, or here when the send itself fails. Outcomes:
+  // NATS_OK with the stream sequence; a server refusal (status and jsErrCode
+  // with its text); NATS_TIMEOUT after po->MaxWait without an answer;
+  // NATS_CONNECTION_DISCONNECTED for publishes still unanswered when
+  // close() returns (outcome unknown). `ack` must not block.
+  using AckFn = std::function<void(natsStatus, jsErrCode, uint64_t sequence, const std::string& text)>;
+  void publishAsync(natsMsg** msg, jsPubOptions* po, AckFn ack);
+
   natsConnection* nc() const { return nc_; }
   jsCtx* js() const { return js_; }
   int64_t timeoutMs() const { return timeoutMs_; }
@@ -78,11 +88,14 @@ class NatsConnection {
 
   // The closure of the nats.c callbacks (defined in nats_connection.cpp).
   struct Events;
+  // Unanswered asynchronous publishes, by message (nats_connection.cpp).
+  struct PendingAcks;
 
  private:
   NatsConnection() = default;
 
   Events* events_ = nullptr;
+  PendingAcks* acks_ = nullptr;
   natsOptions* opts_ = nullptr;
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;

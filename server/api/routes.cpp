@@ -95,7 +95,15 @@ void agentRoutes(http::Router& router, Services& s, const http::ErrorMapping& er
 void workRoutes(http::Router& router, Services& s, const http::ErrorMapping& errors) {
   router.add(
       "POST", "/api/work",
-      [&s, &errors](const ApiRequest& req) { return http::jsonOrError(s.work.submit(req.body), errors, 201); },
+      [&s, &errors](const ApiRequest& req) {
+        // Answered when the backend acknowledges the write, from the
+        // storage plugin's thread: no worker waits for the round trip.
+        auto pending = std::make_shared<http::PendingResponse>();
+        s.work.submitAsync(req.body, [pending, &errors](Result<Json> submitted) {
+          pending->complete(http::jsonOrError(std::move(submitted), errors, 201));
+        });
+        return ApiResponse::later(std::move(pending));
+      },
       kReadsBody);
   router.add("GET", "/api/work", [&s, &errors](const ApiRequest& req) {
     WorkFilter f{req.query("status"), req.query("boundary"), req.query("capability"),

@@ -1,4 +1,5 @@
 #include "http/api_types.h"
+#include "http/errors.h"
 
 #include <cctype>
 
@@ -57,6 +58,44 @@ ApiResponse ApiResponse::jsonList(int status, JsonListStream list) {
     return true;
   };
   return r;
+}
+
+PendingResponse::~PendingResponse() {
+  // Nobody completed it: answer rather than leave the client waiting.
+  if (!completed_ && sink_) {
+    try {
+      sink_(internalErrorResponse());
+    } catch (...) {
+    }
+  }
+}
+
+void PendingResponse::complete(ApiResponse response) {
+  Sink sink;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (completed_) return;
+    completed_ = true;
+    if (!sink_) {
+      early_ = std::move(response);
+      return;
+    }
+    sink = std::move(sink_);
+  }
+  sink(std::move(response));
+}
+
+void PendingResponse::attach(Sink sink) {
+  std::optional<ApiResponse> early;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!early_) {
+      sink_ = std::move(sink);
+      return;
+    }
+    early.swap(early_);
+  }
+  sink(std::move(*early));
 }
 
 }  // namespace weft::http

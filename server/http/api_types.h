@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -63,8 +64,12 @@ struct ApiRequest {
   }
 };
 
+class PendingResponse;
+
 struct ApiResponse {
-  enum class BodyKind { None, Json, Raw, Stream };
+  // Deferred: the handler returned before it had the response; it completes
+  // the PendingResponse later, from any thread (ApiResponse::later).
+  enum class BodyKind { None, Json, Raw, Stream, Deferred };
   // Appends the next piece of a streamed body to `out` (a few tens of KB);
   // returns true once the body is complete. Called on the front end's I/O
   // thread as the client reads, after the handler returned.
@@ -79,6 +84,7 @@ struct ApiResponse {
   std::string raw;          // when kind == Raw
   std::string contentType;  // when kind == Raw or Stream
   Producer stream;          // when kind == Stream
+  std::shared_ptr<PendingResponse> pending;  // when kind == Deferred
   // Extra headers (ETag, Retry-After, Allow, WWW-Authenticate, ...). CORS and
   // Content-Type are added by the pipeline.
   using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -104,6 +110,14 @@ struct ApiResponse {
   // A JSON list rendered while it is sent (chunked transfer coding), so its
   // memory stays bounded however long it is.
   static ApiResponse jsonList(int status, JsonListStream list);
+  // The response comes later, through `pending` (a handler that would
+  // otherwise park its worker on the backend, e.g. POST /api/work).
+  static ApiResponse later(std::shared_ptr<PendingResponse> pending) {
+    ApiResponse r;
+    r.kind = BodyKind::Deferred;
+    r.pending = std::move(pending);
+    return r;
+  }
   // 204 without a body.
   static ApiResponse noContent() {
     ApiResponse r;
@@ -130,6 +144,33 @@ struct ApiResponse {
   }
   // The first extra header of that name (case-insensitive), if any.
   std::optional<std::string> header(std::string_view name) const;
+};
+
+// A response a handler completes after it returned (ApiResponse::later).
+// complete() may be called from any thread, before or after the pipeline
+// picked the PendingResponse up; the first call counts. If the last
+// reference goes away without a complete(), the client gets a 500
+// InternalError instead of waiting forever. A handler must complete within
+// a bounded time (the storage timeout): the server's shutdown waits for it.
+class PendingResponse {
+ public:
+  PendingResponse() = default;
+  ~PendingResponse();
+  PendingResponse(const PendingResponse&) = delete;
+  PendingResponse& operator=(const PendingResponse&) = delete;
+
+  void complete(ApiResponse response);
+
+  // For the request pipeline: where the response goes. Runs `sink` at once
+  // when complete() came first. Once only.
+  using Sink = std::function<void(ApiResponse)>;
+  void attach(Sink sink);
+
+ private:
+  std::mutex mu_;
+  Sink sink_;
+  std::optional<ApiResponse> early_;
+  bool completed_ = false;
 };
 
 // ASCII case-insensitive equality, for header names and auth schemes.

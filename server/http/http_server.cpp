@@ -586,8 +586,13 @@ void HttpServer::Impl::work() {
       jobs_.pop_front();
       ++busy_;
     }
-    finish(job.conn, pipeline_.handle(std::move(job.request), job.closing));
-    --busy_;
+    // busy_ counts requests being handled, including responses a handler
+    // completes later (ApiResponse::later): stop() waits for those too.
+    pipeline_.handleAsync(std::move(job.request), job.closing,
+                          [this, conn = std::move(job.conn)](EncodedReply reply) {
+                            finish(conn, std::move(reply));
+                            --busy_;
+                          });
   }
 }
 

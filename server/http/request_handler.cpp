@@ -6,8 +6,11 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <ctime>
 #include <exception>
+#include <mutex>
+#include <optional>
 
 #include "http/errors.h"
 #include "weft/log.h"
@@ -238,14 +241,67 @@ void RequestPipeline::record(const std::string& method, const std::string& route
   }
 }
 
-EncodedReply RequestPipeline::handle(ParsedRequest request, bool closing) const {
-  const auto start = std::chrono::steady_clock::now();
-  std::string route = "unmatched";
-  ApiRequest api;
-  api.received = start;
-  api.method = std::move(request.method);
+// What turning an ApiResponse into bytes needs to know of its request, kept
+// for a deferred response that is encoded after handle() returned.
+struct RequestPipeline::ReplyContext {
+  std::chrono::steady_clock::time_point start;
+  std::string method, route, path;
+  bool close = false;
+  bool head = false;
+  int minorVersion = 1;
+};
+
+EncodedReply RequestPipeline::finishReply(ApiResponse out, const ReplyContext& ctx,
+                                          std::shared_ptr<Upgrade> upgrade) const {
   EncodedReply reply;
-  reply.close = closing || !request.keepAlive;
+  reply.close = ctx.close;
+  reply.upgrade = std::move(upgrade);
+  try {
+    if (reply.upgrade && out.status != 101) reply.upgrade.reset();
+    reply.status = out.status;
+    if (out.kind == ApiResponse::BodyKind::Stream && out.status >= 200 && out.status != 204 &&
+        out.status != 304) {
+      // HTTP/1.0 has no chunked coding: the body ends with the connection.
+      reply.chunked = ctx.minorVersion >= 1;
+      if (!reply.chunked) reply.close = true;
+      if (!ctx.head) reply.stream = std::move(out.stream);
+    }
+    reply.bytes = encode(out, reply.close, ctx.head, reply.chunked);
+  } catch (const std::exception& e) {
+    failReply(reply, ctx, e.what());
+  }
+  record(ctx.method, ctx.route, ctx.path, reply.status, ctx.start);
+  return reply;
+}
+
+void RequestPipeline::failReply(EncodedReply& reply, const ReplyContext& ctx,
+                                const char* error) const {
+  // Only the encoding or the request's own parsing can get here (out of
+  // memory, say): answer 500 and close.
+  log::warn("request failed",
+            {{"method", ctx.method}, {"route", ctx.route}, {"error", std::string(error)}});
+  reply.upgrade.reset();
+  reply.stream = nullptr;
+  reply.close = true;
+  reply.status = 500;
+  try {
+    reply.bytes = encode(internalErrorResponse(), true, false);
+  } catch (...) {
+    reply.bytes.clear();
+  }
+}
+
+void RequestPipeline::handleAsync(ParsedRequest request, bool closing, ReplySink done) const {
+  ReplyContext ctx;
+  ctx.start = std::chrono::steady_clock::now();
+  ctx.route = "unmatched";
+  ctx.close = closing || !request.keepAlive;
+  ctx.minorVersion = request.minorVersion;
+  ApiRequest api;
+  api.received = ctx.start;
+  api.method = std::move(request.method);
+  ApiResponse out;
+  std::shared_ptr<Upgrade> upgrade;
   try {
     const std::string& target = request.target;
     api.path = Router::normalizePath(target);
@@ -256,34 +312,41 @@ EncodedReply RequestPipeline::handle(ParsedRequest request, bool closing) const 
           std::string_view(target).substr(q + 1, hash == std::string::npos ? hash : hash - q - 1));
     }
     api.headers = std::move(request.headers);
-    ApiResponse out = process(api, route, target, request.body, reply.upgrade);
-    if (reply.upgrade && out.status != 101) reply.upgrade.reset();
-    reply.status = out.status;
-    const bool head = api.method == "HEAD";
-    if (out.kind == ApiResponse::BodyKind::Stream && out.status >= 200 && out.status != 204 &&
-        out.status != 304) {
-      // HTTP/1.0 has no chunked coding: the body ends with the connection.
-      reply.chunked = request.minorVersion >= 1;
-      if (!reply.chunked) reply.close = true;
-      if (!head) reply.stream = std::move(out.stream);
-    }
-    reply.bytes = encode(out, reply.close, head, reply.chunked);
+    out = process(api, ctx.route, target, request.body, upgrade);
+    ctx.method = api.method;
+    ctx.path = api.path;
+    ctx.head = api.method == "HEAD";
   } catch (const std::exception& e) {
-    // Only the encoding or the request's own parsing can get here (out of
-    // memory, say): answer 500 and close.
-    log::warn("request failed",
-              {{"method", api.method}, {"route", route}, {"error", std::string(e.what())}});
-    reply.upgrade.reset();
-    reply.close = true;
-    reply.status = 500;
-    try {
-      reply.bytes = encode(internalErrorResponse(), true, false);
-    } catch (...) {
-      reply.bytes.clear();
-    }
+    ctx.method = api.method;
+    ctx.path = api.path;
+    EncodedReply reply;
+    failReply(reply, ctx, e.what());
+    record(ctx.method, ctx.route, ctx.path, reply.status, ctx.start);
+    return done(std::move(reply));
   }
-  record(api.method, route, api.path, reply.status, start);
-  return reply;
+  if (out.kind != ApiResponse::BodyKind::Deferred) {
+    return done(finishReply(std::move(out), ctx, std::move(upgrade)));
+  }
+  std::shared_ptr<PendingResponse> pending = std::move(out.pending);
+  if (!pending) return done(finishReply(internalErrorResponse(), ctx, nullptr));
+  pending->attach([this, ctx = std::move(ctx), done = std::move(done)](ApiResponse later) {
+    if (later.kind == ApiResponse::BodyKind::Deferred) later = internalErrorResponse();
+    done(finishReply(std::move(later), ctx, nullptr));
+  });
+}
+
+EncodedReply RequestPipeline::handle(ParsedRequest request, bool closing) const {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<EncodedReply> result;
+  handleAsync(std::move(request), closing, [&](EncodedReply reply) {
+    std::lock_guard<std::mutex> lock(mu);
+    result = std::move(reply);
+    cv.notify_all();
+  });
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return result.has_value(); });
+  return std::move(*result);
 }
 
 EncodedReply RequestPipeline::refuse(int status, const std::string& kind,

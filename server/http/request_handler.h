@@ -91,6 +91,12 @@ class RequestPipeline {
   // whatever the request asked (shutdown in progress). Never throws.
   EncodedReply handle(ParsedRequest request, bool closing) const;
 
+  // handle() for a caller that must not wait: `done` gets the reply exactly
+  // once, before this returns or, for a route that answered
+  // ApiResponse::later, on whichever thread completes it.
+  using ReplySink = std::function<void(EncodedReply)>;
+  void handleAsync(ParsedRequest request, bool closing, ReplySink done) const;
+
   // A refusal by the front end itself (a parse error, 408, 503 when full),
   // with the error envelope and the CORS headers; logged and observed like
   // any other response, with route "unmatched".
@@ -105,6 +111,10 @@ class RequestPipeline {
                      bool chunked = false) const;
 
  private:
+  struct ReplyContext;
+  EncodedReply finishReply(ApiResponse out, const ReplyContext& ctx,
+                           std::shared_ptr<Upgrade> upgrade) const;
+  void failReply(EncodedReply& reply, const ReplyContext& ctx, const char* error) const;
   ApiResponse process(ApiRequest& api, std::string& route, const std::string& target,
                       std::string& rawBody, std::shared_ptr<Upgrade>& upgrade) const;
   void record(const std::string& method, const std::string& route, const std::string& path,

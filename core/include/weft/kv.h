@@ -92,6 +92,20 @@ class KvBucket {
   // AlreadyExists when it holds a value. Returns the new revision.
   virtual Result<uint64_t> create(const std::string& key, const std::string& value) = 0;
 
+  // create() without waiting for the backend: `done` receives exactly what
+  // create() would have returned, exactly once, either before createAsync
+  // returns or later on a thread of the plugin's (within the store's
+  // timeout, also when the connection is lost or the store is closed).
+  // `done` must be quick and must not block: it may run on the thread that
+  // delivers every other acknowledgement. It must not throw.
+  // The default runs create() on the calling thread; the nats plugin sends
+  // the write and returns, so the caller's thread is not parked on the
+  // round trip (the HTTP front end answers POST /api/work this way).
+  using CreateDone = std::function<void(Result<uint64_t>)>;
+  virtual void createAsync(const std::string& key, const std::string& value, CreateDone done) {
+    done(create(key, value));
+  }
+
   // Compare-and-set: writes only when key currently holds a value at exactly
   // expectedRevision. Conflict otherwise (including when key is absent).
   // Returns the new revision.

@@ -22,7 +22,7 @@
 
 #include "weft/kv.h"
 
-#define WEFT_KV_ABI_VERSION 4u
+#define WEFT_KV_ABI_VERSION 5u
 
 // A hash of kv.h, status.h and this file, computed by CMake at configure
 // time (the top-level CMakeLists) and compared by the loader.

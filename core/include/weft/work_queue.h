@@ -82,6 +82,13 @@ class WorkQueue {
   // POST /api/work: validates, routes, stores the new item as pending with
   // one acknowledged write; returns the 201 body.
   Result<Json> submit(const Json& body);
+  // submit() without parking the calling thread on the backend's answer:
+  // validation and routing run here; `done` gets what submit() would have
+  // returned, exactly once, here or on the storage plugin's thread
+  // (KvBucket::createAsync). `done` must not block. stop() waits for the
+  // submits still in flight.
+  using SubmitDone = std::function<void(Result<Json>)>;
+  void submitAsync(const Json& body, SubmitDone done);
   Result<Json> get(const std::string& id) const;
   Result<Json> list(const WorkFilter& filter, const PageRequest& page) const;
   // The same document as list(), rendered lazily (json_list_stream.h).
@@ -115,6 +122,18 @@ class WorkQueue {
   SweepReport sweepOnce();
 
  private:
+  // A validated, routed submit, ready to be written (submit/submitAsync).
+  struct NewItem {
+    std::string id;
+    std::string value;  // the stored form
+    std::string target;  // targetAgentType
+    bool haveWorker = false;
+    SpinUpRequest spinUp;
+  };
+  Result<NewItem> prepareSubmit(const Json& body);
+  // After the write: the view, the spin-up request and the 201 body.
+  Result<Json> finishSubmit(const NewItem& item, Result<uint64_t> written);
+
   Status ready() const;
   std::shared_ptr<KvBucket> bucket() const;
 
@@ -174,6 +193,11 @@ class WorkQueue {
   std::map<std::string, std::map<PendingKey, Candidate>> pending_;
   std::map<std::string, int> activeByAgent_;             // guarded by the view's lock
 
+  // Asynchronous submits not answered yet; stop() and the destructor wait
+  // for them (the backend answers each within its timeout).
+  std::mutex asyncMutex_;
+  std::condition_variable asyncIdle_;
+  int64_t asyncInFlight_ = 0;
   std::mutex sweeperMutex_;
   std::condition_variable sweeperCv_;
   bool stopping_ = false;
