@@ -3,16 +3,26 @@
 #include "domain.h"
 
 #include "api/routes.h"
-#include "api/services.h"
 #include "docs/docs_routes.h"
 #include "metrics/weft_metrics.h"
+#include "spinup/poco_http_caller.h"
+#include "spinup/posix_process_runner.h"
 #include "weft/config.h"
 #include "weft/ids.h"
 #include "weft/log.h"
+#include "weft/services.h"
 #include "ws/ws_module.h"
 
 namespace weft {
 namespace {
+
+// The spin-up settings with the real outbound implementations.
+SpinUpSetup realSpinUp(const Config& config) {
+  SpinUpSetup setup = spinUpSetupFrom(config);
+  setup.runner = std::make_shared<PosixProcessRunner>();
+  setup.http = std::make_shared<PocoHttpCaller>();
+  return setup;
+}
 
 class WeftDomain : public Domain {
  public:
@@ -21,7 +31,7 @@ class WeftDomain : public Domain {
   explicit WeftDomain(AppContext& ctx)
       : errors_(ctx.errors),
         metrics_(installMetrics(ctx)),
-        services_(makeContext(ctx), spinUpSetupFrom(ctx.config)) {
+        services_(makeContext(ctx), realSpinUp(ctx.config)) {
     registerApiRoutes(ctx.router, services_, errors_);
     metrics_->attachServices(&services_);  // gauges read the services' views
     docs::addDocsRoutes(ctx.router);

@@ -2,7 +2,7 @@
 // GET /api/channels/{name}/messages. Thin handlers over weft::Channels.
 #pragma once
 
-#include "api/services.h"
+#include "weft/services.h"
 #include "http/errors.h"
 #include "http/router.h"
 

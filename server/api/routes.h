@@ -3,7 +3,7 @@
 // through errorResponse(), the one place that picks status codes.
 #pragma once
 
-#include "api/services.h"
+#include "weft/services.h"
 #include "http/errors.h"
 #include "http/router.h"
 

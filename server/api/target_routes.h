@@ -2,7 +2,7 @@
 // call one Targets method, map the result through errorResponse().
 #pragma once
 
-#include "api/services.h"
+#include "weft/services.h"
 #include "http/errors.h"
 #include "http/router.h"
 

@@ -4,7 +4,7 @@
 #include <map>
 #include <string_view>
 
-#include "api/services.h"
+#include "weft/services.h"
 #include "app_context.h"
 #include "weft/config.h"
 #include "weft/log.h"

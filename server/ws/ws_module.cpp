@@ -1,6 +1,6 @@
 #include "ws/ws_module.h"
 
-#include "api/services.h"
+#include "weft/services.h"
 #include "app_context.h"
 #include "weft/config.h"
 #include "ws/ws_handshake.h"

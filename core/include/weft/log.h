@@ -21,7 +21,7 @@
 #include <string_view>
 
 #include "weft/json.h"
-#include "weft/plugin.h"  // weft::LogLevel, shared with the plugin context
+#include "weft/log_level.h"
 
 namespace weft::log {
 

@@ -5,7 +5,7 @@
 //
 // The KvStore the plugin creates is a C++ object. Host and plugins are built
 // together by one CMake project with one compiler; WEFT_KV_ABI_VERSION is
-// bumped on any change to kv.h, status.h or this file, and the descriptor
+// bumped on any change to kv.h, status.h, log_level.h or this file, and the descriptor
 // also carries a fingerprint of those three headers, so a stale plugin is
 // refused at load time instead of crashing later, even if a bump was
 // forgotten. plugin_sdk.h writes the descriptor for a plugin. Rules for plugins:
@@ -21,10 +21,11 @@
 #include <string>
 
 #include "weft/kv.h"
+#include "weft/log_level.h"
 
 #define WEFT_KV_ABI_VERSION 5u
 
-// A hash of kv.h, status.h and this file, computed by CMake at configure
+// A hash of kv.h, status.h, log_level.h and this file, computed by CMake at configure
 // time (the top-level CMakeLists) and compared by the loader.
 #ifndef WEFT_KV_ABI_FINGERPRINT
 #error "WEFT_KV_ABI_FINGERPRINT is not defined: build with Weft's CMake project"
@@ -32,8 +33,6 @@
 #define WEFT_KV_PLUGIN_ENTRY "weft_kv_plugin_entry"
 
 namespace weft {
-
-enum class LogLevel { Trace, Debug, Info, Warn, Error };
 
 // What the host gives a plugin when it creates a store.
 struct PluginContext {

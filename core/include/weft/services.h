@@ -1,5 +1,7 @@
-// The core services weftd runs, wired to one store. Built and started by the
-// domain hook (domain.cpp); the route handlers only call into them.
+// The core services weftd runs, wired to one store: the registry, the work
+// queue and dead letters, the agent monitor, stats and spin-up targets. Built
+// and started by weftd's domain hook (server/domain.cpp); the route handlers
+// only call into them. Nothing here knows HTTP.
 #pragma once
 
 #include <memory>
@@ -17,8 +19,9 @@ namespace weft {
 
 CoreOptions coreOptionsFrom(const Config& config);
 
-// Spin-up: the spinup.* settings and the outbound implementations.
-// Null runner/http = the real ones (posix_spawn, Poco HTTP).
+// Spin-up: the spinup.* settings and the outbound implementations. The
+// server supplies the real runner and HTTP caller (posix_spawn, Poco HTTP);
+// tests supply fakes. Both must be set before Services is built.
 struct SpinUpSetup {
   SpinUpSettings settings;
   std::shared_ptr<ProcessRunner> runner;
@@ -26,8 +29,10 @@ struct SpinUpSetup {
 };
 SpinUpSetup spinUpSetupFrom(const Config& config);
 
+// Thread-safety: build, start() and stop() from one thread; the members are
+// thread-safe services (see their headers) once started.
 struct Services {
-  explicit Services(ServiceContext context, SpinUpSetup spinUp = {});
+  Services(ServiceContext context, SpinUpSetup spinUp);
   ~Services();
   void start();
   void stop();

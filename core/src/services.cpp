@@ -1,7 +1,6 @@
-#include "api/services.h"
+#include "weft/services.h"
 
-#include "spinup/poco_http_caller.h"
-#include "spinup/posix_process_runner.h"
+#include <stdexcept>
 
 namespace weft {
 
@@ -53,8 +52,10 @@ Services::Services(ServiceContext ctx, SpinUpSetup spinUp)
       monitor(context, agents, [this](const std::string& guid) { return work.hasActiveWork(guid); }),
       stats(context),
       targets(context, spinUp.settings,
-              spinUp.runner ? spinUp.runner : std::make_shared<PosixProcessRunner>(),
-              spinUp.http ? spinUp.http : std::make_shared<PocoHttpCaller>(), &agents) {
+              spinUp.runner, spinUp.http, &agents) {
+  if (!spinUp.runner || !spinUp.http) {
+    throw std::invalid_argument("Services: the spin-up runner and HTTP caller must be set");
+  }
   monitor.attach();
   stats.addContributor(Stats::agentContributor(agents));
   stats.addContributor(Stats::workContributor(work));
