@@ -19,6 +19,25 @@ constexpr int64_t kMaxLeaseMs = 86400000;
 
 }  // namespace
 
+bool isFalsy(const Json& v) {
+  switch (v.type()) {
+    case Json::Type::Null:
+      return true;
+    case Json::Type::Bool:
+      return !v.asBool();
+    case Json::Type::Number:
+      return v.asDouble() == 0;
+    case Json::Type::String:
+      return v.asString().empty();
+    default:
+      return false;
+  }
+}
+
+std::string shown(const Json& v) { return v.isString() ? v.asString() : v.dump(); }
+
+bool isAgentTypeName(const std::string& s) { return s == "copilot-cli" || s == "claude-code"; }
+
 const char* const kProjectIdRule = "projectId must be 1-64 characters from [A-Za-z0-9_-]";
 
 bool isValidProjectId(const std::string& s) { return isIdChars(s, 64); }

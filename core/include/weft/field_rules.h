@@ -17,6 +17,14 @@ bool isValidGuid(const std::string& s);
 // Empty or only whitespace.
 bool isBlank(const std::string& s);
 
+// JavaScript falsiness of a JSON value (null, false, 0, ""), which the
+// contract's "is required" rules follow.
+bool isFalsy(const Json& v);
+// How a rejected value appears inside a message: strings raw, others as JSON.
+std::string shown(const Json& v);
+// "copilot-cli" or "claude-code".
+bool isAgentTypeName(const std::string& s);
+
 // The message of an invalid projectId.
 extern const char* const kProjectIdRule;
 

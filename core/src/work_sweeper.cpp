@@ -1,0 +1,128 @@
+// The sweeper: expired leases back to pending (or to the DLQ), repairs, and
+// retention of finished items; one pass per work.sweepIntervalMs.
+#include "weft/work_queue.h"
+
+#include <algorithm>
+
+#include "weft/batch_result.h"
+#include "weft/ids.h"
+#include "weft/log.h"
+#include "weft/work_transitions.h"
+#include "work_rules.h"
+
+namespace weft {
+
+using namespace work_rules;
+
+WorkQueue::SweepReport WorkQueue::sweepOnce() {
+  SweepReport report;
+  if (!ctx_.checkConnected() || !view_->ready() || !deadLetters_.view().ready()) return report;
+  const int64_t now = ctx_.now();
+
+  // Expired leases: a recoverable failure, by compare-and-set at the revision
+  // this instance read, so two sweepers never both count one expiry.
+  std::vector<std::string> expired;
+  view_->forEach([&](const std::string& id, const std::shared_ptr<const WorkRecord>& r) {
+    if (r->isActive() && r->leaseExpiresAtMs && *r->leaseExpiresAtMs <= now) expired.push_back(id);
+  });
+  for (const auto& id : expired) {
+    auto loaded = load(id);
+    if (!loaded) {
+      if (loaded.code() != Code::NotFound) ++report.errors;
+      continue;
+    }
+    const auto& [record, revision] = *loaded;
+    if (!record->isActive() || !record->leaseExpiresAtMs || *record->leaseExpiresAtMs > now) {
+      continue;  // renewed or finished meanwhile
+    }
+    Json error = Json::object();
+    error.set("message", Json("lease expired"));
+    error.set("code", Json("LEASE_EXPIRED"));
+    error.set("recoverable", Json(true));
+    error.set("occurredAt", Json(formatIso(now)));
+    error.set("attempt", Json(record->item.getInt("attempts", 0)));
+    if (!record->assignedTo.empty()) error.set("agentGuid", Json(record->assignedTo));
+    auto outcome = applyFailure(*record, revision, error, nullptr);
+    if (outcome) {
+      ++report.leasesExpired;
+      ++(*outcome == FailOutcome::Retried ? report.retried : report.deadLettered);
+    } else if (outcome.code() != Code::Conflict) {
+      ++report.errors;
+    }
+  }
+
+  // Dead-letter entries whose item is no longer failed (a lost race or an
+  // outage between the two writes), once old enough that no update of the
+  // item can still be in flight; and retention.
+  constexpr int64_t kOrphanMarginMs = 60000;
+  std::vector<std::pair<std::string, int64_t>> dead;
+  deadLetters_.view().forEach(
+      [&](const std::string& id, const std::shared_ptr<const DeadLetterRecord>& r) {
+        dead.emplace_back(id, r->failedAtMs);
+      });
+  for (const auto& [id, failedAtMs] : dead) {
+    bool expiredByRetention =
+        ctx_.options.dlqRetentionMs > 0 && now - failedAtMs >= ctx_.options.dlqRetentionMs;
+    bool orphanCandidate = false;
+    if (!expiredByRetention) {
+      if (now - failedAtMs < kOrphanMarginMs) continue;
+      auto item = view_->find(id);
+      orphanCandidate = item && item->status != "failed";
+      if (!orphanCandidate) continue;
+    }
+    auto entry = deadLetters_.read(id);
+    if (!entry) continue;
+    if (orphanCandidate) {
+      auto loaded = load(id);
+      if (!loaded || loaded->first->status == "failed") continue;
+    }
+    if (deadLetters_.remove(id, entry->revision)) {
+      ++(orphanCandidate ? report.orphansRemoved : report.deadLettersPurged);
+    }
+  }
+
+  // Terminal items past work.retentionMs.
+  std::vector<std::pair<std::string, uint64_t>> old;
+  view_->forEachEntry([&](const std::string& id, const std::shared_ptr<const WorkRecord>& r,
+                          uint64_t revision) {
+    if (r->isTerminal() && now - r->updatedAtMs >= ctx_.options.retentionMs) {
+      old.emplace_back(id, revision);
+    }
+  });
+  for (const auto& [id, revision] : old) {
+    auto b = bucket();
+    if (b && b->erase(id, revision)) {
+      view_->applyErase(id, revision);
+      ++report.itemsPurged;
+    }
+  }
+  return report;
+}
+
+void WorkQueue::sweeperLoop(int64_t intervalMs) {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(sweeperMutex_);
+      if (sweeperCv_.wait_for(lock, std::chrono::milliseconds(intervalMs),
+                              [this] { return stopping_; })) {
+        return;
+      }
+    }
+    try {
+      SweepReport r = sweepOnce();
+      if (r.leasesExpired || r.orphansRemoved || r.itemsPurged || r.deadLettersPurged || r.errors) {
+        log::info("sweep", {{"leasesExpired", r.leasesExpired},
+                            {"retried", r.retried},
+                            {"deadLettered", r.deadLettered},
+                            {"orphansRemoved", r.orphansRemoved},
+                            {"itemsPurged", r.itemsPurged},
+                            {"deadLettersPurged", r.deadLettersPurged},
+                            {"errors", r.errors}});
+      }
+    } catch (const std::exception& e) {
+      log::error("sweep failed", {{"error", e.what()}});
+    }
+  }
+}
+
+}  // namespace weft
