@@ -15,6 +15,9 @@ measurement to --out:
                wrk -c32 /health p50/p99 meanwhile
   lists        64 concurrent full GET /api/work lists of 10,000 items: weftd's
                peak RSS while they are served, and how long they take
+  limit        http.maxConnections idle connections held open, then 200 new
+               connections one after another asking /health and 50 asking
+               GET /api/agents: statuses and latency (connect to last byte)
 
 Everything stays on 127.0.0.1. Only the standard library and the wrk binary.
 """
@@ -198,6 +201,32 @@ def concurrent_lists(port, pid, path, n):
     return sizes, elapsed, max(peak)
 
 
+def probe(port, path):
+    """One fresh connection asking for path; returns (status, ms)."""
+    t0 = time.perf_counter()
+    status = 0
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        buf = b""
+        while b"\r\n" not in buf:
+            d = s.recv(4096)
+            if not d:
+                break
+            buf += d
+        s.close()
+        m = re.match(rb"HTTP/1\.1 (\d{3})", buf)
+        status = int(m.group(1)) if m else 0
+    except OSError:
+        status = 0
+    return status, (time.perf_counter() - t0) * 1000.0
+
+
+def percentile(values, pct):
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))], 2)
+
+
 def close_all(socks):
     for s in socks:
         try:
@@ -215,6 +244,7 @@ def main():
     ap.add_argument("--idle", type=int, default=10000)
     ap.add_argument("--slow", type=int, default=1000)
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--max-connections", type=int, default=16384)
     args = ap.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -282,6 +312,21 @@ def main():
     emit("lists", lists=64, items=10000, submitFailures=failures,
          bytesEach=max(sizes) if sizes else 0, seconds=round(elapsed, 2),
          rssBeforeKiB=rss_before, rssPeakKiB=peak)
+
+    # 6. At the connection limit: /health from new connections still answers.
+    time.sleep(2)
+    held, _, failed = open_idle(port, args.max_connections, None)
+    time.sleep(1)
+    for name, path, n in (("health", "/health", 200), ("agents", "/api/agents", 50)):
+        runs = [probe(port, path) for _ in range(n)]
+        statuses = {}
+        for status, _ in runs:
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+        ms = [t for _, t in runs]
+        emit("limit", route=name, held=alive(held), heldFailed=failed, probes=n,
+             statuses=statuses, p50Ms=percentile(ms, 50), p99Ms=percentile(ms, 99),
+             maxMs=round(max(ms), 2))
+    close_all(held)
     os.unlink(post_script)
     return 0
 

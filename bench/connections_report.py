@@ -96,6 +96,19 @@ def main():
                      f"peak RSS {fmt(r['rssPeakKiB'] // 1024)} MiB (before: {fmt(r['rssBeforeKiB'] // 1024)} MiB), "
                      f"{fmt(r['seconds'], 2)} s for all, {fmt(r['bytesEach'])} bytes each")
     lines.append("| 64 lists at once | " + " | ".join(cells) + " |")
+    lines += ["", "## At the connection limit (http.maxConnections idle connections held)", "",
+              head, sep]
+    for route, name in (("health", "new connection, GET /health"),
+                        ("agents", "new connection, GET /api/agents")):
+        cells = []
+        for label in labels:
+            r = find(label, "limit", route)
+            statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items())) if r else ""
+            cells.append("-" if not r else
+                         f"{fmt(r['held'])} held; {statuses} (0 = no answer); "
+                         f"p50 {fmt(r['p50Ms'], 2)} ms, p99 {fmt(r['p99Ms'], 2)} ms, "
+                         f"max {fmt(r['maxMs'], 2)} ms")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Errors are wrk's socket errors (connect, read, write, timeout) plus non-2xx answers.",
               "The machine is shared: compare columns of one run, not runs of different days.", ""]
     with open(out, "w") as f:
