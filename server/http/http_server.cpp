@@ -588,11 +588,17 @@ void HttpServer::Impl::work() {
     }
     // busy_ counts requests being handled, including responses a handler
     // completes later (ApiResponse::later): stop() waits for those too.
-    pipeline_.handleAsync(std::move(job.request), job.closing,
-                          [this, conn = std::move(job.conn)](EncodedReply reply) {
-                            finish(conn, std::move(reply));
-                            --busy_;
-                          });
+    std::optional<EncodedReply> reply =
+        pipeline_.handleOrDefer(std::move(job.request), job.closing, [&] {
+          return RequestPipeline::ReplySink([this, conn = job.conn](EncodedReply later) {
+            finish(conn, std::move(later));
+            --busy_;
+          });
+        });
+    if (reply) {
+      finish(job.conn, std::move(*reply));
+      --busy_;
+    }
   }
 }
 

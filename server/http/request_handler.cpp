@@ -291,7 +291,8 @@ void RequestPipeline::failReply(EncodedReply& reply, const ReplyContext& ctx,
   }
 }
 
-void RequestPipeline::handleAsync(ParsedRequest request, bool closing, ReplySink done) const {
+std::optional<EncodedReply> RequestPipeline::handleOrDefer(
+    ParsedRequest request, bool closing, const std::function<ReplySink()>& makeSink) const {
   ReplyContext ctx;
   ctx.start = std::chrono::steady_clock::now();
   ctx.route = "unmatched";
@@ -322,31 +323,39 @@ void RequestPipeline::handleAsync(ParsedRequest request, bool closing, ReplySink
     EncodedReply reply;
     failReply(reply, ctx, e.what());
     record(ctx.method, ctx.route, ctx.path, reply.status, ctx.start);
-    return done(std::move(reply));
+    return reply;
   }
   if (out.kind != ApiResponse::BodyKind::Deferred) {
-    return done(finishReply(std::move(out), ctx, std::move(upgrade)));
+    return finishReply(std::move(out), ctx, std::move(upgrade));
   }
   std::shared_ptr<PendingResponse> pending = std::move(out.pending);
-  if (!pending) return done(finishReply(internalErrorResponse(), ctx, nullptr));
-  pending->attach([this, ctx = std::move(ctx), done = std::move(done)](ApiResponse later) {
+  if (!pending) return finishReply(internalErrorResponse(), ctx, nullptr);
+  pending->attach([this, ctx = std::move(ctx), done = makeSink()](ApiResponse later) {
     if (later.kind == ApiResponse::BodyKind::Deferred) later = internalErrorResponse();
     done(finishReply(std::move(later), ctx, nullptr));
   });
+  return std::nullopt;
 }
 
 EncodedReply RequestPipeline::handle(ParsedRequest request, bool closing) const {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::optional<EncodedReply> result;
-  handleAsync(std::move(request), closing, [&](EncodedReply reply) {
-    std::lock_guard<std::mutex> lock(mu);
-    result = std::move(reply);
-    cv.notify_all();
+  struct Waiter {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<EncodedReply> result;
+  };
+  std::shared_ptr<Waiter> waiter;
+  std::optional<EncodedReply> reply = handleOrDefer(std::move(request), closing, [&] {
+    waiter = std::make_shared<Waiter>();
+    return ReplySink([waiter](EncodedReply r) {
+      std::lock_guard<std::mutex> lock(waiter->mu);
+      waiter->result = std::move(r);
+      waiter->cv.notify_all();
+    });
   });
-  std::unique_lock<std::mutex> lock(mu);
-  cv.wait(lock, [&] { return result.has_value(); });
-  return std::move(*result);
+  if (reply) return std::move(*reply);
+  std::unique_lock<std::mutex> lock(waiter->mu);
+  waiter->cv.wait(lock, [&] { return waiter->result.has_value(); });
+  return std::move(*waiter->result);
 }
 
 EncodedReply RequestPipeline::refuse(int status, const std::string& kind,

@@ -91,11 +91,14 @@ class RequestPipeline {
   // whatever the request asked (shutdown in progress). Never throws.
   EncodedReply handle(ParsedRequest request, bool closing) const;
 
-  // handle() for a caller that must not wait: `done` gets the reply exactly
-  // once, before this returns or, for a route that answered
-  // ApiResponse::later, on whichever thread completes it.
+  // handle() for a caller that must not wait: the reply, or nullopt when
+  // the route answered ApiResponse::later. Then, and only then, makeSink()
+  // is called once, and the sink it returns gets the reply on whichever
+  // thread completes it. (A factory, so the common synchronous path builds
+  // no callback.)
   using ReplySink = std::function<void(EncodedReply)>;
-  void handleAsync(ParsedRequest request, bool closing, ReplySink done) const;
+  std::optional<EncodedReply> handleOrDefer(ParsedRequest request, bool closing,
+                                            const std::function<ReplySink()>& makeSink) const;
 
   // A refusal by the front end itself (a parse error, 408, 503 when full),
   // with the error envelope and the CORS headers; logged and observed like
