@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "domain.h"
 #include "http/health.h"
@@ -67,10 +68,48 @@ bool isLoopbackHost(const std::string& host) {
 }
 
 // The effective configuration for the start-up log, without secrets.
-log::Fields configSummary(const Config& config) {
+// The storage plugin weftd runs on: its descriptor and the settings it
+// declares (plugin_loader.h).
+struct Backend {
+  const WeftKvPluginDescriptor* plugin = nullptr;
+  std::vector<PluginSetting> settings;
+
+  bool isSecret(const std::string& key) const {
+    for (const PluginSetting& s : settings) {
+      if (s.key == key) return s.secret;
+    }
+    return false;
+  }
+};
+
+std::vector<Config::BackendKey> backendKeys(const Backend& backend) {
+  std::vector<Config::BackendKey> keys;
+  for (const PluginSetting& s : backend.settings) {
+    keys.push_back(Config::BackendKey{s.key, s.defaultValue, s.envAlias});
+  }
+  return keys;
+}
+
+// The --help section on backend keys: what each shipped plugin declares.
+std::string backendHelp(const std::string& pluginDir) {
+  std::string out = "\nBackend keys (declared by each storage plugin, read only when kv.backend names it):\n";
+  for (const char* name : {"nats", "redis", "sqlite"}) {
+    try {
+      for (const PluginSetting& s : pluginSettings(openKvPlugin(name, pluginDir))) {
+        out += "  " + s.key + " (default \"" + s.defaultValue + "\"" +
+               (s.envAlias.empty() ? "" : ", also $" + s.envAlias) + ")\n      " + s.help + "\n";
+      }
+    } catch (const PluginLoadError& e) {
+      out += "  " + std::string(name) + ".*: the plugin cannot be loaded here (" + e.what() + ")\n";
+    }
+  }
+  return out;
+}
+
+log::Fields configSummary(const Config& config, const Backend& backend) {
   log::Fields fields;
   for (const auto& [key, value] : config.all()) {
-    const bool secret = key.find("token") != std::string::npos ||
+    const bool secret = backend.isSecret(key) || key.find("token") != std::string::npos ||
                         key.find("pass") != std::string::npos ||
                         key.find("secret") != std::string::npos;
     if (secret) {
@@ -101,8 +140,8 @@ http::HttpServerOptions serverOptions(const Config& config) {
 }
 
 // Everything after the configuration is loaded; returns the exit code.
-int serve(const Config& config, ShutdownLatch& latch) {
-  log::info("weftd starting", configSummary(config));
+int serve(const Config& config, const Backend& backendPlugin, ShutdownLatch& latch) {
+  log::info("weftd starting", configSummary(config, backendPlugin));
   for (const std::string& warning : config.warnings()) log::warn(warning);
 
   const std::string host = config.getString("http.host");
@@ -117,13 +156,13 @@ int serve(const Config& config, ShutdownLatch& latch) {
   // disconnected and reconnects in the background.
   const std::string backend = config.getString("kv.backend");
   PluginContext pluginContext;
-  pluginContext.settings = config.all();
+  pluginContext.settings = config.pluginSettings();  // kv.* and the plugin's own keys
   pluginContext.log = [backend](LogLevel level, const std::string& message) {
     log::write(level, message, {{"backend", backend}});
   };
   std::shared_ptr<KvStore> store;
   try {
-    store = loadKvStore(backend, config.getString("kv.plugin.dir"), pluginContext);
+    store = createKvStore(backendPlugin.plugin, pluginContext);
   } catch (const PluginLoadError& e) {
     std::fprintf(stderr, "weftd: %s\n", e.what());
     return 2;
@@ -234,9 +273,25 @@ int runWeftd(int argc, char** argv) {
     return 2;
   }
   if (config->helpRequested()) {
-    std::cout << Config::usage();
+    std::cout << Config::usage() << backendHelp("");
     std::cout.flush();
     return 0;
+  }
+
+  // The storage plugin, then the configuration again with its keys: their
+  // defaults, environment names and file entries (docs/architecture.md).
+  Backend backend;
+  try {
+    backend.plugin =
+        openKvPlugin(config->getString("kv.backend"), config->getString("kv.plugin.dir"));
+    backend.settings = pluginSettings(backend.plugin);
+    config = Config::load(argc, argv, Config::processEnvironment(), backendKeys(backend));
+  } catch (const PluginLoadError& e) {
+    std::fprintf(stderr, "weftd: %s\n", e.what());
+    return 2;
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "weftd: %s\n", e.what());
+    return 2;
   }
 
   // Both values were validated by Config::load.
@@ -253,7 +308,7 @@ int runWeftd(int argc, char** argv) {
 
   int exitCode = 1;
   try {
-    exitCode = serve(*config, latch);
+    exitCode = serve(*config, backend, latch);
   } catch (const Poco::Exception& e) {
     log::error("fatal error", {{"error", e.displayText()}});
     exitCode = 1;

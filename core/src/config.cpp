@@ -147,95 +147,6 @@ std::string checkLogLevel(std::string& v) {
 std::string checkLogFormat(std::string& v) {
   return checkEnum(v, {"json", "text"}, false);
 }
-std::string checkSynchronous(std::string& v) {
-  return checkEnum(v, {"OFF", "NORMAL", "FULL", "EXTRA"}, true);
-}
-
-std::string checkReplicas(std::string& v) { return checkEnum(v, {"1", "3", "5"}, false); }
-
-std::string checkCasGuard(std::string& v) { return checkEnum(v, {"auto", "always", "off"}, false); }
-
-// "host", "host:port" or "[v6]:port"; the port is optional.
-std::string checkHostPort(const std::string& hp) {
-  std::string host = hp;
-  std::string port;
-  if (!hp.empty() && hp[0] == '[') {
-    size_t close = hp.find(']');
-    if (close == std::string::npos) return "unterminated IPv6 address";
-    host = hp.substr(1, close - 1);
-    std::string rest = hp.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest[0] != ':') return "unexpected text after the IPv6 address";
-      port = rest.substr(1);
-      if (port.empty()) return "empty port";
-    }
-  } else {
-    size_t colon = hp.find(':');
-    if (colon != std::string::npos) {
-      if (hp.find(':', colon + 1) != std::string::npos) {
-        return "an IPv6 address must be written in brackets, e.g. [::1]:4222";
-      }
-      host = hp.substr(0, colon);
-      port = hp.substr(colon + 1);
-      if (port.empty()) return "empty port";
-    }
-  }
-  if (host.empty()) return "missing host";
-  if (!port.empty()) {
-    auto p = parseInt(port);
-    if (!p || *p < 1 || *p > 65535 || port[0] == '+' || port[0] == '-') {
-      return "invalid port '" + port + "'";
-    }
-  }
-  return "";
-}
-
-// Splits "[userinfo@]hostport[/rest]" and checks the host and port.
-std::string checkAuthority(const std::string& afterScheme, std::string* path) {
-  size_t slash = afterScheme.find('/');
-  std::string authority = afterScheme.substr(0, slash);
-  *path = slash == std::string::npos ? "" : afterScheme.substr(slash + 1);
-  size_t at = authority.rfind('@');
-  return checkHostPort(at == std::string::npos ? authority : authority.substr(at + 1));
-}
-
-// nats.url: one URL or a comma-separated list (several servers of a cluster),
-// each nats://, tls:// or a bare host:port.
-std::string checkNatsUrl(std::string& v) {
-  std::vector<std::string> urls = splitList(v);
-  if (urls.empty()) return "must not be empty";
-  for (const std::string& url : urls) {
-    std::string rest = url;
-    size_t sep = url.find("://");
-    if (sep != std::string::npos) {
-      std::string scheme = lower(url.substr(0, sep));
-      if (scheme != "nats" && scheme != "tls") return "unsupported NATS URL scheme: " + scheme;
-      rest = url.substr(sep + 3);
-    }
-    std::string path;
-    std::string err = checkAuthority(rest, &path);
-    if (err.empty() && !path.empty()) err = "a NATS URL has no path";
-    if (!err.empty()) return err;
-  }
-  return "";
-}
-
-std::string checkRedisUrl(std::string& v) {
-  const std::string usage = "expected redis://[[user]:pass@]host[:port][/db]";
-  std::string l = lower(v);
-  if (l.rfind("rediss://", 0) == 0) return "rediss:// (TLS) is not supported";
-  if (l.rfind("redis://", 0) != 0) return usage;
-  std::string path;
-  std::string err = checkAuthority(v.substr(8), &path);
-  if (!err.empty()) return err + "; " + usage;
-  if (!path.empty()) {
-    auto db = parseInt(path);
-    if (!db || *db < 0 || path[0] == '+' || path[0] == '-') {
-      return "invalid database number '" + path + "'; " + usage;
-    }
-  }
-  return "";
-}
 
 std::string checkHttpUrl(std::string& v) {
   std::string l = lower(v);
@@ -288,22 +199,6 @@ const std::vector<KeySpec>& keyTable() {
       str("kv.plugin.dir", nullptr, ""),
       num("kv.timeoutMs", nullptr, "2000", 1, kMaxMs),
       num("kv.reconnectWaitMs", nullptr, "2000", 1, kMaxMs),
-      str("nats.url", "NATS_URL", "nats://localhost:4222", checkNatsUrl),
-      str("nats.user", "NATS_USER", ""),
-      str("nats.pass", "NATS_PASS", ""),
-      // Replicas of every bucket weftd creates (a cluster runs 3 or 5).
-      str("nats.replicas", nullptr, "1", checkReplicas),
-      // Guard of compare-and-set on replicated buckets (plugins/nats/nats_bucket.h).
-      str("nats.casGuard", nullptr, "auto", checkCasGuard),
-      str("redis.url", "REDIS_URL", "redis://localhost:6379/0", checkRedisUrl),
-      str("sqlite.path", nullptr, "./var/weft.db", checkNonEmpty),
-      str("sqlite.synchronous", nullptr, "FULL", checkSynchronous),
-      // The watch must see a change within 1 s (§6.1), so the poll period must stay below it.
-      num("sqlite.pollIntervalMs", nullptr, "100", 1, 999),
-      // Tuning of the sqlite change log and its maintenance thread.
-      num("sqlite.changeLogRetentionMs", nullptr, "60000", 1000, kMaxMs),
-      num("sqlite.changeLogMaxRows", nullptr, "10000", 100, kMaxMs),
-      num("sqlite.maintenanceIntervalMs", nullptr, "1000", 10, kMaxMs),
       num("work.maxAttempts", nullptr, "3", 1, 100),
       num("work.leaseMs", nullptr, "300000", 1, kMaxMs),
       num("work.sweepIntervalMs", nullptr, "5000", 1, kMaxMs),
@@ -352,18 +247,37 @@ std::string envName(const std::string& key) {
   return name;
 }
 
+// The keys of the loaded backend plugin, as load() was given them.
+using BackendKeys = std::vector<Config::BackendKey>;
+
+const Config::BackendKey* findBackendKey(const BackendKeys& keys, const std::string& key) {
+  for (const Config::BackendKey& k : keys) {
+    if (k.key == key) return &k;
+  }
+  return nullptr;
+}
+
+bool isKnownKey(const BackendKeys& keys, const std::string& key) {
+  return findSpec(key) != nullptr || findBackendKey(keys, key) != nullptr;
+}
+
 // A warning for a key we do not know, with a hint when only the case differs.
-std::string unknownKeyWarning(const std::string& where, const std::string& key) {
-  std::string msg = where + ": unknown key '" + key + "' (kept for backend plugins)";
+std::string unknownKeyWarning(const std::string& where, const std::string& key,
+                              const BackendKeys& backendKeys) {
+  std::string msg = where + ": unknown key '" + key +
+                    "' (neither a weftd key nor one of the loaded backend's; ignored)";
   for (const KeySpec& spec : keyTable()) {
     if (lower(spec.key) == lower(key)) return msg + "; did you mean '" + spec.key + "'?";
+  }
+  for (const Config::BackendKey& k : backendKeys) {
+    if (lower(k.key) == lower(key)) return msg + "; did you mean '" + k.key + "'?";
   }
   return msg;
 }
 
 // Values of URL keys may carry credentials; error messages must not print them.
 std::string redact(const std::string& key, const std::string& value) {
-  if (key == "nats.pass" || key == "http.tokens") return "***";
+  if (key == "http.tokens") return "***";
   std::string out = value;
   for (size_t pos = out.find("://"); pos != std::string::npos; pos = out.find("://", pos + 3)) {
     size_t end = out.find_first_of("/,", pos + 3);
@@ -414,7 +328,7 @@ void validate(const KeySpec& spec, Setting& s) {
 
 // Reads the properties file into `settings`; unknown keys add warnings.
 void readFile(const std::string& path, std::map<std::string, Setting>& settings,
-              std::vector<std::string>& warnings) {
+              std::vector<std::string>& warnings, const BackendKeys& backendKeys) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
     throw ConfigError("cannot read config file " + path + ": it is a directory");
@@ -438,7 +352,9 @@ void readFile(const std::string& path, std::map<std::string, Setting>& settings,
     if (key.empty() || !allOf(key, isKeyChar)) {
       throw ConfigError(where + ": invalid key '" + key + "' (keys look like http.port)");
     }
-    if (!findSpec(key)) warnings.push_back(unknownKeyWarning(where, key));
+    if (!isKnownKey(backendKeys, key)) {
+      warnings.push_back(unknownKeyWarning(where, key, backendKeys));
+    }
     auto [it, fresh] = seenAt.emplace(key, lineNo);
     if (!fresh) {
       warnings.push_back(where + ": '" + key + "' is set again (line " +
@@ -462,7 +378,8 @@ const std::map<std::string, const char*> kOptions = {
 }  // namespace
 
 Config Config::load(int argc, const char* const* argv,
-                    const std::map<std::string, std::string>& environment) {
+                    const std::map<std::string, std::string>& environment,
+                    const std::vector<BackendKey>& backendKeys) {
   Config config;
 
   // 1. The command line, parsed first because it names the file. Its values
@@ -502,7 +419,9 @@ Config Config::load(int argc, const char* const* argv,
       if (sep == std::string::npos || key.empty()) {
         throw ConfigError("option --set expects key=value, got '" + *value + "'");
       }
-      if (!findSpec(key)) config.warnings_.push_back(unknownKeyWarning("option --set", key));
+      if (!isKnownKey(backendKeys, key)) {
+        config.warnings_.push_back(unknownKeyWarning("option --set", key, backendKeys));
+      }
       flags.push_back({key, {value->substr(sep + 1), "option --set " + key}});
     } else {
       flags.push_back({opt->second, {*value, "option " + name}});
@@ -513,6 +432,7 @@ Config Config::load(int argc, const char* const* argv,
   // 2. Defaults.
   std::map<std::string, Setting> settings;
   for (const KeySpec& spec : keyTable()) settings[spec.key] = {spec.defaultValue, "default"};
+  for (const BackendKey& k : backendKeys) settings[k.key] = {k.defaultValue, "default"};
 
   // 3. The file. An empty WEFT_CONFIG counts as unset: it cannot name a file.
   if (!configPath) {
@@ -520,7 +440,7 @@ Config Config::load(int argc, const char* const* argv,
     if (it != environment.end() && !it->second.empty()) configPath = it->second;
   }
   if (configPath) {
-    readFile(*configPath, settings, config.warnings_);
+    readFile(*configPath, settings, config.warnings_, backendKeys);
     config.sourceFile_ = *configPath;
   }
 
@@ -534,6 +454,15 @@ Config Config::load(int argc, const char* const* argv,
     }
     if (it != environment.end()) settings[spec.key] = {it->second, "environment " + name};
   }
+  for (const BackendKey& k : backendKeys) {
+    std::string name = envName(k.key);
+    auto it = environment.find(name);
+    if (it == environment.end() && !k.envAlias.empty()) {
+      name = k.envAlias;
+      it = environment.find(name);
+    }
+    if (it != environment.end()) settings[k.key] = {it->second, "environment " + name};
+  }
 
   // 5. The command line.
   for (auto& [key, setting] : flags) settings[key] = std::move(setting);
@@ -542,11 +471,26 @@ Config Config::load(int argc, const char* const* argv,
     if (const KeySpec* spec = findSpec(key)) {
       validate(*spec, setting);
     } else {
+      // A backend key is the plugin's to validate (at create()); an unknown
+      // one was warned about above.
       setting.value = trim(setting.value);
     }
     config.values_[key] = std::move(setting.value);
   }
+  for (const BackendKey& k : backendKeys) config.backendKeys_.push_back(k.key);
   return config;
+}
+
+std::map<std::string, std::string> Config::pluginSettings() const {
+  std::map<std::string, std::string> out;
+  for (const auto& [key, value] : values_) {
+    if (key.rfind("kv.", 0) == 0) out.emplace(key, value);
+  }
+  for (const std::string& key : backendKeys_) {
+    auto it = values_.find(key);
+    if (it != values_.end()) out.emplace(key, it->second);
+  }
+  return out;
 }
 
 std::map<std::string, std::string> Config::processEnvironment() {
@@ -607,12 +551,13 @@ std::string Config::usage() {
          "\n"
          "Precedence: built-in defaults < config file < environment < command line.\n"
          "Environment: WEFT_<KEY> for every key (upper case, '.' -> '_', e.g. WEFT_KV_BACKEND,\n"
-         "WEFT_KV_PLUGIN_DIR), and NATS_URL, NATS_USER, NATS_PASS, REDIS_URL, API_HOST,\n"
-         "API_PORT, API_TOKENS, LOOMINAL_PROJECT_ID, LOG_LEVEL, IDLE_TIMEOUT_MS. A WEFT_ name\n"
-         "wins over the older name. Lists are comma-separated; booleans are true/false/1/0.\n"
+         "WEFT_KV_PLUGIN_DIR), and API_HOST, API_PORT, API_TOKENS, LOOMINAL_PROJECT_ID,\n"
+         "LOG_LEVEL, IDLE_TIMEOUT_MS, plus the older names a backend declares (below). A WEFT_\n"
+         "name wins over the older name. Lists are comma-separated; booleans are\n"
+         "true/false/1/0.\n"
          "\n"
          "conf/weft.properties lists every key with its default. An invalid value exits with\n"
-         "code 2 and names the key.\n";
+         "code 2 and names the key; a backend's keys are checked by its plugin at start-up.\n";
 }
 
 }  // namespace weft

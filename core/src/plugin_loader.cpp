@@ -73,8 +73,8 @@ std::string lastDlError() {
 
 }  // namespace
 
-std::shared_ptr<KvStore> loadKvStore(const std::string& backend, const std::string& pluginDir,
-                                     const PluginContext& context) {
+const WeftKvPluginDescriptor* openKvPlugin(const std::string& backend,
+                                           const std::string& pluginDir) {
   const std::string quoted = "'" + backend + "'";
   if (!isValidBackendName(backend)) {
     throw PluginLoadError(PluginErrorKind::UnknownBackend,
@@ -172,7 +172,37 @@ std::shared_ptr<KvStore> loadKvStore(const std::string& backend, const std::stri
                                                           path + " implements backend '" +
                                                           descriptor->name + "', not " + quoted);
   }
+  if (descriptor->settingCount > 0 && !descriptor->settings) {
+    throw PluginLoadError(PluginErrorKind::BadPlugin,
+                          "storage backend " + quoted + ": plugin " + path +
+                              " declares settings but gives no table");
+  }
+  const std::string prefix = backend + ".";
+  for (uint32_t i = 0; i < descriptor->settingCount; ++i) {
+    const WeftKvSettingSpec& spec = descriptor->settings[i];
+    if (!spec.key || !spec.defaultValue || std::string(spec.key).rfind(prefix, 0) != 0) {
+      throw PluginLoadError(PluginErrorKind::BadPlugin,
+                            "storage backend " + quoted + ": plugin " + path +
+                                " declares a setting outside its own keys (" + prefix +
+                                "*) or without a default");
+    }
+  }
+  return descriptor;
+}
 
+std::vector<PluginSetting> pluginSettings(const WeftKvPluginDescriptor* descriptor) {
+  std::vector<PluginSetting> out;
+  for (uint32_t i = 0; i < descriptor->settingCount; ++i) {
+    const WeftKvSettingSpec& spec = descriptor->settings[i];
+    out.push_back(PluginSetting{spec.key, spec.defaultValue, spec.envAlias ? spec.envAlias : "",
+                                spec.help ? spec.help : "", spec.secret != 0});
+  }
+  return out;
+}
+
+std::shared_ptr<KvStore> createKvStore(const WeftKvPluginDescriptor* descriptor,
+                                       const PluginContext& context) {
+  const std::string quoted = std::string("'") + descriptor->name + "'";
   std::string error;
   KvStore* store = nullptr;
   try {
@@ -184,8 +214,7 @@ std::shared_ptr<KvStore> loadKvStore(const std::string& backend, const std::stri
   }
   if (!store) {
     throw PluginLoadError(PluginErrorKind::CreateFailed,
-                          "storage backend " + quoted + ": plugin " + path +
-                              " could not create a store: " +
+                          "storage backend " + quoted + " could not create a store: " +
                               (error.empty() ? std::string("no reason given") : error));
   }
   auto destroy = descriptor->destroy;
@@ -196,6 +225,11 @@ std::shared_ptr<KvStore> loadKvStore(const std::string& backend, const std::stri
       // Plugin bug; nothing sensible is left to do in a deleter.
     }
   });
+}
+
+std::shared_ptr<KvStore> loadKvStore(const std::string& backend, const std::string& pluginDir,
+                                     const PluginContext& context) {
+  return createKvStore(openKvPlugin(backend, pluginDir), context);
 }
 
 }  // namespace weft

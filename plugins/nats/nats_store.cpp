@@ -200,7 +200,9 @@ Result<std::unique_ptr<NatsKvStore>> NatsKvStore::create(const PluginContext& co
   if (replicasText != "1" && replicasText != "3" && replicasText != "5") {
     return Status::invalidArgument("nats.replicas must be 1, 3 or 5, got '" + replicasText + "'");
   }
-  const std::string guardText = setting(context, "nats.casGuard", "auto");
+  std::string guardText = setting(context, "nats.casGuard", "auto");
+  std::transform(guardText.begin(), guardText.end(), guardText.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   CasGuard guard;
   if (guardText == "auto") {
     guard = CasGuard::Auto;

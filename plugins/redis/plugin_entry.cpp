@@ -1,5 +1,6 @@
-// The one exported symbol of weft-kv-redis.so (plugin.h, plugin_sdk.h).
-// Everything else in the library has hidden visibility.
+// The one exported symbol of weft-kv-redis.so (plugin.h, plugin_sdk.h) and
+// the settings the plugin reads. Everything else in the library has hidden
+// visibility. The values are validated in RedisStore::create().
 #include <memory>
 #include <string>
 
@@ -15,6 +16,11 @@ weft::Result<std::unique_ptr<weft::KvStore>> makeRedisStore(const weft::PluginCo
   return std::unique_ptr<weft::KvStore>(store);
 }
 
+const WeftKvSettingSpec kRedisSettings[] = {
+    {"redis.url", "redis://localhost:6379/0", "REDIS_URL",
+     "redis://[[user]:pass@]host[:port][/db] (a password in the URL is redacted in logs)", 0},
+};
+
 }  // namespace
 
-WEFT_KV_PLUGIN("redis", &makeRedisStore)
+WEFT_KV_PLUGIN("redis", &makeRedisStore, kRedisSettings)

@@ -56,14 +56,27 @@ class Config {
   // skipped. A '#' after a value is part of the value (tokens and CORS origins
   // may contain one). A later line for the same key wins, with a warning.
   //
+  // backendKeys: the keys the loaded storage plugin declares (plugin.h,
+  // WeftKvSettingSpec). They get their defaults, WEFT_<KEY> and their older
+  // environment name like weftd's own keys, but their values are only
+  // trimmed: the plugin validates them when it creates its store. weftd
+  // loads the configuration once without them (to learn kv.backend and
+  // kv.plugin.dir), opens the plugin, and loads again with them.
+  //
   // Unknown keys (in the file or through --set) produce a warning() and are
-  // kept in all(), so a third-party backend plugin can read its own keys.
+  // kept in all(), but no plugin receives them.
   //
   // Throws ConfigError on: an invalid value (type, range, enum, URL), an
   // unknown or incomplete command-line option, a stray positional argument, a
   // file syntax error, or an unreadable file.
+  struct BackendKey {
+    std::string key;  // "<backend>.<name>"
+    std::string defaultValue;
+    std::string envAlias;  // an older environment name, "" for none
+  };
   static Config load(int argc, const char* const* argv,
-                     const std::map<std::string, std::string>& environment);
+                     const std::map<std::string, std::string>& environment,
+                     const std::vector<BackendKey>& backendKeys = {});
 
   // The process environment (from `environ`) as a map, for load().
   static std::map<std::string, std::string> processEnvironment();
@@ -83,9 +96,12 @@ class Config {
   // dropped (so an empty value gives an empty list).
   std::vector<std::string> getList(const std::string& key) const;
 
-  // Every key with its effective value: all §7.2 keys plus extra keys. This
-  // is what backend plugins receive (PluginContext::settings).
+  // Every key with its effective value: weftd's keys, the backend's keys
+  // and extra keys.
   const std::map<std::string, std::string>& all() const { return values_; }
+  // What the storage plugin receives (PluginContext::settings): the kv.*
+  // keys and the backend keys given to load(), nothing else.
+  std::map<std::string, std::string> pluginSettings() const;
   // Non-fatal findings for weftd to log at start-up, e.g. unknown file keys.
   const std::vector<std::string>& warnings() const { return warnings_; }
   bool helpRequested() const { return helpRequested_; }
@@ -97,6 +113,7 @@ class Config {
 
  private:
   std::map<std::string, std::string> values_;
+  std::vector<std::string> backendKeys_;
   std::vector<std::string> warnings_;
   std::string sourceFile_;
   bool helpRequested_ = false;

@@ -36,8 +36,9 @@ namespace weft {
 
 // What the host gives a plugin when it creates a store.
 struct PluginContext {
-  // Every configuration key (dotted names, e.g. "kv.timeoutMs", "nats.url"),
-  // after defaults, file, environment and flags were merged.
+  // The kv.* keys and the plugin's own keys (those its descriptor declares,
+  // e.g. "nats.url"), after defaults, file, environment and flags were
+  // merged. Nothing else: no other backend's settings, no HTTP tokens.
   std::map<std::string, std::string> settings;
   // Where the plugin logs, connection state changes in particular. Safe to
   // call from any thread.
@@ -47,6 +48,18 @@ struct PluginContext {
 }  // namespace weft
 
 extern "C" {
+
+// One setting a plugin reads. The host lists it in `weftd --help`, applies
+// its default, reads it from the environment (WEFT_<KEY>, and envAlias when
+// set) and never prints a secret one. Values reach the plugin as text; the
+// plugin validates them in create() and names the key in its error.
+struct WeftKvSettingSpec {
+  const char* key;           // "<plugin name>.<name>", e.g. "nats.url"
+  const char* defaultValue;  // never null; "" for none
+  const char* envAlias;      // an older environment name (e.g. "NATS_URL"), or null
+  const char* help;          // one line for --help
+  int secret;                // 1: a credential, redacted wherever the host shows it
+};
 
 struct WeftKvPluginDescriptor {
   uint32_t abiVersion;  // must equal WEFT_KV_ABI_VERSION
@@ -59,6 +72,10 @@ struct WeftKvPluginDescriptor {
   // WEFT_KV_ABI_FINGERPRINT of the plugin's build; read only after the
   // version matched.
   const char* abiFingerprint;
+  // The settings the plugin reads besides kv.*; each key starts with
+  // "<name>.".
+  const WeftKvSettingSpec* settings;
+  uint32_t settingCount;
 };
 
 typedef const WeftKvPluginDescriptor* (*WeftKvPluginEntryFn)(void);

@@ -9,6 +9,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "weft/kv.h"
 #include "weft/plugin.h"
@@ -34,7 +35,33 @@ class PluginLoadError : public std::runtime_error {
   PluginErrorKind kind_;
 };
 
-// Finds weft-kv-<backend>.so and creates a store from it.
+// A setting a plugin declares (WeftKvSettingSpec), as the host uses it.
+struct PluginSetting {
+  std::string key;
+  std::string defaultValue;
+  std::string envAlias;  // "" when none
+  std::string help;
+  bool secret = false;
+};
+
+// Finds and opens weft-kv-<backend>.so and checks its descriptor (ABI
+// version and fingerprint, name, settings table), without creating a store.
+// Search and errors as for loadKvStore below. The descriptor is static data
+// of a library that is never unloaded. Thread-safe.
+const WeftKvPluginDescriptor* openKvPlugin(const std::string& backend,
+                                           const std::string& pluginDir);
+
+// The settings a plugin declares, in its order.
+std::vector<PluginSetting> pluginSettings(const WeftKvPluginDescriptor* descriptor);
+
+// Calls the descriptor's create() (PluginErrorKind::CreateFailed with the
+// plugin's reason when it refuses) and wraps the store so that its deleter
+// calls destroy(): the host never deletes plugin objects.
+std::shared_ptr<KvStore> createKvStore(const WeftKvPluginDescriptor* descriptor,
+                                       const PluginContext& context);
+
+// openKvPlugin, then createKvStore: finds weft-kv-<backend>.so and creates a
+// store from it.
 //
 // Search: pluginDir when it is not empty (only there); otherwise the build's
 // plugin folder, then the install folder. backend must match [a-z0-9_-]+ (no

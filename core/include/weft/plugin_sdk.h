@@ -1,10 +1,11 @@
 // What a storage plugin needs to export itself (plugin.h) without repeating
 // the boundary code: one line,
 //
-//   WEFT_KV_PLUGIN("redis", &weft::redis_plugin::makeStore)
+//   WEFT_KV_PLUGIN("redis", &weft::redis_plugin::makeStore, kRedisSettings)
 //
 // where the factory is `Result<std::unique_ptr<KvStore>>(const PluginContext&)`
-// (any unique_ptr to a KvStore subclass converts). The macro defines the
+// (any unique_ptr to a KvStore subclass converts) and the last argument an
+// array of WeftKvSettingSpec, the plugin's own keys. The macro defines the
 // descriptor and the exported entry point; create() and destroy() go through
 // one guard, so no exception ever reaches the host: a factory that throws
 // fails create() with "<name> plugin: <what>", and a factory's own error
@@ -52,7 +53,7 @@ inline void guardedDestroy(KvStore* store) noexcept {
 
 }  // namespace weft::plugin_sdk
 
-#define WEFT_KV_PLUGIN(NAME, FACTORY)                                                        \
+#define WEFT_KV_PLUGIN(NAME, FACTORY, SETTINGS)                                              \
   namespace {                                                                                \
   weft::KvStore* weftPluginCreate(const weft::PluginContext* context,                        \
                                   std::string* error) noexcept {                             \
@@ -62,8 +63,13 @@ inline void guardedDestroy(KvStore* store) noexcept {
     ::weft::plugin_sdk::guardedDestroy(store);                                               \
   }                                                                                          \
   const WeftKvPluginDescriptor kWeftPluginDescriptor = {                                    \
-      WEFT_KV_ABI_VERSION, NAME, &weftPluginCreate, &weftPluginDestroy,                      \
-      WEFT_KV_ABI_FINGERPRINT};                                                              \
+      WEFT_KV_ABI_VERSION,                                                                   \
+      NAME,                                                                                  \
+      &weftPluginCreate,                                                                     \
+      &weftPluginDestroy,                                                                    \
+      WEFT_KV_ABI_FINGERPRINT,                                                               \
+      SETTINGS,                                                                              \
+      static_cast<uint32_t>(sizeof(SETTINGS) / sizeof(SETTINGS[0]))};                       \
   }                                                                                          \
   extern "C" __attribute__((visibility("default"))) const WeftKvPluginDescriptor*            \
   weft_kv_plugin_entry(void) {                                                               \
