@@ -3,15 +3,12 @@
 // the memory backend (tests/support/inprocess_weftd.h).
 //
 // The cross-check walks Router::routes() and the served document both ways:
-//  * every route the router serves is documented, and not as planned;
-//  * every documented operation is served, unless it is marked
-//    `x-weft-status: planned`, and then it must NOT be served. The mark is
-//    derived from the router when the document is built, so implementing a
-//    planned endpoint needs no change here; registering a route the table in
-//    server/docs/openapi.cpp does not describe fails this test (it shows up
-//    as `undocumented`).
+//  * every route the router serves is documented: registering a route the
+//    table in server/docs/openapi.cpp does not describe fails this test (it
+//    shows up as `undocumented`);
+//  * every documented operation is served;
 //  * the documented operations are exactly the contract's (the index of
-//    docs/api.md §2.0 plus the docs page's two assets), so a planned endpoint
+//    docs/api.md §2.0 plus the docs page's two assets), so an endpoint
 //    cannot silently drop out of the document either.
 #include "docs/openapi.h"
 
@@ -164,25 +161,22 @@ TEST_CASE("openapi: the router and the document describe the same operations", "
     served.insert(r.method + " " + r.pathTemplate);
   }
 
-  std::set<std::string> documented, planned;
+  std::set<std::string> documented;
   forEachOperation(doc, [&](const std::string& key, const std::string&, const Json& op) {
     documented.insert(key);
-    const std::string status = op.getString("x-weft-status");
     INFO(key);
-    CHECK((status.empty() || status == "planned"));  // never "undocumented"
-    if (status == "planned") planned.insert(key);
+    CHECK(op.getString("x-weft-status").empty());  // never "undocumented"
   });
 
-  // Router -> document: every route is documented, and not as planned.
+  // Router -> document: every route is documented.
   for (const std::string& key : served) {
     INFO("served by the router but not in the OpenAPI table (server/docs/openapi.cpp): " << key);
     CHECK(documented.count(key) == 1);
-    CHECK(planned.count(key) == 0);
   }
-  // Document -> router: what is not planned is served, what is planned is not.
+  // Document -> router: every documented operation is served.
   for (const std::string& key : documented) {
-    INFO("documented operation: " << key);
-    CHECK(served.count(key) == (planned.count(key) ? 0u : 1u));
+    INFO("documented operation that the router does not serve: " << key);
+    CHECK(served.count(key) == 1);
   }
   // The document covers the whole contract, nothing more.
   for (const std::string& key : kContract) {
@@ -193,15 +187,6 @@ TEST_CASE("openapi: the router and the document describe the same operations", "
     INFO("documented operation that is not in the contract: " << key);
     CHECK(kContract.count(key) == 1);
   }
-  // What exists today must be served: the operational routes, agents and
-  // work. (Planned ones shrink as endpoints land; that needs no test change.)
-  for (const char* key : {"GET /health", "GET /ready", "GET /metrics", "GET /api/openapi.json",
-                          "GET /api/docs", "POST /api/work/claim", "GET /api/agents"}) {
-    INFO(key);
-    CHECK(served.count(key) == 1);
-  }
-  WARN("operations planned, not served by this build: " << planned.size() << " of "
-                                                        << documented.size());
 }
 
 TEST_CASE("openapi: the document is well-formed OpenAPI 3.0", "[openapi]") {
@@ -369,9 +354,8 @@ TEST_CASE("openapi: the document and the docs page are public and self-contained
   }
 }
 
-TEST_CASE("openapi: the document marks what the router does not serve", "[openapi]") {
-  // A router with only some of the contract: the rest is planned, and an
-  // extra route shows up as undocumented instead of being hidden.
+TEST_CASE("openapi: a route the table lacks is listed as undocumented", "[openapi]") {
+  // An extra route shows up, marked, instead of being hidden.
   std::vector<http::RouteInfo> routes = {
       {"GET", "/health", {}, false},
       {"POST", "/api/work/claim", {}, false},
@@ -381,7 +365,5 @@ TEST_CASE("openapi: the document marks what the router does not serve", "[openap
   const Json& paths = doc.get("paths");
   CHECK(!paths.get("/health").get("get").contains("x-weft-status"));
   CHECK(!paths.get("/api/work/claim").get("post").contains("x-weft-status"));
-  CHECK(paths.get("/api/work").get("post").getString("x-weft-status") == "planned");
-  CHECK(paths.get("/api/work").get("post").getString("description").rfind("**Planned:**", 0) == 0);
   CHECK(paths.get("/api/extra").get("get").getString("x-weft-status") == "undocumented");
 }

@@ -181,8 +181,7 @@ std::vector<OperationDoc> makeOperations() {
     object.set("type", Json("object"));
     ops.push_back(
         Op("GET", "/api/openapi.json", "getOpenApi", kOperational, "This OpenAPI document")
-            .describe("Describes every endpoint of the contract. Operations not served "
-                      "by this build are marked `x-weft-status: planned`.")
+            .describe("Describes every endpoint this build serves.")
             .content(200, "The OpenAPI 3.0 document.", "application/json", std::move(object)));
   }
   ops.push_back(Op("GET", "/api/docs", "getDocs", kOperational, "API documentation page")
@@ -669,7 +668,7 @@ bool hasResponse(const OperationDoc& op, int status) {
   return false;
 }
 
-Json operationJson(const OperationDoc& op, bool served) {
+Json operationJson(const OperationDoc& op) {
   const bool isProtected = http::Router::protectedByDefault(op.path);
   const bool isMetrics = op.path == "/metrics";
   const bool isWebSocket = op.path == "/api/ws";
@@ -681,13 +680,7 @@ Json operationJson(const OperationDoc& op, bool served) {
   j.set("operationId", Json(op.operationId));
   j.set("tags", Json(Json::Array{Json(op.tag)}));
   j.set("summary", Json(op.summary));
-  std::string description = op.description;
-  if (!served) {
-    description = "**Planned:** part of the contract but not served by this build yet." +
-                  (description.empty() ? std::string() : "\n\n" + description);
-    j.set("x-weft-status", Json("planned"));
-  }
-  if (!description.empty()) j.set("description", Json(description));
+  if (!op.description.empty()) j.set("description", Json(op.description));
 
   // Path parameters follow the template; their texts come from the table.
   Json params = Json::array();
@@ -775,9 +768,8 @@ Json buildOpenApi(const std::vector<http::RouteInfo>& routes) {
                              components.status().message());
   }
 
-  std::set<std::string> served;
-  for (const auto& r : routes) served.insert(key(r.method, r.pathTemplate));
-
+  // Every operation of the table is served (tests/openapi_test.cpp checks
+  // both directions against the router).
   Json paths = Json::object();
   std::set<std::string> documented;
   for (const OperationDoc& op : contractOperations()) {
@@ -785,7 +777,7 @@ Json buildOpenApi(const std::vector<http::RouteInfo>& routes) {
     documented.insert(k);
     Json* item = paths.find(op.path);
     if (!item) item = &paths.set(op.path, Json::object());
-    item->set(lower(op.method), operationJson(op, served.count(k) > 0));
+    item->set(lower(op.method), operationJson(op));
   }
   // Served but not in the table: still listed, so the document never hides a
   // route; the OpenAPI test fails on these.
@@ -800,7 +792,7 @@ Json buildOpenApi(const std::vector<http::RouteInfo>& routes) {
     op.tag = "Undocumented";
     op.summary = "Undocumented route";
     op.responses.push_back({200, "Not documented.", "", "", Json(), {}});
-    Json operation = operationJson(op, true);
+    Json operation = operationJson(op);
     operation.set("x-weft-status", Json("undocumented"));
     Json* item = paths.find(op.path);
     if (!item) item = &paths.set(op.path, Json::object());

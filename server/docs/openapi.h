@@ -10,10 +10,9 @@
 //    security and 401 (from Router::protectedByDefault, the rule the request
 //    pipeline applies), 413 for operations with a body, 500/503 for
 //    operations that use storage;
-//  * x-weft-status: an operation of the contract that the router does not
-//    serve (not built yet) is marked `planned`; a route the router serves but
-//    the table lacks still appears, marked `undocumented` (the OpenAPI test
-//    fails on those).
+//  * x-weft-status: a route the router serves but the table lacks still
+//    appears, marked `undocumented` (the OpenAPI test fails on those, and on
+//    an operation of the table that the router does not serve).
 #pragma once
 
 #include <string>

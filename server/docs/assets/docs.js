@@ -213,10 +213,10 @@
   }
 
   function renderOperation(method, path, op) {
-    const planned = op['x-weft-status'] === 'planned';
+    const undocumented = op['x-weft-status'] === 'undocumented';
     const label = method.toUpperCase() + ' ' + path;
     const details = el('details', {
-      class: 'op' + (planned ? ' planned' : ''),
+      class: 'op' + (undocumented ? ' flagged' : ''),
       id: op.operationId || null,
       'data-op': label,
       'data-search': (label + ' ' + (op.summary || '') + ' ' + (op.description || '')).toLowerCase(),
@@ -225,8 +225,7 @@
       el('span', { class: 'method ' + method }, method.toUpperCase()),
       el('span', { class: 'path' }, path),
       el('span', { class: 'summary' }, op.summary || ''),
-      planned ? el('span', { class: 'badge planned' }, 'planned') : null,
-      op['x-weft-status'] === 'undocumented' ? el('span', { class: 'badge planned' }, 'undocumented') : null,
+      undocumented ? el('span', { class: 'badge flagged' }, 'undocumented') : null,
       authBadge(op)));
     const body = el('div', { class: 'op-body' });
     if (op.description) body.append(prose(op.description));
