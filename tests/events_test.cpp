@@ -317,7 +317,7 @@ TEST_CASE("failures, retries, dead-lettering, DLQ retry and cancel") {
 
   // Out of the DLQ: submitted again, requeued.
   REQUIRE(eventually([&] { return s.dlq->view().find(id) != nullptr; }));
-  REQUIRE(s.work->retryDeadLetter(id, Json::object()).isOk());
+  REQUIRE(s.work->retryDeadLetter(id).isOk());
   Event rq = rec.waitFor("work:submitted", 2);
   CHECK(rq.data.get("requeued").asBool());
   CHECK(rq.data.get("workId").asString() == id);
@@ -550,7 +550,7 @@ TEST_CASE("coalesced feeds: every transition event once, in order, whatever was 
     REQUIRE(s.work->fail(id, fence("a1", t1, R"("error":{"message":"bad"})")).isOk());
     snaps.take();
     REQUIRE(eventually([&] { return s.dlq->view().find(id) != nullptr; }));
-    REQUIRE(s.work->retryDeadLetter(id, Json::object()).isOk());
+    REQUIRE(s.work->retryDeadLetter(id).isOk());
     snaps.take();
     REQUIRE(s.work->cancel(id).isOk());
     snaps.take();

@@ -218,24 +218,25 @@ TEST_CASE("recoverable failures retry until maxAttempts, then the DLQ; retry fro
 
   auto entry = s.dlq->get(id);
   REQUIRE(entry.isOk());
-  CHECK(entry->getString("reason") == "max attempts exceeded");
-  CHECK(entry->getInt("attempts") == 2);
-  CHECK(entry->get("errors").size() == 2);
-  CHECK(entry->get("workItem").getString("status") == "failed");
-  CHECK_FALSE(entry->get("workItem").contains("claimToken"));
-  CHECK(s.dlq->list({}, {})->getInt("total") == 1);
+  const DeadLetter& dead = **entry;
+  CHECK(dead.id == id);
+  CHECK(dead.reason == DeadLetterReason::MaxAttemptsExceeded);
+  CHECK(dead.attempts == 2);
+  CHECK(dead.errors.size() == 2);
+  CHECK(dead.workItem.getString("status") == "failed");
+  CHECK_FALSE(dead.workItem.contains("claimToken"));
+  CHECK(dead.failedAtMs == clock.nowMs());
+  CHECK(s.dlq->list({}, {})->total == 1);
+  CHECK(s.dlq->list({}, {})->items.front()->id == id);
   CHECK(s.stats->overview()->get("totals").getInt("deadLettered") == 1);
 
-  CHECK(s.work->retryDeadLetter(id, Json::parse(R"({"resetAttempts":"yes"})").value())
-            .status()
-            .message() == "resetAttempts must be a boolean");
-  auto requeued = s.work->retryDeadLetter(id, Json::object());
+  auto requeued = s.work->retryDeadLetter(id);
   REQUIRE(requeued.isOk());
   CHECK(requeued->getString("status") == "pending");
   CHECK(requeued->getInt("attempts") == 0);
   CHECK(requeued->get("errors").size() == 2);  // history kept
   CHECK(s.dlq->get(id).code() == Code::NotFound);
-  CHECK(s.work->retryDeadLetter(id, Json::object()).code() == Code::NotFound);
+  CHECK(s.work->retryDeadLetter(id).code() == Code::NotFound);
 }
 
 TEST_CASE("a non-recoverable failure dead-letters at once; DLQ retry of a live item is 409") {
@@ -245,12 +246,15 @@ TEST_CASE("a non-recoverable failure dead-letters at once; DLQ retry of a live i
   std::string id = submit(s);
   auto c = claim(s, "a1");
   REQUIRE(s.work->fail(id, failBody("a1", c.second, false)).isOk());
-  CHECK(s.dlq->get(id)->getString("reason") == "non-recoverable error");
-  REQUIRE(s.work->retryDeadLetter(id, Json::parse(R"({"resetAttempts":false})").value()));
+  CHECK((*s.dlq->get(id))->reason == DeadLetterReason::NonRecoverable);
+  REQUIRE(s.work->retryDeadLetter(id, /*resetAttempts=*/false));
   CHECK(s.work->get(id)->getInt("attempts") == 1);
   // A leftover entry for a pending item cannot be retried.
-  REQUIRE(s.dlq->write(id, Json::parse(R"({"id":")" + id + R"(","workItem":{}})").value()));
-  CHECK(s.work->retryDeadLetter(id, Json::object()).status().message() ==
+  DeadLetter leftover;
+  leftover.id = id;
+  leftover.workItem = Json::object();
+  REQUIRE(s.dlq->write(leftover));
+  CHECK(s.work->retryDeadLetter(id).status().message() ==
         "Cannot retry work in pending state");
   REQUIRE(s.dlq->discard(id).isOk());
   CHECK(s.dlq->discard(id).code() == Code::NotFound);
@@ -286,7 +290,7 @@ TEST_CASE("expired leases are re-queued by the sweeper, then dead-lettered") {
   auto final = s.work->sweepOnce();
   CHECK(final.deadLettered == 1);
   CHECK(statusOf(s, id) == "failed");
-  CHECK(s.dlq->get(id)->getString("reason") == "max attempts exceeded");
+  CHECK((*s.dlq->get(id))->reason == DeadLetterReason::MaxAttemptsExceeded);
 }
 
 TEST_CASE("two instances sweeping one backend count each expiry once") {

@@ -10,25 +10,46 @@ Status DeadLetters::notFound(const std::string& id) {
   return Status::notFound("Dead-letter entry with ID " + id + " not found");
 }
 
-std::shared_ptr<const DeadLetterRecord> DeadLetters::decode(const std::string& value) {
-  auto parsed = Json::parse(value, 64);
+const char* deadLetterReasonText(DeadLetterReason reason) {
+  return reason == DeadLetterReason::NonRecoverable ? "non-recoverable error"
+                                                    : "max attempts exceeded";
+}
+
+std::string DeadLetter::encode() const {
+  Json entry = Json::object();
+  entry.set("id", Json(id));
+  entry.set("workItem", workItem);
+  entry.set("reason", Json(deadLetterReasonText(reason)));
+  entry.set("attempts", Json(attempts));
+  entry.set("failedAt", Json(failedAt));
+  entry.set("errors", errors);
+  return entry.dump();
+}
+
+std::shared_ptr<const DeadLetter> DeadLetter::decode(const std::string& stored) {
+  auto parsed = Json::parse(stored, 64);
   if (!parsed || !parsed->isObject()) return nullptr;
   const Json& id = parsed->get("id");
   if (!id.isString() || id.asString().empty()) return nullptr;
-  auto r = std::make_shared<DeadLetterRecord>();
-  r->entry = std::move(*parsed);
-  r->id = id.asString();
-  const Json& item = r->entry.get("workItem");
-  r->projectId = item.getString("projectId");
-  r->capability = item.getString("capability");
-  r->failedAtMs = parseIso(r->entry.getString("failedAt")).value_or(0);
-  return r;
+  auto d = std::make_shared<DeadLetter>();
+  d->id = id.asString();
+  d->workItem = parsed->get("workItem");
+  d->reason = parsed->getString("reason") == deadLetterReasonText(DeadLetterReason::NonRecoverable)
+                  ? DeadLetterReason::NonRecoverable
+                  : DeadLetterReason::MaxAttemptsExceeded;
+  d->attempts = parsed->getInt("attempts", 0);
+  d->failedAt = parsed->getString("failedAt");
+  d->errors = parsed->get("errors");
+  d->projectId = d->workItem.getString("projectId");
+  d->capability = d->workItem.getString("capability");
+  d->failedAtMs = parseIso(d->failedAt).value_or(0);
+  return d;
 }
 
 DeadLetters::DeadLetters(ServiceContext context) : ctx_(std::move(context)) {
   view_ = std::make_unique<View>(kDlqBucket, View::Options{},
                                  [](const std::string&, const std::string& value) {
-                                   return decode(value);
+                                   return DeadLetter::decode(value);
                                  });
 }
 
@@ -36,7 +57,8 @@ DeadLetters::~DeadLetters() { stop(); }
 void DeadLetters::start() { view_->start(ctx_.store); }
 void DeadLetters::stop() { view_->stop(); }
 
-Result<Json> DeadLetters::list(const DeadLetterFilter& f, const PageRequest& page) const {
+Result<DeadLetterPage> DeadLetters::list(const DeadLetterFilter& f,
+                                         const PageRequest& page) const {
   Json filters = Json::object();
   if (f.capability) filters.set("capability", Json(*f.capability));
   if (f.projectId) filters.set("projectId", Json(*f.projectId));
@@ -44,8 +66,8 @@ Result<Json> DeadLetters::list(const DeadLetterFilter& f, const PageRequest& pag
   if (!pager) return pager.status();
   if (auto s = ctx_.checkConnected(); !s) return s;
   if (!view_->ready()) return Status::unavailable("dead-letter entries not loaded yet");
-  std::vector<std::shared_ptr<const DeadLetterRecord>> rows;
-  view_->forEach([&](const std::string&, const std::shared_ptr<const DeadLetterRecord>& r) {
+  std::vector<std::shared_ptr<const DeadLetter>> rows;
+  view_->forEach([&](const std::string&, const std::shared_ptr<const DeadLetter>& r) {
     if (f.capability && r->capability != *f.capability) return;
     if (f.projectId && r->projectId != *f.projectId) return;
     rows.push_back(r);
@@ -54,14 +76,11 @@ Result<Json> DeadLetters::list(const DeadLetterFilter& f, const PageRequest& pag
     if (a->failedAtMs != b->failedAtMs) return a->failedAtMs < b->failedAtMs;
     return a->id < b->id;
   });
-  Json items = Json::array();
+  DeadLetterPage out{{}, *pager, rows.size()};
   for (size_t i = pager->begin(rows.size()), e = pager->end(rows.size()); i < e; ++i) {
-    items.push(rows[i]->entry);
+    out.items.push_back(rows[i]);
   }
-  Json body = Json::object();
-  body.set("items", std::move(items));
-  pager->writeMetadata(body, rows.size());
-  return body;
+  return out;
 }
 
 Result<KvEntry> DeadLetters::read(const std::string& id) const {
@@ -74,14 +93,14 @@ Result<KvEntry> DeadLetters::read(const std::string& id) const {
     if (entry.code() == Code::NotFound) return notFound(id);
     return entry.status();
   }
-  if (!decode(entry->value)) return notFound(id);
+  if (!DeadLetter::decode(entry->value)) return notFound(id);
   return entry;
 }
 
-Result<Json> DeadLetters::get(const std::string& id) const {
+Result<std::shared_ptr<const DeadLetter>> DeadLetters::get(const std::string& id) const {
   auto entry = read(id);
   if (!entry) return entry.status();
-  return decode(entry->value)->entry;
+  return DeadLetter::decode(entry->value);
 }
 
 Status DeadLetters::discard(const std::string& id) {
@@ -101,12 +120,12 @@ Status DeadLetters::discard(const std::string& id) {
   return status;
 }
 
-Result<uint64_t> DeadLetters::write(const std::string& id, const Json& entry) {
+Result<uint64_t> DeadLetters::write(const DeadLetter& entry) {
   auto bucket = view_->bucket();
   if (!bucket) return Status::unavailable("dead-letter bucket not open yet");
-  std::string value = entry.dump();
-  auto written = bucket->put(id, value);
-  if (written) view_->applyPut(id, value, *written);
+  std::string value = entry.encode();
+  auto written = bucket->put(entry.id, value);
+  if (written) view_->applyPut(entry.id, value, *written);
   return written;
 }
 

@@ -41,7 +41,7 @@ StatsContributor Stats::deadLetterContributor(const DeadLetters& deadLetters) {
   return [&deadLetters](ProjectTotalsMap& totals) -> Status {
     if (!deadLetters.view().ready()) return Status::unavailable("dead letters not loaded yet");
     deadLetters.view().forEach(
-        [&](const std::string&, const std::shared_ptr<const DeadLetterRecord>& d) {
+        [&](const std::string&, const std::shared_ptr<const DeadLetter>& d) {
           ++totals[d->projectId].deadLettered;
         });
     return Status::ok();

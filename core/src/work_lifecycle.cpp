@@ -273,14 +273,15 @@ Result<WorkQueue::FailOutcome> WorkQueue::applyFailure(const WorkRecord& record,
   removeLease(item);
   Json snapshot = item;
   snapshot.erase("claimToken");
-  Json entry = Json::object();
-  entry.set("id", Json(record.id));
-  entry.set("workItem", snapshot);
-  entry.set("reason", Json(recoverable ? "max attempts exceeded" : "non-recoverable error"));
-  entry.set("attempts", Json(attempts));
-  entry.set("failedAt", Json(nowIso));
-  entry.set("errors", item.get("errors"));
-  auto dlqRevision = deadLetters_.write(record.id, entry);
+  DeadLetter entry;
+  entry.id = record.id;
+  entry.workItem = std::move(snapshot);
+  entry.reason =
+      recoverable ? DeadLetterReason::MaxAttemptsExceeded : DeadLetterReason::NonRecoverable;
+  entry.attempts = attempts;
+  entry.failedAt = nowIso;
+  entry.errors = item.get("errors");
+  auto dlqRevision = deadLetters_.write(entry);
   if (!dlqRevision) return dlqRevision.status();
   auto written = store(record.id, item, revision);
   if (!written) {
@@ -333,14 +334,11 @@ Result<Json> WorkQueue::fail(const std::string& id, const Json& body) {
                 });
 }
 
-Result<Json> WorkQueue::retryDeadLetter(const std::string& id, const Json& body) {
-  const Json& reset = body.get("resetAttempts");
-  if (!reset.isNull() && !reset.isBool()) return invalid("resetAttempts must be a boolean");
-  const bool resetAttempts = reset.isBool() ? reset.asBool() : true;
+Result<Json> WorkQueue::retryDeadLetter(const std::string& id, bool resetAttempts) {
   for (int attempt = 0; attempt < kMaxCasAttempts; ++attempt) {
     auto entry = deadLetters_.read(id);
     if (!entry) return entry.status();
-    auto dead = DeadLetters::decode(entry->value);
+    auto dead = DeadLetter::decode(entry->value);
     auto b = bucket();
     if (!b) return Status::unavailable("work bucket not open yet");
     auto current = b->get(id);
@@ -357,7 +355,7 @@ Result<Json> WorkQueue::retryDeadLetter(const std::string& id, const Json& body)
       item = record->item;
     } else {
       // Removed by retention: recreate it from the snapshot.
-      item = dead->entry.get("workItem");
+      item = dead->workItem;
       if (!item.isObject()) return Status::internal("dead-letter entry without a snapshot");
     }
     item.set("status", Json("pending"));

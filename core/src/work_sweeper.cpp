@@ -57,7 +57,7 @@ WorkQueue::SweepReport WorkQueue::sweepOnce() {
   constexpr int64_t kOrphanMarginMs = 60000;
   std::vector<std::pair<std::string, int64_t>> dead;
   deadLetters_.view().forEach(
-      [&](const std::string& id, const std::shared_ptr<const DeadLetterRecord>& r) {
+      [&](const std::string& id, const std::shared_ptr<const DeadLetter>& r) {
         dead.emplace_back(id, r->failedAtMs);
       });
   for (const auto& [id, failedAtMs] : dead) {

@@ -1,6 +1,7 @@
 #include "api/routes.h"
 
 #include "api/channel_routes.h"
+#include "api/rest_mapping.h"
 #include "api/target_routes.h"
 
 #include "weft/ids.h"
@@ -158,15 +159,21 @@ void workRoutes(http::Router& router, Services& s, const http::ErrorMapping& err
 void deadLetterRoutes(http::Router& router, Services& s, const http::ErrorMapping& errors) {
   router.add("GET", "/api/dlq", [&s, &errors](const ApiRequest& req) {
     DeadLetterFilter f{req.query("capability"), req.query("projectId")};
-    return http::jsonOrError(s.deadLetters.list(f, pageOf(req)), errors);
+    auto page = s.deadLetters.list(f, pageOf(req));
+    if (!page) return http::errorResponse(page.status(), errors);
+    return ApiResponse::jsonBody(200, rest::toJson(*page));
   });
   router.add("GET", "/api/dlq/{id}", [&s, &errors](const ApiRequest& req) {
-    return http::jsonOrError(s.deadLetters.get(req.param("id")), errors);
+    auto entry = s.deadLetters.get(req.param("id"));
+    if (!entry) return http::errorResponse(entry.status(), errors);
+    return ApiResponse::jsonBody(200, rest::toJson(**entry));
   });
   router.add(
       "POST", "/api/dlq/{id}/retry",
       [&s, &errors](const ApiRequest& req) {
-        return http::jsonOrError(s.work.retryDeadLetter(req.param("id"), req.body), errors);
+        auto resetAttempts = rest::parseRetryRequest(req.body);
+        if (!resetAttempts) return http::errorResponse(resetAttempts.status(), errors);
+        return http::jsonOrError(s.work.retryDeadLetter(req.param("id"), *resetAttempts), errors);
       },
       kReadsBody);
   router.add("DELETE", "/api/dlq/{id}", [&s, &errors](const ApiRequest& req) {

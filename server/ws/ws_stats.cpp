@@ -58,7 +58,7 @@ Json computeLiveStats(const LiveStatsSources& src, const std::optional<std::stri
   }
   if (src.deadLetters) {
     src.deadLetters->view().forEach(
-        [&](const std::string&, const std::shared_ptr<const DeadLetterRecord>& d) {
+        [&](const std::string&, const std::shared_ptr<const DeadLetter>& d) {
           if (inScope(d->projectId)) ++deadLettered;
         });
   }

@@ -1,7 +1,7 @@
 // Fuzz target: stored values. Anything may sit in a bucket (agents write the
 // registry directly, and older or foreign writers may leave anything), so
 // the decoders must reject garbage without crashing. Bytes ->
-// AgentRegistry::decode, WorkQueue::decode, DeadLetters::decode,
+// AgentRegistry::decode, WorkQueue::decode, DeadLetter::decode,
 // Targets::decode, and AgentRegistry::render on every agent that decodes
 // (render re-parses the cached prefix, so a decoder that accepts what it
 // cannot render would crash here).
@@ -59,7 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     WEFT_FUZZ_CHECK(back.isOk() && *back == rendered);
   }
   (void)weft::WorkQueue::decode(value);
-  (void)weft::DeadLetters::decode(value);
+  (void)weft::DeadLetter::decode(value);
   (void)weft::Targets::decode(value, "default");
   return 0;
 }

@@ -1,12 +1,15 @@
 // DeadLetters: the dead-letter entries of work items that failed for good
-// (docs/api.md §2.5, §3.5), one JSON value per item in `weft-dlq`, keyed by the
-// work item id. The move into the DLQ and the retry out of it are work item
-// transitions and live in WorkQueue; this service lists, reads and discards.
+// (docs/api.md §2.5, §3.5), one stored document per item in `weft-dlq`, keyed
+// by the work item id. The move into the DLQ and the retry out of it are work
+// item transitions and live in WorkQueue; this service lists, reads and
+// discards. It deals in DeadLetter values; their REST form is rendered at the
+// HTTP edge (server/api/rest_mapping.h).
 #pragma once
 
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "weft/bucket_view.h"
 #include "weft/json.h"
@@ -15,10 +18,40 @@
 
 namespace weft {
 
-struct DeadLetterRecord {
-  Json entry;
-  std::string id, projectId, capability;
+// Why an item was dead-lettered (the stored `reason`).
+enum class DeadLetterReason { MaxAttemptsExceeded, NonRecoverable };
+// "max attempts exceeded" / "non-recoverable error".
+const char* deadLetterReasonText(DeadLetterReason reason);
+
+// One dead-letter entry (docs/api.md §3.5): a work item that failed for good,
+// as stored in `weft-dlq` under the item's id.
+struct DeadLetter {
+  std::string id;  // the work item's id
+  // The item as it was when it failed, without its claim token, and its
+  // ErrorRecords. (They become typed together with the work item.)
+  Json workItem;
+  DeadLetterReason reason = DeadLetterReason::MaxAttemptsExceeded;
+  int64_t attempts = 0;
+  std::string failedAt;  // ISO 8601, as stored
+  Json errors;
+
+  // From workItem and failedAt, for the filters and the list order.
+  std::string projectId, capability;
   int64_t failedAtMs = 0;
+
+  // The stored form: one JSON document (id, workItem, reason, attempts,
+  // failedAt, errors).
+  std::string encode() const;
+  // nullptr when the document is not an entry (no object, no id); an
+  // unknown reason reads as MaxAttemptsExceeded.
+  static std::shared_ptr<const DeadLetter> decode(const std::string& stored);
+};
+
+// A page of entries and what the pagination metadata needs.
+struct DeadLetterPage {
+  std::vector<std::shared_ptr<const DeadLetter>> items;
+  Pager pager;
+  size_t total = 0;
 };
 
 struct DeadLetterFilter {
@@ -32,7 +65,7 @@ struct DeadLetterFilter {
 // for an unknown id, Unavailable or Timeout for a backend outage.
 class DeadLetters {
  public:
-  using View = BucketView<DeadLetterRecord>;
+  using View = BucketView<DeadLetter>;
 
   explicit DeadLetters(ServiceContext context);
   ~DeadLetters();
@@ -41,15 +74,14 @@ class DeadLetters {
   View& view() { return *view_; }
   const View& view() const { return *view_; }
 
-  static std::shared_ptr<const DeadLetterRecord> decode(const std::string& value);
-
-  Result<Json> list(const DeadLetterFilter& filter, const PageRequest& page) const;
-  Result<Json> get(const std::string& id) const;
+  // Oldest failure first (then by id), after the filters.
+  Result<DeadLetterPage> list(const DeadLetterFilter& filter, const PageRequest& page) const;
+  Result<std::shared_ptr<const DeadLetter>> get(const std::string& id) const;
   // DELETE /api/dlq/{id}: NotFound with the spec message when absent.
   Status discard(const std::string& id);
 
   // For WorkQueue: write (replacing a leftover) and conditional removal.
-  Result<uint64_t> write(const std::string& id, const Json& entry);
+  Result<uint64_t> write(const DeadLetter& entry);
   Status remove(const std::string& id, uint64_t revision);
   // The stored entry with its revision, straight from the backend.
   Result<KvEntry> read(const std::string& id) const;

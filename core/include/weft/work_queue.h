@@ -105,8 +105,9 @@ class WorkQueue {
   Result<Json> progress(const std::string& id, const Json& body);
   Result<Json> complete(const std::string& id, const Json& body);
   Result<Json> fail(const std::string& id, const Json& body);
-  // POST /api/dlq/{id}/retry: the re-queued WorkItem.
-  Result<Json> retryDeadLetter(const std::string& id, const Json& body);
+  // POST /api/dlq/{id}/retry: the re-queued WorkItem, its attempts reset to
+  // 0 unless resetAttempts is false.
+  Result<Json> retryDeadLetter(const std::string& id, bool resetAttempts = true);
 
   // Whether guid holds an assigned or in-progress item (view).
   bool hasActiveWork(const std::string& agentGuid) const;

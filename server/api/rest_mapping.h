@@ -1,0 +1,21 @@
+// The REST mapping of the typed domain values: how a service's result is
+// rendered as a response body, and how a request body becomes a service's
+// typed arguments (docs/api.md). Services never see JSON bodies for the
+// values mapped here; the rest of the domain follows one service at a time.
+#pragma once
+
+#include "weft/dead_letters.h"
+#include "weft/json.h"
+#include "weft/status.h"
+
+namespace weft::rest {
+
+// A DeadLetterEntry (§3.5): id, workItem, reason, attempts, failedAt, errors.
+Json toJson(const DeadLetter& entry);
+// A DeadLetterList: items plus the pagination metadata (§1.8).
+Json toJson(const DeadLetterPage& page);
+// The body of POST /api/dlq/{id}/retry: `resetAttempts`, a boolean, default
+// true. InvalidArgument naming the field otherwise.
+Result<bool> parseRetryRequest(const Json& body);
+
+}  // namespace weft::rest
