@@ -228,7 +228,7 @@ TEST_CASE("recoverable failures retry until maxAttempts, then the DLQ; retry fro
   CHECK(dead.failedAtMs == clock.nowMs());
   CHECK(s.dlq->list({}, {})->total == 1);
   CHECK(s.dlq->list({}, {})->items.front()->id == id);
-  CHECK(s.stats->overview()->get("totals").getInt("deadLettered") == 1);
+  CHECK(s.stats->overview()->totals.deadLettered == 1);
 
   auto requeued = s.work->retryDeadLetter(id);
   REQUIRE(requeued.isOk());
@@ -359,7 +359,7 @@ TEST_CASE("concurrent claimers never get the same item") {
   CHECK(unique.size() == kItems);
   CHECK(completedWithStale == 0);
   CHECK(completeFailures == 0);
-  CHECK(s.stats->overview()->get("totals").getInt("completedWork") == kItems);
+  CHECK(s.stats->overview()->totals.completedWork == kItems);
 }
 
 TEST_CASE("cancel-batch by ids and by filter, with reassign") {

@@ -365,8 +365,8 @@ TEST_CASE("stats count per project") {
   Services s(createMemoryStore(), clock);
   auto empty = s.stats->overview();
   REQUIRE(empty.isOk());
-  CHECK(empty->getInt("totalProjects") == 0);
-  CHECK(empty->get("byProject").dump() == "{}");
+  CHECK(empty->byProject.empty());
+  CHECK(empty->totals.agents == 0);
 
   REQUIRE(s.agents->registerAgent(body(R"({"guid":"a1","handle":"h","capabilities":[]})")));
   REQUIRE(s.agents->registerAgent(
@@ -378,14 +378,17 @@ TEST_CASE("stats count per project") {
 
   auto stats = s.stats->overview();
   REQUIRE(stats.isOk());
-  CHECK(stats->getInt("totalProjects") == 2);
-  const Json& totals = stats->get("totals");
-  CHECK(totals.getInt("agents") == 1);
-  CHECK(totals.getInt("pendingWork") == 1);
-  CHECK(totals.getInt("cancelledWork") == 1);
-  CHECK(totals.getInt("failedWork") == 0);
-  CHECK(stats->get("byProject").get("p2").getInt("agents") == 0);
-  CHECK(stats->get("byProject").get("default").contains("lastActivity"));
+  CHECK(stats->byProject.size() == 2);
+  const ProjectTotals& totals = stats->totals;
+  CHECK(totals.agents == 1);
+  CHECK(totals.pendingWork == 1);
+  CHECK(totals.cancelledWork == 1);
+  CHECK(totals.failedWork == 0);
+  CHECK(stats->byProject.at("p2").agents == 0);
+  // The registration is the default project's activity; p2 has none known
+  // (its agent left), so it reads as now.
+  CHECK(stats->byProject.at("p2").lastActivityMs == stats->timestampMs);
+  CHECK(stats->timestampMs == clock.nowMs());
   auto projects = s.stats->projects();
-  CHECK(projects->get("projects").dump() == R"(["default","p2"])");
+  CHECK(projects->projects == std::vector<std::string>{"default", "p2"});
 }

@@ -1189,9 +1189,9 @@ TEST_CASE("targets count in the stats", "[targets][stats]") {
   REQUIRE(f.targets->disable("b", kAny).isOk());
   auto overview = f.svc->stats->overview();
   REQUIRE(overview.isOk());
-  CHECK(overview->get("totals").getInt("targets") == 2);
-  CHECK(overview->get("totals").getInt("disabledTargets") == 1);
-  CHECK(overview->get("byProject").get("p2").getInt("disabledTargets") == 1);
+  CHECK(overview->totals.targets == 2);
+  CHECK(overview->totals.disabledTargets == 1);
+  CHECK(overview->byProject.at("p2").disabledTargets == 1);
   CHECK(f.targets->liveStats(std::nullopt) ==
         body(R"({"total":2,"available":1,"inUse":0,"disabled":1})"));
   CHECK(f.targets->liveStats(std::string("p2")) ==

@@ -57,30 +57,12 @@ Result<ProjectTotalsMap> Stats::collect() const {
   return totals;
 }
 
-namespace {
-
-Json totalsJson(const ProjectTotals& t) {
-  Json o = Json::object();
-  o.set("agents", Json(t.agents));
-  o.set("pendingWork", Json(t.pendingWork));
-  o.set("activeWork", Json(t.activeWork));
-  o.set("completedWork", Json(t.completedWork));
-  o.set("failedWork", Json(t.failedWork));
-  o.set("cancelledWork", Json(t.cancelledWork));
-  o.set("deadLettered", Json(t.deadLettered));
-  o.set("targets", Json(t.targets));
-  o.set("disabledTargets", Json(t.disabledTargets));
-  return o;
-}
-
-}  // namespace
-
-Result<Json> Stats::overview() const {
+Result<StatsOverview> Stats::overview() const {
   auto collected = collect();
   if (!collected) return collected.status();
-  const int64_t now = ctx_.now();
-  ProjectTotals sum;
-  Json byProject = Json::object();
+  StatsOverview out;
+  out.timestampMs = ctx_.now();
+  ProjectTotals& sum = out.totals;
   for (const auto& [project, t] : *collected) {
     sum.agents += t.agents;
     sum.pendingWork += t.pendingWork;
@@ -91,29 +73,20 @@ Result<Json> Stats::overview() const {
     sum.deadLettered += t.deadLettered;
     sum.targets += t.targets;
     sum.disabledTargets += t.disabledTargets;
-    Json p = totalsJson(t);
-    bool known = t.lastActivityMs != std::numeric_limits<int64_t>::min();
-    p.set("lastActivity", Json(formatIso(known ? t.lastActivityMs : now)));
-    byProject.set(project, std::move(p));
+    ProjectTotals p = t;
+    if (p.lastActivityMs == std::numeric_limits<int64_t>::min()) p.lastActivityMs = out.timestampMs;
+    out.byProject.emplace(project, p);
   }
-  Json body = Json::object();
-  body.set("timestamp", Json(formatIso(now)));
-  body.set("totalProjects", Json(static_cast<int64_t>(collected->size())));
-  body.set("totals", totalsJson(sum));
-  body.set("byProject", std::move(byProject));
-  return body;
+  return out;
 }
 
-Result<Json> Stats::projects() const {
+Result<ProjectList> Stats::projects() const {
   auto collected = collect();
   if (!collected) return collected.status();
-  Json list = Json::array();
-  for (const auto& kv : *collected) list.push(Json(kv.first));  // std::map: sorted
-  Json body = Json::object();
-  body.set("timestamp", Json(formatIso(ctx_.now())));
-  body.set("projects", std::move(list));
-  body.set("count", Json(static_cast<int64_t>(collected->size())));
-  return body;
+  ProjectList out;
+  out.timestampMs = ctx_.now();
+  for (const auto& kv : *collected) out.projects.push_back(kv.first);  // std::map: sorted
+  return out;
 }
 
 }  // namespace weft

@@ -1,5 +1,7 @@
 #include "api/rest_mapping.h"
 
+#include "weft/ids.h"
+
 namespace weft::rest {
 
 Json toJson(const DeadLetter& entry) {
@@ -27,6 +29,49 @@ Result<bool> parseRetryRequest(const Json& body) {
   if (reset.isNull()) return true;
   if (!reset.isBool()) return Status::invalidArgument("resetAttempts must be a boolean");
   return reset.asBool();
+}
+
+namespace {
+
+Json totalsJson(const ProjectTotals& t) {
+  Json o = Json::object();
+  o.set("agents", Json(t.agents));
+  o.set("pendingWork", Json(t.pendingWork));
+  o.set("activeWork", Json(t.activeWork));
+  o.set("completedWork", Json(t.completedWork));
+  o.set("failedWork", Json(t.failedWork));
+  o.set("cancelledWork", Json(t.cancelledWork));
+  o.set("deadLettered", Json(t.deadLettered));
+  o.set("targets", Json(t.targets));
+  o.set("disabledTargets", Json(t.disabledTargets));
+  return o;
+}
+
+}  // namespace
+
+Json toJson(const StatsOverview& overview) {
+  Json byProject = Json::object();
+  for (const auto& [project, t] : overview.byProject) {
+    Json p = totalsJson(t);
+    p.set("lastActivity", Json(formatIso(t.lastActivityMs)));
+    byProject.set(project, std::move(p));
+  }
+  Json body = Json::object();
+  body.set("timestamp", Json(formatIso(overview.timestampMs)));
+  body.set("totalProjects", Json(static_cast<int64_t>(overview.byProject.size())));
+  body.set("totals", totalsJson(overview.totals));
+  body.set("byProject", std::move(byProject));
+  return body;
+}
+
+Json toJson(const ProjectList& list) {
+  Json projects = Json::array();
+  for (const std::string& p : list.projects) projects.push(Json(p));
+  Json body = Json::object();
+  body.set("timestamp", Json(formatIso(list.timestampMs)));
+  body.set("projects", std::move(projects));
+  body.set("count", Json(static_cast<int64_t>(list.projects.size())));
+  return body;
 }
 
 }  // namespace weft::rest

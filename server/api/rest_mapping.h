@@ -6,6 +6,7 @@
 
 #include "weft/dead_letters.h"
 #include "weft/json.h"
+#include "weft/stats.h"
 #include "weft/status.h"
 
 namespace weft::rest {
@@ -17,5 +18,11 @@ Json toJson(const DeadLetterPage& page);
 // The body of POST /api/dlq/{id}/retry: `resetAttempts`, a boolean, default
 // true. InvalidArgument naming the field otherwise.
 Result<bool> parseRetryRequest(const Json& body);
+
+// GET /api/stats: timestamp, totalProjects, totals, byProject (each with
+// lastActivity).
+Json toJson(const StatsOverview& overview);
+// GET /api/stats/projects: timestamp, projects, count.
+Json toJson(const ProjectList& list);
 
 }  // namespace weft::rest

@@ -9,7 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "weft/json.h"
 #include "weft/service_context.h"
 
 namespace weft {
@@ -33,6 +32,20 @@ using ProjectTotalsMap = std::map<std::string, ProjectTotals>;
 // Returns a non-Ok Status when its data is not available (outage).
 using StatsContributor = std::function<Status(ProjectTotalsMap&)>;
 
+// GET /api/stats (docs/api.md §2.7). byProject's lastActivityMs is the
+// project's last activity, or timestampMs when none is known.
+struct StatsOverview {
+  int64_t timestampMs = 0;
+  ProjectTotals totals;  // summed over the projects
+  ProjectTotalsMap byProject;
+};
+
+// GET /api/stats/projects.
+struct ProjectList {
+  int64_t timestampMs = 0;
+  std::vector<std::string> projects;  // sorted
+};
+
 // Thread-safety: any number of threads; reads views only, never the backend.
 // Errors: Unavailable while a view has not loaded yet (an outage at start-up).
 class Stats {
@@ -48,10 +61,10 @@ class Stats {
   static StatsContributor deadLetterContributor(const DeadLetters& deadLetters);
 
   Result<ProjectTotalsMap> collect() const;
-  // GET /api/stats body (with timestamp).
-  Result<Json> overview() const;
-  // GET /api/stats/projects body.
-  Result<Json> projects() const;
+  // GET /api/stats: the sums and each project's counts, at timestampMs.
+  Result<StatsOverview> overview() const;
+  // GET /api/stats/projects: every known project, sorted.
+  Result<ProjectList> projects() const;
 
  private:
   ServiceContext ctx_;
