@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "support/servers.h"
+#include "support/rest_channels.h"
 #include "weft/channels.h"
 #include "weft/clock.h"
 #include "weft/plugin_loader.h"
@@ -95,7 +96,7 @@ TEST_CASE("channels on nats: list, subject rule, newest messages, payload mappin
   REQUIRE(reaches(*store, true));
   ServiceContext ctx;
   ctx.store = store;
-  Channels channels(ctx);
+  testing::RestChannels channels(ctx);
   const std::optional<std::string> p = std::string("P");
 
   Result<Json> list = channels.list(p);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "support/rest_channels.h"
 #include "weft/channels.h"
 #include "weft/clock.h"
 #include "weft/memory_kv.h"
@@ -92,7 +93,7 @@ struct Fixture {
   std::shared_ptr<FakeChannelStore> store;
   ManualClock clock;
   ServiceContext ctx;
-  Channels channels{ctx};
+  testing::RestChannels channels{ctx};
 };
 
 const std::optional<std::string> kP = std::string("proj");
@@ -107,7 +108,7 @@ std::vector<std::string> names(const Json& body) {
 TEST_CASE("channels: a backend without messaging answers Unimplemented before validation") {
   ServiceContext ctx;
   ctx.store = createMemoryStore();
-  Channels channels(ctx);
+  testing::RestChannels channels(ctx);
   for (const Result<Json>& r :
        {channels.list(std::nullopt), channels.messages("BAD NAME", std::nullopt, kNoLimit)}) {
     REQUIRE(r.code() == Code::Unimplemented);

@@ -117,7 +117,7 @@ int64_t channelMessageLimit(const std::optional<std::string>& limit) {
   return std::clamp<long long>(v, 1, kMaxLimit);
 }
 
-Result<Json> Channels::list(const std::optional<std::string>& projectId) const {
+Result<ChannelList> Channels::list(const std::optional<std::string>& projectId) const {
   KvMessaging* messaging = ctx_.store->messaging();
   if (messaging == nullptr) return noMessaging();
   if (Status st = checkProject(projectId); !st) return st;
@@ -149,23 +149,17 @@ Result<Json> Channels::list(const std::optional<std::string>& projectId) const {
     for (const DefaultChannel& d : kDefaults) found.emplace_back(d.name, d.description);
   }
 
-  Json channels = Json::array();
-  for (const auto& [name, description] : found) {
-    Json c = Json::object();
-    c.set("name", name);
-    c.set("description", description);
-    channels.push(std::move(c));
+  ChannelList out;
+  out.projectId = p;
+  for (auto& [name, description] : found) {
+    out.channels.push_back(ChannelInfo{std::move(name), std::move(description)});
   }
-  Json body = Json::object();
-  body.set("channels", std::move(channels));
-  body.set("count", static_cast<long long>(found.size()));
-  body.set("projectId", p);
-  return body;
+  return out;
 }
 
-Result<Json> Channels::messages(const std::string& name,
-                                const std::optional<std::string>& projectId,
-                                const std::optional<std::string>& limitText) const {
+Result<ChannelMessages> Channels::messages(const std::string& name,
+                                           const std::optional<std::string>& projectId,
+                                           const std::optional<std::string>& limitText) const {
   KvMessaging* messaging = ctx_.store->messaging();
   if (messaging == nullptr) return noMessaging();
   if (Status st = checkProject(projectId); !st) return st;
@@ -180,10 +174,9 @@ Result<Json> Channels::messages(const std::string& name,
     return Status::internal("Failed to read messages from " + name + ": " + st.message());
   };
 
-  Json body = Json::object();
-  body.set("channel", name);
-  Json messages = Json::array();
-  size_t count = 0;
+  ChannelMessages out;
+  out.channel = name;
+  out.projectId = p;
 
   RequestDeadline deadline(ctx_.options.timeoutMs);
   const std::string stream = channelStreamName(p, name);
@@ -208,24 +201,17 @@ Result<Json> Channels::messages(const std::string& name,
         const Json* v = parsed.find(key);
         return v != nullptr && !v->isNull() ? v : nullptr;  // absent = missing or null
       };
-      Json m = Json::object();
-      if (const Json* ts = field("timestamp")) {
-        m.set("timestamp", *ts);
-      } else {
-        m.set("timestamp", formatIso(msg->timeMs > 0 ? msg->timeMs : ctx_.now()));
-      }
+      ChannelMessage m;
+      const Json* ts = field("timestamp");
+      m.timestamp = ts ? *ts : Json(formatIso(msg->timeMs > 0 ? msg->timeMs : ctx_.now()));
       const Json* handle = field("handle");
-      m.set("handle", handle ? *handle : Json("unknown"));
+      m.handle = handle ? *handle : Json("unknown");
       const Json* message = field("message");
-      m.set("message", message ? *message : Json(text));
-      messages.push(std::move(m));
-      ++count;
+      m.message = message ? *message : Json(text);
+      out.messages.push_back(std::move(m));
     }
   }
-  body.set("messages", std::move(messages));
-  body.set("count", static_cast<long long>(count));
-  body.set("projectId", p);
-  return body;
+  return out;
 }
 
 }  // namespace weft

@@ -1,5 +1,7 @@
 #include "api/channel_routes.h"
 
+#include "api/rest_mapping.h"
+
 #include "weft/channels.h"
 #include "weft/log.h"
 
@@ -13,14 +15,14 @@ void registerChannelRoutes(http::Router& router, Services& s, const http::ErrorM
   // long as the Services the routes are bound to.
   auto channels = std::make_shared<Channels>(s.context);
   router.add("GET", "/api/channels", [channels, &errors](const ApiRequest& req) {
-    Result<Json> result = channels->list(req.query("projectId"));
+    Result<ChannelList> result = channels->list(req.query("projectId"));
     if (!result) return http::errorResponse(result.status(), errors);
-    return ApiResponse::jsonBody(200, *result);
+    return ApiResponse::jsonBody(200, rest::toJson(*result));
   });
   router.add("GET", "/api/channels/{name}/messages", [channels, &errors](const ApiRequest& req) {
-    Result<Json> result =
+    Result<ChannelMessages> result =
         channels->messages(req.param("name"), req.query("projectId"), req.query("limit"));
-    if (result) return ApiResponse::jsonBody(200, *result);
+    if (result) return ApiResponse::jsonBody(200, rest::toJson(*result));
     // The one 500 whose message reaches the client (docs/api.md §1.4, §2.8):
     // Channels::messages builds it as "Failed to read messages from <name>:
     // <reason>"; errorResponse() would replace it with "Internal server error".

@@ -74,4 +74,36 @@ Json toJson(const ProjectList& list) {
   return body;
 }
 
+Json toJson(const ChannelList& list) {
+  Json channels = Json::array();
+  for (const ChannelInfo& c : list.channels) {
+    Json o = Json::object();
+    o.set("name", Json(c.name));
+    o.set("description", Json(c.description));
+    channels.push(std::move(o));
+  }
+  Json body = Json::object();
+  body.set("channels", std::move(channels));
+  body.set("count", Json(static_cast<int64_t>(list.channels.size())));
+  body.set("projectId", Json(list.projectId));
+  return body;
+}
+
+Json toJson(const ChannelMessages& messages) {
+  Json items = Json::array();
+  for (const ChannelMessage& m : messages.messages) {
+    Json o = Json::object();
+    o.set("timestamp", m.timestamp);
+    o.set("handle", m.handle);
+    o.set("message", m.message);
+    items.push(std::move(o));
+  }
+  Json body = Json::object();
+  body.set("channel", Json(messages.channel));
+  body.set("messages", std::move(items));
+  body.set("count", Json(static_cast<int64_t>(messages.messages.size())));
+  body.set("projectId", Json(messages.projectId));
+  return body;
+}
+
 }  // namespace weft::rest

@@ -4,6 +4,7 @@
 // values mapped here; the rest of the domain follows one service at a time.
 #pragma once
 
+#include "weft/channels.h"
 #include "weft/dead_letters.h"
 #include "weft/json.h"
 #include "weft/stats.h"
@@ -24,5 +25,11 @@ Result<bool> parseRetryRequest(const Json& body);
 Json toJson(const StatsOverview& overview);
 // GET /api/stats/projects: timestamp, projects, count.
 Json toJson(const ProjectList& list);
+
+// GET /api/channels: channels [{name, description}], count, projectId.
+Json toJson(const ChannelList& list);
+// GET /api/channels/{name}/messages: channel, messages [{timestamp, handle,
+// message}], count, projectId.
+Json toJson(const ChannelMessages& messages);
 
 }  // namespace weft::rest

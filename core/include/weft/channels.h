@@ -17,26 +17,52 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "weft/json.h"
 #include "weft/service_context.h"
 
 namespace weft {
 
+struct ChannelInfo {
+  std::string name;
+  std::string description;  // the stream's, or the default channel's, or ""
+};
+
+// The channels of a project, sorted by name (the three defaults when it has
+// none).
+struct ChannelList {
+  std::string projectId;
+  std::vector<ChannelInfo> channels;
+};
+
+// One chat message as an agent published it. The three values are the
+// agent's own JSON (any type), returned as written: `timestamp` defaults to
+// the stream's time of the message, `handle` to "unknown", and `message` to
+// the whole payload as text (invalid UTF-8 replaced) when the payload is not
+// an object carrying one.
+struct ChannelMessage {
+  Json timestamp, handle, message;
+};
+
+struct ChannelMessages {
+  std::string channel, projectId;
+  std::vector<ChannelMessage> messages;  // oldest first
+};
+
 class Channels {
  public:
   // ctx must outlive this object. Cheap to build; holds no state.
   explicit Channels(const ServiceContext& ctx) : ctx_(ctx) {}
 
-  // GET /api/channels?projectId=<P>:
-  // {"channels":[{"name","description"}],"count","projectId"}.
-  Result<Json> list(const std::optional<std::string>& projectId) const;
+  // GET /api/channels?projectId=<P>.
+  Result<ChannelList> list(const std::optional<std::string>& projectId) const;
 
-  // GET /api/channels/{name}/messages?projectId=<P>&limit=<n>:
-  // {"channel","messages":[{"timestamp","handle","message"}],"count","projectId"},
-  // the newest `limit` messages, oldest first.
-  Result<Json> messages(const std::string& name, const std::optional<std::string>& projectId,
-                        const std::optional<std::string>& limit) const;
+  // GET /api/channels/{name}/messages?projectId=<P>&limit=<n>: the newest
+  // `limit` messages, oldest first.
+  Result<ChannelMessages> messages(const std::string& name,
+                                   const std::optional<std::string>& projectId,
+                                   const std::optional<std::string>& limit) const;
 
  private:
   const ServiceContext& ctx_;
