@@ -316,22 +316,34 @@ Result<std::shared_ptr<NatsConnection>> NatsConnection::open(ConnectionSettings 
   jsOptions jo;
   jsOptions_Init(&jo);
   jo.Wait = timeout;  // bounds every JetStream and KV call
-  conn->acks_ = new PendingAcks();
-  jo.PublishAsync.AckHandler = &PendingAcks::onAck;
-  jo.PublishAsync.AckHandlerClosure = conn->acks_;
-  // Callers bound what they have in flight (the HTTP front end's limits);
-  // nats.c's own bound would park a publisher for StallWait instead.
-  jo.PublishAsync.MaxPending = kMaxPendingAsync;
   s = natsConnection_JetStream(&conn->js_, conn->nc_, &jo);
   if (s != NATS_OK) {
     conn->js_ = nullptr;
     return fail(s, "JetStream context");
+  }
+  // Asynchronous publishes get a context of their own, so their settings
+  // (and the reply subscription nats.c makes for them) leave the one every
+  // other call uses exactly as it was.
+  jsOptions ajo;
+  jsOptions_Init(&ajo);
+  ajo.Wait = timeout;
+  conn->acks_ = new PendingAcks();
+  ajo.PublishAsync.AckHandler = &PendingAcks::onAck;
+  ajo.PublishAsync.AckHandlerClosure = conn->acks_;
+  // Callers bound what they have in flight (the HTTP front end's limits);
+  // nats.c's own bound would park a publisher for StallWait instead.
+  ajo.PublishAsync.MaxPending = kMaxPendingAsync;
+  s = natsConnection_JetStream(&conn->asyncJs_, conn->nc_, &ajo);
+  if (s != NATS_OK) {
+    conn->asyncJs_ = nullptr;
+    return fail(s, "JetStream context for asynchronous publishes");
   }
   return conn;
 }
 
 NatsConnection::~NatsConnection() {
   close();
+  if (asyncJs_ != nullptr) jsCtx_Destroy(asyncJs_);
   if (js_ != nullptr) jsCtx_Destroy(js_);
   bool callbacksDone = true;
   if (nc_ != nullptr) {
@@ -372,7 +384,7 @@ void NatsConnection::publishAsync(natsMsg** msg, jsPubOptions* po, AckFn ack) {
     acks_->byMsg.emplace(key, std::move(ack));
   }
   // Registered first: the acknowledgement may arrive before this returns.
-  const natsStatus s = js_PublishMsgAsync(js_, msg, po);
+  const natsStatus s = js_PublishMsgAsync(asyncJs_, msg, po);
   if (s == NATS_OK) return;
   if (AckFn fn = acks_->take(key)) {
     fn(s, static_cast<jsErrCode>(0), 0, nats_GetLastError(nullptr));

@@ -99,6 +99,7 @@ class NatsConnection {
   natsOptions* opts_ = nullptr;
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
+  jsCtx* asyncJs_ = nullptr;  // publishAsync only (its ack handler and limits)
   int64_t timeoutMs_ = 2000;
   std::atomic<bool> closed_{false};
 };
