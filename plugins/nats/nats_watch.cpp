@@ -1,5 +1,6 @@
 #include "nats_watch.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -17,6 +18,12 @@ namespace {
 constexpr int64_t kPollMs = 100;
 // Pause between attempts to re-open a failed feed.
 constexpr int64_t kRetryMs = 500;
+// A replay that delivers nothing for this long (and at least 3 x kv.timeoutMs)
+// without reaching its end is re-opened. Seen on a replicated stream right
+// after its leader was killed: the new consumer reported messages pending,
+// the server kept sending heartbeats, and nothing was ever delivered, so the
+// view never loaded and weftd never became ready.
+constexpr int64_t kReplayStallFloorMs = 5000;
 }  // namespace
 
 class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
@@ -130,6 +137,9 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
     bool replaying = true;
     bool failedBefore = false;
     FeedEntry entry;
+    const auto stallLimit = std::chrono::milliseconds(
+        std::max<int64_t>(kReplayStallFloorMs, 3 * bucket_->connection()->timeoutMs()));
+    auto lastProgress = std::chrono::steady_clock::now();
     while (!stopping()) {
       if (!feed_) {
         if (!bucket_->connection()->checkAvailable().isOk()) {
@@ -155,6 +165,7 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
         reset.type = WatchEvent::Type::Reset;
         deliver(reset);
         replaying = true;
+        lastProgress = std::chrono::steady_clock::now();
       }
       if (!feedStillValid()) {
         feed_.reset();
@@ -169,7 +180,16 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
         feed_.reset();
         continue;
       }
-      if (*ev == KeyFeed::Event::Idle) continue;
+      if (*ev == KeyFeed::Event::Idle) {
+        if (replaying && std::chrono::steady_clock::now() - lastProgress > stallLimit) {
+          bucket_->connection()->log(
+              LogLevel::Warn, "the replay of bucket " + bucket_->name() + " delivered nothing for " +
+                                  std::to_string(stallLimit.count()) + " ms; re-opening the watch");
+          feed_.reset();
+        }
+        continue;
+      }
+      lastProgress = std::chrono::steady_clock::now();
       if (*ev == KeyFeed::Event::CaughtUp) {
         replaying = false;
         WatchEvent caughtUp;
