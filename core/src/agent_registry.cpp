@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "weft/batch_result.h"
+#include "weft/field_rules.h"
 #include "weft/ids.h"
 #include "weft/log.h"
 
@@ -15,10 +16,6 @@ constexpr size_t kMaxStringBytes = 256;
 // The metadata object of a registration, serialised.
 constexpr size_t kMaxMetadataBytes = 64 * 1024;
 constexpr size_t kMaxListItems = 256;
-
-bool isAgentTypeEnum(const Json& v) {
-  return v.isString() && (v.asString() == "copilot-cli" || v.asString() == "claude-code");
-}
 
 // An array of non-blank strings (may be empty).
 bool isStringList(const Json& v) {
@@ -78,8 +75,8 @@ std::shared_ptr<const AgentRecord> AgentRegistry::decode(const std::string& valu
   const Json& metadata = e.get("metadata");
   const Json& metaType = metadata.get("agentType");
   const Json& topType = e.get("agentType");
-  r->agentType = isAgentTypeEnum(metaType)  ? metaType.asString()
-                 : isAgentTypeEnum(topType) ? topType.asString()
+  r->agentType = isAgentTypeValue(metaType)  ? metaType.asString()
+                 : isAgentTypeValue(topType) ? topType.asString()
                                             : "claude-code";
   const Json& bounds = metadata.get("boundaries");
   bool allStrings = bounds.isArray() && std::all_of(bounds.asArray().begin(),
@@ -329,7 +326,7 @@ Result<Json> buildRegistration(const Json& body, const std::string& defaultProje
       return invalid("metadata exceeds " + std::to_string(kMaxMetadataBytes) + " bytes");
     }
     const Json& mt = metadata.get("agentType");
-    if (!mt.isNull() && !isAgentTypeEnum(mt)) {
+    if (!mt.isNull() && !isAgentTypeValue(mt)) {
       return invalid("metadata.agentType must be copilot-cli or claude-code");
     }
     const Json& mb = metadata.get("boundaries");

@@ -11,12 +11,6 @@
 
 namespace weft {
 
-namespace {
-
-bool isAgentTypeJson(const Json& v) { return v.isString() && isAgentTypeName(v.asString()); }
-
-}  // namespace
-
 Result<std::shared_ptr<const AgentRecord>> AgentRegistry::requestShutdown(
     const std::string& guid, const ShutdownRequest& request) {
   const std::string nowIso = formatIso(ctx_.now());
@@ -97,7 +91,7 @@ Result<Json> AgentRegistry::shutdownBatch(const Json& body,
   const Json& fIdle = filter.get("idleTimeMs");
   if (!fIdle.isNull() && !fIdle.isNumber()) return Status::invalidArgument("filter.idleTimeMs must be a number");
   const Json& fType = filter.get("agentType");
-  if (!fType.isNull() && !isAgentTypeJson(fType)) {
+  if (!fType.isNull() && !isAgentTypeValue(fType)) {
     return Status::invalidArgument("filter.agentType must be copilot-cli or claude-code");
   }
   const Json& fBoundary = filter.get("boundary");

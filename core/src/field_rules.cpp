@@ -38,6 +38,8 @@ std::string shown(const Json& v) { return v.isString() ? v.asString() : v.dump()
 
 bool isAgentTypeName(const std::string& s) { return s == "copilot-cli" || s == "claude-code"; }
 
+bool isAgentTypeValue(const Json& v) { return v.isString() && isAgentTypeName(v.asString()); }
+
 const char* const kProjectIdRule = "projectId must be 1-64 characters from [A-Za-z0-9_-]";
 
 bool isValidProjectId(const std::string& s) { return isIdChars(s, 64); }

@@ -179,7 +179,7 @@ Result<WorkQueue::NewItem> WorkQueue::prepareSubmit(const Json& body) {
   item.set("errors", Json::array());
   appendTransition(item, "submitted", nowIso);
 
-  return NewItem{id, item.dump(), target, haveWorker, SpinUpRequest{id, project, cap, bound, target}};
+  return NewItem{id, item.dump(), haveWorker, SpinUpRequest{id, project, cap, bound, target}};
 }
 
 Result<Json> WorkQueue::finishSubmit(const NewItem& item, Result<uint64_t> written) {
@@ -192,7 +192,7 @@ Result<Json> WorkQueue::finishSubmit(const NewItem& item, Result<uint64_t> writt
   Json response = Json::object();
   response.set("id", Json(item.id));
   response.set("workItemId", Json(item.id));
-  response.set("targetAgentType", Json(item.target));
+  response.set("targetAgentType", Json(item.spinUp.agentType));
   bool spinUp = !item.haveWorker && ctx_.options.spinupOnSubmit;
   response.set("spinUpTriggered", Json(spinUp));
   if (item.haveWorker) {
@@ -206,7 +206,7 @@ Result<Json> WorkQueue::finishSubmit(const NewItem& item, Result<uint64_t> writt
     } else {
       log::info("spin-up requested but no spin-up service is configured",
                 {{"workId", item.id},
-                 {"agentType", item.target},
+                 {"agentType", item.spinUp.agentType},
                  {"capability", item.spinUp.capability}});
     }
   }

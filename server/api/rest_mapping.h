@@ -32,4 +32,11 @@ Json toJson(const ChannelList& list);
 // message}], count, projectId.
 Json toJson(const ChannelMessages& messages);
 
+// A typed service result in its REST form: the body, or the Status as it was.
+template <typename T>
+Result<Json> rendered(const Result<T>& result) {
+  if (!result) return result.status();
+  return toJson(*result);
+}
+
 }  // namespace weft::rest

@@ -19,13 +19,6 @@ constexpr const char* kDeprecatedClassification = "classification (use boundary 
 
 PageRequest pageOf(const ApiRequest& req) { return {req.query("limit"), req.query("cursor")}; }
 
-// A typed service result in its REST form (api/rest_mapping.h).
-template <typename T>
-Result<Json> rendered(const Result<T>& result) {
-  if (!result) return result.status();
-  return rest::toJson(*result);
-}
-
 // Stats responses carry an ETag over the body without its timestamp and
 // answer 304 when the client already has it (docs/api.md §2.7).
 ApiResponse cached(const ApiRequest& req, const Result<Json>& result,
@@ -192,10 +185,10 @@ void deadLetterRoutes(http::Router& router, Services& s, const http::ErrorMappin
 
 void statsRoutes(http::Router& router, Services& s, const http::ErrorMapping& errors) {
   router.add("GET", "/api/stats", [&s, &errors](const ApiRequest& req) {
-    return cached(req, rendered(s.stats.overview()), errors);
+    return cached(req, rest::rendered(s.stats.overview()), errors);
   });
   router.add("GET", "/api/stats/projects", [&s, &errors](const ApiRequest& req) {
-    return cached(req, rendered(s.stats.projects()), errors);
+    return cached(req, rest::rendered(s.stats.projects()), errors);
   });
 }
 

@@ -15,20 +15,14 @@ class RestChannels {
   explicit RestChannels(const ServiceContext& ctx) : service_(ctx) {}
 
   Result<Json> list(const std::optional<std::string>& projectId) const {
-    return rendered(service_.list(projectId));
+    return rest::rendered(service_.list(projectId));
   }
   Result<Json> messages(const std::string& name, const std::optional<std::string>& projectId,
                         const std::optional<std::string>& limit) const {
-    return rendered(service_.messages(name, projectId, limit));
+    return rest::rendered(service_.messages(name, projectId, limit));
   }
 
  private:
-  template <typename T>
-  static Result<Json> rendered(const Result<T>& result) {
-    if (!result) return result.status();
-    return rest::toJson(*result);
-  }
-
   Channels service_;
 };
 

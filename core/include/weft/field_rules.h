@@ -24,6 +24,8 @@ bool isFalsy(const Json& v);
 std::string shown(const Json& v);
 // "copilot-cli" or "claude-code".
 bool isAgentTypeName(const std::string& s);
+// A JSON string holding one of those.
+bool isAgentTypeValue(const Json& v);
 
 // The message of an invalid projectId.
 extern const char* const kProjectIdRule;

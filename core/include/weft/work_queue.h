@@ -127,9 +127,8 @@ class WorkQueue {
   struct NewItem {
     std::string id;
     std::string value;  // the stored form
-    std::string target;  // targetAgentType
     bool haveWorker = false;
-    SpinUpRequest spinUp;
+    SpinUpRequest spinUp;  // also the routing result: agentType is targetAgentType
   };
   Result<NewItem> prepareSubmit(const Json& body);
   // After the write: the view, the spin-up request and the 201 body.
