@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "nats_common.h"
+#include "nats_connection.h"
+#include "nats_feed.h"
 #include "nats_url.h"
 #include "nats_version.h"
 #include "support/net.h"
@@ -433,6 +435,112 @@ TEST_CASE("a watch notices a deleted and re-created stream and replays", "[watch
   CHECK(waitUntil([&] { return view.equals({{"c", "3"}}); }, 40000));
   std::lock_guard<std::mutex> lock(view.mu);
   CHECK(view.resets == 1);
+}
+
+// A live feed that went silent while its stream moved on is replaced by one
+// resuming after the last message read (nats_watch.cpp); these are the two
+// pieces that takes, against a real server.
+TEST_CASE("a key feed knows when it is behind its stream and resumes without a gap",
+          "[watch]") {
+  using namespace weft::nats_plugin;
+  weft::testing::NatsServer server;
+  auto store = loadNats({{"nats.url", server.url()}});
+  auto bucket = *store->openBucket("resumed", {});
+  REQUIRE(bucket->put("a", "1").isOk());
+  REQUIRE(bucket->put("b", "2").isOk());
+
+  ConnectionSettings settings;
+  settings.servers = *parseNatsUrl(server.url());
+  auto conn = *NatsConnection::open(settings);
+  REQUIRE(waitUntil([&] { return conn->checkAvailable().isOk(); }, 5000));
+  BucketRef ref;
+  ref.name = "resumed";
+  ref.stream = "KV_resumed";
+  ref.subjectPrefix = "$KV.resumed.";
+
+  // Reads entries until `want` keys arrived or a second of silence.
+  auto read = [](KeyFeed& feed, size_t want, bool* caughtUp) {
+    std::vector<std::pair<std::string, uint64_t>> got;
+    FeedEntry entry;
+    while (got.size() < want) {
+      auto ev = feed.next(1000, &entry);
+      REQUIRE(ev.isOk());
+      if (*ev == KeyFeed::Event::Idle) break;
+      if (*ev == KeyFeed::Event::CaughtUp) {
+        if (caughtUp) *caughtUp = true;
+        continue;
+      }
+      got.emplace_back(entry.key, entry.revision);
+    }
+    return got;
+  };
+
+  auto feed = KeyFeed::open(conn, ref, "", false, Deadline(2000));
+  REQUIRE(feed.isOk());
+  bool caughtUp = false;
+  auto replayed = read(**feed, 2, &caughtUp);
+  REQUIRE(replayed.size() == 2);
+  CHECK(replayed.back().second == 2);
+  FeedEntry entry;
+  if (!caughtUp) REQUIRE(*(*feed)->next(1000, &entry) == KeyFeed::Event::CaughtUp);
+  CHECK((*feed)->lastStreamSeq() == 2);
+  CHECK(*(*feed)->behind(Deadline(2000)) == false);
+
+  // Written but not read yet: the stream is ahead of what the feed read.
+  REQUIRE(bucket->put("c", "3").isOk());
+  REQUIRE(bucket->erase("a").isOk());
+  CHECK(*(*feed)->behind(Deadline(2000)) == true);
+
+  // A feed resuming after revision 2 delivers exactly what came later, in
+  // order, delete marker included, and no second CaughtUp.
+  auto resumed = KeyFeed::resume(conn, ref, "", 2, Deadline(2000));
+  REQUIRE(resumed.isOk());
+  CHECK((*resumed)->caughtUp());
+  bool caughtUpAgain = false;
+  auto later = read(**resumed, 2, &caughtUpAgain);
+  REQUIRE(later.size() == 2);
+  CHECK(later[0] == std::make_pair(std::string("c"), uint64_t{3}));
+  CHECK(later[1].first == "a");
+  CHECK(later[1].second == 4);
+  CHECK_FALSE(caughtUpAgain);
+  CHECK(*(*resumed)->behind(Deadline(2000)) == false);
+  REQUIRE(bucket->put("d", "4").isOk());
+  auto live = read(**resumed, 1, nullptr);
+  REQUIRE(live.size() == 1);
+  CHECK(live[0] == std::make_pair(std::string("d"), uint64_t{5}));
+  CHECK(read(**resumed, 1, nullptr).empty());
+
+  // An empty bucket counts from the stream's last sequence, so a purged
+  // stream does not look like one the feed is behind.
+  auto empty = *store->openBucket("resumed-empty", {});
+  REQUIRE(empty->put("x", "1").isOk());
+  REQUIRE(empty->erase("x").isOk());
+  RawNats raw(server.url());
+  REQUIRE(js_PurgeStream(raw.js, "KV_resumed-empty", nullptr, nullptr) == NATS_OK);
+  BucketRef emptyRef = ref;
+  emptyRef.name = "resumed-empty";
+  emptyRef.stream = "KV_resumed-empty";
+  emptyRef.subjectPrefix = "$KV.resumed-empty.";
+  auto quiet = KeyFeed::open(conn, emptyRef, "", false, Deadline(2000));
+  REQUIRE(quiet.isOk());
+  CHECK(*(*quiet)->next(1000, &entry) == KeyFeed::Event::CaughtUp);
+  CHECK(*(*quiet)->behind(Deadline(2000)) == false);
+  conn->close();
+}
+
+// A server-side error reply is an outage of the server side (503), never an
+// internal error of weftd (500): what gets and writes see while a replicated
+// stream elects a leader.
+TEST_CASE("server error replies and cluster unavailability map to Unavailable", "[unit]") {
+  using namespace weft::nats_plugin;
+  CHECK(fromNats(NATS_ERR, "get").code() == Code::Unavailable);
+  CHECK(fromJetStream(NATS_ERR, JSClusterNotAvailErr, "get", "JetStream system temporarily "
+                      "unavailable").code() == Code::Unavailable);
+  CHECK(fromJetStream(NATS_ERR, JSStreamOfflineErr, "get", nullptr).code() == Code::Unavailable);
+  const Status detailed = fromJetStream(NATS_ERR, JSStreamNotFoundErr, "get", "stream not found");
+  CHECK(detailed.message().find("stream not found") != std::string::npos);
+  CHECK(fromNats(NATS_INVALID_ARG, "put").code() == Code::InvalidArgument);
+  CHECK(fromNats(NATS_TIMEOUT, "put").code() == Code::Timeout);
 }
 
 // JetStream's "out of storage" answers (here: the server's max_file_store

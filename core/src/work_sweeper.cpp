@@ -16,6 +16,15 @@ using namespace work_rules;
 
 WorkQueue::SweepReport WorkQueue::sweepOnce() {
   SweepReport report;
+  // The first few failures of a pass are logged with their cause; the
+  // report counts them all.
+  constexpr int kErrorsLoggedPerPass = 3;
+  auto failed = [&report](const char* step, const std::string& id, const Status& status) {
+    if (++report.errors <= kErrorsLoggedPerPass) {
+      log::warn("sweep step failed",
+                {{"step", step}, {"id", id}, {"error", status.toString()}});
+    }
+  };
   if (!ctx_.checkConnected() || !view_->ready() || !deadLetters_.view().ready()) return report;
   const int64_t now = ctx_.now();
 
@@ -28,7 +37,7 @@ WorkQueue::SweepReport WorkQueue::sweepOnce() {
   for (const auto& id : expired) {
     auto loaded = load(id);
     if (!loaded) {
-      if (loaded.code() != Code::NotFound) ++report.errors;
+      if (loaded.code() != Code::NotFound) failed("read expired item", id, loaded.status());
       continue;
     }
     const auto& [record, revision] = *loaded;
@@ -47,7 +56,7 @@ WorkQueue::SweepReport WorkQueue::sweepOnce() {
       ++report.leasesExpired;
       ++(*outcome == FailOutcome::Retried ? report.retried : report.deadLettered);
     } else if (outcome.code() != Code::Conflict) {
-      ++report.errors;
+      failed("requeue expired item", id, outcome.status());
     }
   }
 

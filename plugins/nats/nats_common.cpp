@@ -33,6 +33,13 @@ Status fromNats(natsStatus status, const std::string& what) {
     case NATS_SSL_ERROR:
     case NATS_DRAINING:
       return Status::unavailable(message);
+    // The server answered with an error of its own. On a replicated stream
+    // that is what a leader election, a lost quorum or a stream that is
+    // catching up looks like, with or without a JetStream error code (a get
+    // of the last message answers so while the stream has no leader). It is
+    // the server side being unable to serve, not a fault of this process.
+    case NATS_ERR:
+      return Status::unavailable(message);
     default:
       return Status::internal(message);
   }
@@ -65,8 +72,22 @@ Status fromJetStream(natsStatus status, jsErrCode code, const std::string& what,
         return Status::unavailable(what + detail + " (disk full on the NATS server)");
       }
       return fromNats(status, what + detail);
+    // The cluster cannot serve the request right now: no leader, no quorum,
+    // the stream or consumer offline, this server not (yet) a member.
+    case JSClusterIncompleteErr:
+    case JSClusterNoPeersErr:
+    case JSClusterNotAssignedErr:
+    case JSClusterNotAvailErr:
+    case JSClusterNotLeaderErr:
+    case JSClusterPeerNotMemberErr:
+    case JSClusterServerNotMemberErr:
+    case JSStreamOfflineErr:
+    case JSConsumerOfflineErr:
+      return Status::unavailable(what + detail +
+                                 " (the JetStream cluster cannot serve this right now: a leader "
+                                 "election, a lost quorum or a node that is down)");
     default:
-      return fromNats(status, what);
+      return fromNats(status, what + detail);
   }
 }
 

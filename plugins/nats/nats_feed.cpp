@@ -17,8 +17,27 @@ Result<std::unique_ptr<KeyFeed>> KeyFeed::open(const std::shared_ptr<NatsConnect
                                                const BucketRef& bucket,
                                                const std::string& keyFilter, bool headersOnly,
                                                const Deadline& deadline) {
+  return subscribe(conn, bucket, keyFilter, headersOnly, 0, deadline);
+}
+
+Result<std::unique_ptr<KeyFeed>> KeyFeed::resume(const std::shared_ptr<NatsConnection>& conn,
+                                                 const BucketRef& bucket,
+                                                 const std::string& keyFilter, uint64_t after,
+                                                 const Deadline& deadline) {
+  if (after == 0) return Status::invalidArgument("resume needs the last sequence read");
+  return subscribe(conn, bucket, keyFilter, false, after, deadline);
+}
+
+Result<std::unique_ptr<KeyFeed>> KeyFeed::subscribe(const std::shared_ptr<NatsConnection>& conn,
+                                                    const BucketRef& bucket,
+                                                    const std::string& keyFilter,
+                                                    bool headersOnly, uint64_t after,
+                                                    const Deadline& deadline) {
   const std::string what = "read bucket " + bucket.name;
   std::unique_ptr<KeyFeed> feed(new KeyFeed());
+  feed->conn_ = conn;
+  feed->stream_ = bucket.stream;
+  feed->filtered_ = !keyFilter.empty();
   feed->subjectPrefix_ = bucket.subjectPrefix;
   std::string subject = bucket.subjectPrefix + (keyFilter.empty() ? ">" : keyFilter);
 
@@ -30,7 +49,12 @@ Result<std::unique_ptr<KeyFeed>> KeyFeed::open(const std::shared_ptr<NatsConnect
   jsSubOptions_Init(&so);
   so.Stream = bucket.stream.c_str();
   so.Ordered = true;
-  so.Config.DeliverPolicy = js_DeliverLastPerSubject;
+  if (after > 0) {
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = after + 1;
+  } else {
+    so.Config.DeliverPolicy = js_DeliverLastPerSubject;
+  }
   so.Config.HeadersOnly = headersOnly;
   jsErrCode ec = static_cast<jsErrCode>(0);
   natsStatus s = js_SubscribeSync(&feed->sub_, conn->js(), subject.c_str(), &jo, &so, &ec);
@@ -42,6 +66,11 @@ Result<std::unique_ptr<KeyFeed>> KeyFeed::open(const std::shared_ptr<NatsConnect
   // side needs no limit of its own; the defaults (65k messages) would turn a
   // large replay into a slow-consumer error.
   natsSubscription_SetPendingLimits(feed->sub_, -1, -1);
+  if (after > 0) {
+    feed->caughtUp_ = true;
+    feed->lastStreamSeq_ = after;
+    return feed;
+  }
 
   jsConsumerInfo* ci = nullptr;
   jo.Wait = deadline.leftMs();
@@ -63,8 +92,11 @@ Result<std::unique_ptr<KeyFeed>> KeyFeed::open(const std::shared_ptr<NatsConnect
     s = js_GetStreamInfo(&si, conn->js(), bucket.stream.c_str(), &jo, &ec);
     if (s != NATS_OK) return fromNats(s, what + " (stream subjects)");
     const bool matches = si->State.Subjects != nullptr && si->State.Subjects->Count > 0;
-    jsStreamInfo_Destroy(si);
     feed->caughtUpDue_ = !matches;
+    // Nothing up to the stream's last sequence concerns this feed, so a
+    // later check of whether it is behind counts from there.
+    if (!matches) feed->lastStreamSeq_ = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
   }
   return feed;
 }
@@ -79,6 +111,28 @@ bool KeyFeed::replayDrained() {
   const bool drained = ci->NumPending == 0 && ci->Delivered.Stream == lastStreamSeq_;
   jsConsumerInfo_Destroy(ci);
   return drained;
+}
+
+Result<bool> KeyFeed::behind(const Deadline& deadline) {
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = deadline.leftMs();
+  if (jo.Wait <= 0) return Status::timeout("check the feed of " + stream_ + ": deadline exceeded");
+  jsErrCode ec = static_cast<jsErrCode>(0);
+  if (filtered_) {
+    jsConsumerInfo* ci = nullptr;
+    natsStatus s = natsSubscription_GetConsumerInfo(&ci, sub_, &jo, &ec);
+    if (s != NATS_OK) return fromJetStream(s, ec, "consumer info of a feed of " + stream_);
+    const bool pending = ci->NumPending > 0;
+    jsConsumerInfo_Destroy(ci);
+    return pending;
+  }
+  jsStreamInfo* si = nullptr;
+  natsStatus s = js_GetStreamInfo(&si, conn_->js(), stream_.c_str(), &jo, &ec);
+  if (s != NATS_OK) return fromJetStream(s, ec, "stream info of " + stream_);
+  const bool ahead = si->State.LastSeq > lastStreamSeq_;
+  jsStreamInfo_Destroy(si);
+  return ahead;
 }
 
 KeyFeed::~KeyFeed() {

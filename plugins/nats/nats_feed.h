@@ -57,6 +57,13 @@ class KeyFeed {
                                                const BucketRef& bucket,
                                                const std::string& keyFilter, bool headersOnly,
                                                const Deadline& deadline);
+  // A feed that is past its replay from the start: every message after
+  // stream sequence `after`, in order, and no CaughtUp event. For replacing
+  // a live feed that stopped delivering without losing or repeating a step.
+  static Result<std::unique_ptr<KeyFeed>> resume(const std::shared_ptr<NatsConnection>& conn,
+                                                 const BucketRef& bucket,
+                                                 const std::string& keyFilter, uint64_t after,
+                                                 const Deadline& deadline);
   ~KeyFeed();
   KeyFeed(const KeyFeed&) = delete;
   KeyFeed& operator=(const KeyFeed&) = delete;
@@ -73,8 +80,24 @@ class KeyFeed {
   // sequence is the one read last, means every replayed message was read.
   Result<Event> next(int64_t timeoutMs, FeedEntry* entry);
 
+  // Asks the server whether this feed is behind its stream: messages exist
+  // past the last one read (for the whole bucket: the stream's last
+  // sequence, from its leader; for a filter: the consumer's pending count).
+  // Meaningful after a silence: a message just published may not have
+  // arrived yet.
+  Result<bool> behind(const Deadline& deadline);
+
+  bool caughtUp() const { return caughtUp_; }
+  // The stream sequence of the last message read (0 before the first).
+  uint64_t lastStreamSeq() const { return lastStreamSeq_; }
+
  private:
   KeyFeed() = default;
+  static Result<std::unique_ptr<KeyFeed>> subscribe(const std::shared_ptr<NatsConnection>& conn,
+                                                    const BucketRef& bucket,
+                                                    const std::string& keyFilter,
+                                                    bool headersOnly, uint64_t after,
+                                                    const Deadline& deadline);
   // True when the server has nothing left to deliver and everything it
   // delivered was read (see next()).
   bool replayDrained();
@@ -82,6 +105,9 @@ class KeyFeed {
   static constexpr int64_t kReplayQuietMs = 500;
 
   natsSubscription* sub_ = nullptr;
+  std::shared_ptr<NatsConnection> conn_;
+  std::string stream_;
+  bool filtered_ = false;  // a key filter narrows the feed
   std::string subjectPrefix_;
   bool caughtUp_ = false;
   bool caughtUpDue_ = false;  // report CaughtUp on the next call

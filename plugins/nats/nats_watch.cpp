@@ -24,6 +24,13 @@ constexpr int64_t kRetryMs = 500;
 // the server kept sending heartbeats, and nothing was ever delivered, so the
 // view never loaded and weftd never became ready.
 constexpr int64_t kReplayStallFloorMs = 5000;
+// A live feed that has delivered nothing for the same time (or that nats.c
+// reported a missed heartbeat for) asks the server whether its stream moved
+// on meanwhile; if it did, the feed stalled and is replaced by one that
+// resumes after the last message read, so nothing is lost or repeated. Seen
+// on a replicated stream after a weftd restart during leader changes: the
+// consumer stayed silent, heartbeats and all, while the stream kept growing,
+// and the view fell behind for good.
 }  // namespace
 
 class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
@@ -80,12 +87,14 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
   }
 
   // After a reconnect or a heartbeat alarm: false when the feed must be
-  // replaced because its stream is gone or is a new one.
+  // replaced because its stream is gone or is a new one. Either event also
+  // makes the next idle moment check whether a live feed is behind.
   bool feedStillValid() {
     const auto& conn = bucket_->connection();
     uint64_t reconnects = conn->reconnects();
     uint64_t alarms = conn->heartbeatAlarms();
     if (reconnects == seenReconnects_ && alarms == seenAlarms_) return true;
+    checkLiveSoon_ = true;
     if (!conn->checkAvailable().isOk()) return true;  // look again once connected
     Result<int64_t> created = bucket_->streamCreated();
     if (!created && created.code() != Code::NotFound) return true;  // transient: retry later
@@ -140,6 +149,7 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
     const auto stallLimit = std::chrono::milliseconds(
         std::max<int64_t>(kReplayStallFloorMs, 3 * bucket_->connection()->timeoutMs()));
     auto lastProgress = std::chrono::steady_clock::now();
+    auto lastLiveCheck = lastProgress;
     while (!stopping()) {
       if (!feed_) {
         if (!bucket_->connection()->checkAvailable().isOk()) {
@@ -181,11 +191,17 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
         continue;
       }
       if (*ev == KeyFeed::Event::Idle) {
-        if (replaying && std::chrono::steady_clock::now() - lastProgress > stallLimit) {
+        const auto now = std::chrono::steady_clock::now();
+        if (replaying && now - lastProgress > stallLimit) {
           bucket_->connection()->log(
               LogLevel::Warn, "the replay of bucket " + bucket_->name() + " delivered nothing for " +
                                   std::to_string(stallLimit.count()) + " ms; re-opening the watch");
           feed_.reset();
+        } else if (!replaying && (checkLiveSoon_ || (now - lastProgress > stallLimit &&
+                                                     now - lastLiveCheck > stallLimit))) {
+          checkLiveSoon_ = false;
+          lastLiveCheck = now;
+          resumeIfStalled();
         }
         continue;
       }
@@ -208,6 +224,34 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
     }
   }
 
+  // A live feed that is behind its stream is replaced by one resuming after
+  // the last message it delivered. When the server cannot answer now, the
+  // feed stays and is checked again later.
+  void resumeIfStalled() {
+    const auto& conn = bucket_->connection();
+    if (!conn->checkAvailable().isOk()) return;
+    Result<bool> behind = feed_->behind(Deadline(conn->timeoutMs()));
+    if (!behind || !*behind) return;
+    const uint64_t after = feed_->lastStreamSeq();
+    if (after == 0) {
+      feed_.reset();  // nothing read yet: a new feed replays (Reset)
+      return;
+    }
+    Result<std::unique_ptr<KeyFeed>> fresh = KeyFeed::resume(
+        conn, bucket_->ref(), keyFilterForPrefix(prefix_), after, Deadline(conn->timeoutMs()));
+    if (!fresh) {
+      conn->log(LogLevel::Warn, "the watch on bucket " + bucket_->name() +
+                                    " stalled and could not be resumed yet: " +
+                                    fresh.status().toString());
+      checkLiveSoon_ = true;
+      return;
+    }
+    conn->log(LogLevel::Warn, "the watch on bucket " + bucket_->name() +
+                                  " stopped receiving while its stream moved on; resumed after "
+                                  "revision " + std::to_string(after));
+    feed_ = std::move(*fresh);
+  }
+
   std::shared_ptr<NatsKvBucket> bucket_;
   std::string prefix_;
   WatchCallback callback_;
@@ -216,6 +260,7 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
   int64_t streamCreated_ = 0;
   uint64_t seenReconnects_ = 0;
   uint64_t seenAlarms_ = 0;
+  bool checkLiveSoon_ = false;  // a reconnect or alarm since the last check
 
   std::mutex mu_;
   std::condition_variable cv_;
