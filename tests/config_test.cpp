@@ -89,15 +89,17 @@ TEST_CASE("defaults apply when no source sets a key", "[config]") {
   CHECK(c.getInt("http.threads") == 64);
   CHECK(c.getInt("work.maxAttempts") == 3);
   CHECK(c.getInt("dlq.retentionMs") == 604800000);
+  CHECK(c.getInt("stats.verifyIntervalMs") == 300000);
   CHECK(c.getBool("spinup.onSubmit"));
   CHECK_FALSE(c.getBool("spinup.allowLocal"));
   CHECK(c.getList("http.tokens").empty());
   CHECK(c.getList("spinup.githubTokenEnvVars") == std::vector<std::string>{"GITHUB_TOKEN"});
-  // weftd's own 46 keys (the contract's, less the backend keys, plus
-  // log.format, http.drainMs, spinup.sshPath, ws.maxConnections and the four
-  // HTTP connection limits) and the 5 that the nats plugin declares.
-  CHECK(c.all().size() == 51);
-  CHECK(load({}, {}, {}).all().size() == 46);
+  // weftd's own 47 keys (the contract's, less the backend keys, plus
+  // log.format, http.drainMs, spinup.sshPath, ws.maxConnections, the four
+  // HTTP connection limits and stats.verifyIntervalMs) and the 5 that the
+  // nats plugin declares.
+  CHECK(c.all().size() == 52);
+  CHECK(load({}, {}, {}).all().size() == 47);
   CHECK(c.getString("nats.replicas") == "1");
   CHECK(c.getString("nats.casGuard") == "auto");
   CHECK(c.getInt("http.maxConnections") == 16384);

@@ -200,6 +200,7 @@ const std::map<std::string, std::pair<std::string, std::set<std::string>>> kCata
     {"weft_agents", {"gauge", {"status"}}},
     {"weft_agents_stale", {"gauge", {}}},
     {"weft_dlq_items", {"gauge", {}}},
+    {"weft_stats_drift_total", {"counter", {"source"}}},
     {"weft_websocket_connections", {"gauge", {}}},
     {"weft_spinup_operations_total", {"counter", {"mechanism", "outcome"}}},
 };

@@ -67,7 +67,7 @@ struct Fixture {
       targets = std::make_unique<Targets>(s.ctx, settings, runner, http, s.agents.get());
       targets->setEventSink([this](Event e) { events.add(e); });
       s.work->setSpinUpRequester([this](const SpinUpRequest& r) { targets->requestSpinUp(r); });
-      s.stats->addContributor(targets->statsContributor());
+      s.stats->addContributor(Stats::targetContributor(*targets));
     });
     targets->start();
     REQUIRE(eventually([&] { return targets->view().ready(); }));

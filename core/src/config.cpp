@@ -204,6 +204,7 @@ const std::vector<KeySpec>& keyTable() {
       num("work.sweepIntervalMs", nullptr, "5000", 1, kMaxMs),
       num("work.retentionMs", nullptr, "86400000", 0, kMaxMs),
       num("dlq.retentionMs", nullptr, "604800000", 0, kMaxMs),
+      num("stats.verifyIntervalMs", nullptr, "300000", 0, kMaxMs),
       num("agents.staleAfterMs", nullptr, "180000", 1, kMaxMs),
       flag("agents.markStaleOffline", "false"),
       num("agents.registryMaxAgeMs", nullptr, "86400000", 1, kMaxMs),

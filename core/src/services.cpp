@@ -15,6 +15,7 @@ CoreOptions coreOptionsFrom(const Config& config) {
   o.maxAttempts = config.getInt("work.maxAttempts");
   o.leaseMs = config.getInt("work.leaseMs");
   o.sweepIntervalMs = config.getInt("work.sweepIntervalMs");
+  o.statsVerifyIntervalMs = config.getInt("stats.verifyIntervalMs");
   o.retentionMs = config.getInt("work.retentionMs");
   o.dlqRetentionMs = config.getInt("dlq.retentionMs");
   o.spinupOnSubmit = config.getBool("spinup.onSubmit");
@@ -63,7 +64,7 @@ Services::Services(ServiceContext ctx, SpinUpSetup spinUp)
   // Spin-up: a submit without an eligible worker asks Targets for
   // one spin-up (§4.2); targets count in the stats.
   work.setSpinUpRequester([this](const SpinUpRequest& r) { targets.requestSpinUp(r); });
-  stats.addContributor(targets.statsContributor());
+  stats.addContributor(Stats::targetContributor(targets));
 }
 
 Services::~Services() { stop(); }
@@ -74,9 +75,11 @@ void Services::start() {
   work.start(context.options.sweepIntervalMs);
   targets.start();
   monitor.start();
+  stats.start(context.options.statsVerifyIntervalMs);
 }
 
 void Services::stop() {
+  stats.stop();
   monitor.stop();
   targets.stop();
   work.stop();

@@ -290,19 +290,6 @@ void Targets::publishTarget(const char* action, const TargetRecord& record) cons
 
 // ---- stats -------------------------------------------------------------------
 
-StatsContributor Targets::statsContributor() const {
-  return [this](ProjectTotalsMap& totals) -> Status {
-    if (!view_->ready()) return Status::unavailable("targets not loaded yet");
-    view_->forEach([&](const std::string&, const std::shared_ptr<const TargetRecord>& t) {
-      ProjectTotals& p = totals[t->projectId];
-      ++p.targets;
-      if (t->status == "disabled") ++p.disabledTargets;
-      p.noteActivity(t->updatedAtMs);
-    });
-    return Status::ok();
-  };
-}
-
 Json Targets::liveStats(const std::optional<std::string>& projectId) const {
   int64_t total = 0, available = 0, inUse = 0, disabled = 0;
   view_->forEach([&](const std::string&, const std::shared_ptr<const TargetRecord>& t) {

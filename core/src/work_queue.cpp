@@ -49,7 +49,7 @@ WorkQueue::WorkQueue(ServiceContext context, AgentRegistry& agents, DeadLetters&
                                  [](const std::string&, const std::string& value) {
                                    return decode(value);
                                  });
-  view_->setIndexer([this](const std::string& key, const std::shared_ptr<const WorkRecord>& b,
+  view_->addIndexer([this](const std::string& key, const std::shared_ptr<const WorkRecord>& b,
                            const std::shared_ptr<const WorkRecord>& a) { index(key, b, a); });
 }
 

@@ -141,6 +141,21 @@ WeftMetrics::WeftMetrics(std::string backend, std::chrono::milliseconds statePol
     const double n = services_ ? static_cast<double>(services_->deadLetters.view().size()) : 0.0;
     return std::vector<metrics::Sample>{{{}, n}};
   });
+  registry_.callback(
+      "weft_stats_drift_total",
+      "Projects whose incrementally kept stats differed from a periodic recount (and were "
+      "corrected), by source (agents, work, deadLetters, targets).",
+      metrics::Type::Counter, {"source"}, [this] {
+        std::map<std::string, uint64_t> drift{
+            {"agents", 0}, {"work", 0}, {"deadLetters", 0}, {"targets", 0}};
+        std::lock_guard<std::mutex> lock(sourcesMutex_);
+        if (services_) {
+          for (const auto& [source, n] : services_->stats.drift()) drift[source] = n;
+        }
+        std::vector<metrics::Sample> out;
+        for (const auto& [source, n] : drift) out.push_back({{source}, static_cast<double>(n)});
+        return out;
+      });
   registry_.callback("weft_websocket_connections", "Open WebSocket connections.",
                      metrics::Type::Gauge, {}, [this] {
                        std::lock_guard<std::mutex> lock(sourcesMutex_);

@@ -68,8 +68,9 @@ class BucketView {
   // An indexer sees every change under the view's exclusive lock, so an index
   // it maintains is always consistent with the view. It must be quick and
   // must not call back into the view. Read such an index inside read().
+  // Indexers run in the order they were added; add them before start().
   using Indexer = std::function<void(const std::string& key, const Ptr& before, const Ptr& after)>;
-  void setIndexer(Indexer indexer) { indexer_ = std::move(indexer); }
+  void addIndexer(Indexer indexer) { indexers_.push_back(std::move(indexer)); }
 
   // Runs f() under the view's shared lock (for reading an indexer's index).
   template <typename F>
@@ -132,6 +133,12 @@ class BucketView {
   template <typename F>
   void forEach(F&& f) const {
     std::shared_lock<std::shared_mutex> lock(mutex_);
+    for (const auto& [key, item] : items_) f(key, item.value);
+  }
+
+  // forEach for a caller already inside read() (which holds the lock).
+  template <typename F>
+  void forEachLocked(F&& f) const {
     for (const auto& [key, item] : items_) f(key, item.value);
   }
 
@@ -206,9 +213,13 @@ class BucketView {
         if (it != items_.end()) items_.erase(it);
         invalid_.erase(key);
       }
-      if (indexer_ && (before || after)) indexer_(key, before, after);
+      if (before || after) index(key, before, after);
     }
     if (before || after) notify(key, before, after, live);
+  }
+
+  void index(const std::string& key, const Ptr& before, const Ptr& after) {
+    for (const auto& indexer : indexers_) indexer(key, before, after);
   }
 
   Ptr decodeSafely(const std::string& key, const std::string& value) {
@@ -275,7 +286,7 @@ class BucketView {
       if (maxRevision != 0 && it->second.revision > maxRevision) return;
       before = it->second.value;
       items_.erase(it);
-      if (indexer_) indexer_(key, before, nullptr);
+      index(key, before, nullptr);
     }
     notify(key, before, nullptr, true);
   }
@@ -370,7 +381,7 @@ class BucketView {
   const Options options_;
   const Decoder decoder_;
   std::vector<Listener> listeners_;
-  Indexer indexer_;
+  std::vector<Indexer> indexers_;
   std::shared_ptr<KvStore> store_;
 
   mutable std::mutex runMutex_;

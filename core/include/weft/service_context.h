@@ -30,6 +30,7 @@ struct CoreOptions {
   int64_t sweepIntervalMs = 5000;
   int64_t retentionMs = 86400000;
   int64_t dlqRetentionMs = 604800000;
+  int64_t statsVerifyIntervalMs = 300000;  // 0 = never
   bool spinupOnSubmit = true;
   int64_t timeoutMs = 2000;  // kv.timeoutMs: the deadline of one request's backend work
 };

@@ -129,8 +129,6 @@ class Targets {
   // and records the results. Returns the number probed. Public for tests.
   int healthCheckOnce();
 
-  // `targets` and `disabledTargets` per project for GET /api/stats.
-  StatsContributor statsContributor() const;
   // The WebSocket stats `targets` object {total, available, inUse, disabled}
   // for one project (nullopt = all).
   Json liveStats(const std::optional<std::string>& projectId) const;

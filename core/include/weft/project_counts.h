@@ -1,0 +1,163 @@
+// ProjectCounts: the per-project totals of one watch-fed view, kept up to
+// date as the view changes, so a stats request costs O(projects) and not
+// O(records).
+//
+// The view's indexer hands every change over as (before, after) under the
+// view's exclusive lock: the record the view held and the one it holds now.
+// Subtracting one and adding the other keeps the totals equal to a count over
+// the view, whatever the feed did on the way: coalesced events (a key seen
+// `pending` and next `completed`), replays after a Reset, writes that came
+// through another instance. verify() recounts to prove it, and corrects and
+// reports any difference (stats.h, the drift metric).
+//
+// lastActivity is the latest activity of the project's records, as a count
+// would find it (an ordered multiset per project: O(log n) per change). A
+// project whose last record goes is forgotten.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "weft/bucket_view.h"
+#include "weft/stats.h"
+
+namespace weft {
+
+template <typename Record>
+class ProjectCounts {
+ public:
+  using View = BucketView<Record>;
+  using Ptr = std::shared_ptr<const Record>;
+  // The project of a record.
+  using ProjectOf = std::function<const std::string&(const Record&)>;
+  // Adds `sign` (+1 or -1) times the record's counts to totals.
+  using Count = std::function<void(const Record&, ProjectTotals& totals, int64_t sign)>;
+  // The record's latest activity, if it shows any.
+  using Activity = std::function<std::optional<int64_t>(const Record&)>;
+
+  // Counts of view, attached to its indexer (which keeps them alive as long
+  // as the view): call before the view starts.
+  static std::shared_ptr<ProjectCounts> attach(View& view, ProjectOf projectOf, Count count,
+                                               Activity activity) {
+    std::shared_ptr<ProjectCounts> counts(
+        new ProjectCounts(view, std::move(projectOf), std::move(count), std::move(activity)));
+    view.addIndexer([counts](const std::string&, const Ptr& before, const Ptr& after) {
+      std::lock_guard<std::mutex> lock(counts->mutex_);
+      if (before) counts->apply(counts->byProject_, *before, -1);
+      if (after) counts->apply(counts->byProject_, *after, +1);
+    });
+    return counts;
+  }
+  ProjectCounts(const ProjectCounts&) = delete;
+  ProjectCounts& operator=(const ProjectCounts&) = delete;
+
+  // Adds these totals to `into` (creating the projects it knows).
+  // Unavailable while the view has not loaded.
+  Status addTo(ProjectTotalsMap& into, const char* notLoaded) const {
+    if (!view_.ready()) return Status::unavailable(notLoaded);
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [project, entry] : byProject_) {
+      ProjectTotals& t = into[project];
+      add(t, entry.totals);
+      if (!entry.activity.empty()) t.noteActivity(*entry.activity.rbegin());
+    }
+    return Status::ok();
+  }
+
+  // Recounts the view and compares. Returns the number of projects whose
+  // counts or activity differed; those are corrected.
+  int verify() {
+    return view_.read([&] {
+      std::map<std::string, Entry> recount;
+      view_.forEachLocked([&](const std::string&, const Ptr& record) {
+        apply(recount, *record, +1);
+      });
+      std::lock_guard<std::mutex> lock(mutex_);
+      int differ = 0;
+      for (auto& [project, entry] : recount) {
+        auto it = byProject_.find(project);
+        if (it == byProject_.end() || !same(it->second, entry)) ++differ;
+      }
+      for (const auto& [project, entry] : byProject_) {
+        if (recount.count(project) == 0) ++differ;
+      }
+      if (differ > 0) byProject_.swap(recount);
+      return differ;
+    });
+  }
+
+  // For tests of verify(): moves one record's worth of counts of project
+  // by `delta` records, as a lost or doubled event would.
+  void skewForTest(const std::string& project, int64_t delta) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Entry& e = byProject_[project];
+    e.records += delta;
+    e.totals.agents += delta;
+    e.totals.pendingWork += delta;
+  }
+
+ private:
+  struct Entry {
+    ProjectTotals totals;  // lastActivityMs unused: see activity
+    int64_t records = 0;
+    std::multiset<int64_t> activity;  // one per record that shows any
+  };
+
+  ProjectCounts(View& view, ProjectOf projectOf, Count count, Activity activity)
+      : view_(view),
+        projectOf_(std::move(projectOf)),
+        count_(std::move(count)),
+        activity_(std::move(activity)) {}
+
+  void apply(std::map<std::string, Entry>& into, const Record& record, int64_t sign) const {
+    const std::string& project = projectOf_(record);
+    Entry& e = into[project];
+    e.records += sign;
+    count_(record, e.totals, sign);
+    if (auto ms = activity_(record)) {
+      if (sign > 0) {
+        e.activity.insert(*ms);
+      } else if (auto it = e.activity.find(*ms); it != e.activity.end()) {
+        e.activity.erase(it);
+      }
+    }
+    if (e.records <= 0) into.erase(project);
+  }
+
+  static void add(ProjectTotals& to, const ProjectTotals& from) {
+    to.agents += from.agents;
+    to.pendingWork += from.pendingWork;
+    to.activeWork += from.activeWork;
+    to.completedWork += from.completedWork;
+    to.failedWork += from.failedWork;
+    to.cancelledWork += from.cancelledWork;
+    to.deadLettered += from.deadLettered;
+    to.targets += from.targets;
+    to.disabledTargets += from.disabledTargets;
+  }
+
+  static bool same(const Entry& a, const Entry& b) {
+    const ProjectTotals& x = a.totals;
+    const ProjectTotals& y = b.totals;
+    return a.records == b.records && x.agents == y.agents && x.pendingWork == y.pendingWork &&
+           x.activeWork == y.activeWork && x.completedWork == y.completedWork &&
+           x.failedWork == y.failedWork && x.cancelledWork == y.cancelledWork &&
+           x.deadLettered == y.deadLettered && x.targets == y.targets &&
+           x.disabledTargets == y.disabledTargets && a.activity == b.activity;
+  }
+
+  View& view_;
+  ProjectOf projectOf_;
+  Count count_;
+  Activity activity_;
+  // Taken inside the view's lock (indexer, verify) and alone (addTo).
+  mutable std::mutex mutex_;
+  std::map<std::string, Entry> byProject_;
+};
+
+}  // namespace weft

@@ -1,0 +1,246 @@
+// Stats kept as the views change (project_counts.h): they must equal a count
+// over the view after any sequence of changes, including the ones a feed
+// produces when it coalesces writes, replays old news or delivers writes made
+// through another instance; and a drift must be found and corrected.
+#include <catch2/catch.hpp>
+
+#include <limits>
+#include <random>
+
+#include "service_fixture.h"
+#include "weft/project_counts.h"
+
+namespace weft {
+namespace {
+
+using test::body;
+using test::eventually;
+using test::Services;
+
+// A record of its own, so the counting is tested apart from any service.
+struct Rec {
+  std::string project, status;
+  int64_t at = 0;
+};
+
+std::shared_ptr<const Rec> decodeRec(const std::string&, const std::string& value) {
+  auto j = Json::parse(value);
+  if (!j || !j->isObject()) return nullptr;
+  auto r = std::make_shared<Rec>();
+  r->project = j->getString("p");
+  r->status = j->getString("s");
+  r->at = j->getInt("t", 0);
+  return r;
+}
+
+std::string encodeRec(const std::string& project, const std::string& status, int64_t at) {
+  Json j = Json::object();
+  j.set("p", Json(project));
+  j.set("s", Json(status));
+  j.set("t", Json(at));
+  return j.dump();
+}
+
+std::shared_ptr<ProjectCounts<Rec>> countsOf(BucketView<Rec>& view) {
+  return ProjectCounts<Rec>::attach(
+      view, [](const Rec& r) -> const std::string& { return r.project; },
+      [](const Rec& r, ProjectTotals& t, int64_t sign) {
+        if (r.status == "pending") t.pendingWork += sign;
+        if (r.status == "done") t.completedWork += sign;
+      },
+      [](const Rec& r) -> std::optional<int64_t> {
+        if (r.at == 0) return std::nullopt;
+        return r.at;
+      });
+}
+
+TEST_CASE("project counts equal a recount after coalesced, stale and deleted changes") {
+  BucketView<Rec> view("recs", {}, decodeRec);
+  auto counts = countsOf(view);
+  std::mt19937 rng(GENERATE(1u, 2u, 3u, 4u, 5u));
+  const char* projects[] = {"p0", "p1", "p2"};
+  const char* statuses[] = {"pending", "done", "other"};
+  uint64_t revision = 0;
+  for (int step = 0; step < 3000; ++step) {
+    const std::string key = "k" + std::to_string(rng() % 60);
+    // Revisions jump (the feed coalesced what came between) and now and then
+    // an event arrives late, below what the view holds (old news).
+    revision += 1 + rng() % 4;
+    const uint64_t at = rng() % 10 == 0 && revision > 10 ? revision - 5 : revision;
+    switch (rng() % 6) {
+      case 0:
+        view.applyErase(key, at);
+        break;
+      case 1:
+        view.applyPut(key, "not json", at);  // an invalid value removes the key from the view
+        break;
+      default:
+        view.applyPut(key,
+                      encodeRec(projects[rng() % 3], statuses[rng() % 3],
+                                rng() % 4 == 0 ? 0 : static_cast<int64_t>(rng() % 1000)),
+                      at);
+    }
+    if (step % 500 == 499) REQUIRE(counts->verify() == 0);
+  }
+  CHECK(counts->verify() == 0);
+
+  // A skew (what a lost or doubled event would do) is found, corrected and
+  // then gone.
+  view.applyPut("known", encodeRec("p1", "pending", 5), ++revision);
+  counts->skewForTest("p1", 1);
+  CHECK(counts->verify() == 1);
+  CHECK(counts->verify() == 0);
+  counts->skewForTest("nowhere", 1);
+  CHECK(counts->verify() == 1);
+  CHECK(counts->verify() == 0);
+}
+
+TEST_CASE("project activity is the newest of the project's records and forgets removed ones") {
+  auto store = createMemoryStore();
+  auto bucket = *store->openBucket("recs", {});
+  BucketView<Rec> view("recs", {}, decodeRec);
+  auto counts = countsOf(view);
+  view.start(store);
+  REQUIRE(eventually([&] { return view.ready(); }));
+  auto totals = [&]() {
+    ProjectTotalsMap m;
+    REQUIRE(counts->addTo(m, "not loaded"));
+    return m;
+  };
+  auto settled = [&](size_t size) { return eventually([&] { return view.size() == size; }); };
+
+  REQUIRE(bucket->put("a", encodeRec("p", "pending", 100)));
+  REQUIRE(bucket->put("b", encodeRec("p", "pending", 300)));
+  REQUIRE(bucket->put("c", encodeRec("q", "done", 0)));
+  REQUIRE(settled(3));
+  REQUIRE(eventually([&] { return totals()["p"].pendingWork == 2; }));
+  CHECK(totals().at("p").lastActivityMs == 300);
+  CHECK(totals().at("q").completedWork == 1);
+  // q shows no activity: it stays at "none known".
+  CHECK(totals().at("q").lastActivityMs == std::numeric_limits<int64_t>::min());
+
+  // The newest record's activity moves back: so does the project's.
+  REQUIRE(bucket->put("b", encodeRec("p", "done", 200)));
+  REQUIRE(eventually([&] { return totals()["p"].completedWork == 1; }));
+  CHECK(totals().at("p").lastActivityMs == 200);
+  CHECK(totals().at("p").pendingWork == 1);
+  REQUIRE(bucket->erase("b"));
+  REQUIRE(settled(2));
+  CHECK(totals().at("p").lastActivityMs == 100);
+  // A project whose last record goes is forgotten.
+  REQUIRE(bucket->erase("a"));
+  REQUIRE(settled(1));
+  CHECK(totals().count("p") == 0);
+  CHECK(counts->verify() == 0);
+  view.stop();
+}
+
+// Agents, work and dead letters as weftd counts them: the stats of instance A
+// equal a count over the backend while instance B does the writing.
+TEST_CASE("stats of one instance follow writes made through another") {
+  ManualClock clock;
+  auto store = createMemoryStore();
+  Services a(store, clock);
+  Services b(store, clock);
+
+  std::mt19937 rng(7);
+  std::vector<std::string> items;
+  for (int i = 0; i < 6; ++i) {
+    Json reg = body(R"({"handle":"h","capabilities":["c"]})");
+    reg.set("guid", Json("g" + std::to_string(i)));
+    reg.set("projectId", Json("p" + std::to_string(i % 3)));
+    REQUIRE(b.agents->registerAgent(reg));
+  }
+  REQUIRE(b.agents->deregister("g5"));
+  for (int i = 0; i < 60; ++i) {
+    Json submit = body(R"({"boundary":"default","capability":"c","description":"d"})");
+    submit.set("projectId", Json("p" + std::to_string(rng() % 3)));
+    submit.set("maxAttempts", Json(1));
+    auto r = b.work->submit(submit);
+    REQUIRE(r);
+    items.push_back(r->getString("id"));
+  }
+  for (size_t i = 0; i < items.size(); i += 5) REQUIRE(b.work->cancel(items[i]));
+  // Claims by agents of each project; every other claimed item completes,
+  // the rest fail for good (dead-lettered).
+  int claimed = 0;
+  for (int i = 0; i < 24; ++i) {
+    const std::string project = "p" + std::to_string(i % 3);
+    const std::string guid = "g" + std::to_string(i % 3);
+    Json claim = body(R"({"capabilities":["c"]})");
+    claim.set("agentGuid", Json(guid));
+    claim.set("projectId", Json(project));
+    auto got = b.work->claim(claim);
+    REQUIRE(got);
+    if (!*got) continue;
+    ++claimed;
+    Json report = Json::object();
+    report.set("agentGuid", Json(guid));
+    report.set("claimToken", Json((*got)->getString("claimToken")));
+    const std::string id = (*got)->getString("id");
+    if (i % 2 == 0) {
+      REQUIRE(b.work->complete(id, report));
+    } else {
+      report.set("error", body(R"({"message":"no","recoverable":false})"));
+      REQUIRE(b.work->fail(id, report));
+    }
+  }
+  CHECK(claimed >= 12);
+
+  // The expected figures, counted from the backend itself.
+  ProjectTotalsMap expected;
+  auto workBucket = *store->openBucket(kWorkBucket, {});
+  auto workKeys = workBucket->keys("");
+  REQUIRE(workKeys);
+  for (const auto& key : *workKeys) {
+    auto e = workBucket->get(key);
+    REQUIRE(e);
+    const Json item = *Json::parse(e->value);
+    ProjectTotals& t = expected[item.getString("projectId")];
+    const std::string status = item.getString("status");
+    if (status == "pending") ++t.pendingWork;
+    if (status == "assigned" || status == "in-progress") ++t.activeWork;
+    if (status == "completed") ++t.completedWork;
+    if (status == "failed") ++t.failedWork;
+    if (status == "cancelled") ++t.cancelledWork;
+  }
+  auto dlqBucket = *store->openBucket(kDlqBucket, {});
+  auto dlqKeys = dlqBucket->keys("");
+  REQUIRE(dlqKeys);
+  for (const auto& key : *dlqKeys) {
+    auto e = dlqBucket->get(key);
+    REQUIRE(e);
+    ++expected[Json::parse(e->value)->get("workItem").getString("projectId")].deadLettered;
+  }
+  for (int i = 0; i < 5; ++i) ++expected["p" + std::to_string(i % 3)].agents;  // g5 is offline
+  expected["p2"];  // g5's project is known through its entry
+
+  auto matches = [&](Services& s) {
+    auto o = s.stats->overview();
+    if (!o || o->byProject.size() != expected.size()) return false;
+    for (const auto& [project, want] : expected) {
+      auto it = o->byProject.find(project);
+      if (it == o->byProject.end()) return false;
+      const ProjectTotals& got = it->second;
+      if (got.agents != want.agents || got.pendingWork != want.pendingWork ||
+          got.activeWork != want.activeWork || got.completedWork != want.completedWork ||
+          got.failedWork != want.failedWork || got.cancelledWork != want.cancelledWork ||
+          got.deadLettered != want.deadLettered) {
+        return false;
+      }
+    }
+    return true;
+  };
+  CHECK(expected.at("p0").cancelledWork + expected.at("p1").cancelledWork +
+            expected.at("p2").cancelledWork ==
+        12);
+  CHECK(eventually([&] { return matches(a); }));
+  CHECK(matches(b));
+  // Nothing to correct on either instance, and nothing reported.
+  CHECK(a.stats->verify() == 0);
+  CHECK(b.stats->verify() == 0);
+  CHECK(a.stats->drift().empty());
+}
+
+}  // namespace
+}  // namespace weft
