@@ -26,11 +26,11 @@ StatsContributor Stats::workContributor(const WorkQueue& work) {
     if (!work.view().ready()) return Status::unavailable("work items not loaded yet");
     work.view().forEach([&](const std::string&, const std::shared_ptr<const WorkRecord>& w) {
       ProjectTotals& t = totals[w->projectId];
-      if (w->status == "pending") ++t.pendingWork;
+      if (w->status == WorkStatus::Pending) ++t.pendingWork;
       else if (w->isActive()) ++t.activeWork;
-      else if (w->status == "completed") ++t.completedWork;
-      else if (w->status == "failed") ++t.failedWork;
-      else if (w->status == "cancelled") ++t.cancelledWork;
+      else if (w->status == WorkStatus::Completed) ++t.completedWork;
+      else if (w->status == WorkStatus::Failed) ++t.failedWork;
+      else if (w->status == WorkStatus::Cancelled) ++t.cancelledWork;
       t.noteActivity(w->updatedAtMs);
     });
     return Status::ok();
