@@ -85,10 +85,10 @@ TEST_CASE("busy agents, task counts and spindownAfterIdleMs") {
   registerAgent(h.services, "never", R"("spindownAfterIdleMs":0)");
   registerAgent(h.services, "quick", R"("spindownAfterIdleMs":1000)");
   REQUIRE(eventually([&] { return h.services.agents->view().size() == 4; }));
-  auto submitted = h.services.work->submit(
+  auto submitted = h.services.rest->submit(
       body(R"({"boundary":"b","capability":"cpp","description":"d"})"));
   REQUIRE(submitted.isOk());
-  auto claimed = h.services.work->claim(body(R"({"agentGuid":"worker"})"));
+  auto claimed = h.services.rest->claim(body(R"({"agentGuid":"worker"})"));
   REQUIRE(claimed.isOk());
   REQUIRE(claimed->has_value());
 

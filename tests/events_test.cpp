@@ -68,13 +68,13 @@ void registerAgent(Services& s, const std::string& guid) {
 std::string submit(Services& s, const std::string& extra = "") {
   std::string text = R"({"boundary":"b","capability":"cpp","description":"d","taskId":"t1")" +
                      (extra.empty() ? "" : "," + extra) + "}";
-  auto r = s.work->submit(Json::parse(text).value());
+  auto r = s.rest->submit(Json::parse(text).value());
   REQUIRE(r.isOk());
   return r->getString("id");
 }
 
 std::pair<std::string, std::string> claim(Services& s, const std::string& guid) {
-  auto r = s.work->claim(Json::parse(R"({"agentGuid":")" + guid + "\"}").value());
+  auto r = s.rest->claim(Json::parse(R"({"agentGuid":")" + guid + "\"}").value());
   REQUIRE(r.isOk());
   REQUIRE(r->has_value());
   return {(*r)->getString("id"), (*r)->getString("claimToken")};
@@ -258,17 +258,17 @@ TEST_CASE("the work lifecycle emits one event per transition") {
   CHECK(asg.data.get("leaseExpiresAt").isString());
   CHECK(asg.data.get("capability").asString() == "cpp");
 
-  REQUIRE(s.work->start(id, fence("a9", token)).isOk());
+  REQUIRE(s.rest->start(id, fence("a9", token)).isOk());
   Event st = rec.waitFor("work:started");
   CHECK(st.data.get("assignedTo").asString() == "a9");
-  REQUIRE(s.work->start(id, fence("a9", token)).isOk());  // idempotent: lease only
+  REQUIRE(s.rest->start(id, fence("a9", token)).isOk());  // idempotent: lease only
 
-  REQUIRE(s.work->progress(id, fence("a9", token, R"("progress":40)")).isOk());
+  REQUIRE(s.rest->progress(id, fence("a9", token, R"("progress":40)")).isOk());
   Event pr = rec.waitFor("work:progress");
   CHECK(pr.data.get("progress").asInt() == 40);
   CHECK(pr.data.get("assignedToAgent").get("guid").asString() == "a9");
 
-  REQUIRE(s.work->complete(id, fence("a9", token, R"("result":{"summary":"all done"})")).isOk());
+  REQUIRE(s.rest->complete(id, fence("a9", token, R"("result":{"summary":"all done"})")).isOk());
   Event done = rec.waitFor("work:completed");
   CHECK(done.data.get("summary").asString() == "all done");
   CHECK(done.data.get("assignedTo").asString() == "a9");
@@ -292,7 +292,7 @@ TEST_CASE("failures, retries, dead-lettering, DLQ retry and cancel") {
 
   auto [c1, t1] = claim(s, "a1");
   REQUIRE(
-      s.work->fail(id, fence("a1", t1, R"("error":{"message":"boom","recoverable":true})")).isOk());
+      s.rest->fail(id, fence("a1", t1, R"("error":{"message":"boom","recoverable":true})")).isOk());
   Event f1 = rec.waitFor("work:failed");
   checkHead(f1);
   CHECK(f1.data.get("errorMessage").asString() == "boom");
@@ -317,12 +317,12 @@ TEST_CASE("failures, retries, dead-lettering, DLQ retry and cancel") {
 
   // Out of the DLQ: submitted again, requeued.
   REQUIRE(eventually([&] { return s.dlq->view().find(id) != nullptr; }));
-  REQUIRE(s.work->retryDeadLetter(id).isOk());
+  REQUIRE(s.rest->retryDeadLetter(id).isOk());
   Event rq = rec.waitFor("work:submitted", 2);
   CHECK(rq.data.get("requeued").asBool());
   CHECK(rq.data.get("workId").asString() == id);
 
-  REQUIRE(s.work->cancel(id).isOk());
+  REQUIRE(s.rest->cancel(id).isOk());
   Event cn = rec.waitFor("work:cancelled");
   checkHead(cn);
   CHECK(cn.data.get("workId").asString() == id);
@@ -499,11 +499,11 @@ TEST_CASE("coalesced feeds: every transition event once, in order, whatever was 
     auto [claimed, token] = claim(s, "a1");
     REQUIRE(claimed == id);
     snaps.take();
-    REQUIRE(s.work->start(id, fence("a1", token)).isOk());
+    REQUIRE(s.rest->start(id, fence("a1", token)).isOk());
     snaps.take();
-    REQUIRE(s.work->progress(id, fence("a1", token, R"("progress":40)")).isOk());
+    REQUIRE(s.rest->progress(id, fence("a1", token, R"("progress":40)")).isOk());
     snaps.take();
-    REQUIRE(s.work->complete(id, fence("a1", token, R"("result":{"summary":"ok"})")).isOk());
+    REQUIRE(s.rest->complete(id, fence("a1", token, R"("result":{"summary":"ok"})")).isOk());
     snaps.take();
     checkEverySubset(snaps.values(),
                      {"work:submitted", "work:assigned", "work:started", "work:completed"});
@@ -520,14 +520,14 @@ TEST_CASE("coalesced feeds: every transition event once, in order, whatever was 
     Snapshots snaps(s, id);
     auto [c1, t1] = claim(s, "a1");
     snaps.take();
-    REQUIRE(s.work->fail(id, fence("a1", t1, R"("error":{"message":"boom"})")).isOk());
+    REQUIRE(s.rest->fail(id, fence("a1", t1, R"("error":{"message":"boom"})")).isOk());
     snaps.take();
     auto [c2, t2] = claim(s, "a2");
     REQUIRE(c2 == id);
     snaps.take();
-    REQUIRE(s.work->start(id, fence("a2", t2)).isOk());
+    REQUIRE(s.rest->start(id, fence("a2", t2)).isOk());
     snaps.take();
-    REQUIRE(s.work->complete(id, fence("a2", t2)).isOk());
+    REQUIRE(s.rest->complete(id, fence("a2", t2)).isOk());
     snaps.take();
     checkEverySubset(snaps.values(), {"work:submitted", "work:assigned", "work:failed",
                                       "work:assigned", "work:started", "work:completed"});
@@ -547,12 +547,12 @@ TEST_CASE("coalesced feeds: every transition event once, in order, whatever was 
     Snapshots snaps(s, id);
     auto [c1, t1] = claim(s, "a1");
     snaps.take();
-    REQUIRE(s.work->fail(id, fence("a1", t1, R"("error":{"message":"bad"})")).isOk());
+    REQUIRE(s.rest->fail(id, fence("a1", t1, R"("error":{"message":"bad"})")).isOk());
     snaps.take();
     REQUIRE(eventually([&] { return s.dlq->view().find(id) != nullptr; }));
-    REQUIRE(s.work->retryDeadLetter(id).isOk());
+    REQUIRE(s.rest->retryDeadLetter(id).isOk());
     snaps.take();
-    REQUIRE(s.work->cancel(id).isOk());
+    REQUIRE(s.rest->cancel(id).isOk());
     snaps.take();
     checkEverySubset(snaps.values(), {"work:submitted", "work:assigned", "work:failed",
                                       "work:submitted", "work:cancelled"});
@@ -567,9 +567,9 @@ TEST_CASE("coalesced feeds: every transition event once, in order, whatever was 
     const std::string id = submit(s);
     Snapshots snaps(s, id);
     auto [c1, token] = claim(s, "a1");
-    REQUIRE(s.work->start(id, fence("a1", token)).isOk());
-    REQUIRE(s.work->progress(id, fence("a1", token, R"("progress":10)")).isOk());
-    REQUIRE(s.work->progress(id, fence("a1", token, R"("progress":70)")).isOk());
+    REQUIRE(s.rest->start(id, fence("a1", token)).isOk());
+    REQUIRE(s.rest->progress(id, fence("a1", token, R"("progress":10)")).isOk());
+    REQUIRE(s.rest->progress(id, fence("a1", token, R"("progress":70)")).isOk());
     snaps.take();
     auto events = seenThrough(snaps.values(), 1);
     std::vector<std::string> names;

@@ -20,7 +20,7 @@ namespace {
 std::string submit(Services& s, const std::string& extra = "") {
   std::string text = R"({"boundary":"b","capability":"cpp","description":"d")" +
                      (extra.empty() ? "" : "," + extra) + "}";
-  auto r = s.work->submit(Json::parse(text).value());
+  auto r = s.rest->submit(Json::parse(text).value());
   REQUIRE(r.isOk());
   return r->getString("id");
 }
@@ -38,7 +38,7 @@ Json claimBody(const std::string& guid, const std::string& extra = "") {
 
 // Claims and returns {id, token}.
 std::pair<std::string, std::string> claim(Services& s, const std::string& guid) {
-  auto r = s.work->claim(claimBody(guid));
+  auto r = s.rest->claim(claimBody(guid));
   REQUIRE(r.isOk());
   REQUIRE(r->has_value());
   return {(*r)->getString("id"), (*r)->getString("claimToken")};
@@ -57,7 +57,7 @@ Json failBody(const std::string& guid, const std::string& token, bool recoverabl
 }
 
 std::string statusOf(Services& s, const std::string& id) {
-  auto item = s.work->get(id);
+  auto item = s.rest->get(id);
   REQUIRE(item.isOk());
   return item->getString("status");
 }
@@ -74,7 +74,7 @@ TEST_CASE("claim assigns the highest-priority oldest item with a fresh token") {
   clock.advance(5);
   std::string high2 = submit(s, R"("priority":8)");
 
-  auto r = s.work->claim(claimBody("a1"));
+  auto r = s.rest->claim(claimBody("a1"));
   REQUIRE(r.isOk());
   REQUIRE(r->has_value());
   const Json& item = **r;
@@ -88,10 +88,10 @@ TEST_CASE("claim assigns the highest-priority oldest item with a fresh token") {
   CHECK(item.get("assignedToAgent").getString("guid") == "a1");
 
   // The token is never shown again.
-  CHECK_FALSE(s.work->get(high1)->contains("claimToken"));
+  CHECK_FALSE(s.rest->get(high1)->contains("claimToken"));
   CHECK(claim(s, "a1").first == high2);
   CHECK(claim(s, "a1").first == low);
-  auto none = s.work->claim(claimBody("a1"));
+  auto none = s.rest->claim(claimBody("a1"));
   REQUIRE(none.isOk());
   CHECK_FALSE(none->has_value());
 }
@@ -99,19 +99,19 @@ TEST_CASE("claim assigns the highest-priority oldest item with a fresh token") {
 TEST_CASE("claim validation, unknown and offline agents") {
   ManualClock clock;
   Services s(createMemoryStore(), clock);
-  CHECK(s.work->claim(Json::object()).status().message() == "agentGuid is required");
-  CHECK(s.work->claim(claimBody("x", R"("capabilities":"cpp")")).status().message() ==
+  CHECK(s.rest->claim(Json::object()).status().message() == "agentGuid is required");
+  CHECK(s.rest->claim(claimBody("x", R"("capabilities":"cpp")")).status().message() ==
         "capabilities must be an array of strings");
-  CHECK(s.work->claim(claimBody("x", R"("boundaries":[1])")).status().message() ==
+  CHECK(s.rest->claim(claimBody("x", R"("boundaries":[1])")).status().message() ==
         "boundaries must be an array of strings");
-  CHECK(s.work->claim(claimBody("x", R"("leaseMs":5)")).status().message() ==
+  CHECK(s.rest->claim(claimBody("x", R"("leaseMs":5)")).status().message() ==
         "leaseMs must be an integer between 1000 and 86400000");
-  auto unknown = s.work->claim(claimBody("ghost"));
+  auto unknown = s.rest->claim(claimBody("ghost"));
   CHECK(unknown.code() == Code::NotFound);
   CHECK(unknown.status().message() == "Agent with GUID ghost not found");
   registerAgent(s, "a1");
   REQUIRE(s.agents->deregister("a1"));
-  auto offline = s.work->claim(claimBody("a1"));
+  auto offline = s.rest->claim(claimBody("a1"));
   CHECK(offline.code() == Code::Conflict);
   CHECK(offline.status().message() == "Agent with GUID a1 is offline");
 }
@@ -122,20 +122,20 @@ TEST_CASE("claim honours capability, boundary, project and required agent type")
   registerAgent(s, "bounded", R"("metadata":{"boundaries":["east"]})");
   registerAgent(s, "copilot", R"("metadata":{"agentType":"copilot-cli"})");
   std::string west = submit(s, R"("boundary":"west")");
-  auto none = s.work->claim(claimBody("bounded"));
+  auto none = s.rest->claim(claimBody("bounded"));
   REQUIRE(none.isOk());
   CHECK_FALSE(none->has_value());  // declared boundaries exclude "west"
   std::string forClaude = submit(s, R"("boundary":"east","requiredAgentType":"claude-code")");
-  auto notCopilot = s.work->claim(claimBody("copilot", R"("boundaries":["east"])"));
+  auto notCopilot = s.rest->claim(claimBody("copilot", R"("boundaries":["east"])"));
   CHECK_FALSE(notCopilot->has_value());
   CHECK(claim(s, "bounded").first == forClaude);
   CHECK(claim(s, "copilot").first == west);  // no declared boundaries: any boundary
   submit(s, R"("projectId":"other")");
-  CHECK_FALSE(s.work->claim(claimBody("copilot"))->has_value());
-  CHECK(s.work->claim(claimBody("copilot", R"("projectId":"other")"))->has_value());
+  CHECK_FALSE(s.rest->claim(claimBody("copilot"))->has_value());
+  CHECK(s.rest->claim(claimBody("copilot", R"("projectId":"other")"))->has_value());
   submit(s, R"("capability":"rust")");
-  CHECK_FALSE(s.work->claim(claimBody("copilot"))->has_value());
-  CHECK(s.work->claim(claimBody("copilot", R"("capabilities":["rust"])"))->has_value());
+  CHECK_FALSE(s.rest->claim(claimBody("copilot"))->has_value());
+  CHECK(s.rest->claim(claimBody("copilot", R"("capabilities":["rust"])"))->has_value());
 }
 
 TEST_CASE("start, progress and complete are fenced by the claim token") {
@@ -147,32 +147,32 @@ TEST_CASE("start, progress and complete are fenced by the claim token") {
   auto [claimed, token] = claim(s, "a1");
   REQUIRE(claimed == id);
 
-  CHECK(s.work->start(id, Json::parse(R"({"agentGuid":"a1"})").value()).status().message() ==
+  CHECK(s.rest->start(id, Json::parse(R"({"agentGuid":"a1"})").value()).status().message() ==
         "claimToken is required");
-  auto wrongToken = s.work->start(id, fenceBody("a1", "nope"));
+  auto wrongToken = s.rest->start(id, fenceBody("a1", "nope"));
   CHECK(wrongToken.code() == Code::Conflict);
   CHECK(wrongToken.status().message() == "Claim token does not match current assignment");
-  CHECK(s.work->start(id, fenceBody("a2", token)).status().message() ==
+  CHECK(s.rest->start(id, fenceBody("a2", token)).status().message() ==
         "Claim token does not match current assignment");
 
   clock.advance(1000);
-  auto started = s.work->start(id, fenceBody("a1", token));
+  auto started = s.rest->start(id, fenceBody("a1", token));
   REQUIRE(started.isOk());
   CHECK(started->getString("status") == "in-progress");
   CHECK(started->getString("startedAt") == formatIso(clock.nowMs()));
   CHECK(started->getString("leaseExpiresAt") == formatIso(clock.nowMs() + 300000));
   clock.advance(1000);
-  REQUIRE(s.work->start(id, fenceBody("a1", token)).isOk());  // idempotent
+  REQUIRE(s.rest->start(id, fenceBody("a1", token)).isOk());  // idempotent
 
-  CHECK(s.work->progress(id, fenceBody("a1", token, R"("progress":101)")).status().message() ==
+  CHECK(s.rest->progress(id, fenceBody("a1", token, R"("progress":101)")).status().message() ==
         "progress must be an integer between 0 and 100");
-  auto progressed = s.work->progress(id, fenceBody("a1", token, R"("progress":40)"));
+  auto progressed = s.rest->progress(id, fenceBody("a1", token, R"("progress":40)"));
   REQUIRE(progressed.isOk());
   CHECK(progressed->getInt("progress") == 40);
 
-  CHECK(s.work->complete(id, fenceBody("a1", token, R"("result":[])")).status().message() ==
+  CHECK(s.rest->complete(id, fenceBody("a1", token, R"("result":[])")).status().message() ==
         "result must be an object");
-  auto done = s.work->complete(
+  auto done = s.rest->complete(
       id, fenceBody("a1", token, R"("result":{"summary":"ok","output":{"n":1},"artifacts":[]})"));
   REQUIRE(done.isOk());
   CHECK(done->getString("status") == "completed");
@@ -182,11 +182,11 @@ TEST_CASE("start, progress and complete are fenced by the claim token") {
   CHECK_FALSE(done->contains("leaseExpiresAt"));
 
   // The holder gets the state error, anyone else the token error.
-  CHECK(s.work->complete(id, fenceBody("a1", token)).status().message() ==
+  CHECK(s.rest->complete(id, fenceBody("a1", token)).status().message() ==
         "Cannot complete work in completed state");
-  CHECK(s.work->fail(id, failBody("a1", token)).status().message() ==
+  CHECK(s.rest->fail(id, failBody("a1", token)).status().message() ==
         "Cannot fail work in completed state");
-  CHECK(s.work->progress(id, fenceBody("a2", token, R"("progress":1)")).status().message() ==
+  CHECK(s.rest->progress(id, fenceBody("a2", token, R"("progress":1)")).status().message() ==
         "Claim token does not match current assignment");
 }
 
@@ -197,7 +197,7 @@ TEST_CASE("recoverable failures retry until maxAttempts, then the DLQ; retry fro
   std::string id = submit(s, R"("maxAttempts":2)");
 
   auto first = claim(s, "a1");
-  auto retried = s.work->fail(id, failBody("a1", first.second));
+  auto retried = s.rest->fail(id, failBody("a1", first.second));
   REQUIRE(retried.isOk());
   CHECK(retried->getString("status") == "pending");
   CHECK(retried->getInt("attempts") == 1);
@@ -206,12 +206,12 @@ TEST_CASE("recoverable failures retry until maxAttempts, then the DLQ; retry fro
   CHECK(retried->get("error").getString("message") == "boom");
   CHECK(retried->get("error").getInt("attempt") == 1);
   // The old token is now stale.
-  CHECK(s.work->complete(id, fenceBody("a1", first.second)).status().message() ==
+  CHECK(s.rest->complete(id, fenceBody("a1", first.second)).status().message() ==
         "Claim token does not match current assignment");
 
   auto second = claim(s, "a1");
   CHECK(second.second != first.second);
-  auto failed = s.work->fail(id, failBody("a1", second.second));
+  auto failed = s.rest->fail(id, failBody("a1", second.second));
   REQUIRE(failed.isOk());
   CHECK(failed->getString("status") == "failed");
   CHECK(failed->contains("failedAt"));
@@ -223,20 +223,22 @@ TEST_CASE("recoverable failures retry until maxAttempts, then the DLQ; retry fro
   CHECK(dead.reason == DeadLetterReason::MaxAttemptsExceeded);
   CHECK(dead.attempts == 2);
   CHECK(dead.errors.size() == 2);
-  CHECK(dead.workItem.getString("status") == "failed");
-  CHECK_FALSE(dead.workItem.contains("claimToken"));
+  REQUIRE(dead.workItem);
+  CHECK(dead.workItem->status == WorkStatus::Failed);
+  CHECK_FALSE(dead.workItem->contains(WorkField::ClaimToken));
+  CHECK(dead.errors[1].message == "boom");
   CHECK(dead.failedAtMs == clock.nowMs());
   CHECK(s.dlq->list({}, {})->total == 1);
   CHECK(s.dlq->list({}, {})->items.front()->id == id);
   CHECK(s.stats->overview()->totals.deadLettered == 1);
 
-  auto requeued = s.work->retryDeadLetter(id);
+  auto requeued = s.rest->retryDeadLetter(id);
   REQUIRE(requeued.isOk());
   CHECK(requeued->getString("status") == "pending");
   CHECK(requeued->getInt("attempts") == 0);
   CHECK(requeued->get("errors").size() == 2);  // history kept
   CHECK(s.dlq->get(id).code() == Code::NotFound);
-  CHECK(s.work->retryDeadLetter(id).code() == Code::NotFound);
+  CHECK(s.rest->retryDeadLetter(id).code() == Code::NotFound);
 }
 
 TEST_CASE("a non-recoverable failure dead-letters at once; DLQ retry of a live item is 409") {
@@ -245,16 +247,16 @@ TEST_CASE("a non-recoverable failure dead-letters at once; DLQ retry of a live i
   registerAgent(s, "a1");
   std::string id = submit(s);
   auto c = claim(s, "a1");
-  REQUIRE(s.work->fail(id, failBody("a1", c.second, false)).isOk());
+  REQUIRE(s.rest->fail(id, failBody("a1", c.second, false)).isOk());
   CHECK((*s.dlq->get(id))->reason == DeadLetterReason::NonRecoverable);
-  REQUIRE(s.work->retryDeadLetter(id, /*resetAttempts=*/false));
-  CHECK(s.work->get(id)->getInt("attempts") == 1);
+  REQUIRE(s.rest->retryDeadLetter(id, /*resetAttempts=*/false));
+  CHECK(s.rest->get(id)->getInt("attempts") == 1);
   // A leftover entry for a pending item cannot be retried.
   DeadLetter leftover;
   leftover.id = id;
-  leftover.workItem = Json::object();
+  leftover.workItem = std::make_shared<WorkItem>();
   REQUIRE(s.dlq->write(leftover));
-  CHECK(s.work->retryDeadLetter(id).status().message() ==
+  CHECK(s.rest->retryDeadLetter(id).status().message() ==
         "Cannot retry work in pending state");
   REQUIRE(s.dlq->discard(id).isOk());
   CHECK(s.dlq->discard(id).code() == Code::NotFound);
@@ -273,17 +275,17 @@ TEST_CASE("expired leases are re-queued by the sweeper, then dead-lettered") {
   auto report = s.work->sweepOnce();
   CHECK(report.leasesExpired == 1);
   CHECK(report.retried == 1);
-  auto item = s.work->get(id);
+  auto item = s.rest->get(id);
   CHECK(item->getString("status") == "pending");
   CHECK(item->get("error").getString("code") == "LEASE_EXPIRED");
   CHECK(item->get("error").getString("message") == "lease expired");
-  CHECK(s.work->start(id, fenceBody("a1", c.second)).status().message() ==
+  CHECK(s.rest->start(id, fenceBody("a1", c.second)).status().message() ==
         "Claim token does not match current assignment");
 
   // progress extends the lease
   auto c2 = claim(s, "a1");
   clock.advance(800);
-  REQUIRE(s.work->progress(id, fenceBody("a1", c2.second, R"("progress":5)")));
+  REQUIRE(s.rest->progress(id, fenceBody("a1", c2.second, R"("progress":5)")));
   clock.advance(800);
   CHECK(s.work->sweepOnce().leasesExpired == 0);
   clock.advance(300);
@@ -315,7 +317,7 @@ TEST_CASE("two instances sweeping one backend count each expiry once") {
   tb.join();
   CHECK(ra.leasesExpired + rb.leasesExpired == 20);
   for (const auto& id : ids) {
-    auto item = a.work->get(id);
+    auto item = a.rest->get(id);
     CHECK(item->getString("status") == "pending");
     CHECK(item->getInt("attempts") == 1);
     CHECK(item->get("errors").size() == 1);
@@ -337,7 +339,7 @@ TEST_CASE("concurrent claimers never get the same item") {
     threads.emplace_back([&, t] {
       std::string guid = "w" + std::to_string(t);
       for (;;) {
-        auto r = s.work->claim(claimBody(guid));
+        auto r = s.rest->claim(claimBody(guid));
         if (!r.isOk()) continue;
         if (!r->has_value()) break;
         std::string id = (*r)->getString("id");
@@ -346,8 +348,8 @@ TEST_CASE("concurrent claimers never get the same item") {
           claimed.insert(id);
         }
         // Catch2 assertions are not thread-safe: count here, check after join.
-        if (s.work->complete(id, fenceBody(guid, "stale-token")).isOk()) ++completedWithStale;
-        if (!s.work->complete(id, fenceBody(guid, (*r)->getString("claimToken"))).isOk()) {
+        if (s.rest->complete(id, fenceBody(guid, "stale-token")).isOk()) ++completedWithStale;
+        if (!s.rest->complete(id, fenceBody(guid, (*r)->getString("claimToken"))).isOk()) {
           ++completeFailures;
         }
       }
@@ -371,22 +373,22 @@ TEST_CASE("cancel-batch by ids and by filter, with reassign") {
   std::string r = submit(s, R"("priority":1)");
   auto c = claim(s, "a1");
   REQUIRE(c.first == p);
-  REQUIRE(s.work->cancel(r));
+  REQUIRE(s.rest->cancel(r));
 
-  CHECK(s.work->cancelBatch(Json::object()).status().message() ==
+  CHECK(s.rest->cancelBatch(Json::object()).status().message() ==
         "Either filter or workItemIds must be provided");
-  CHECK(s.work->cancelBatch(body(R"({"workItemIds":"x"})")).status().message() ==
+  CHECK(s.rest->cancelBatch(body(R"({"workItemIds":"x"})")).status().message() ==
         "workItemIds must be an array");
-  CHECK(s.work->cancelBatch(body(R"({"filter":{"status":1}})")).status().message() ==
+  CHECK(s.rest->cancelBatch(body(R"({"filter":{"status":1}})")).status().message() ==
         "filter.status must be a string");
-  CHECK(s.work->cancelBatch(body(R"({"filter":{"minPriority":"1"}})")).status().message() ==
+  CHECK(s.rest->cancelBatch(body(R"({"filter":{"minPriority":"1"}})")).status().message() ==
         "filter.minPriority must be a number");
-  CHECK(s.work->cancelBatch(body(R"({"filter":{},"reason":"bored"})")).status().message() ==
+  CHECK(s.rest->cancelBatch(body(R"({"filter":{},"reason":"bored"})")).status().message() ==
         "Invalid reason. Must be one of: user-requested, deadline-passed, resource-constraint, "
         "system-shutdown");
 
   std::string ghost = newUuid();
-  auto result = s.work->cancelBatch(
+  auto result = s.rest->cancelBatch(
       Json::parse(R"({"workItemIds":[")" + p + R"(",")" + r + R"(",")" + ghost +
                   R"("],"reassign":true,"reason":"user-requested"})")
           .value());
@@ -397,16 +399,16 @@ TEST_CASE("cancel-batch by ids and by filter, with reassign") {
   CHECK(result->get("errors").getString(ghost) == "Work item not found");
   CHECK(result->get("errors").getString(r) == "Cannot cancel work in cancelled state");
   CHECK(result->getInt("totalProcessed") == 3);
-  auto reassigned = s.work->get(p);
+  auto reassigned = s.rest->get(p);
   CHECK(reassigned->getString("status") == "pending");
   CHECK(reassigned->getInt("attempts") == 1);
-  CHECK(s.work->complete(p, fenceBody("a1", c.second)).status().message() ==
+  CHECK(s.rest->complete(p, fenceBody("a1", c.second)).status().message() ==
         "Claim token does not match current assignment");
 
-  auto byFilter = s.work->cancelBatch(body(R"({"filter":{"minPriority":5},"reason":"deadline-passed"})"));
+  auto byFilter = s.rest->cancelBatch(body(R"({"filter":{"minPriority":5},"reason":"deadline-passed"})"));
   REQUIRE(byFilter.isOk());
   CHECK(byFilter->get("cancelledItems").dump() == "[\"" + p + "\"]");
-  CHECK(s.work->get(p)->getString("cancelReason") == "deadline-passed");
+  CHECK(s.rest->get(p)->getString("cancelReason") == "deadline-passed");
   CHECK(statusOf(s, q) == "pending");
 }
 
@@ -418,12 +420,12 @@ TEST_CASE("a failed DLQ write leaves the item where it was") {
   std::string id = submit(s, R"("maxAttempts":1)");
   auto c = claim(s, "a1");
   faulty->inject({KvOp::Put, kDlqBucket, 1, Code::Unavailable, false});
-  auto r = s.work->fail(id, failBody("a1", c.second));
+  auto r = s.rest->fail(id, failBody("a1", c.second));
   CHECK(r.code() == Code::Unavailable);
   CHECK(statusOf(s, id) == "assigned");
   CHECK(s.dlq->get(id).code() == Code::NotFound);
   // The agent can simply report again.
-  REQUIRE(s.work->fail(id, failBody("a1", c.second)).isOk());
+  REQUIRE(s.rest->fail(id, failBody("a1", c.second)).isOk());
   CHECK(statusOf(s, id) == "failed");
   CHECK(s.dlq->get(id).isOk());
 }
@@ -438,7 +440,7 @@ TEST_CASE("a failed item update after the DLQ write is repaired, never half-move
     std::string id = submit(s, R"("maxAttempts":1)");
     auto c = claim(s, "a1");
     faulty->inject({KvOp::Update, kWorkBucket, 1, Code::Unavailable, false});
-    CHECK(s.work->fail(id, failBody("a1", c.second)).code() == Code::Unavailable);
+    CHECK(s.rest->fail(id, failBody("a1", c.second)).code() == Code::Unavailable);
     CHECK(statusOf(s, id) == "assigned");
     clock.advance(30000);
     CHECK(s.work->sweepOnce().orphansRemoved == 0);  // too young: an update may be in flight
@@ -451,15 +453,15 @@ TEST_CASE("a failed item update after the DLQ write is repaired, never half-move
     std::string id = submit(s, R"("maxAttempts":1)");
     auto c = claim(s, "a1");
     faulty->inject({KvOp::Update, kWorkBucket, 1, Code::Timeout, true});
-    CHECK(s.work->fail(id, failBody("a1", c.second)).code() == Code::Timeout);
-    REQUIRE(eventually([&] { return s.work->view().find(id)->status == "failed"; }));
+    CHECK(s.rest->fail(id, failBody("a1", c.second)).code() == Code::Timeout);
+    REQUIRE(eventually([&] { return s.work->view().find(id)->status == WorkStatus::Failed; }));
     CHECK(statusOf(s, id) == "failed");
     CHECK(s.dlq->get(id).isOk());
     clock.advance(120000);
     CHECK(s.work->sweepOnce().orphansRemoved == 0);
     CHECK(s.dlq->get(id).isOk());
     // A retried fail now answers the state error.
-    CHECK(s.work->fail(id, failBody("a1", c.second)).status().message() ==
+    CHECK(s.rest->fail(id, failBody("a1", c.second)).status().message() ==
           "Cannot fail work in failed state");
   }
 }
@@ -470,11 +472,106 @@ TEST_CASE("retention removes old terminal items and dead-letter entries") {
   registerAgent(s, "a1");
   std::string done = submit(s);
   auto c = claim(s, "a1");
-  REQUIRE(s.work->complete(done, fenceBody("a1", c.second)));
+  REQUIRE(s.rest->complete(done, fenceBody("a1", c.second)));
   std::string pending = submit(s);
   clock.advance(86400000);
   auto report = s.work->sweepOnce();
   CHECK(report.itemsPurged == 1);
-  CHECK(s.work->get(done).code() == Code::NotFound);
+  CHECK(s.rest->get(done).code() == Code::NotFound);
   CHECK(statusOf(s, pending) == "pending");
+}
+
+namespace {
+
+// The value stored under id, straight from the backend.
+std::string storedValue(Services& s, const std::string& id) {
+  auto entry = s.work->view().bucket()->get(id);
+  REQUIRE(entry.isOk());
+  return entry->value;
+}
+
+}  // namespace
+
+TEST_CASE("the typed WorkQueue API: submit, claim, report, fail and retry") {
+  ManualClock clock;
+  Services s(createMemoryStore(), clock);
+  registerAgent(s, "a1");
+  SubmitRequest request;
+  request.boundary = "b";
+  request.capability = "cpp";
+  request.description = "typed";
+  request.priority = 9;
+  request.maxAttempts = 2;
+  request.contextData = Json::parse(R"({"k":[1,2]})").value();
+  auto submitted = s.work->submit(request);
+  REQUIRE(submitted.isOk());
+  CHECK(submitted->targetAgentType == "claude-code");
+  CHECK(submitted->estimatedWaitSeconds == std::optional<int64_t>(5));
+  const std::string id = submitted->id;
+
+  auto read = s.work->get(id);
+  REQUIRE(read.isOk());
+  const WorkItem& item = *read->item;
+  CHECK(item.status == WorkStatus::Pending);
+  CHECK(item.priority == 9);
+  CHECK(item.maxAttempts == 2);
+  CHECK(item.contextData.get("k").size() == 2);
+  CHECK(item.errors.empty());
+  CHECK(read->assignedToAgent.isNull());
+
+  ClaimRequest claimRequest;
+  claimRequest.agentGuid = "a1";
+  auto claimed = s.work->claim(claimRequest);
+  REQUIRE(claimed.isOk());
+  REQUIRE(claimed->has_value());
+  const WorkItem& assigned = *(*claimed)->work.item;
+  CHECK(assigned.status == WorkStatus::Assigned);
+  CHECK(assigned.attempts == 1);
+  CHECK_FALSE(assigned.claimToken.empty());
+  CHECK((*claimed)->work.assignedToAgent.getString("guid") == "a1");
+  // What the claim returns is what it stored.
+  CHECK(assigned.encode() == storedValue(s, id));
+  const ClaimHolder holder{"a1", assigned.claimToken};
+
+  auto progressed = s.work->progress(id, ProgressReport{holder, 30});
+  REQUIRE(progressed.isOk());
+  CHECK(progressed->item->progress == 30);
+  CHECK(progressed->item->encode() == storedValue(s, id));
+
+  FailReport failure{holder, "broke", std::string("E9"), true};
+  auto failed = s.work->fail(id, failure);
+  REQUIRE(failed.isOk());
+  CHECK(failed->item->status == WorkStatus::Pending);
+  REQUIRE(failed->item->errors.size() == 1);
+  CHECK(failed->item->errors[0].code == std::optional<std::string>("E9"));
+  CHECK(failed->item->errors[0].agentGuid == std::optional<std::string>("a1"));
+  CHECK_FALSE(failed->item->contains(WorkField::AssignedTo));
+  CHECK(failed->item->encode() == storedValue(s, id));
+  // Every stored value reads back byte for byte.
+  const std::string stored = storedValue(s, id);
+  CHECK(WorkItem::decode(stored)->encode() == stored);
+
+  auto again = s.work->claim(claimRequest);
+  REQUIRE(again.isOk());
+  REQUIRE(again->has_value());
+  const ClaimHolder second{"a1", (*again)->work.item->claimToken};
+  auto dead = s.work->fail(id, FailReport{second, "again", std::nullopt, true});
+  REQUIRE(dead.isOk());
+  CHECK(dead->item->status == WorkStatus::Failed);
+  auto entry = s.dlq->get(id);
+  REQUIRE(entry.isOk());
+  CHECK((*entry)->errors.size() == 2);
+  CHECK((*entry)->workItem->encode().find("claimToken") == std::string::npos);
+
+  auto retried = s.work->retryDeadLetter(id);
+  REQUIRE(retried.isOk());
+  CHECK(retried->item->status == WorkStatus::Pending);
+  CHECK(retried->item->attempts == 0);
+  CHECK(retried->item->encode() == storedValue(s, id));
+
+  auto cancelled = s.work->cancel(id);
+  REQUIRE(cancelled.isOk());
+  CHECK((*cancelled)->status == WorkStatus::Cancelled);
+  CHECK((*cancelled)->encode() == storedValue(s, id));
+  CHECK(s.work->cancel(id).code() == Code::Conflict);
 }

@@ -14,6 +14,7 @@
 #include "weft/memory_kv.h"
 #include "weft/stats.h"
 #include "weft/work_queue.h"
+#include "support/rest_work.h"
 
 namespace weft::test {
 
@@ -40,6 +41,7 @@ struct Services {
     agents = std::make_unique<AgentRegistry>(ctx);
     dlq = std::make_unique<DeadLetters>(ctx);
     work = std::make_unique<WorkQueue>(ctx, *agents, *dlq);
+    rest = std::make_unique<testing::RestWork>(*work);
     stats = std::make_unique<Stats>(ctx);
     stats->addContributor(Stats::agentContributor(*agents));
     stats->addContributor(Stats::workContributor(*work));
@@ -70,6 +72,7 @@ struct Services {
   std::unique_ptr<AgentRegistry> agents;
   std::unique_ptr<DeadLetters> dlq;
   std::unique_ptr<WorkQueue> work;
+  std::unique_ptr<testing::RestWork> rest;  // work in its REST form
   std::unique_ptr<Stats> stats;
 };
 

@@ -222,7 +222,7 @@ TEST_CASE("submit validates in table order") {
   ManualClock clock;
   Services s(createMemoryStore(), clock);
   auto message = [&](const char* text) {
-    auto r = s.work->submit(body(text));
+    auto r = s.rest->submit(body(text));
     REQUIRE_FALSE(r.isOk());
     CHECK(r.code() == Code::InvalidArgument);
     return r.status().message();
@@ -254,7 +254,7 @@ TEST_CASE("submit validates in table order") {
   CHECK(message(longDeadline.c_str()) == "deadline exceeds 256 bytes");
   std::string big = R"({"boundary":"b","capability":"c","description":"d","contextData":")" +
                     std::string(262145, 'x') + "\"}";
-  auto r = s.work->submit(Json::parse(big).value());
+  auto r = s.rest->submit(Json::parse(big).value());
   CHECK(r.status().message() == "contextData exceeds 262144 bytes");
   CHECK(s.work->view().size() == 0);  // nothing stored by a rejected submit
 }
@@ -262,7 +262,7 @@ TEST_CASE("submit validates in table order") {
 TEST_CASE("submit stores a pending item and routes to eligible workers") {
   ManualClock clock;
   Services s(createMemoryStore(), clock);
-  auto noWorker = s.work->submit(body(R"({"boundary":"b","capability":"cpp","description":"d"})"));
+  auto noWorker = s.rest->submit(body(R"({"boundary":"b","capability":"cpp","description":"d"})"));
   REQUIRE(noWorker.isOk());
   CHECK(noWorker->getString("id") == noWorker->getString("workItemId"));
   CHECK(noWorker->getString("targetAgentType") == "claude-code");
@@ -271,7 +271,7 @@ TEST_CASE("submit stores a pending item and routes to eligible workers") {
 
   REQUIRE(s.agents->registerAgent(body(
       R"({"guid":"w1","handle":"w","capabilities":["cpp"],"metadata":{"agentType":"copilot-cli"}})")));
-  auto routed = s.work->submit(body(
+  auto routed = s.rest->submit(body(
       R"({"boundary":"b","capability":"cpp","description":"d","priority":9,"taskId":"t-1",)"
       R"("contextData":{"k":[1,2]},"deadline":"tomorrow"})"));
   REQUIRE(routed.isOk());
@@ -279,7 +279,7 @@ TEST_CASE("submit stores a pending item and routes to eligible workers") {
   CHECK_FALSE(routed->get("spinUpTriggered").asBool());
   CHECK(routed->getInt("estimatedWaitSeconds") == 5);
 
-  auto item = s.work->get(routed->getString("id"));
+  auto item = s.rest->get(routed->getString("id"));
   REQUIRE(item.isOk());
   CHECK(item->getString("status") == "pending");
   CHECK(item->getString("taskId") == "t-1");
@@ -295,11 +295,11 @@ TEST_CASE("submit stores a pending item and routes to eligible workers") {
   // A worker in another boundary is not eligible.
   REQUIRE(s.agents->registerAgent(body(
       R"({"guid":"w2","handle":"w2","capabilities":["go"],"metadata":{"boundaries":["other"]}})")));
-  auto fenced = s.work->submit(body(R"({"boundary":"b","capability":"go","description":"d"})"));
+  auto fenced = s.rest->submit(body(R"({"boundary":"b","capability":"go","description":"d"})"));
   CHECK(fenced->get("spinUpTriggered").asBool());
 
-  CHECK(s.work->get("not-a-uuid").code() == Code::NotFound);
-  CHECK(s.work->get("3f2a9c0d-5e6b-47a8-b9c0-d1e2f3a4b5c6").code() == Code::NotFound);
+  CHECK(s.rest->get("not-a-uuid").code() == Code::NotFound);
+  CHECK(s.rest->get("3f2a9c0d-5e6b-47a8-b9c0-d1e2f3a4b5c6").code() == Code::NotFound);
 }
 
 TEST_CASE("work list order, filters and cancel") {
@@ -308,12 +308,12 @@ TEST_CASE("work list order, filters and cancel") {
   std::vector<std::string> ids;
   for (int p : {3, 9, 3}) {
     clock.advance(10);
-    auto r = s.work->submit(body(("{\"boundary\":\"b\",\"capability\":\"c\",\"description\":\"d\","
+    auto r = s.rest->submit(body(("{\"boundary\":\"b\",\"capability\":\"c\",\"description\":\"d\","
                                   "\"priority\":" + std::to_string(p) + "}").c_str()));
     REQUIRE(r.isOk());
     ids.push_back(r->getString("id"));
   }
-  auto list = s.work->list({}, {});
+  auto list = s.rest->list({}, {});
   REQUIRE(list.isOk());
   const auto& items = list->get("workItems").asArray();
   REQUIRE(items.size() == 3);
@@ -321,18 +321,18 @@ TEST_CASE("work list order, filters and cancel") {
   CHECK(items[1].getString("id") == ids[0]);
   CHECK(items[2].getString("id") == ids[2]);
 
-  auto cancelled = s.work->cancel(ids[0]);
+  auto cancelled = s.rest->cancel(ids[0]);
   REQUIRE(cancelled.isOk());
   CHECK(cancelled->getString("message") == "Work item " + ids[0] + " cancelled");
-  auto again = s.work->cancel(ids[0]);
+  auto again = s.rest->cancel(ids[0]);
   CHECK(again.code() == Code::Conflict);
   CHECK(again.status().message() == "Cannot cancel work in cancelled state");
-  CHECK(s.work->cancel(newUuid()).code() == Code::NotFound);
+  CHECK(s.rest->cancel(newUuid()).code() == Code::NotFound);
 
   WorkFilter pending;
   pending.status = "pending";
-  CHECK(s.work->list(pending, {})->getInt("total") == 2);
-  auto item = s.work->get(ids[0]);
+  CHECK(s.rest->list(pending, {})->getInt("total") == 2);
+  auto item = s.rest->get(ids[0]);
   CHECK(item->getString("status") == "cancelled");
   CHECK(item->contains("cancelledAt"));
 }
@@ -343,19 +343,19 @@ TEST_CASE("an outage gives Unavailable at once and data survives a restart") {
   std::string id;
   {
     Services s(store, clock);
-    auto r = s.work->submit(body(R"({"boundary":"b","capability":"c","description":"d"})"));
+    auto r = s.rest->submit(body(R"({"boundary":"b","capability":"c","description":"d"})"));
     REQUIRE(r.isOk());
     id = r->getString("id");
     store->setAvailable(false);
-    CHECK(s.work->submit(body(R"({"boundary":"b","capability":"c","description":"d"})")).code() ==
+    CHECK(s.rest->submit(body(R"({"boundary":"b","capability":"c","description":"d"})")).code() ==
           Code::Unavailable);
-    CHECK(s.work->list({}, {}).code() == Code::Unavailable);
+    CHECK(s.rest->list({}, {}).code() == Code::Unavailable);
     CHECK(s.agents->list({}, {}).code() == Code::Unavailable);
     CHECK(s.stats->overview().code() == Code::Unavailable);
     store->setAvailable(true);
   }
   Services restarted(store, clock);
-  auto item = restarted.work->get(id);
+  auto item = restarted.rest->get(id);
   REQUIRE(item.isOk());
   CHECK(item->getString("status") == "pending");
 }
@@ -372,9 +372,9 @@ TEST_CASE("stats count per project") {
   REQUIRE(s.agents->registerAgent(
       body(R"({"guid":"a2","handle":"h","capabilities":[],"projectId":"p2"})")));
   REQUIRE(s.agents->deregister("a2"));
-  auto w = s.work->submit(body(R"({"boundary":"b","capability":"c","description":"d"})"));
-  REQUIRE(s.work->submit(body(R"({"boundary":"b","capability":"c","description":"d"})")));
-  REQUIRE(s.work->cancel(w->getString("id")));
+  auto w = s.rest->submit(body(R"({"boundary":"b","capability":"c","description":"d"})"));
+  REQUIRE(s.rest->submit(body(R"({"boundary":"b","capability":"c","description":"d"})")));
+  REQUIRE(s.rest->cancel(w->getString("id")));
 
   auto stats = s.stats->overview();
   REQUIRE(stats.isOk());

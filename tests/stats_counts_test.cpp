@@ -156,11 +156,11 @@ TEST_CASE("stats of one instance follow writes made through another") {
     Json submit = body(R"({"boundary":"default","capability":"c","description":"d"})");
     submit.set("projectId", Json("p" + std::to_string(rng() % 3)));
     submit.set("maxAttempts", Json(1));
-    auto r = b.work->submit(submit);
+    auto r = b.rest->submit(submit);
     REQUIRE(r);
     items.push_back(r->getString("id"));
   }
-  for (size_t i = 0; i < items.size(); i += 5) REQUIRE(b.work->cancel(items[i]));
+  for (size_t i = 0; i < items.size(); i += 5) REQUIRE(b.rest->cancel(items[i]));
   // Claims by agents of each project; every other claimed item completes,
   // the rest fail for good (dead-lettered).
   int claimed = 0;
@@ -170,7 +170,7 @@ TEST_CASE("stats of one instance follow writes made through another") {
     Json claim = body(R"({"capabilities":["c"]})");
     claim.set("agentGuid", Json(guid));
     claim.set("projectId", Json(project));
-    auto got = b.work->claim(claim);
+    auto got = b.rest->claim(claim);
     REQUIRE(got);
     if (!*got) continue;
     ++claimed;
@@ -179,10 +179,10 @@ TEST_CASE("stats of one instance follow writes made through another") {
     report.set("claimToken", Json((*got)->getString("claimToken")));
     const std::string id = (*got)->getString("id");
     if (i % 2 == 0) {
-      REQUIRE(b.work->complete(id, report));
+      REQUIRE(b.rest->complete(id, report));
     } else {
       report.set("error", body(R"({"message":"no","recoverable":false})"));
-      REQUIRE(b.work->fail(id, report));
+      REQUIRE(b.rest->fail(id, report));
     }
   }
   CHECK(claimed >= 12);

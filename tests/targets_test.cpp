@@ -108,7 +108,7 @@ struct Fixture {
   Json submit(const std::string& capability = "cpp") {
     Json b = body(R"({"boundary":"personal","description":"d"})");
     b.set("capability", Json(capability));
-    auto r = svc->work->submit(b);
+    auto r = svc->rest->submit(b);
     REQUIRE(r.isOk());
     return *r;
   }

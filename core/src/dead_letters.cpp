@@ -15,14 +15,26 @@ const char* deadLetterReasonText(DeadLetterReason reason) {
                                                     : "max attempts exceeded";
 }
 
+Json DeadLetter::workItemJson() const {
+  return workItem ? workItem->toJson() : workItemVerbatim;
+}
+
+Json DeadLetter::errorsJson() const {
+  if (errorsVerbatim) return *errorsVerbatim;
+  Json::Array out;
+  out.reserve(errors.size());
+  for (const auto& e : errors) out.push_back(e.toJson());
+  return Json(std::move(out));
+}
+
 std::string DeadLetter::encode() const {
   Json entry = Json::object();
   entry.set("id", Json(id));
-  entry.set("workItem", workItem);
+  entry.set("workItem", workItemJson());
   entry.set("reason", Json(deadLetterReasonText(reason)));
   entry.set("attempts", Json(attempts));
   entry.set("failedAt", Json(failedAt));
-  entry.set("errors", errors);
+  entry.set("errors", errorsJson());
   return entry.dump();
 }
 
@@ -33,15 +45,22 @@ std::shared_ptr<const DeadLetter> DeadLetter::decode(const std::string& stored) 
   if (!id.isString() || id.asString().empty()) return nullptr;
   auto d = std::make_shared<DeadLetter>();
   d->id = id.asString();
-  d->workItem = parsed->get("workItem");
+  const Json& snapshot = parsed->get("workItem");
+  d->workItem = WorkItem::fromObject(snapshot);
+  if (!d->workItem) d->workItemVerbatim = snapshot;
   d->reason = parsed->getString("reason") == deadLetterReasonText(DeadLetterReason::NonRecoverable)
                   ? DeadLetterReason::NonRecoverable
                   : DeadLetterReason::MaxAttemptsExceeded;
   d->attempts = parsed->getInt("attempts", 0);
   d->failedAt = parsed->getString("failedAt");
-  d->errors = parsed->get("errors");
-  d->projectId = d->workItem.getString("projectId");
-  d->capability = d->workItem.getString("capability");
+  const Json& errors = parsed->get("errors");
+  if (errors.isArray()) {
+    for (const auto& e : errors.asArray()) d->errors.push_back(ErrorRecord::fromJson(e));
+  } else {
+    d->errorsVerbatim = errors;
+  }
+  d->projectId = snapshot.getString("projectId");
+  d->capability = snapshot.getString("capability");
   d->failedAtMs = parseIso(d->failedAt).value_or(0);
   return d;
 }

@@ -12,16 +12,19 @@ namespace weft {
 
 namespace {
 
-size_t errorCount(const Json& item) {
-  const Json& errors = item.get("errors");
-  return errors.isArray() ? errors.asArray().size() : 0;
-}
+size_t errorCount(const WorkItem& item) { return item.errors.size(); }
 
 // Copies item[field] into fields when present (and not null).
 void copyField(Json::Object& fields, const Json& item, const char* field,
                const char* as = nullptr) {
   const Json* v = item.find(field);
   if (v && !v->isNull()) fields.emplace_back(as ? as : field, *v);
+}
+
+// Copies the item's member into fields when present (and not null).
+void copyField(Json::Object& fields, const WorkItem& item, WorkField field) {
+  Json v = item.value(field);
+  if (!v.isNull()) fields.emplace_back(workFieldName(field), std::move(v));
 }
 
 void addString(Json::Object& fields, const char* name, const std::string& value) {
@@ -84,7 +87,7 @@ namespace {
 std::vector<Event> eventsFromLog(const WorkRecord* before, const WorkRecord& after, int64_t nowMs,
                                  const std::function<Json(const std::string&)>& summaryOf) {
   std::vector<Event> out;
-  const Json& item = after.item;
+  const WorkItem& item = after;
   auto base = [&]() {
     Json::Object f;
     f.emplace_back("workId", Json(after.id));
@@ -94,7 +97,7 @@ std::vector<Event> eventsFromLog(const WorkRecord* before, const WorkRecord& aft
   auto emit = [&](const char* name, Json::Object fields) {
     out.push_back(makeEvent(name, after.projectId, nowMs, std::move(fields)));
   };
-  for (const Json* entry : unseenTransitions(before ? &before->item : nullptr, item)) {
+  for (const Json* entry : unseenTransitions(before ? &before->transitions : nullptr, after.transitions)) {
     const std::string event = entry->getString("event");
     const std::string agent = entry->getString("agentGuid");
     Json::Object f = base();
@@ -102,7 +105,7 @@ std::vector<Event> eventsFromLog(const WorkRecord* before, const WorkRecord& aft
       f.emplace_back("capability", Json(after.capability));
       f.emplace_back("boundary", Json(after.boundary));
       f.emplace_back("priority", Json(after.priority));
-      copyField(f, item, "description");
+      copyField(f, item, WorkField::Description);
       if (entry->getBool("requeued", false)) f.emplace_back("requeued", Json(true));
       emit("work:submitted", std::move(f));
     } else if (event == "assigned") {
@@ -117,23 +120,21 @@ std::vector<Event> eventsFromLog(const WorkRecord* before, const WorkRecord& aft
       emit("work:started", std::move(f));
     } else if (event == "completed") {
       addAssignee(f, agent, summaryOf);
-      const Json& summary = item.get("result").get("summary");
+      const Json& summary = item.result.get("summary");
       if (summary.isString()) f.emplace_back("summary", summary);
       emit("work:completed", std::move(f));
     } else if (event == "failed") {
-      const Json& errors = item.get("errors");
       const int64_t index = entry->getInt("error", -1);
-      const Json& error = errors.isArray() && index >= 0 &&
-                                  static_cast<size_t>(index) < errors.asArray().size()
-                              ? errors.asArray()[static_cast<size_t>(index)]
-                              : item.get("error");
+      const ErrorRecord& error = index >= 0 && static_cast<size_t>(index) < item.errors.size()
+                                     ? item.errors[static_cast<size_t>(index)]
+                                     : item.error;
       addAssignee(f, agent, summaryOf);
-      f.emplace_back("errorMessage", Json(error.getString("message")));
-      f.emplace_back("recoverable", Json(error.getBool("recoverable", true)));
+      f.emplace_back("errorMessage", Json(error.message));
+      f.emplace_back("recoverable", Json(error.recoverable));
       f.emplace_back("retrying", Json(entry->getBool("retrying", false)));
       f.emplace_back("deadLettered", Json(entry->getBool("deadLettered", false)));
       f.emplace_back("attempts", Json(entry->getInt("attempt", 0)));
-      f.emplace_back("maxAttempts", Json(item.getInt("maxAttempts", 0)));
+      f.emplace_back("maxAttempts", Json(item.maxAttempts));
       emit("work:failed", std::move(f));
     } else if (event == "cancelled") {
       addAssignee(f, agent, summaryOf);
@@ -142,10 +143,10 @@ std::vector<Event> eventsFromLog(const WorkRecord* before, const WorkRecord& aft
   }
   // Progress is not a transition: report the latest value of the current
   // attempt when it is new to the reader.
-  const Json& progress = item.get("progress");
+  const Json progress = item.value(WorkField::Progress);
   if (after.isActive() && !progress.isNull()) {
-    const bool sameAttempt = before && before->item.getInt("attempts", 0) == item.getInt("attempts", 0);
-    if (!sameAttempt || before->item.get("progress") != progress) {
+    const bool sameAttempt = before && before->attempts == item.attempts;
+    if (!sameAttempt || before->value(WorkField::Progress) != progress) {
       Json::Object f = base();
       addAssignee(f, after.assignedTo, summaryOf);
       f.emplace_back("progress", progress);
@@ -163,12 +164,12 @@ std::vector<Event> deriveWorkEvents(const WorkRecord* before, const WorkRecord* 
   std::vector<Event> out;
   // A deletion is retention (or a purge): not a state change of the item.
   if (!after) return out;
-  if (hasTransitions(after->item)) return eventsFromLog(before, *after, nowMs, summaryOf);
+  if (hasTransitions(after->transitions)) return eventsFromLog(before, *after, nowMs, summaryOf);
 
   // No transition log (written by something other than Weft, or before the
   // log existed): derive from the difference of the two values.
-  const Json& item = after->item;
-  const std::string& status = after->status;
+  const WorkItem& item = *after;
+  const std::string status = after->statusText();
   auto emit = [&](const char* name, Json::Object fields) {
     out.push_back(makeEvent(name, after->projectId, nowMs, std::move(fields)));
   };
@@ -179,7 +180,7 @@ std::vector<Event> deriveWorkEvents(const WorkRecord* before, const WorkRecord* 
     f.emplace_back("capability", Json(after->capability));
     f.emplace_back("boundary", Json(after->boundary));
     f.emplace_back("priority", Json(after->priority));
-    copyField(f, item, "description");
+    copyField(f, item, WorkField::Description);
     if (requeued) f.emplace_back("requeued", Json(true));
     emit("work:submitted", std::move(f));
   };
@@ -197,41 +198,41 @@ std::vector<Event> deriveWorkEvents(const WorkRecord* before, const WorkRecord* 
     // Items that appear in any other state were written by something that is
     // not Weft's lifecycle; there is no transition to report.
     if (status == "pending") {
-      submitted(errorCount(item) > 0 || item.getInt("attempts", 0) > 0);
+      submitted(errorCount(item) > 0 || item.attempts > 0);
     }
     return out;
   }
 
-  const std::string& previous = before->status;
+  const std::string previous = before->statusText();
   if (status == previous) {
     // Lease renewals, idempotent starts and the like are not events; a
     // changed progress of an active item is.
-    if (after->isActive() && item.get("progress") != before->item.get("progress") &&
-        item.contains("progress")) {
+    if (after->isActive() &&
+        item.value(WorkField::Progress) != before->value(WorkField::Progress) &&
+        item.contains(WorkField::Progress)) {
       Json::Object f = started();
-      copyField(f, item, "progress");
+      copyField(f, item, WorkField::Progress);
       emit("work:progress", std::move(f));
     }
     return out;
   }
 
-  const bool newError = errorCount(item) > errorCount(before->item);
+  const bool newError = errorCount(item) > errorCount(*before);
   if (newError && (status == "pending" || status == "failed")) {
     // A failure: the agent's report or a lease expiry, retried or
     // dead-lettered. The assignment was cleared by a retry, so take the
     // assignee from before.
-    const Json& errors = item.get("errors");
-    const Json& last = errors.asArray().back();
+    const ErrorRecord& last = item.errors.back();
     Json::Object f;
     f.emplace_back("workId", Json(after->id));
     f.emplace_back("taskId", Json(after->taskId));
     addAssignee(f, before->assignedTo, summaryOf);
-    f.emplace_back("errorMessage", Json(last.getString("message")));
-    f.emplace_back("recoverable", Json(last.getBool("recoverable", true)));
+    f.emplace_back("errorMessage", Json(last.message));
+    f.emplace_back("recoverable", Json(last.recoverable));
     f.emplace_back("retrying", Json(status == "pending"));
     f.emplace_back("deadLettered", Json(status == "failed"));
-    f.emplace_back("attempts", Json(item.getInt("attempts", 0)));
-    f.emplace_back("maxAttempts", Json(item.getInt("maxAttempts", 0)));
+    f.emplace_back("attempts", Json(item.attempts));
+    f.emplace_back("maxAttempts", Json(item.maxAttempts));
     emit("work:failed", std::move(f));
     return out;
   }
@@ -246,8 +247,8 @@ std::vector<Event> deriveWorkEvents(const WorkRecord* before, const WorkRecord* 
     addAssignee(f, after->assignedTo, summaryOf);
     f.emplace_back("capability", Json(after->capability));
     f.emplace_back("boundary", Json(after->boundary));
-    f.emplace_back("attempts", Json(item.getInt("attempts", 0)));
-    copyField(f, item, "leaseExpiresAt");
+    f.emplace_back("attempts", Json(item.attempts));
+    copyField(f, item, WorkField::LeaseExpiresAt);
     emit("work:assigned", std::move(f));
   } else if (status == "in-progress") {
     emit("work:started", started());
@@ -256,7 +257,7 @@ std::vector<Event> deriveWorkEvents(const WorkRecord* before, const WorkRecord* 
     f.emplace_back("workId", Json(after->id));
     f.emplace_back("taskId", Json(after->taskId));
     addAssignee(f, after->assignedTo.empty() ? before->assignedTo : after->assignedTo, summaryOf);
-    const Json& summary = item.get("result").get("summary");
+    const Json& summary = item.result.get("summary");
     if (summary.isString()) f.emplace_back("summary", summary);
     emit("work:completed", std::move(f));
   } else if (status == "cancelled") {

@@ -48,11 +48,11 @@ StatsContributor Stats::workContributor(WorkQueue& work) {
   auto counts = ProjectCounts<WorkRecord>::attach(
       work.view(), [](const WorkRecord& w) -> const std::string& { return w.projectId; },
       [](const WorkRecord& w, ProjectTotals& t, int64_t sign) {
-        if (w.status == "pending") t.pendingWork += sign;
+        if (w.status == WorkStatus::Pending) t.pendingWork += sign;
         else if (w.isActive()) t.activeWork += sign;
-        else if (w.status == "completed") t.completedWork += sign;
-        else if (w.status == "failed") t.failedWork += sign;
-        else if (w.status == "cancelled") t.cancelledWork += sign;
+        else if (w.status == WorkStatus::Completed) t.completedWork += sign;
+        else if (w.status == WorkStatus::Failed) t.failedWork += sign;
+        else if (w.status == WorkStatus::Cancelled) t.cancelledWork += sign;
       },
       [](const WorkRecord& w) -> std::optional<int64_t> { return w.updatedAtMs; });
   return counted("work", "work items not loaded yet", std::move(counts));

@@ -18,28 +18,12 @@ using namespace work_rules;
 
 std::shared_ptr<const WorkRecord> WorkQueue::decode(const std::string& value) {
   auto parsed = Json::parse(value, 64);
-  if (!parsed || !parsed->isObject()) return nullptr;
-  const Json& id = parsed->get("id");
-  const Json& status = parsed->get("status");
-  if (!id.isString() || id.asString().empty() || !status.isString()) return nullptr;
+  if (!parsed) return nullptr;
   auto r = std::make_shared<WorkRecord>();
-  r->item = std::move(*parsed);
-  const Json& it = r->item;
-  r->id = id.asString();
-  r->status = status.asString();
-  r->taskId = it.getString("taskId");
-  r->projectId = it.getString("projectId");
-  r->capability = it.getString("capability");
-  r->boundary = it.getString("boundary");
-  r->assignedTo = it.getString("assignedTo");
-  r->requiredAgentType = it.getString("requiredAgentType");
-  r->priority = it.getInt("priority", 5);
-  r->offeredAt = it.getString("offeredAt");
+  if (!WorkItem::decodeInto(*parsed, *r)) return nullptr;
   r->offeredAtMs = parseIso(r->offeredAt).value_or(0);
-  r->updatedAtMs = parseIso(it.getString("updatedAt")).value_or(r->offeredAtMs);
-  if (const Json* lease = it.find("leaseExpiresAt"); lease && lease->isString()) {
-    r->leaseExpiresAtMs = parseIso(lease->asString());
-  }
+  r->updatedAtMs = parseIso(r->updatedAt).value_or(r->offeredAtMs);
+  if (r->has(WorkField::LeaseExpiresAt)) r->leaseExpiresAtMs = parseIso(r->leaseExpiresAt);
   return r;
 }
 
@@ -78,7 +62,7 @@ void WorkQueue::stop() {
 
 void WorkQueue::index(const std::string& key, const std::shared_ptr<const WorkRecord>& before,
                       const std::shared_ptr<const WorkRecord>& after) {
-  if (before && before->status == "pending") {
+  if (before && before->status == WorkStatus::Pending) {
     auto it = pending_.find(pendingKeyOf(before->projectId, before->capability));
     if (it != pending_.end()) {
       it->second.erase(PendingKey{before->priority, before->offeredAtMs, key});
@@ -89,7 +73,7 @@ void WorkQueue::index(const std::string& key, const std::shared_ptr<const WorkRe
     auto it = activeByAgent_.find(before->assignedTo);
     if (it != activeByAgent_.end() && --it->second <= 0) activeByAgent_.erase(it);
   }
-  if (after && after->status == "pending") {
+  if (after && after->status == WorkStatus::Pending) {
     pending_[pendingKeyOf(after->projectId, after->capability)].emplace(
         PendingKey{after->priority, after->offeredAtMs, key},
                                        Candidate{after->capability, after->boundary,
@@ -112,18 +96,13 @@ Status WorkQueue::ready() const {
   return Status::ok();
 }
 
-Json WorkQueue::render(const WorkRecord& record) const {
-  Json out = record.item;
-  out.erase("claimToken");
-  if (!record.assignedTo.empty()) {
-    Json summary = agents_.summary(record.assignedTo);
-    if (!summary.isNull()) out.set("assignedToAgent", std::move(summary));
-  }
-  return out;
+WorkItemView WorkQueue::viewOf(std::shared_ptr<const WorkItem> item) const {
+  WorkItemView view{std::move(item), Json()};
+  if (!view.item->assignedTo.empty()) view.assignedToAgent = agents_.summary(view.item->assignedTo);
+  return view;
 }
 
-
-Result<Json> WorkQueue::get(const std::string& id) const {
+Result<WorkItemView> WorkQueue::get(const std::string& id) const {
   if (auto s = ctx_.checkConnected(); !s) return s;
   if (!isUuid(id)) return workNotFound(id);
   auto bucket = view_->bucket();
@@ -135,11 +114,20 @@ Result<Json> WorkQueue::get(const std::string& id) const {
   }
   auto record = decode(entry->value);
   if (!record) return workNotFound(id);
-  return render(*record);
+  return viewOf(record);
 }
 
-Result<JsonListStream> WorkQueue::listStream(const WorkFilter& f,
-                                            const PageRequest& page) const {
+namespace {
+
+bool listOrder(const std::shared_ptr<const WorkRecord>& a, const std::shared_ptr<const WorkRecord>& b) {
+  if (a->priority != b->priority) return a->priority > b->priority;
+  if (a->offeredAtMs != b->offeredAtMs) return a->offeredAtMs < b->offeredAtMs;
+  return a->id < b->id;
+}
+
+}  // namespace
+
+Result<WorkPage> WorkQueue::list(const WorkFilter& f, const PageRequest& page) const {
   Json filters = Json::object();
   if (f.status) filters.set("status", Json(*f.status));
   if (f.boundary) filters.set("boundary", Json(*f.boundary));
@@ -150,42 +138,27 @@ Result<JsonListStream> WorkQueue::listStream(const WorkFilter& f,
   if (!pager) return pager.status();
   if (auto s = ready(); !s) return s;
 
-  auto rows = std::make_shared<std::vector<std::shared_ptr<const WorkRecord>>>();
+  std::vector<std::shared_ptr<const WorkRecord>> rows;
   view_->forEach([&](const std::string&, const std::shared_ptr<const WorkRecord>& r) {
-    if (f.status && r->status != *f.status) return;
+    if (f.status && r->statusText() != *f.status) return;
     if (f.boundary && r->boundary != *f.boundary) return;
     if (f.capability && r->capability != *f.capability) return;
     if (f.assignedTo && r->assignedTo != *f.assignedTo) return;
     if (f.projectId && r->projectId != *f.projectId) return;
-    rows->push_back(r);
+    rows.push_back(r);
   });
-  std::sort(rows->begin(), rows->end(), [](const auto& a, const auto& b) {
-    if (a->priority != b->priority) return a->priority > b->priority;
-    if (a->offeredAtMs != b->offeredAtMs) return a->offeredAtMs < b->offeredAtMs;
-    return a->id < b->id;
-  });
-  const size_t begin = pager->begin(rows->size());
-  const size_t end = pager->end(rows->size());
-  JsonListStream out;
-  out.head = "{\"workItems\":[";
-  out.count = end - begin;
-  // The records are immutable snapshots; render() reads only them.
-  out.element = [this, rows, begin](size_t i, std::string& text) {
-    render(*(*rows)[begin + i]).dumpTo(text);
-  };
-  out.tail = pager->listTail(rows->size());
+  std::sort(rows.begin(), rows.end(), listOrder);
+  WorkPage out{{}, *pager, rows.size(), {}};
+  const size_t begin = pager->begin(rows.size()), end = pager->end(rows.size());
+  out.items.assign(rows.begin() + static_cast<std::ptrdiff_t>(begin),
+                   rows.begin() + static_cast<std::ptrdiff_t>(end));
+  // The records are immutable snapshots; the summaries are read as the page
+  // is rendered.
+  out.agentSummary = [this](const std::string& guid) { return agents_.summary(guid); };
   return out;
 }
 
-Result<Json> WorkQueue::list(const WorkFilter& f, const PageRequest& page) const {
-  auto stream = listStream(f, page);
-  if (!stream) return stream.status();
-  auto parsed = Json::parse(stream->renderAll(), 1000);
-  if (!parsed) return Status::internal("work list did not render as JSON");
-  return std::move(parsed.value());
-}
-
-Result<Json> WorkQueue::cancel(const std::string& id) {
+Result<std::shared_ptr<const WorkItem>> WorkQueue::cancel(const std::string& id) {
   if (auto s = ctx_.checkConnected(); !s) return s;
   if (!isUuid(id)) return workNotFound(id);
   auto bucket = view_->bucket();
@@ -199,104 +172,56 @@ Result<Json> WorkQueue::cancel(const std::string& id) {
     auto record = decode(entry->value);
     if (!record) return workNotFound(id);
     if (record->isTerminal()) {
-      return Status::conflict("Cannot cancel work in " + record->status + " state");
+      return Status::conflict("Cannot cancel work in " + record->statusText() + " state");
     }
-    Json item = record->item;
+    auto item = std::make_shared<WorkItem>(*record);
     std::string nowIso = formatIso(ctx_.now());
-    item.set("status", Json("cancelled"));
-    item.set("cancelledAt", Json(nowIso));
-    item.set("updatedAt", Json(nowIso));
-    item.erase("leaseExpiresAt");
-    appendTransition(item, "cancelled", nowIso, assigneeField(*record));
-    std::string value = item.dump();
+    item->setStatus(WorkStatus::Cancelled);
+    item->set(WorkField::CancelledAt, nowIso);
+    item->set(WorkField::UpdatedAt, nowIso);
+    item->erase(WorkField::LeaseExpiresAt);
+    appendTransition(*item, "cancelled", nowIso, assigneeField(*record));
+    std::string value = item->encode();
     auto written = bucket->update(id, value, entry->revision);
     if (written) {
       view_->applyPut(id, value, *written);
-      Json response = Json::object();
-      response.set("success", Json(true));
-      response.set("message", Json("Work item " + id + " cancelled"));
-      return response;
+      return std::shared_ptr<const WorkItem>(std::move(item));
     }
     if (written.code() != Code::Conflict) return written.status();
   }
   return Status::unavailable("too much contention on work item " + id);
 }
 
-Result<Json> WorkQueue::cancelBatch(const Json& body) {
-  const Json& filter = body.get("filter");
-  const Json& ids = body.get("workItemIds");
-  // The checks of §2.3 in order, with the truthiness the contract's wording
-  // comes from: any value other than an empty list counts as "given".
-  const bool idsGiven = !isFalsy(ids) && !(ids.isArray() && ids.asArray().empty());
-  if (isFalsy(filter) && !idsGiven) {
-    return invalid("Either filter or workItemIds must be provided");
-  }
-  if (!ids.isNull() && !ids.isArray()) return invalid("workItemIds must be an array");
-  if (!isFalsy(filter) && !filter.isObject()) return invalid("filter must be an object");
-  const bool haveIds = idsGiven;
-  if (haveIds && ids.asArray().size() > 1000) return invalid("workItemIds exceeds 1000 items");
-  for (const char* f : {"status", "boundary", "capability", "assignedTo"}) {
-    const Json& v = filter.get(f);
-    if (!v.isNull() && !v.isString()) return invalid(std::string("filter.") + f + " must be a string");
-  }
-  const Json& minPriority = filter.get("minPriority");
-  if (!minPriority.isNull() && !minPriority.isNumber()) {
-    return invalid("filter.minPriority must be a number");
-  }
-  const Json& reason = body.get("reason");
-  if (!reason.isNull()) {
-    static const char* kReasons[] = {"user-requested", "deadline-passed", "resource-constraint",
-                                     "system-shutdown"};
-    if (!reason.isString() || std::none_of(std::begin(kReasons), std::end(kReasons), [&](auto r) {
-          return reason.asString() == r;
-        })) {
-      return invalid(
-          "Invalid reason. Must be one of: user-requested, deadline-passed, resource-constraint, "
-          "system-shutdown");
-    }
-  }
-  const bool reassign = body.get("reassign").isBool() && body.get("reassign").asBool();
+Result<CancelBatchResult> WorkQueue::cancelBatch(const CancelBatchRequest& request) {
+  const auto& filter = request.filter;
   if (auto s = ready(); !s) return s;
 
   std::vector<std::string> selected;
-  if (haveIds) {
-    for (const auto& v : ids.asArray()) selected.push_back(v.isString() ? v.asString() : v.dump());
+  if (request.ids) {
+    selected = *request.ids;
   } else {
-    const Json& projectId = body.get("projectId");
     std::vector<std::shared_ptr<const WorkRecord>> rows;
     view_->forEach([&](const std::string&, const std::shared_ptr<const WorkRecord>& r) {
-      if (projectId.isString() && r->projectId != projectId.asString()) return;
-      if (filter.get("status").isString() && r->status != filter.getString("status")) return;
-      if (filter.get("boundary").isString() && r->boundary != filter.getString("boundary")) return;
-      if (filter.get("capability").isString() && r->capability != filter.getString("capability")) {
-        return;
-      }
-      if (filter.get("assignedTo").isString() && r->assignedTo != filter.getString("assignedTo")) {
-        return;
-      }
-      if (minPriority.isNumber() && static_cast<double>(r->priority) < minPriority.asDouble()) {
-        return;
-      }
+      if (request.projectId && r->projectId != *request.projectId) return;
+      if (filter.status && r->statusText() != *filter.status) return;
+      if (filter.boundary && r->boundary != *filter.boundary) return;
+      if (filter.capability && r->capability != *filter.capability) return;
+      if (filter.assignedTo && r->assignedTo != *filter.assignedTo) return;
+      if (filter.minPriority && static_cast<double>(r->priority) < *filter.minPriority) return;
       rows.push_back(r);
     });
-    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
-      if (a->priority != b->priority) return a->priority > b->priority;
-      if (a->offeredAtMs != b->offeredAtMs) return a->offeredAtMs < b->offeredAtMs;
-      return a->id < b->id;
-    });
+    std::sort(rows.begin(), rows.end(), listOrder);
     for (const auto& r : rows) selected.push_back(r->id);
   }
 
-  BatchResult batch;
-  Json cancelledItems = Json::array(), reassignedItems = Json::array(),
-       notCancellable = Json::array();
+  CancelBatchResult out;
   for (const auto& id : selected) {
     bool done = false;
     for (int attempt = 0; attempt < kMaxCasAttempts && !done; ++attempt) {
       auto loaded = load(id);
       if (!loaded) {
         if (loaded.code() == Code::NotFound) {
-          batch.fail(id, "Work item not found");
+          out.batch.fail(id, "Work item not found");
           done = true;
           break;
         }
@@ -304,30 +229,30 @@ Result<Json> WorkQueue::cancelBatch(const Json& body) {
       }
       const auto& [record, revision] = *loaded;
       if (record->isTerminal()) {
-        batch.fail(id, "Cannot cancel work in " + record->status + " state");
-        notCancellable.push(Json(id));
+        out.batch.fail(id, "Cannot cancel work in " + record->statusText() + " state");
+        out.notCancellable.push_back(id);
         done = true;
         break;
       }
-      Json item = record->item;
+      WorkItem item = *record;
       const std::string nowIso = formatIso(ctx_.now());
-      bool requeue = reassign && record->isActive();
+      bool requeue = request.reassign && record->isActive();
       if (requeue) {
-        item.set("status", Json("pending"));
+        item.setStatus(WorkStatus::Pending);
         clearAssignment(item);
         appendTransition(item, "submitted", nowIso, {{"requeued", Json(true)}});
       } else {
-        item.set("status", Json("cancelled"));
-        item.set("cancelledAt", Json(nowIso));
-        item.erase("leaseExpiresAt");
-        if (reason.isString()) item.set("cancelReason", reason);
+        item.setStatus(WorkStatus::Cancelled);
+        item.set(WorkField::CancelledAt, nowIso);
+        item.erase(WorkField::LeaseExpiresAt);
+        if (request.reason) item.set(WorkField::CancelReason, *request.reason);
         appendTransition(item, "cancelled", nowIso, assigneeField(*record));
       }
-      item.set("updatedAt", Json(nowIso));
+      item.set(WorkField::UpdatedAt, nowIso);
       auto written = store(id, item, revision);
       if (written) {
-        batch.succeed(id);
-        (requeue ? reassignedItems : cancelledItems).push(Json(id));
+        out.batch.succeed(id);
+        (requeue ? out.reassignedItems : out.cancelledItems).push_back(id);
         done = true;
       } else if (written.code() != Code::Conflict) {
         return written.status();
@@ -335,10 +260,7 @@ Result<Json> WorkQueue::cancelBatch(const Json& body) {
     }
     if (!done) return Status::unavailable("too much contention on work item " + id);
   }
-  Json out = batch.toJson(ctx_.now());
-  out.set("cancelledItems", std::move(cancelledItems));
-  out.set("reassignedItems", std::move(reassignedItems));
-  out.set("notCancellable", std::move(notCancellable));
+  out.completedAtMs = ctx_.now();
   return out;
 }
 

@@ -1,5 +1,5 @@
-// POST /api/work: validation in the order of docs/api.md §2.3, routing to
-// an agent type (§4.2), the stored item, and the write (waited for, or
+// Submission: the checks that need state, routing to an agent type
+// (docs/api.md §4.2), the stored item, and the write (waited for, or
 // completed from the backend's acknowledgement).
 #include "weft/work_queue.h"
 
@@ -15,16 +15,16 @@ namespace weft {
 
 using namespace work_rules;
 
-Result<Json> WorkQueue::submit(const Json& body) {
-  Result<NewItem> item = prepareSubmit(body);
+Result<Submitted> WorkQueue::submit(const SubmitRequest& request) {
+  Result<NewItem> item = prepareSubmit(request);
   if (!item) return item.status();
   auto bucket = view_->bucket();
   if (!bucket) return Status::unavailable("work bucket not open yet");
   return finishSubmit(*item, bucket->create(item->id, item->value));
 }
 
-void WorkQueue::submitAsync(const Json& body, SubmitDone done) {
-  Result<NewItem> prepared = prepareSubmit(body);
+void WorkQueue::submitAsync(const SubmitRequest& request, SubmitDone done) {
+  Result<NewItem> prepared = prepareSubmit(request);
   if (!prepared) return done(prepared.status());
   auto bucket = view_->bucket();
   if (!bucket) return done(Status::unavailable("work bucket not open yet"));
@@ -41,73 +41,15 @@ void WorkQueue::submitAsync(const Json& body, SubmitDone done) {
                       });
 }
 
-Result<WorkQueue::NewItem> WorkQueue::prepareSubmit(const Json& body) {
-  // Validation, in the order of the docs/api.md §2.3 table.
-  const Json& boundary = body.get("boundary");
-  if (isFalsy(boundary)) return invalid("classification is required");
-  if (!boundary.isString() || isBlank(boundary.asString())) {
-    return invalid("boundary must be a non-empty string");
-  }
-  if (boundary.asString().size() > kMaxShortString) return invalid("boundary exceeds 256 bytes");
-  const Json& capability = body.get("capability");
-  if (isFalsy(capability)) return invalid("capability is required");
-  if (!capability.isString() || isBlank(capability.asString())) {
-    return invalid("capability must be a non-empty string");
-  }
-  if (capability.asString().size() > kMaxShortString) {
-    return invalid("capability exceeds 256 bytes");
-  }
-  const Json& description = body.get("description");
-  if (isFalsy(description)) return invalid("description is required");
-  if (!description.isString()) return invalid("description must be a string");
-  if (description.asString().size() > kMaxDescription) {
-    return invalid("description exceeds 65536 bytes");
-  }
-  const Json& priority = body.get("priority");
-  if (!priority.isNull() &&
-      (!priority.isInteger() || priority.asInt() < 1 || priority.asInt() > 10)) {
-    return invalid("priority must be an integer between 1 and 10");
-  }
-  const Json& preferred = body.get("preferredAgentType");
-  if (!preferred.isNull() && !(preferred.isString() && isAgentTypeName(preferred.asString()))) {
-    return invalid("Invalid preferredAgentType: " + shown(preferred) +
-                   ". Must be copilot-cli or claude-code");
-  }
-  const Json& required = body.get("requiredAgentType");
-  if (!required.isNull() && !(required.isString() && isAgentTypeName(required.asString()))) {
-    return invalid("Invalid requiredAgentType: " + shown(required) +
-                   ". Must be copilot-cli or claude-code");
-  }
-  const Json& maxAttempts = body.get("maxAttempts");
-  if (!maxAttempts.isNull() &&
-      (!maxAttempts.isInteger() || maxAttempts.asInt() < 1 || maxAttempts.asInt() > 100)) {
-    return invalid("maxAttempts must be an integer between 1 and 100");
-  }
-  const Json& leaseMs = body.get("leaseMs");
-  if (auto s = checkLeaseMsField(leaseMs); !s) return s;
-  const Json& projectId = body.get("projectId");
-  if (auto s = checkProjectIdField(projectId); !s) return s;
-  const Json& taskId = body.get("taskId");
-  if (!isFalsy(taskId) && !taskId.isString()) return invalid("taskId must be a string");
-  if (taskId.isString() && taskId.asString().size() > kMaxShortString) {
-    return invalid("taskId exceeds 256 bytes");
-  }
-  // deadline is stored verbatim; bounded like the other short strings.
-  if (const Json* d = body.find("deadline"); d && !d->isNull() && d->dump().size() > kMaxShortString) {
-    return invalid("deadline exceeds 256 bytes");
-  }
-  const Json* contextData = body.find("contextData");
-  if (contextData && contextData->dump().size() > kMaxContextData) {
-    return invalid("contextData exceeds 262144 bytes");
-  }
-
+// The fields were checked on their own at the edge (rest::parseSubmitRequest);
+// what needs state is checked here.
+Result<WorkQueue::NewItem> WorkQueue::prepareSubmit(const SubmitRequest& request) {
   if (auto s = ready(); !s) return s;
   if (!agents_.view().ready()) return Status::unavailable("agent registry not loaded yet");
 
-  const std::string project =
-      projectId.isString() ? projectId.asString() : ctx_.options.defaultProject;
-  const std::string cap = capability.asString();
-  const std::string bound = boundary.asString();
+  const std::string project = request.projectId.value_or(ctx_.options.defaultProject);
+  const std::string& cap = request.capability;
+  const std::string& bound = request.boundary;
   const int64_t now = ctx_.now();
 
   // Routing (§4.2): eligible workers, in registry list order.
@@ -133,8 +75,8 @@ Result<WorkQueue::NewItem> WorkQueue::prepareSubmit(const Json& body) {
     return a->guid < b->guid;
   });
   std::string target;
-  if (required.isString()) {
-    target = required.asString();
+  if (request.requiredAgentType) {
+    target = *request.requiredAgentType;
   } else {
     std::vector<std::string> types;
     for (const auto& a : eligible) {
@@ -144,9 +86,9 @@ Result<WorkQueue::NewItem> WorkQueue::prepareSubmit(const Json& body) {
     }
     if (types.empty()) types.push_back("claude-code");
     target = types.front();
-    if (preferred.isString() &&
-        std::find(types.begin(), types.end(), preferred.asString()) != types.end()) {
-      target = preferred.asString();
+    if (request.preferredAgentType &&
+        std::find(types.begin(), types.end(), *request.preferredAgentType) != types.end()) {
+      target = *request.preferredAgentType;
     }
   }
   bool haveWorker = std::any_of(eligible.begin(), eligible.end(),
@@ -155,50 +97,50 @@ Result<WorkQueue::NewItem> WorkQueue::prepareSubmit(const Json& body) {
   // The stored item (§3.4).
   const std::string id = newUuid();
   const std::string nowIso = formatIso(now);
-  Json item = Json::object();
-  item.set("id", Json(id));
-  item.set("taskId", taskId.isString() && !taskId.asString().empty() ? taskId : Json(newUuid()));
-  item.set("projectId", Json(project));
-  item.set("description", description);
-  item.set("capability", capability);
-  item.set("boundary", boundary);
-  item.set("priority", Json(priority.isNull() ? int64_t{5} : priority.asInt()));
-  if (const Json* d = body.find("deadline"); d && !d->isNull()) item.set("deadline", *d);
-  if (contextData && !contextData->isNull()) item.set("contextData", *contextData);
-  if (preferred.isString()) item.set("preferredAgentType", preferred);
-  if (required.isString()) item.set("requiredAgentType", required);
-  item.set("targetAgentType", Json(target));
-  item.set("status", Json("pending"));
-  item.set("offeredBy", Json("coordinator"));
-  item.set("offeredAt", Json(nowIso));
-  item.set("updatedAt", Json(nowIso));
-  item.set("attempts", Json(int64_t{0}));
-  item.set("maxAttempts",
-           Json(maxAttempts.isNull() ? ctx_.options.maxAttempts : maxAttempts.asInt()));
-  if (!leaseMs.isNull()) item.set("leaseMs", Json(leaseMs.asInt()));
-  item.set("errors", Json::array());
+  WorkItem item;
+  item.set(WorkField::Id, id);
+  item.set(WorkField::TaskId, request.taskId.empty() ? newUuid() : request.taskId);
+  item.set(WorkField::ProjectId, project);
+  item.set(WorkField::Description, request.description);
+  item.set(WorkField::Capability, cap);
+  item.set(WorkField::Boundary, bound);
+  item.set(WorkField::Priority, request.priority.value_or(int64_t{5}));
+  if (!request.deadline.isNull()) item.setJson(WorkField::Deadline, request.deadline);
+  if (!request.contextData.isNull()) item.setJson(WorkField::ContextData, request.contextData);
+  if (request.preferredAgentType) {
+    item.set(WorkField::PreferredAgentType, *request.preferredAgentType);
+  }
+  if (request.requiredAgentType) item.set(WorkField::RequiredAgentType, *request.requiredAgentType);
+  item.set(WorkField::TargetAgentType, target);
+  item.setStatus(WorkStatus::Pending);
+  item.set(WorkField::OfferedBy, std::string("coordinator"));
+  item.set(WorkField::OfferedAt, nowIso);
+  item.set(WorkField::UpdatedAt, nowIso);
+  item.set(WorkField::Attempts, int64_t{0});
+  item.set(WorkField::MaxAttempts, request.maxAttempts.value_or(ctx_.options.maxAttempts));
+  if (request.leaseMs) item.set(WorkField::LeaseMs, *request.leaseMs);
+  item.set(WorkField::Errors);
   appendTransition(item, "submitted", nowIso);
 
-  return NewItem{id, item.dump(), haveWorker, SpinUpRequest{id, project, cap, bound, target}};
+  return NewItem{id, item.encode(), haveWorker, SpinUpRequest{id, project, cap, bound, target}};
 }
 
-Result<Json> WorkQueue::finishSubmit(const NewItem& item, Result<uint64_t> written) {
+Result<Submitted> WorkQueue::finishSubmit(const NewItem& item, Result<uint64_t> written) {
   if (!written) {
     if (written.code() == Code::AlreadyExists) return Status::internal("work id collision");
     return written.status();
   }
   view_->applyPut(item.id, item.value, *written);
 
-  Json response = Json::object();
-  response.set("id", Json(item.id));
-  response.set("workItemId", Json(item.id));
-  response.set("targetAgentType", Json(item.spinUp.agentType));
-  bool spinUp = !item.haveWorker && ctx_.options.spinupOnSubmit;
-  response.set("spinUpTriggered", Json(spinUp));
+  Submitted out;
+  out.id = item.id;
+  out.targetAgentType = item.spinUp.agentType;
+  const bool spinUp = !item.haveWorker && ctx_.options.spinupOnSubmit;
+  out.spinUpTriggered = spinUp;
   if (item.haveWorker) {
-    response.set("estimatedWaitSeconds", Json(5));
+    out.estimatedWaitSeconds = 5;
   } else if (spinUp) {
-    response.set("estimatedWaitSeconds", Json(30));
+    out.estimatedWaitSeconds = 30;
   }
   if (spinUp) {
     if (spinUp_) {
@@ -210,7 +152,7 @@ Result<Json> WorkQueue::finishSubmit(const NewItem& item, Result<uint64_t> writt
                  {"capability", item.spinUp.capability}});
     }
   }
-  return response;
+  return out;
 }
 
 }  // namespace weft

@@ -44,14 +44,14 @@ WorkQueue::SweepReport WorkQueue::sweepOnce() {
     if (!record->isActive() || !record->leaseExpiresAtMs || *record->leaseExpiresAtMs > now) {
       continue;  // renewed or finished meanwhile
     }
-    Json error = Json::object();
-    error.set("message", Json("lease expired"));
-    error.set("code", Json("LEASE_EXPIRED"));
-    error.set("recoverable", Json(true));
-    error.set("occurredAt", Json(formatIso(now)));
-    error.set("attempt", Json(record->item.getInt("attempts", 0)));
-    if (!record->assignedTo.empty()) error.set("agentGuid", Json(record->assignedTo));
-    auto outcome = applyFailure(*record, revision, error, nullptr);
+    ErrorRecord error;
+    error.message = "lease expired";
+    error.code = "LEASE_EXPIRED";
+    error.recoverable = true;
+    error.occurredAt = formatIso(now);
+    error.attempt = record->attempts;
+    if (!record->assignedTo.empty()) error.agentGuid = record->assignedTo;
+    auto outcome = applyFailure(*record, revision, std::move(error), nullptr);
     if (outcome) {
       ++report.leasesExpired;
       ++(*outcome == FailOutcome::Retried ? report.retried : report.deadLettered);
@@ -76,14 +76,14 @@ WorkQueue::SweepReport WorkQueue::sweepOnce() {
     if (!expiredByRetention) {
       if (now - failedAtMs < kOrphanMarginMs) continue;
       auto item = view_->find(id);
-      orphanCandidate = item && item->status != "failed";
+      orphanCandidate = item && item->status != WorkStatus::Failed;
       if (!orphanCandidate) continue;
     }
     auto entry = deadLetters_.read(id);
     if (!entry) continue;
     if (orphanCandidate) {
       auto loaded = load(id);
-      if (!loaded || loaded->first->status == "failed") continue;
+      if (!loaded || loaded->first->status == WorkStatus::Failed) continue;
     }
     if (deadLetters_.remove(id, entry->revision)) {
       ++(orphanCandidate ? report.orphansRemoved : report.deadLettersPurged);

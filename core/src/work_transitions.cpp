@@ -4,16 +4,13 @@ namespace weft {
 
 namespace {
 
-const Json::Array* logOf(const Json& item) {
-  const Json* log = item.find("transitions");
-  return log && log->isArray() ? &log->asArray() : nullptr;
-}
+const Json::Array* logOf(const Json& log) { return log.isArray() ? &log.asArray() : nullptr; }
 
 }  // namespace
 
-void appendTransition(Json& item, const char* event, const std::string& atIso,
+void appendTransition(WorkItem& item, const char* event, const std::string& atIso,
                       Json::Object fields) {
-  const int64_t seq = lastTransitionSeq(item) + 1;
+  const int64_t seq = lastTransitionSeq(item.transitions) + 1;
   Json::Object entry;
   entry.reserve(fields.size() + 3);
   entry.emplace_back("seq", Json(seq));
@@ -21,9 +18,11 @@ void appendTransition(Json& item, const char* event, const std::string& atIso,
   entry.emplace_back("at", Json(atIso));
   for (auto& f : fields) entry.push_back(std::move(f));
 
-  Json* log = item.find("transitions");
-  if (!log || !log->isArray()) log = &item.set("transitions", Json::array());
-  Json::Array& entries = log->asArray();
+  if (!item.has(WorkField::Transitions) || !item.transitions.isArray()) {
+    item.transitions = Json::array();
+  }
+  item.set(WorkField::Transitions);
+  Json::Array& entries = item.transitions.asArray();
   entries.push_back(Json(std::move(entry)));
   if (entries.size() > kMaxTransitions) {
     entries.erase(entries.begin(),
@@ -31,13 +30,13 @@ void appendTransition(Json& item, const char* event, const std::string& atIso,
   }
 }
 
-bool hasTransitions(const Json& item) {
-  const Json::Array* log = logOf(item);
+bool hasTransitions(const Json& transitions) {
+  const Json::Array* log = logOf(transitions);
   return log && !log->empty();
 }
 
-int64_t lastTransitionSeq(const Json& item) {
-  const Json::Array* log = logOf(item);
+int64_t lastTransitionSeq(const Json& transitions) {
+  const Json::Array* log = logOf(transitions);
   if (!log || log->empty()) return 0;
   return log->back().getInt("seq", 0);
 }

@@ -7,11 +7,11 @@ namespace weft::rest {
 Json toJson(const DeadLetter& entry) {
   Json out = Json::object();
   out.set("id", Json(entry.id));
-  out.set("workItem", entry.workItem);
+  out.set("workItem", entry.workItemJson());
   out.set("reason", Json(deadLetterReasonText(entry.reason)));
   out.set("attempts", Json(entry.attempts));
   out.set("failedAt", Json(entry.failedAt));
-  out.set("errors", entry.errors);
+  out.set("errors", entry.errorsJson());
   return out;
 }
 

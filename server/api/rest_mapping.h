@@ -4,6 +4,7 @@
 // values mapped here; the rest of the domain follows one service at a time.
 #pragma once
 
+#include "api/rest_work.h"
 #include "weft/channels.h"
 #include "weft/dead_letters.h"
 #include "weft/json.h"
@@ -37,6 +38,16 @@ template <typename T>
 Result<Json> rendered(const Result<T>& result) {
   if (!result) return result.status();
   return toJson(*result);
+}
+
+// A request body parsed (parse: const Json& -> Result<Request>), the service
+// called with the request, its result rendered; or the first failing step's
+// Status.
+template <typename Parse, typename Call>
+Result<Json> parsedThenRendered(const Json& body, Parse parse, Call call) {
+  auto request = parse(body);
+  if (!request) return request.status();
+  return rendered(call(*request));
 }
 
 }  // namespace weft::rest

@@ -93,15 +93,35 @@ void agentRoutes(http::Router& router, Services& s, const http::ErrorMapping& er
       kReadsBody);
 }
 
+// An agent's report on claimed work (§2.4): the body parsed into Report, then
+// the WorkQueue method for the item at {id}.
+template <typename Report>
+void reportRoute(http::Router& router, Services& s, const http::ErrorMapping& errors,
+                 const char* path, Result<Report> (*parse)(const Json&),
+                 Result<WorkItemView> (WorkQueue::*method)(const std::string&, const Report&)) {
+  router.add(
+      "POST", path,
+      [&s, &errors, parse, method](const ApiRequest& req) {
+        return http::jsonOrError(
+            rest::parsedThenRendered(
+                req.body, parse,
+                [&](const Report& r) { return (s.work.*method)(req.param("id"), r); }),
+            errors);
+      },
+      kReadsBody);
+}
+
 void workRoutes(http::Router& router, Services& s, const http::ErrorMapping& errors) {
   router.add(
       "POST", "/api/work",
       [&s, &errors](const ApiRequest& req) {
+        auto request = rest::parseSubmitRequest(req.body);
+        if (!request) return http::errorResponse(request.status(), errors);
         // Answered when the backend acknowledges the write, from the
         // storage plugin's thread: no worker waits for the round trip.
         auto pending = std::make_shared<http::PendingResponse>();
-        s.work.submitAsync(req.body, [pending, &errors](Result<Json> submitted) {
-          pending->complete(http::jsonOrError(std::move(submitted), errors, 201));
+        s.work.submitAsync(*request, [pending, &errors](Result<Submitted> submitted) {
+          pending->complete(http::jsonOrError(rest::rendered(submitted), errors, 201));
         });
         return ApiResponse::later(std::move(pending));
       },
@@ -114,46 +134,46 @@ void workRoutes(http::Router& router, Services& s, const http::ErrorMapping& err
       f.boundary = req.query("classification");
       deprecatedAlias = f.boundary.has_value();
     }
-    auto list = s.work.listStream(f, pageOf(req));
-    if (!list) return http::errorResponse(list.status(), errors);
-    ApiResponse response = listResponse(std::move(*list));
+    auto page = s.work.list(f, pageOf(req));
+    if (!page) return http::errorResponse(page.status(), errors);
+    ApiResponse response = listResponse(rest::toJsonStream(std::move(*page)));
     if (deprecatedAlias) response.withHeader("X-Deprecated-Param", kDeprecatedClassification);
     return response;
   });
   router.add("GET", "/api/work/{id}", [&s, &errors](const ApiRequest& req) {
-    return http::jsonOrError(s.work.get(req.param("id")), errors);
+    return http::jsonOrError(rest::rendered(s.work.get(req.param("id"))), errors);
   });
   router.add("POST", "/api/work/{id}/cancel", [&s, &errors](const ApiRequest& req) {
-    return http::jsonOrError(s.work.cancel(req.param("id")), errors);
+    auto cancelled = s.work.cancel(req.param("id"));
+    if (!cancelled) return http::errorResponse(cancelled.status(), errors);
+    return ApiResponse::jsonBody(200, rest::cancelledJson(req.param("id")));
   });
   router.add(
       "POST", "/api/work/cancel-batch",
-      [&s, &errors](const ApiRequest& req) { return http::jsonOrError(s.work.cancelBatch(req.body), errors); },
+      [&s, &errors](const ApiRequest& req) {
+        return http::jsonOrError(
+            rest::parsedThenRendered(req.body, rest::parseCancelBatchRequest,
+                       [&s](const CancelBatchRequest& r) { return s.work.cancelBatch(r); }),
+            errors);
+      },
       kReadsBody);
   router.add(
       "POST", "/api/work/claim",
       [&s, &errors](const ApiRequest& req) {
-        auto claimed = s.work.claim(req.body);
+        auto request = rest::parseClaimRequest(req.body);
+        if (!request) return http::errorResponse(request.status(), errors);
+        auto claimed = s.work.claim(*request);
         if (!claimed) return http::errorResponse(claimed.status(), errors);
         if (!claimed->has_value()) return ApiResponse::noContent();
-        return ApiResponse::jsonBody(200, std::move(**claimed));
+        return ApiResponse::jsonBody(200, rest::toJson(**claimed));
       },
       kReadsBody);
-  using Transition = Result<Json> (WorkQueue::*)(const std::string&, const Json&);
-  const std::pair<const char*, Transition> transitions[] = {
-      {"/api/work/{id}/start", &WorkQueue::start},
-      {"/api/work/{id}/progress", &WorkQueue::progress},
-      {"/api/work/{id}/complete", &WorkQueue::complete},
-      {"/api/work/{id}/fail", &WorkQueue::fail},
-  };
-  for (const auto& [path, method] : transitions) {
-    router.add(
-        "POST", path,
-        [&s, &errors, method = method](const ApiRequest& req) {
-          return http::jsonOrError((s.work.*method)(req.param("id"), req.body), errors);
-        },
-        kReadsBody);
-  }
+  reportRoute(router, s, errors, "/api/work/{id}/start", rest::parseClaimHolder, &WorkQueue::start);
+  reportRoute(router, s, errors, "/api/work/{id}/progress", rest::parseProgressReport,
+              &WorkQueue::progress);
+  reportRoute(router, s, errors, "/api/work/{id}/complete", rest::parseCompleteReport,
+              &WorkQueue::complete);
+  reportRoute(router, s, errors, "/api/work/{id}/fail", rest::parseFailReport, &WorkQueue::fail);
 }
 
 void deadLetterRoutes(http::Router& router, Services& s, const http::ErrorMapping& errors) {
@@ -173,7 +193,8 @@ void deadLetterRoutes(http::Router& router, Services& s, const http::ErrorMappin
       [&s, &errors](const ApiRequest& req) {
         auto resetAttempts = rest::parseRetryRequest(req.body);
         if (!resetAttempts) return http::errorResponse(resetAttempts.status(), errors);
-        return http::jsonOrError(s.work.retryDeadLetter(req.param("id"), *resetAttempts), errors);
+        return http::jsonOrError(
+            rest::rendered(s.work.retryDeadLetter(req.param("id"), *resetAttempts)), errors);
       },
       kReadsBody);
   router.add("DELETE", "/api/dlq/{id}", [&s, &errors](const ApiRequest& req) {

@@ -87,7 +87,7 @@ WeftMetrics::WeftMetrics(std::string backend, std::chrono::milliseconds statePol
                        std::lock_guard<std::mutex> lock(sourcesMutex_);
                        if (services_) {
                          services_->work.view().forEach([&](const std::string&, const auto& item) {
-                           auto it = counts.find(item->status);
+                           auto it = counts.find(item->statusText());
                            if (it != counts.end()) it->second += 1;
                          });
                        }

@@ -44,15 +44,15 @@ Json computeLiveStats(const LiveStatsSources& src, const std::optional<std::stri
   if (src.work) {
     src.work->view().forEach([&](const std::string&, const std::shared_ptr<const WorkRecord>& w) {
       if (!inScope(w->projectId)) return;
-      if (w->status == "pending")
+      if (w->status == WorkStatus::Pending)
         ++pending;
       else if (w->isActive())
         ++active;
-      else if (w->status == "completed")
+      else if (w->status == WorkStatus::Completed)
         ++completed;
-      else if (w->status == "failed")
+      else if (w->status == WorkStatus::Failed)
         ++failed;
-      else if (w->status == "cancelled")
+      else if (w->status == WorkStatus::Cancelled)
         ++cancelled;
     });
   }

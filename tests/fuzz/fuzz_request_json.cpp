@@ -13,6 +13,7 @@
 #include <string_view>
 #include <thread>
 
+#include "api/rest_work.h"
 #include "fuzz_check.h"
 #include "weft/agent_registry.h"
 #include "weft/clock.h"
@@ -78,15 +79,16 @@ void exerciseDomain(Domain& d, const Json& body) {
     if (!g.empty()) guid = g;
   }
   (void)d.agents->heartbeat(guid, body);
-  (void)d.work->submit(body);
+  // The work requests as the routes parse them (server/api/rest_work.h).
+  if (auto submit = weft::rest::parseSubmitRequest(body)) (void)d.work->submit(*submit);
   // claim with the body as is, and with the registered guid filled in.
-  (void)d.work->claim(body);
+  if (auto claim = weft::rest::parseClaimRequest(body)) (void)d.work->claim(*claim);
   if (!guid.empty()) {
     Json claimBody = body;
     claimBody.set("agentGuid", guid);
-    (void)d.work->claim(claimBody);
+    if (auto claim = weft::rest::parseClaimRequest(claimBody)) (void)d.work->claim(*claim);
   }
-  (void)d.work->cancelBatch(body);
+  if (auto cancel = weft::rest::parseCancelBatchRequest(body)) (void)d.work->cancelBatch(*cancel);
   (void)d.agents->shutdownBatch(
       body, [&d](const std::string& g) { return d.work->hasActiveWork(g); },
       [](const weft::AgentRecord&) { return int64_t{0}; });

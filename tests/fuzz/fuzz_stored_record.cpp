@@ -58,7 +58,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto back = weft::Json::parse(rendered.dump(), 64);
     WEFT_FUZZ_CHECK(back.isOk() && *back == rendered);
   }
-  (void)weft::WorkQueue::decode(value);
+  if (auto item = weft::WorkQueue::decode(value)) {
+    // The stored form is written back as it was read.
+    const std::string encoded = item->encode();
+    auto again = weft::WorkItem::decode(encoded);
+    WEFT_FUZZ_CHECK(again && again->encode() == encoded);
+  }
   (void)weft::DeadLetter::decode(value);
   (void)weft::Targets::decode(value, "default");
   return 0;

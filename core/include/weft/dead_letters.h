@@ -15,6 +15,7 @@
 #include "weft/json.h"
 #include "weft/pagination.h"
 #include "weft/service_context.h"
+#include "weft/work_item.h"
 
 namespace weft {
 
@@ -27,13 +28,21 @@ const char* deadLetterReasonText(DeadLetterReason reason);
 // as stored in `weft-dlq` under the item's id.
 struct DeadLetter {
   std::string id;  // the work item's id
-  // The item as it was when it failed, without its claim token, and its
-  // ErrorRecords. (They become typed together with the work item.)
-  Json workItem;
+  // The item as it was when it failed, without its claim token; nullptr when
+  // the stored snapshot is not a JSON object (then it is kept, as stored, in
+  // workItemVerbatim).
+  std::shared_ptr<const WorkItem> workItem;
+  Json workItemVerbatim;
   DeadLetterReason reason = DeadLetterReason::MaxAttemptsExceeded;
   int64_t attempts = 0;
   std::string failedAt;  // ISO 8601, as stored
-  Json errors;
+  std::vector<ErrorRecord> errors;
+  // The stored `errors` when it is not an array (null when absent).
+  std::optional<Json> errorsVerbatim;
+
+  // The two members in their stored form.
+  Json workItemJson() const;
+  Json errorsJson() const;
 
   // From workItem and failedAt, for the filters and the list order.
   std::string projectId, capability;
@@ -77,7 +86,7 @@ class DeadLetters {
   // Oldest failure first (then by id), after the filters.
   Result<DeadLetterPage> list(const DeadLetterFilter& filter, const PageRequest& page) const;
   Result<std::shared_ptr<const DeadLetter>> get(const std::string& id) const;
-  // DELETE /api/dlq/{id}: NotFound with the spec message when absent.
+  // Removes the entry; NotFound with the spec message when absent.
   Status discard(const std::string& id);
 
   // For WorkQueue: write (replacing a leftover) and conditional removal.

@@ -2,6 +2,8 @@
 // §4.1). Each item is one JSON value in the `weft-work` bucket keyed by its
 // id, so it survives restarts and a lookup is one get. Every transition is
 // one compare-and-set on that value; lists and routing read a watch-fed view.
+// It deals in typed values (WorkItem, the requests and results below); their
+// REST form is mapped at the HTTP edge (server/api/rest_work.h).
 #pragma once
 
 #include <functional>
@@ -17,29 +19,22 @@
 #include <thread>
 
 #include "weft/agent_registry.h"
+#include "weft/batch_result.h"
 #include "weft/bucket_view.h"
 #include "weft/dead_letters.h"
 #include "weft/json.h"
-#include "weft/json_list_stream.h"
 #include "weft/pagination.h"
 #include "weft/service_context.h"
+#include "weft/work_item.h"
 
 namespace weft {
 
-struct WorkRecord {
-  Json item;  // the stored value (includes claimToken)
-  std::string id, taskId, projectId, status, capability, boundary, assignedTo;
-  std::string requiredAgentType;
-  int64_t priority = 5;
-  std::string offeredAt;
+// A work item as the view holds it: the stored item plus what the indexes and
+// the sweeper read often, derived once on decode.
+struct WorkRecord : WorkItem {
   int64_t offeredAtMs = 0;
   int64_t updatedAtMs = 0;
   std::optional<int64_t> leaseExpiresAtMs;
-
-  bool isActive() const { return status == "assigned" || status == "in-progress"; }
-  bool isTerminal() const {
-    return status == "completed" || status == "failed" || status == "cancelled";
-  }
 };
 
 struct WorkFilter {
@@ -53,13 +48,107 @@ struct SpinUpRequest {
 };
 using SpinUpRequester = std::function<void(const SpinUpRequest&)>;
 
+// A new work item (§2.3), its fields already checked on their own (the
+// rules that need no state; see the REST mapping). Absent optionals take the
+// defaults of §2.3 and the configuration.
+struct SubmitRequest {
+  std::string boundary, capability, description;
+  std::optional<int64_t> priority;  // 1..10
+  std::optional<std::string> preferredAgentType, requiredAgentType;
+  std::optional<int64_t> maxAttempts;  // 1..100
+  std::optional<int64_t> leaseMs;
+  std::optional<std::string> projectId;
+  std::string taskId;  // empty: a new one is generated
+  Json deadline;       // stored as given; null: none
+  Json contextData;    // stored as given; null: none
+};
+
+// The outcome of a submission: the stored item's id, where it was routed,
+// and whether a spin-up was requested.
+struct Submitted {
+  std::string id;
+  std::string targetAgentType;
+  bool spinUpTriggered = false;
+  std::optional<int64_t> estimatedWaitSeconds;
+};
+
+// A work item with the registry summary of its assignee (AgentRegistry::
+// summary), null when unassigned or unknown to the registry.
+struct WorkItemView {
+  std::shared_ptr<const WorkItem> item;
+  Json assignedToAgent;
+};
+
+// A claimed work item: the same, for the agent that now holds its claim
+// token (item->claimToken).
+struct ClaimedItem {
+  WorkItemView work;
+};
+
+// A page of work items in list order, with the agent summary lookup the
+// rendering uses for each (called lazily, as the page is read).
+struct WorkPage {
+  std::vector<std::shared_ptr<const WorkItem>> items;
+  Pager pager;
+  size_t total = 0;
+  std::function<Json(const std::string& agentGuid)> agentSummary;
+};
+
+// What a claim asks for (§2.4). Absent optionals fall back to what the agent
+// declared at registration.
+struct ClaimRequest {
+  std::string agentGuid;
+  std::optional<std::vector<std::string>> capabilities, boundaries;
+  std::optional<std::string> projectId;
+  std::optional<int64_t> leaseMs;
+};
+
+// Who reports on a claimed item: the assignee and its claim token.
+struct ClaimHolder {
+  std::string agentGuid, claimToken;
+};
+struct ProgressReport {
+  ClaimHolder holder;
+  int64_t progress = 0;  // 0..100
+};
+struct CompleteReport {
+  ClaimHolder holder;
+  Json result;  // an object (summary, output, artifacts kept) or null
+};
+struct FailReport {
+  ClaimHolder holder;
+  std::string message;
+  std::optional<std::string> code;
+  bool recoverable = true;
+};
+
+// A batch cancel (§2.3): the given ids, or else the items matching the
+// filter (and projectId), in list order.
+struct CancelBatchRequest {
+  std::optional<std::vector<std::string>> ids;
+  struct Filter {
+    std::optional<std::string> status, boundary, capability, assignedTo;
+    std::optional<double> minPriority;
+  } filter;
+  std::optional<std::string> projectId;
+  std::optional<std::string> reason;  // one of the four reasons of §2.3
+  bool reassign = false;
+};
+struct CancelBatchResult {
+  BatchResult batch;
+  std::vector<std::string> cancelledItems, reassignedItems, notCancellable;
+  int64_t completedAtMs = 0;
+};
+
 // Thread-safety: every public method may be called from any number of
 // threads at once; instances on other processes may change the same records
 // meanwhile (every write is a compare-and-set, retried on conflict).
 // Errors (Status codes): InvalidArgument for a field rule (the message names
-// the field), NotFound for an unknown id, Conflict for a transition that does
-// not fit the item's state or a stale claim token, Unavailable or Timeout when
-// the backend is down or slow (a write may still have been applied).
+// the field), NotFound for an unknown id (or an unknown agent on claim),
+// Conflict for a transition that does not fit the item's state, an offline
+// agent or a stale claim token, Unavailable or Timeout when the backend is
+// down or slow (a write may still have been applied), Internal for a stored
+// value that cannot be used.
 class WorkQueue {
  public:
   using View = BucketView<WorkRecord>;
@@ -74,40 +163,43 @@ class WorkQueue {
   const View& view() const { return *view_; }
   void setSpinUpRequester(SpinUpRequester requester) { spinUp_ = std::move(requester); }
 
+  // A stored value as the view holds it; nullptr when it is not a work item.
   static std::shared_ptr<const WorkRecord> decode(const std::string& value);
 
-  // The WorkItem of §3.4 as returned: no claimToken, plus assignedToAgent.
-  Json render(const WorkRecord& record) const;
-
-  // POST /api/work: validates, routes, stores the new item as pending with
-  // one acknowledged write; returns the 201 body.
-  Result<Json> submit(const Json& body);
+  // Validates what needs state, routes, and stores the new item as pending
+  // with one acknowledged write.
+  Result<Submitted> submit(const SubmitRequest& request);
   // submit() without parking the calling thread on the backend's answer:
   // validation and routing run here; `done` gets what submit() would have
   // returned, exactly once, here or on the storage plugin's thread
   // (KvBucket::createAsync). `done` must not block. stop() waits for the
   // submits still in flight.
-  using SubmitDone = std::function<void(Result<Json>)>;
-  void submitAsync(const Json& body, SubmitDone done);
-  Result<Json> get(const std::string& id) const;
-  Result<Json> list(const WorkFilter& filter, const PageRequest& page) const;
-  // The same document as list(), rendered lazily (json_list_stream.h).
-  Result<JsonListStream> listStream(const WorkFilter& filter, const PageRequest& page) const;
-  Result<Json> cancel(const std::string& id);
-  // POST /api/work/cancel-batch: the batch result of §2.3.
-  Result<Json> cancelBatch(const Json& body);
+  using SubmitDone = std::function<void(Result<Submitted>)>;
+  void submitAsync(const SubmitRequest& request, SubmitDone done);
+  // One item, read fresh from the backend.
+  Result<WorkItemView> get(const std::string& id) const;
+  // The items matching the filter, highest priority first, then oldest
+  // offer, then id; from the view.
+  Result<WorkPage> list(const WorkFilter& filter, const PageRequest& page) const;
+  // Cancels an item that is not finished; returns the cancelled item.
+  Result<std::shared_ptr<const WorkItem>> cancel(const std::string& id);
+  // Cancels (or with reassign, re-queues active) items one by one; stops at
+  // the first backend failure.
+  Result<CancelBatchResult> cancelBatch(const CancelBatchRequest& request);
 
-  // POST /api/work/claim: the claimed WorkItem plus claimToken, or nullopt
-  // when nothing is claimable (204).
-  Result<std::optional<Json>> claim(const Json& body);
-  // Agent reports on claimed work (§2.4); each returns the updated WorkItem.
-  Result<Json> start(const std::string& id, const Json& body);
-  Result<Json> progress(const std::string& id, const Json& body);
-  Result<Json> complete(const std::string& id, const Json& body);
-  Result<Json> fail(const std::string& id, const Json& body);
-  // POST /api/dlq/{id}/retry: the re-queued WorkItem, its attempts reset to
-  // 0 unless resetAttempts is false.
-  Result<Json> retryDeadLetter(const std::string& id, bool resetAttempts = true);
+  // The best pending item the agent may take, now assigned to it with a new
+  // claim token and lease; nullopt when nothing is claimable.
+  Result<std::optional<ClaimedItem>> claim(const ClaimRequest& request);
+  // Agent reports on claimed work (§2.4), fenced by the claim token; each
+  // returns the updated item.
+  Result<WorkItemView> start(const std::string& id, const ClaimHolder& holder);
+  Result<WorkItemView> progress(const std::string& id, const ProgressReport& report);
+  Result<WorkItemView> complete(const std::string& id, const CompleteReport& report);
+  Result<WorkItemView> fail(const std::string& id, const FailReport& report);
+  // Re-queues a dead-lettered item (recreating it from the entry's snapshot
+  // when retention removed it), its attempts reset to 0 unless resetAttempts
+  // is false; the entry is removed.
+  Result<WorkItemView> retryDeadLetter(const std::string& id, bool resetAttempts = true);
 
   // Whether guid holds an assigned or in-progress item (view).
   bool hasActiveWork(const std::string& agentGuid) const;
@@ -130,9 +222,11 @@ class WorkQueue {
     bool haveWorker = false;
     SpinUpRequest spinUp;  // also the routing result: agentType is targetAgentType
   };
-  Result<NewItem> prepareSubmit(const Json& body);
-  // After the write: the view, the spin-up request and the 201 body.
-  Result<Json> finishSubmit(const NewItem& item, Result<uint64_t> written);
+  Result<NewItem> prepareSubmit(const SubmitRequest& request);
+  // After the write: the view, the spin-up request and the outcome.
+  Result<Submitted> finishSubmit(const NewItem& item, Result<uint64_t> written);
+  // The item with its assignee's summary.
+  WorkItemView viewOf(std::shared_ptr<const WorkItem> item) const;
 
   Status ready() const;
   std::shared_ptr<KvBucket> bucket() const;
@@ -157,26 +251,28 @@ class WorkQueue {
   // Reads id fresh from the backend. NotFound with the spec message.
   Result<std::pair<std::shared_ptr<const WorkRecord>, uint64_t>> load(const std::string& id) const;
   // Writes item at revision; on success updates the view.
-  Result<uint64_t> store(const std::string& id, const Json& item, uint64_t revision);
+  Result<uint64_t> store(const std::string& id, const WorkItem& item, uint64_t revision);
 
-  // The shared body of start/progress/complete/fail: validation already
+  // What is shared by start/progress/complete/fail: validation already
   // done; checks token and state, then applies mutate by compare-and-set,
-  // re-reading after a conflict. mutate returns the 409 state message when
+  // re-reading after a conflict. mutate returns the Conflict message when
   // the state does not allow the operation.
-  using Mutation = std::function<std::optional<std::string>(const WorkRecord& record, Json& item)>;
-  Result<Json> fenced(const std::string& id, const Json& body, const Mutation& mutate);
+  using Mutation = std::function<std::optional<std::string>(const WorkRecord& record, WorkItem& item)>;
+  Result<WorkItemView> fenced(const std::string& id, const ClaimHolder& holder,
+                              const Mutation& mutate);
   // The general form: step writes the item read at revision and returns the
-  // response, or nullopt when it lost a race (then the item is re-read and
+  // result, or nullopt when it lost a race (then the item is re-read and
   // the token checked again).
-  using FencedStep =
-      std::function<std::optional<Result<Json>>(const WorkRecord& record, uint64_t revision)>;
-  Result<Json> fenced(const std::string& id, const Json& body, const FencedStep& step);
+  using FencedStep = std::function<std::optional<Result<WorkItemView>>(const WorkRecord& record,
+                                                                       uint64_t revision)>;
+  Result<WorkItemView> fenced(const std::string& id, const ClaimHolder& holder,
+                              const FencedStep& step);
 
   // Applies a failure (agent-reported or lease expiry) to the item read at
   // revision: retry or dead-letter. Conflict when the item moved meanwhile.
   enum class FailOutcome { Retried, DeadLettered };
-  Result<FailOutcome> applyFailure(const WorkRecord& record, uint64_t revision, Json error,
-                                   Json* updated);
+  Result<FailOutcome> applyFailure(const WorkRecord& record, uint64_t revision, ErrorRecord error,
+                                   std::shared_ptr<const WorkRecord>* updated);
 
   void sweeperLoop(int64_t intervalMs);
 

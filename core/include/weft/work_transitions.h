@@ -33,27 +33,29 @@
 #include <vector>
 
 #include "weft/json.h"
+#include "weft/work_item.h"
 
 namespace weft {
 
 constexpr size_t kMaxTransitions = 64;
 
-// Appends {seq: last+1, event, at, ...fields} to item["transitions"],
-// creating the array when absent and dropping the oldest entries beyond
-// kMaxTransitions.
-void appendTransition(Json& item, const char* event, const std::string& atIso,
+// Appends {seq: last+1, event, at, ...fields} to item.transitions, making it
+// an array (present) when it is not one, and dropping the oldest entries
+// beyond kMaxTransitions.
+void appendTransition(WorkItem& item, const char* event, const std::string& atIso,
                       Json::Object fields = {});
 
-// Whether item carries a transition log (a non-empty `transitions` array).
-bool hasTransitions(const Json& item);
+// Whether log (an item's `transitions`, null when absent) is a non-empty
+// array.
+bool hasTransitions(const Json& log);
 
 // The seq of the newest entry, 0 when there is none.
-int64_t lastTransitionSeq(const Json& item);
+int64_t lastTransitionSeq(const Json& log);
 
-// The entries of after's log that a reader who last saw `before` has not seen,
-// oldest first. before == nullptr means the reader never saw this key (or saw
-// it deleted): then the entries from the newest `recreated` entry on, or all
-// of them, since a recreated item carries the history of its earlier life.
-std::vector<const Json*> unseenTransitions(const Json* before, const Json& after);
+// The entries of afterLog that a reader who last saw beforeLog has not seen,
+// oldest first. beforeLog == nullptr means the reader never saw this key (or
+// saw it deleted): then the entries from the newest `recreated` entry on, or
+// all of them, since a recreated item carries the history of its earlier life.
+std::vector<const Json*> unseenTransitions(const Json* beforeLog, const Json& afterLog);
 
 }  // namespace weft
