@@ -772,10 +772,13 @@ TEST_CASE("an agent registering with the target id is linked to the spin-up", "[
   });
   Json t = f.localTarget("linked");
   REQUIRE(f.targets->spinUpTarget("linked", kAny).isOk());
-  Json agent = body(R"({"guid":"agent-1","handle":"h","capabilities":["cpp"]})");
+  RegisterRequest agent;
+  agent.guid = "agent-1";
+  agent.handle = "h";
+  agent.capabilities = {"cpp"};
   Json metadata = Json::object();
   metadata.set("targetId", t.get("id"));
-  agent.set("metadata", metadata);
+  agent.metadata = metadata;
   REQUIRE(f.svc->agents->registerAgent(agent).isOk());
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   release = true;

@@ -4,6 +4,7 @@
 // values mapped here; the rest of the domain follows one service at a time.
 #pragma once
 
+#include "api/rest_agents.h"
 #include "weft/channels.h"
 #include "weft/dead_letters.h"
 #include "weft/json.h"
