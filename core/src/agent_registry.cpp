@@ -210,12 +210,6 @@ Result<std::shared_ptr<const AgentRecord>> AgentRegistry::get(const std::string&
 
 namespace {
 
-Json stringList(const std::vector<std::string>& values) {
-  Json out = Json::array();
-  for (const auto& v : values) out.push(Json(v));
-  return out;
-}
-
 // The entry a registration stores: the same shape agents write directly
 // (§3.1), members in this order.
 Json registrationEntry(const RegisterRequest& r, const std::string& guid,
@@ -228,7 +222,7 @@ Json registrationEntry(const RegisterRequest& r, const std::string& guid,
   if (r.natsUrl) entry.set("natsUrl", Json(*r.natsUrl));
   if (r.username) entry.set("username", Json(*r.username));
   entry.set("projectId", Json(r.projectId.value_or(defaultProject)));
-  entry.set("capabilities", stringList(r.capabilities));
+  entry.set("capabilities", Json::stringArray(r.capabilities));
   entry.set("scope", Json(r.scope.value_or("team")));
   if (r.visibility) entry.set("visibility", Json(*r.visibility));
   entry.set("status", Json("online"));
@@ -322,7 +316,7 @@ Result<std::shared_ptr<const AgentRecord>> AgentRegistry::heartbeat(
     entry.set("lastHeartbeat", Json(formatIso(ctx_.now())));
     if (request.status) entry.set("status", Json(*request.status));
     if (request.currentTaskCount) entry.set("currentTaskCount", Json(*request.currentTaskCount));
-    if (request.capabilities) entry.set("capabilities", stringList(*request.capabilities));
+    if (request.capabilities) entry.set("capabilities", Json::stringArray(*request.capabilities));
     return true;
   });
 }

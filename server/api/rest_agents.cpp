@@ -183,11 +183,8 @@ AgentRegistry::ShutdownRequest parseShutdownRequest(const Json& body) {
 Result<AgentRegistry::ShutdownBatchRequest> parseShutdownBatchRequest(const Json& body) {
   const Json& filter = body.get("filter");
   const Json& guids = body.get("agentGuids");
-  // JavaScript's falsy values: the rules were first written for a JS server.
-  auto falsy = [](const Json& v) {
-    return v.isNull() || (v.isBool() && !v.asBool()) || (v.isNumber() && v.asDouble() == 0) ||
-           (v.isString() && v.asString().empty());
-  };
+  // The checks in order, with the truthiness their wording comes from.
+  auto falsy = [](const Json& v) { return isFalsy(v); };
   const bool guidsGiven = !falsy(guids) && !(guids.isArray() && guids.asArray().empty());
   if (falsy(filter) && !guidsGiven) return invalid("Either filter or agentGuids must be provided");
   if (!guids.isNull() && !guids.isArray()) return invalid("agentGuids must be an array");
@@ -217,7 +214,7 @@ Result<AgentRegistry::ShutdownBatchRequest> parseShutdownBatchRequest(const Json
   AgentRegistry::ShutdownBatchRequest r;
   if (guidsGiven) {
     std::vector<std::string> list;
-    for (const auto& g : guids.asArray()) list.push_back(g.isString() ? g.asString() : g.dump());
+    for (const auto& g : guids.asArray()) list.push_back(shown(g));
     r.agentGuids = std::move(list);
   }
   r.projectId = optionalString(body.get("projectId"));

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "api/rest_agents.h"
+#include "api/rest_targets.h"
 #include "weft/channels.h"
 #include "weft/dead_letters.h"
 #include "weft/json.h"
