@@ -31,10 +31,23 @@ struct MonitorHarness {
   Services services;
 };
 
-void registerAgent(Services& s, const std::string& guid, const std::string& extra = "") {
-  std::string text = R"({"guid":")" + guid + R"(","handle":"h","capabilities":["cpp"])" +
-                     (extra.empty() ? "" : "," + extra) + "}";
-  REQUIRE(s.agents->registerAgent(Json::parse(text).value()).isOk());
+void registerAgent(Services& s, const std::string& guid, RegisterRequest request = {}) {
+  request.guid = guid;
+  request.handle = "h";
+  request.capabilities = {"cpp"};
+  REQUIRE(s.agents->registerAgent(request).isOk());
+}
+
+RegisterRequest withTasks(int64_t currentTaskCount) {
+  RegisterRequest r;
+  r.currentTaskCount = currentTaskCount;
+  return r;
+}
+
+RegisterRequest withSpindown(int64_t spindownAfterIdleMs) {
+  RegisterRequest r;
+  r.spindownAfterIdleMs = spindownAfterIdleMs;
+  return r;
 }
 
 }  // namespace
@@ -57,8 +70,11 @@ TEST_CASE("an idle agent gets one shutdown request, again only after new activit
   CHECK(h.monitor->checkOnce().idleRequests == 0);
 
   // A status change is activity; the idle clock starts again.
-  REQUIRE(h.services.agents->heartbeat("a1", body(R"({"status":"busy"})")));
-  REQUIRE(h.services.agents->heartbeat("a1", body(R"({"status":"online"})")));
+  HeartbeatRequest busy, online;
+  busy.status = "busy";
+  online.status = "online";
+  REQUIRE(h.services.agents->heartbeat("a1", busy));
+  REQUIRE(h.services.agents->heartbeat("a1", online));
   clock.advance(299000);
   CHECK(h.monitor->checkOnce().idleRequests == 0);
   clock.advance(1000);
@@ -72,7 +88,7 @@ TEST_CASE("heartbeats alone are not activity") {
   REQUIRE(eventually([&] { return h.services.agents->view().find("a1") != nullptr; }));
   for (int i = 0; i < 5; ++i) {
     clock.advance(60000);
-    REQUIRE(h.services.agents->heartbeat("a1", Json::object()));
+    REQUIRE(h.services.agents->heartbeat("a1", {}));
   }
   CHECK(h.monitor->checkOnce().idleRequests == 1);
 }
@@ -81,9 +97,9 @@ TEST_CASE("busy agents, task counts and spindownAfterIdleMs") {
   ManualClock clock;
   MonitorHarness h(clock);
   registerAgent(h.services, "worker");
-  registerAgent(h.services, "counting", R"("currentTaskCount":2)");
-  registerAgent(h.services, "never", R"("spindownAfterIdleMs":0)");
-  registerAgent(h.services, "quick", R"("spindownAfterIdleMs":1000)");
+  registerAgent(h.services, "counting", withTasks(2));
+  registerAgent(h.services, "never", withSpindown(0));
+  registerAgent(h.services, "quick", withSpindown(1000));
   REQUIRE(eventually([&] { return h.services.agents->view().size() == 4; }));
   auto submitted = h.services.rest->submit(
       body(R"({"boundary":"b","capability":"cpp","description":"d"})"));
@@ -124,7 +140,7 @@ TEST_CASE("stale agents are marked offline only when asked to") {
   REQUIRE(eventually([&] { return h.services.agents->view().size() == 2; }));
   clock.advance(180000);
   CHECK(h.monitor->checkOnce().markedOffline == 0);
-  REQUIRE(h.services.agents->heartbeat("fresh", Json::object()));
+  REQUIRE(h.services.agents->heartbeat("fresh", {}));
   clock.advance(1);
   CHECK(h.monitor->checkOnce().markedOffline == 1);
   CHECK(h.stored("old").getString("status") == "offline");

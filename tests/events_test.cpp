@@ -60,9 +60,12 @@ auto attachTo(EventHub& hub) {
 }
 
 void registerAgent(Services& s, const std::string& guid) {
-  std::string text = R"({"guid":")" + guid + R"(","handle":"h-)" + guid +
-                     R"(","hostname":"host1","capabilities":["cpp"]})";
-  REQUIRE(s.agents->registerAgent(Json::parse(text).value()).isOk());
+  RegisterRequest request;
+  request.guid = guid;
+  request.handle = "h-" + guid;
+  request.hostname = "host1";
+  request.capabilities = {"cpp"};
+  REQUIRE(s.agents->registerAgent(request).isOk());
 }
 
 std::string submit(Services& s, const std::string& extra = "") {
@@ -145,8 +148,10 @@ TEST_CASE("agent changes: heartbeat-only is silent, others map to the catalogue"
 
   // A heartbeat alone: nothing. Then a marker change proves the feed moved on.
   clock.advance(1000);
-  REQUIRE(s.agents->heartbeat("a1", Json::object()).isOk());
-  REQUIRE(s.agents->heartbeat("a1", body(R"({"currentTaskCount":2})")).isOk());
+  REQUIRE(s.agents->heartbeat("a1", {}).isOk());
+  HeartbeatRequest twoTasks;
+  twoTasks.currentTaskCount = 2;
+  REQUIRE(s.agents->heartbeat("a1", twoTasks).isOk());
   Event upd = rec.waitFor("agent:updated");
   CHECK(rec.count("agent:updated") == 1);
   checkHead(upd);
@@ -156,11 +161,15 @@ TEST_CASE("agent changes: heartbeat-only is silent, others map to the catalogue"
   CHECK(upd.data.get("capabilities").dump() == R"(["cpp"])");
 
   SECTION("status and capabilities changes are updates") {
-    REQUIRE(s.agents->heartbeat("a1", body(R"({"status":"busy"})")).isOk());
+    HeartbeatRequest toBusy;
+    toBusy.status = "busy";
+    REQUIRE(s.agents->heartbeat("a1", toBusy).isOk());
     Event busy = rec.waitFor("agent:updated", 2);
     CHECK(busy.data.get("previousStatus").asString() == "online");
     CHECK(busy.data.get("newStatus").asString() == "busy");
-    REQUIRE(s.agents->heartbeat("a1", body(R"({"capabilities":["cpp","go"]})")).isOk());
+    HeartbeatRequest newCaps;
+    newCaps.capabilities = std::vector<std::string>{"cpp", "go"};
+    REQUIRE(s.agents->heartbeat("a1", newCaps).isOk());
     Event caps = rec.waitFor("agent:updated", 3);
     CHECK(caps.data.get("capabilities").dump() == R"(["cpp","go"])");
   }
@@ -244,10 +253,12 @@ TEST_CASE("the work lifecycle emits one event per transition") {
   CHECK_FALSE(sub.data.contains("requeued"));
 
   // The agent must be in p9 to claim there.
-  REQUIRE(s.agents
-              ->registerAgent(body(R"({"guid":"a9","handle":"h9","projectId":"p9",)"
-                                   R"("capabilities":["cpp"]})"))
-              .isOk());
+  RegisterRequest inP9;
+  inP9.guid = "a9";
+  inP9.handle = "h9";
+  inP9.projectId = "p9";
+  inP9.capabilities = {"cpp"};
+  REQUIRE(s.agents->registerAgent(inP9).isOk());
   auto [claimed, token] = claim(s, "a9");
   REQUIRE(claimed == id);
   Event asg = rec.waitFor("work:assigned");

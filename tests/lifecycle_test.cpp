@@ -25,10 +25,14 @@ std::string submit(Services& s, const std::string& extra = "") {
   return r->getString("id");
 }
 
-void registerAgent(Services& s, const std::string& guid, const std::string& extra = "") {
-  std::string text = R"({"guid":")" + guid + R"(","handle":")" + guid +
-                     R"(","capabilities":["cpp"])" + (extra.empty() ? "" : "," + extra) + "}";
-  REQUIRE(s.agents->registerAgent(Json::parse(text).value()).isOk());
+// metadata: the registration's metadata object, as JSON text.
+void registerAgent(Services& s, const std::string& guid, const std::string& metadata = "") {
+  RegisterRequest request;
+  request.guid = guid;
+  request.handle = guid;
+  request.capabilities = {"cpp"};
+  if (!metadata.empty()) request.metadata = Json::parse(metadata).value();
+  REQUIRE(s.agents->registerAgent(request).isOk());
 }
 
 Json claimBody(const std::string& guid, const std::string& extra = "") {
@@ -119,8 +123,8 @@ TEST_CASE("claim validation, unknown and offline agents") {
 TEST_CASE("claim honours capability, boundary, project and required agent type") {
   ManualClock clock;
   Services s(createMemoryStore(), clock);
-  registerAgent(s, "bounded", R"("metadata":{"boundaries":["east"]})");
-  registerAgent(s, "copilot", R"("metadata":{"agentType":"copilot-cli"})");
+  registerAgent(s, "bounded", R"({"boundaries":["east"]})");
+  registerAgent(s, "copilot", R"({"agentType":"copilot-cli"})");
   std::string west = submit(s, R"("boundary":"west")");
   auto none = s.rest->claim(claimBody("bounded"));
   REQUIRE(none.isOk());

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <thread>
 
+#include "support/rest_agents.h"
 #include "weft/agent_registry.h"
 #include "weft/ids.h"
 #include "weft/memory_kv.h"
@@ -17,8 +18,11 @@ using namespace weft::test;
 
 namespace {
 
+// The registry through its REST form (tests/support/rest_agents.h).
+testing::RestAgents restAgents(Services& s) { return testing::RestAgents(*s.agents); }
+
 Json listAgents(Services& s, AgentFilter f = {}, PageRequest p = {}) {
-  auto text = s.agents->list(f, p);
+  auto text = restAgents(s).list(f, p);
   REQUIRE(text.isOk());
   return Json::parse(*text).value();
 }
@@ -28,7 +32,7 @@ Json listAgents(Services& s, AgentFilter f = {}, PageRequest p = {}) {
 TEST_CASE("register creates an online entry in the shared format") {
   ManualClock clock;
   Services s(createMemoryStore(), clock);
-  auto reg = s.agents->registerAgent(
+  auto reg = restAgents(s).registerAgent(
       body(R"({"guid":"agent-1","handle":"alice","capabilities":["cpp"],"hostname":"dev1",
               "agentType":"developer","metadata":{"agentType":"copilot-cli","team":"x"},
               "status":"busy"})"));
@@ -60,25 +64,25 @@ TEST_CASE("register creates an online entry in the shared format") {
 TEST_CASE("re-registration rules: same agent, offline, stale, and 409 otherwise") {
   ManualClock clock;
   Services s(createMemoryStore(), clock);
-  REQUIRE(s.agents->registerAgent(body(R"({"guid":"g1","handle":"alice","capabilities":[]})")));
-  auto same = s.agents->registerAgent(body(R"({"guid":"g1","handle":"alice","capabilities":[]})"));
+  REQUIRE(restAgents(s).registerAgent(body(R"({"guid":"g1","handle":"alice","capabilities":[]})")));
+  auto same = restAgents(s).registerAgent(body(R"({"guid":"g1","handle":"alice","capabilities":[]})"));
   REQUIRE(same.isOk());
   CHECK_FALSE(same->created);
 
-  auto other = s.agents->registerAgent(body(R"({"guid":"g1","handle":"bob","capabilities":[]})"));
+  auto other = restAgents(s).registerAgent(body(R"({"guid":"g1","handle":"bob","capabilities":[]})"));
   REQUIRE_FALSE(other.isOk());
   CHECK(other.code() == Code::Conflict);
   CHECK(other.status().message() == "Agent with GUID g1 is already registered and online");
 
-  REQUIRE(s.agents->deregister("g1").isOk());
+  REQUIRE(restAgents(s).deregister("g1").isOk());
   auto afterOffline =
-      s.agents->registerAgent(body(R"({"guid":"g1","handle":"bob","capabilities":[]})"));
+      restAgents(s).registerAgent(body(R"({"guid":"g1","handle":"bob","capabilities":[]})"));
   REQUIRE(afterOffline.isOk());
   CHECK_FALSE(afterOffline->created);
 
   clock.advance(180001);  // bob is now stale
   auto afterStale =
-      s.agents->registerAgent(body(R"({"guid":"g1","handle":"carol","capabilities":[]})"));
+      restAgents(s).registerAgent(body(R"({"guid":"g1","handle":"carol","capabilities":[]})"));
   REQUIRE(afterStale.isOk());
   CHECK(afterStale->agent.getString("handle") == "carol");
 }
@@ -87,7 +91,7 @@ TEST_CASE("register validation messages follow the table order") {
   ManualClock clock;
   Services s(createMemoryStore(), clock);
   auto message = [&](const char* text) {
-    auto r = s.agents->registerAgent(body(text));
+    auto r = restAgents(s).registerAgent(body(text));
     REQUIRE_FALSE(r.isOk());
     CHECK(r.code() == Code::InvalidArgument);
     return r.status().message();
@@ -151,12 +155,12 @@ TEST_CASE("entries written directly are listed verbatim; garbage is skipped") {
   CHECK_FALSE(a.contains("futureField"));
 
   // A lookup of an invalid value is a 404, never an error.
-  CHECK(s.agents->get("junk").code() == Code::NotFound);
-  CHECK(s.agents->get("no such key").code() == Code::NotFound);
+  CHECK(restAgents(s).get("junk").code() == Code::NotFound);
+  CHECK(restAgents(s).get("no such key").code() == Code::NotFound);
 
   // Heartbeat keeps members Weft does not know.
   clock.advance(1000);
-  auto hb = s.agents->heartbeat("3f2a9c0d5e6b47a8b9c0d1e2f3a4b5c6",
+  auto hb = restAgents(s).heartbeat("3f2a9c0d5e6b47a8b9c0d1e2f3a4b5c6",
                                 body(R"({"status":"busy","currentTaskCount":2})"));
   REQUIRE(hb.isOk());
   CHECK(hb->getString("status") == "busy");
@@ -189,14 +193,14 @@ TEST_CASE("agent list filters, order and stale flag") {
   byStatus.status = "offline";
   CHECK(listAgents(s, byStatus).get("agents").asArray()[0].getString("guid") == "a");
 
-  REQUIRE(s.agents->registerAgent(body(R"({"guid":"fresh","handle":"h","capabilities":[]})")));
+  REQUIRE(restAgents(s).registerAgent(body(R"({"guid":"fresh","handle":"h","capabilities":[]})")));
   clock.advance(180001);
   AgentFilter fresh;
   fresh.status = "online";
   Json page = listAgents(s, fresh, {std::string("1"), std::nullopt});
   CHECK(page.get("count").asInt() == 1);
   CHECK(page.get("hasMore").asBool());
-  auto one = s.agents->get("fresh");
+  auto one = restAgents(s).get("fresh");
   REQUIRE(one.isOk());
   CHECK(one->get("stale").asBool());
 }
@@ -204,16 +208,16 @@ TEST_CASE("agent list filters, order and stale flag") {
 TEST_CASE("heartbeat and deregister validation and not-found") {
   ManualClock clock;
   Services s(createMemoryStore(), clock);
-  CHECK(s.agents->heartbeat("nobody", Json::object()).status().message() ==
+  CHECK(restAgents(s).heartbeat("nobody", Json::object()).status().message() ==
         "Agent with GUID nobody not found");
-  CHECK(s.agents->heartbeat("nobody", body(R"({"status":"offline"})")).status().message() ==
+  CHECK(restAgents(s).heartbeat("nobody", body(R"({"status":"offline"})")).status().message() ==
         "status must be online or busy");
-  REQUIRE(s.agents->registerAgent(body(R"({"guid":"g","handle":"h","capabilities":[]})")));
-  auto off = s.agents->deregister("g");
+  REQUIRE(restAgents(s).registerAgent(body(R"({"guid":"g","handle":"h","capabilities":[]})")));
+  auto off = restAgents(s).deregister("g");
   REQUIRE(off.isOk());
   CHECK(off->getString("status") == "offline");
-  CHECK(s.agents->deregister("g").isOk());  // idempotent
-  auto hb = s.agents->heartbeat("g", Json::object());
+  CHECK(restAgents(s).deregister("g").isOk());  // idempotent
+  auto hb = restAgents(s).heartbeat("g", Json::object());
   REQUIRE(hb.isOk());
   CHECK(hb->getString("status") == "offline");  // stays offline without a status
 }
@@ -269,7 +273,7 @@ TEST_CASE("submit stores a pending item and routes to eligible workers") {
   CHECK(noWorker->get("spinUpTriggered").asBool());
   CHECK(noWorker->getInt("estimatedWaitSeconds") == 30);
 
-  REQUIRE(s.agents->registerAgent(body(
+  REQUIRE(restAgents(s).registerAgent(body(
       R"({"guid":"w1","handle":"w","capabilities":["cpp"],"metadata":{"agentType":"copilot-cli"}})")));
   auto routed = s.rest->submit(body(
       R"({"boundary":"b","capability":"cpp","description":"d","priority":9,"taskId":"t-1",)"
@@ -293,7 +297,7 @@ TEST_CASE("submit stores a pending item and routes to eligible workers") {
   CHECK_FALSE(item->contains("claimToken"));
 
   // A worker in another boundary is not eligible.
-  REQUIRE(s.agents->registerAgent(body(
+  REQUIRE(restAgents(s).registerAgent(body(
       R"({"guid":"w2","handle":"w2","capabilities":["go"],"metadata":{"boundaries":["other"]}})")));
   auto fenced = s.rest->submit(body(R"({"boundary":"b","capability":"go","description":"d"})"));
   CHECK(fenced->get("spinUpTriggered").asBool());
@@ -350,7 +354,7 @@ TEST_CASE("an outage gives Unavailable at once and data survives a restart") {
     CHECK(s.rest->submit(body(R"({"boundary":"b","capability":"c","description":"d"})")).code() ==
           Code::Unavailable);
     CHECK(s.rest->list({}, {}).code() == Code::Unavailable);
-    CHECK(s.agents->list({}, {}).code() == Code::Unavailable);
+    CHECK(restAgents(s).list({}, {}).code() == Code::Unavailable);
     CHECK(s.stats->overview().code() == Code::Unavailable);
     store->setAvailable(true);
   }
@@ -368,10 +372,10 @@ TEST_CASE("stats count per project") {
   CHECK(empty->byProject.empty());
   CHECK(empty->totals.agents == 0);
 
-  REQUIRE(s.agents->registerAgent(body(R"({"guid":"a1","handle":"h","capabilities":[]})")));
-  REQUIRE(s.agents->registerAgent(
+  REQUIRE(restAgents(s).registerAgent(body(R"({"guid":"a1","handle":"h","capabilities":[]})")));
+  REQUIRE(restAgents(s).registerAgent(
       body(R"({"guid":"a2","handle":"h","capabilities":[],"projectId":"p2"})")));
-  REQUIRE(s.agents->deregister("a2"));
+  REQUIRE(restAgents(s).deregister("a2"));
   auto w = s.rest->submit(body(R"({"boundary":"b","capability":"c","description":"d"})"));
   REQUIRE(s.rest->submit(body(R"({"boundary":"b","capability":"c","description":"d"})")));
   REQUIRE(s.rest->cancel(w->getString("id")));

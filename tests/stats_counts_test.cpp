@@ -8,6 +8,7 @@
 #include <random>
 
 #include "service_fixture.h"
+#include "support/rest_agents.h"
 #include "weft/project_counts.h"
 
 namespace weft {
@@ -149,9 +150,9 @@ TEST_CASE("stats of one instance follow writes made through another") {
     Json reg = body(R"({"handle":"h","capabilities":["c"]})");
     reg.set("guid", Json("g" + std::to_string(i)));
     reg.set("projectId", Json("p" + std::to_string(i % 3)));
-    REQUIRE(b.agents->registerAgent(reg));
+    REQUIRE(testing::RestAgents(*b.agents).registerAgent(reg));
   }
-  REQUIRE(b.agents->deregister("g5"));
+  REQUIRE(testing::RestAgents(*b.agents).deregister("g5"));
   for (int i = 0; i < 60; ++i) {
     Json submit = body(R"({"boundary":"default","capability":"c","description":"d"})");
     submit.set("projectId", Json("p" + std::to_string(rng() % 3)));

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "service_fixture.h"
+#include "support/rest_targets.h"
 #include "spinup_fakes.h"
 #include "weft/ids.h"
 #include "weft/spin_up_mechanisms.h"
@@ -78,9 +79,12 @@ struct Fixture {
     targets.reset();
   }
 
+  // The service through its REST form (tests/support/rest_targets.h).
+  testing::RestTargets rest() { return testing::RestTargets(*targets); }
+
   // Registers and REQUIREs success.
   Json registerTarget(const Json& b) {
-    auto r = targets->create(b);
+    auto r = rest().create(b);
     INFO(r.status().toString());
     REQUIRE(r.isOk());
     return *r;
@@ -95,13 +99,13 @@ struct Fixture {
     return registerTarget(b);
   }
   std::string createError(const Json& b) {
-    auto r = targets->create(b);
+    auto r = rest().create(b);
     REQUIRE_FALSE(r.isOk());
     CHECK(r.code() == Code::InvalidArgument);
     return r.status().message();
   }
   Json stored(const std::string& id) {
-    auto r = targets->get(id, std::nullopt);
+    auto r = rest().get(id, std::nullopt);
     REQUIRE(r.isOk());
     return *r;
   }
@@ -218,7 +222,7 @@ TEST_CASE("a registered target gets the defaults of §2.6", "[targets]") {
 TEST_CASE("target names are unique per project, atomically", "[targets]") {
   Fixture f;
   f.localTarget("dup");
-  auto again = f.targets->create(body(R"({"name":"dup","agentType":"claude-code",
+  auto again = f.rest().create(body(R"({"name":"dup","agentType":"claude-code",
       "capabilities":["a"],"mechanism":"local"})"));
   REQUIRE_FALSE(again.isOk());
   CHECK(again.code() == Code::AlreadyExists);  // 409
@@ -230,7 +234,7 @@ TEST_CASE("target names are unique per project, atomically", "[targets]") {
   std::vector<std::thread> threads;
   for (int i = 0; i < 8; ++i) {
     threads.emplace_back([&] {
-      auto r = f.targets->create(body(R"({"name":"race","agentType":"claude-code",
+      auto r = f.rest().create(body(R"({"name":"race","agentType":"claude-code",
           "capabilities":["a"],"mechanism":"local"})"));
       if (r)
         ++created;
@@ -243,7 +247,7 @@ TEST_CASE("target names are unique per project, atomically", "[targets]") {
   CHECK(duplicates == 7);
 
   // Deleting releases the name.
-  REQUIRE(f.targets->remove("dup", std::string("default")).isOk());
+  REQUIRE(f.rest().remove("dup", std::string("default")).isOk());
   f.localTarget("dup");
 }
 
@@ -258,7 +262,7 @@ TEST_CASE("a stale name reservation is taken over, a fresh one is not", "[target
   REQUIRE((*names)->put(key, reservation.dump()).isOk());
   Json b = body(R"({"name":"ghost","agentType":"claude-code","capabilities":["a"],
                     "mechanism":"local"})");
-  auto r = f.targets->create(b);
+  auto r = f.rest().create(b);
   CHECK(r.code() == Code::AlreadyExists);  // maybe a registration in flight
   f.clock.advance(61000);
   Json t = f.registerTarget(b);  // a crash leftover: taken over
@@ -274,20 +278,20 @@ TEST_CASE("target resolution: id, then name, ambiguity and absence", "[targets]"
   Json c = f.localTarget("solo");
   CHECK(f.stored(a.getString("id")).getString("projectId") == "p1");
   CHECK(f.stored("solo").getString("id") == c.getString("id"));
-  auto ambiguous = f.targets->get("shared", kAny);
+  auto ambiguous = f.rest().get("shared", kAny);
   CHECK(ambiguous.code() == Code::Conflict);
   CHECK(ambiguous.status().message() ==
         "Target name 'shared' exists in several projects; use the id or pass projectId");
-  auto inP2 = f.targets->get("shared", std::string("p2"));
+  auto inP2 = f.rest().get("shared", std::string("p2"));
   REQUIRE(inP2.isOk());
   CHECK(inP2->getString("id") == b.getString("id"));
   // An id match wins in any project, whatever projectId says.
-  CHECK(f.targets->get(a.getString("id"), std::string("p2"))->getString("projectId") == "p1");
-  auto missing = f.targets->get("nope", kAny);
+  CHECK(f.rest().get(a.getString("id"), std::string("p2"))->getString("projectId") == "p1");
+  auto missing = f.rest().get("nope", kAny);
   CHECK(missing.code() == Code::NotFound);
   CHECK(missing.status().message() == "Target with ID or name nope not found");
-  CHECK(f.targets->get("solo", std::string("p1")).code() == Code::NotFound);
-  CHECK(f.targets->get(newUuid(), kAny).code() == Code::NotFound);
+  CHECK(f.rest().get("solo", std::string("p1")).code() == Code::NotFound);
+  CHECK(f.rest().get(newUuid(), kAny).code() == Code::NotFound);
 }
 
 TEST_CASE("target list: filters, order, pagination", "[targets]") {
@@ -298,45 +302,45 @@ TEST_CASE("target list: filters, order, pagination", "[targets]") {
       "mechanism":"webhook","boundaries":["personal"],"projectId":"p2"})"));
   f.clock.advance(10);
   Json third = f.localTarget("three", "py");
-  REQUIRE(f.targets->disable("three", kAny).isOk());
+  REQUIRE(f.rest().disable("three", kAny).isOk());
 
   auto names = [](const Json& body) {
     std::vector<std::string> out;
     for (const auto& t : body.get("targets").asArray()) out.push_back(t.getString("name"));
     return out;
   };
-  auto all = f.targets->list({}, {});
+  auto all = f.rest().list({}, {});
   REQUIRE(all.isOk());
   CHECK(names(*all) == std::vector<std::string>{"one", "two", "three"});
   CHECK(all->getInt("total") == 3);
   CHECK(all->get("nextCursor").isNull());
   TargetFilter byType;
   byType.type = "copilot-cli";
-  CHECK(names(*f.targets->list(byType, {})) == std::vector<std::string>{"two"});
+  CHECK(names(*f.rest().list(byType, {})) == std::vector<std::string>{"two"});
   TargetFilter disabled;
   disabled.status = "disabled";
-  CHECK(names(*f.targets->list(disabled, {})) == std::vector<std::string>{"three"});
+  CHECK(names(*f.rest().list(disabled, {})) == std::vector<std::string>{"three"});
   TargetFilter cap;
   cap.capability = "py";
-  CHECK(names(*f.targets->list(cap, {})) == std::vector<std::string>{"two", "three"});
+  CHECK(names(*f.rest().list(cap, {})) == std::vector<std::string>{"two", "three"});
   TargetFilter bound;
   bound.boundary = "corporate";
-  CHECK(names(*f.targets->list(bound, {})) == std::vector<std::string>{"one", "three"});
+  CHECK(names(*f.rest().list(bound, {})) == std::vector<std::string>{"one", "three"});
   TargetFilter mech;
   mech.mechanism = "webhook";
-  CHECK(names(*f.targets->list(mech, {})) == std::vector<std::string>{"two"});
+  CHECK(names(*f.rest().list(mech, {})) == std::vector<std::string>{"two"});
   TargetFilter project;
   project.projectId = "default";
-  CHECK(names(*f.targets->list(project, {})) == std::vector<std::string>{"one", "three"});
+  CHECK(names(*f.rest().list(project, {})) == std::vector<std::string>{"one", "three"});
 
-  auto page1 = f.targets->list({}, {std::string("2"), std::nullopt});
+  auto page1 = f.rest().list({}, {std::string("2"), std::nullopt});
   REQUIRE(page1.isOk());
   CHECK(names(*page1) == std::vector<std::string>{"one", "two"});
   CHECK(page1->getBool("hasMore"));
-  auto page2 = f.targets->list({}, {std::nullopt, page1->getString("nextCursor")});
+  auto page2 = f.rest().list({}, {std::nullopt, page1->getString("nextCursor")});
   REQUIRE(page2.isOk());
   CHECK(names(*page2) == std::vector<std::string>{"three"});
-  auto mismatch = f.targets->list(byType, {std::nullopt, page1->getString("nextCursor")});
+  auto mismatch = f.rest().list(byType, {std::nullopt, page1->getString("nextCursor")});
   CHECK(mismatch.status().message() ==
         "Cursor filter mismatch - filters changed between requests. Start a new query.");
 }
@@ -348,7 +352,7 @@ TEST_CASE("PUT merges config and healthCheck, and validates", "[targets]") {
   const std::string id = t.getString("id");
   f.clock.advance(1000);
   auto bad = [&](const char* b) {
-    auto r = f.targets->update(id, kAny, body(b));
+    auto r = f.rest().update(id, kAny, body(b));
     REQUIRE_FALSE(r.isOk());
     return r.status().message();
   };
@@ -364,11 +368,11 @@ TEST_CASE("PUT merges config and healthCheck, and validates", "[targets]") {
   CHECK(bad(R"({"healthCheck":{"enabled":1}})") == "healthCheck.enabled must be a boolean");
 
   // Without healthCheck.enabled, a target without one does not get one.
-  auto r = f.targets->update(id, kAny, body(R"({"healthCheck":{"intervalMs":5}})"));
+  auto r = f.rest().update(id, kAny, body(R"({"healthCheck":{"intervalMs":5}})"));
   REQUIRE(r.isOk());
   CHECK_FALSE(r->contains("healthCheck"));
 
-  r = f.targets->update(id, kAny, body(R"({"description":"new","config":{"headers":{"Y":"2"},
+  r = f.rest().update(id, kAny, body(R"({"description":"new","config":{"headers":{"Y":"2"},
       "method":"PUT"},"name":"ignored","status":"disabled","mechanism":"local",
       "healthCheck":{"enabled":false,"timeoutMs":500}})"));
   REQUIRE(r.isOk());
@@ -380,10 +384,10 @@ TEST_CASE("PUT merges config and healthCheck, and validates", "[targets]") {
         body(R"({"mechanism":"webhook","url":"http://a","headers":{"Y":"2"},"method":"PUT"})"));
   CHECK(r->get("healthCheck") == body(R"({"enabled":false,"intervalMs":300000,"timeoutMs":500})"));
   CHECK(r->getString("updatedAt") == formatIso(f.clock.nowMs()));
-  r = f.targets->update("m", kAny, body(R"({"healthCheck":{"enabled":true}})"));
+  r = f.rest().update("m", kAny, body(R"({"healthCheck":{"enabled":true}})"));
   REQUIRE(r.isOk());
   CHECK(r->get("healthCheck") == body(R"({"enabled":true,"intervalMs":300000,"timeoutMs":500})"));
-  CHECK(f.targets->update("nope", kAny, body("{}")).code() == Code::NotFound);
+  CHECK(f.rest().update("nope", kAny, body("{}")).code() == Code::NotFound);
   CHECK(eventually([&] { return f.events.count("target:updated") == 3; }));
 }
 
@@ -393,13 +397,13 @@ TEST_CASE("enable, disable and disable-batch", "[targets]") {
   Json b = f.localTarget("b");
   Json c = f.registerTarget(body(R"({"name":"c","agentType":"copilot-cli","capabilities":["x"],
       "mechanism":"ssh"})"));
-  auto d = f.targets->disable("a", kAny);
+  auto d = f.rest().disable("a", kAny);
   REQUIRE(d.isOk());
   CHECK(d->dump() == R"({"success":true,"message":"Target a disabled"})");
   CHECK(f.stored("a").getString("status") == "disabled");
   REQUIRE(eventually([&] { return f.events.count("target:disabled") == 1; }));
   CHECK(f.events.named("target:disabled")[0].data.getString("reason") == "manual");
-  auto e = f.targets->enable(a.getString("id"), kAny);
+  auto e = f.rest().enable(a.getString("id"), kAny);
   REQUIRE(e.isOk());
   CHECK(e->getString("message") == "Target " + a.getString("id") + " enabled");
   CHECK(f.stored("a").getString("status") == "available");
@@ -407,7 +411,7 @@ TEST_CASE("enable, disable and disable-batch", "[targets]") {
   CHECK(f.events.named("target:updated").back().data.getString("newStatus") == "available");
 
   auto batchError = [&](const char* text) {
-    auto r = f.targets->disableBatch(body(text));
+    auto r = f.rest().disableBatch(body(text));
     REQUIRE_FALSE(r.isOk());
     return r.status().message();
   };
@@ -419,8 +423,8 @@ TEST_CASE("enable, disable and disable-batch", "[targets]") {
   CHECK(batchError(R"({"filter":{"status":1}})") == "filter.status must be a string");
   CHECK(batchError(R"({"filter":{"mechanism":false}})") == "filter.mechanism must be a string");
 
-  REQUIRE(f.targets->disable("b", kAny).isOk());
-  auto r = f.targets->disableBatch(body(R"({"targetIds":["a","b","ghost",3]})"));
+  REQUIRE(f.rest().disable("b", kAny).isOk());
+  auto r = f.rest().disableBatch(body(R"({"targetIds":["a","b","ghost",3]})"));
   REQUIRE(r.isOk());
   CHECK(r->get("success") == Json(Json::Array{a.get("id"), b.get("id")}));
   CHECK(r->get("failed") == body(R"(["ghost","3"])"));
@@ -431,7 +435,7 @@ TEST_CASE("enable, disable and disable-batch", "[targets]") {
   CHECK(r->getInt("totalProcessed") == 4);
   CHECK(r->get("successRate").asDouble() == Approx(50.0));
 
-  auto byFilter = f.targets->disableBatch(body(R"({"filter":{"mechanism":"ssh"}})"));
+  auto byFilter = f.rest().disableBatch(body(R"({"filter":{"mechanism":"ssh"}})"));
   REQUIRE(byFilter.isOk());
   CHECK(byFilter->get("disabledTargets") == Json(Json::Array{c.get("id")}));
   CHECK(f.stored("c").getString("status") == "disabled");
@@ -440,11 +444,11 @@ TEST_CASE("enable, disable and disable-batch", "[targets]") {
 TEST_CASE("delete removes the target and its name, by id or name", "[targets]") {
   Fixture f;
   Json t = f.localTarget("gone");
-  auto r = f.targets->remove("gone", kAny);
+  auto r = f.rest().remove("gone", kAny);
   REQUIRE(r.isOk());
   CHECK(r->dump() == R"({"success":true,"message":"Target gone removed"})");
-  CHECK(f.targets->get(t.getString("id"), kAny).code() == Code::NotFound);
-  CHECK(f.targets->remove("gone", kAny).code() == Code::NotFound);
+  CHECK(f.rest().get(t.getString("id"), kAny).code() == Code::NotFound);
+  CHECK(f.rest().remove("gone", kAny).code() == Code::NotFound);
   CHECK(eventually([&] { return f.events.count("target:removed") == 1; }));
   CHECK(f.events.named("target:removed")[0].data.getString("targetName") == "gone");
 }
@@ -519,10 +523,10 @@ TEST_CASE("manual spin-up: preconditions in order", "[targets][spinup]") {
   f.registerTarget(body(R"({"name":"k","agentType":"claude-code","capabilities":["a"],
       "mechanism":"kubernetes","config":{"kubernetes":{"image":"i"}}})"));
   f.localTarget("off");
-  REQUIRE(f.targets->disable("off", kAny).isOk());
+  REQUIRE(f.rest().disable("off", kAny).isOk());
 
   auto err = [&](const char* ref) {
-    auto r = f.targets->spinUpTarget(ref, kAny);
+    auto r = f.rest().spinUpTarget(ref, kAny);
     REQUIRE_FALSE(r.isOk());
     return r.status();
   };
@@ -545,10 +549,10 @@ TEST_CASE("every mechanism is disabled by default", "[targets][spinup]") {
   for (const char* m : spinup::kMechanisms) CHECK_FALSE(defaults.allows(m));
   Fixture f(defaults);
   f.localTarget("l");
-  auto r = f.targets->spinUpTarget("l", kAny);
+  auto r = f.rest().spinUpTarget("l", kAny);
   CHECK(r.code() == Code::PermissionDenied);
   CHECK(r.status().message() == "mechanism local is disabled by server configuration");
-  auto t = f.targets->test("l", kAny);
+  auto t = f.rest().test("l", kAny);
   CHECK(t.code() == Code::PermissionDenied);
   CHECK(f.runner->calls().empty());
 }
@@ -556,7 +560,7 @@ TEST_CASE("every mechanism is disabled by default", "[targets][spinup]") {
 TEST_CASE("manual spin-up records the outcome on the target", "[targets][spinup]") {
   Fixture f;
   Json t = f.localTarget("ok");
-  auto r = f.targets->spinUpTarget("ok", kAny);
+  auto r = f.rest().spinUpTarget("ok", kAny);
   REQUIRE(r.isOk());
   CHECK(isUuid(r->getString("operationId")));
   CHECK(r->getString("targetName") == "ok");
@@ -605,7 +609,7 @@ TEST_CASE("manual spin-up records the outcome on the target", "[targets][spinup]
     return o;
   });
   f.clock.advance(1);
-  auto second = f.targets->spinUpTarget("ok", kAny);
+  auto second = f.rest().spinUpTarget("ok", kAny);
   REQUIRE(second.isOk());
   REQUIRE(eventually(
       [&] { return f.stored("ok").get("lastSpinUp").getString("outcome") == "failure"; }));
@@ -630,18 +634,18 @@ TEST_CASE("de-duplication and the concurrency limit", "[targets][spinup]") {
   f.localTarget("a");
   f.localTarget("b");
   f.localTarget("c");
-  auto first = f.targets->spinUpTarget("a", kAny);
+  auto first = f.rest().spinUpTarget("a", kAny);
   REQUIRE(first.isOk());
   CHECK(first->getString("status") == "in-progress");
-  auto same = f.targets->spinUpTarget("a", kAny);
+  auto same = f.rest().spinUpTarget("a", kAny);
   REQUIRE(same.isOk());
   CHECK(same->getString("operationId") == first->getString("operationId"));
-  REQUIRE(f.targets->spinUpTarget("b", kAny).isOk());
-  auto third = f.targets->spinUpTarget("c", kAny);
+  REQUIRE(f.rest().spinUpTarget("b", kAny).isOk());
+  auto third = f.rest().spinUpTarget("c", kAny);
   CHECK(third.code() == Code::ResourceExhausted);  // 429
   CHECK(third.status().message() == "Too many concurrent spin-ups (limit 2)");
   // A target with an active operation still gets it back at the limit.
-  CHECK(f.targets->spinUpTarget("b", kAny).isOk());
+  CHECK(f.rest().spinUpTarget("b", kAny).isOk());
   CHECK(f.targets->spinUp().activeCount() == 2);
   CHECK(eventually([&] { return f.runner->calls().size() == 2; }));  // a, b: once each
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
@@ -659,7 +663,7 @@ TEST_CASE("an operation past spinup.timeoutMs times out", "[targets][spinup]") {
     return o;
   });
   f.localTarget("slow");
-  auto r = f.targets->spinUpTarget("slow", kAny);
+  auto r = f.rest().spinUpTarget("slow", kAny);
   REQUIRE(r.isOk());
   const std::string opId = r->getString("operationId");
   REQUIRE(eventually([&] {
@@ -686,7 +690,7 @@ TEST_CASE("a submission without workers spins up the first matching target", "[t
   f.registerTarget(body(R"({"name":"copilot","agentType":"copilot-cli","capabilities":["cpp"],
       "mechanism":"local","config":{"command":"x"}})"));
   f.localTarget("off", "cpp");
-  REQUIRE(f.targets->disable("off", kAny).isOk());
+  REQUIRE(f.rest().disable("off", kAny).isOk());
   f.registerTarget(body(R"({"name":"incomplete","agentType":"claude-code","capabilities":["cpp"],
       "mechanism":"local"})"));
   f.registerTarget(body(R"({"name":"other-boundary","agentType":"claude-code",
@@ -771,11 +775,14 @@ TEST_CASE("an agent registering with the target id is linked to the spin-up", "[
     return o;
   });
   Json t = f.localTarget("linked");
-  REQUIRE(f.targets->spinUpTarget("linked", kAny).isOk());
-  Json agent = body(R"({"guid":"agent-1","handle":"h","capabilities":["cpp"]})");
+  REQUIRE(f.rest().spinUpTarget("linked", kAny).isOk());
+  RegisterRequest agent;
+  agent.guid = "agent-1";
+  agent.handle = "h";
+  agent.capabilities = {"cpp"};
   Json metadata = Json::object();
   metadata.set("targetId", t.get("id"));
-  agent.set("metadata", metadata);
+  agent.metadata = metadata;
   REQUIRE(f.svc->agents->registerAgent(agent).isOk());
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   release = true;
@@ -870,17 +877,17 @@ TEST_CASE("webhook mechanism: request shape, success codes, body never kept",
   CHECK(stored.dump().find("INTERNAL-SECRET") == std::string::npos);
 
   // A status outside successCodes fails; a timeout fails with its own text.
-  REQUIRE(f.targets
-              ->update("hook", kAny, body(R"({"config":{"webhook":{"url":"https://h/x",
+  REQUIRE(f.rest()
+              .update("hook", kAny, body(R"({"config":{"webhook":{"url":"https://h/x",
       "successCodes":[200]}}})"))
               .isOk());
-  REQUIRE(f.targets->spinUpTarget("hook", kAny).isOk());
+  REQUIRE(f.rest().spinUpTarget("hook", kAny).isOk());
   REQUIRE(eventually(
       [&] { return f.stored("hook").getString("lastError") == "webhook returned status 202"; }));
   f.http->setHandler([](const HttpCall&, const CancelToken&) -> Result<HttpReply> {
     return Status::timeout("timed out");
   });
-  REQUIRE(f.targets->spinUpTarget("hook", kAny).isOk());
+  REQUIRE(f.rest().spinUpTarget("hook", kAny).isOk());
   REQUIRE(eventually([&] {
     return f.stored("hook").getString("lastError") == "webhook timed out after 30000 ms";
   }));
@@ -895,7 +902,7 @@ TEST_CASE("kubernetes mechanism pipes a Job manifest to kubectl", "[spinup][mech
       "image":"reg/agent:1","serviceAccount":"sa","imagePullSecret":"pull","command":"run",
       "args":["--fast"],"env":{"EXTRA":"1","LOOMINAL_AGENT_TYPE":"override"},
       "resources":{"cpu":"500m","memory":"1Gi"},"ttlSecondsAfterFinished":600}}})"));
-  REQUIRE(f.targets->spinUpTarget("kube", kAny).isOk());
+  REQUIRE(f.rest().spinUpTarget("kube", kAny).isOk());
   REQUIRE(eventually([&] { return f.stored("kube").getInt("useCount") == 1; }));
   auto calls = f.runner->calls();
   REQUIRE(calls.size() == 1);
@@ -948,7 +955,7 @@ TEST_CASE("kubernetes mechanism pipes a Job manifest to kubectl", "[spinup][mech
     o.stderrData = "error: forbidden\nmore";
     return o;
   });
-  REQUIRE(f.targets->spinUpTarget("kube", kAny).isOk());
+  REQUIRE(f.rest().spinUpTarget("kube", kAny).isOk());
   REQUIRE(eventually([&] {
     return f.stored("kube").getString("lastError") == "kubectl exit code 1: error: forbidden";
   }));
@@ -972,7 +979,7 @@ TEST_CASE("github-actions: dispatch, run lookup and token rules", "[spinup][mech
   f.registerTarget(body(R"({"name":"gh","agentType":"claude-code","capabilities":["a"],
       "mechanism":"github-actions","config":{"githubActions":{"repo":"acme/agents",
       "workflow":"spin up.yml","ref":"dev","inputs":{"size":"l"}}}})"));
-  REQUIRE(f.targets->spinUpTarget("gh", kAny).isOk());
+  REQUIRE(f.rest().spinUpTarget("gh", kAny).isOk());
   REQUIRE(eventually([&] { return f.stored("gh").getInt("useCount") == 1; }));
   CHECK(f.stored("gh").get("lastSpinUp").get("mechanismResult") == body(R"({"runId":42})"));
   auto calls = f.http->calls();
@@ -994,20 +1001,20 @@ TEST_CASE("github-actions: dispatch, run lookup and token rules", "[spinup][mech
   CHECK(calls[1].url.find("/actions/workflows/spin%20up.yml/runs?") != std::string::npos);
 
   // A token variable outside spinup.githubTokenEnvVars, and an unset one.
-  REQUIRE(f.targets
-              ->update("gh", kAny, body(R"({"config":{"githubActions":{"repo":"acme/agents",
+  REQUIRE(f.rest()
+              .update("gh", kAny, body(R"({"config":{"githubActions":{"repo":"acme/agents",
                                  "workflowFile":"w.yml","tokenEnvVar":"AWS_SECRET"}}})"))
               .isOk());
-  REQUIRE(f.targets->spinUpTarget("gh", kAny).isOk());
+  REQUIRE(f.rest().spinUpTarget("gh", kAny).isOk());
   REQUIRE(eventually([&] {
     return f.stored("gh").getString("lastError") ==
            "token variable AWS_SECRET is not allowed by server configuration";
   }));
-  REQUIRE(f.targets
-              ->update("gh", kAny, body(R"({"config":{"githubActions":{"repo":"acme/agents",
+  REQUIRE(f.rest()
+              .update("gh", kAny, body(R"({"config":{"githubActions":{"repo":"acme/agents",
                                  "workflowFile":"w.yml","tokenEnvVar":"OTHER_TOKEN"}}})"))
               .isOk());
-  REQUIRE(f.targets->spinUpTarget("gh", kAny).isOk());
+  REQUIRE(f.rest().spinUpTarget("gh", kAny).isOk());
   REQUIRE(eventually([&] {
     return f.stored("gh").getString("lastError") == "environment variable OTHER_TOKEN is not set";
   }));
@@ -1018,11 +1025,11 @@ TEST_CASE("github-actions: dispatch, run lookup and token rules", "[spinup][mech
     reply.status = 404;
     return reply;
   });
-  REQUIRE(f.targets
-              ->update("gh", kAny, body(R"({"config":{"githubActions":{"repo":"acme/agents",
+  REQUIRE(f.rest()
+              .update("gh", kAny, body(R"({"config":{"githubActions":{"repo":"acme/agents",
       "workflow":"w.yml"}}})"))
               .isOk());
-  REQUIRE(f.targets->spinUpTarget("gh", kAny).isOk());
+  REQUIRE(f.rest().spinUpTarget("gh", kAny).isOk());
   REQUIRE(eventually([&] {
     return f.stored("gh").getString("lastError") == "GitHub dispatch returned status 404";
   }));
@@ -1035,8 +1042,8 @@ TEST_CASE("local mechanism: argv without a shell unless asked", "[spinup][mechan
       "detached":false,"workingDirectory":"/srv","env":{"LOOMINAL_TARGET_NAME":"mine"}}})json"));
   f.registerTarget(body(R"({"name":"shell","agentType":"claude-code","capabilities":["a"],
       "mechanism":"local","config":{"command":"echo hi > out","args":["ignored"],"shell":true}})"));
-  REQUIRE(f.targets->spinUpTarget("literal", kAny).isOk());
-  REQUIRE(f.targets->spinUpTarget("shell", kAny).isOk());
+  REQUIRE(f.rest().spinUpTarget("literal", kAny).isOk());
+  REQUIRE(f.rest().spinUpTarget("shell", kAny).isOk());
   REQUIRE(eventually([&] { return f.runner->calls().size() == 2; }));
   REQUIRE(eventually([&] { return f.stored("literal").getInt("useCount") == 1; }));
   auto calls = f.runner->calls();
@@ -1066,7 +1073,7 @@ TEST_CASE("test endpoint probes and records health", "[targets][health]") {
   Fixture f;
   f.runner->addExecutable("agent");
   Json t = f.localTarget("probe");
-  auto r = f.targets->test("probe", kAny);
+  auto r = f.rest().test("probe", kAny);
   REQUIRE(r.isOk());
   CHECK(r->getBool("healthy"));
   CHECK_FALSE(r->contains("error"));
@@ -1081,7 +1088,7 @@ TEST_CASE("test endpoint probes and records health", "[targets][health]") {
   // Missing config: 200 with healthy:false and the missing-fields message.
   f.registerTarget(body(R"({"name":"empty","agentType":"claude-code","capabilities":["a"],
       "mechanism":"webhook"})"));
-  auto empty = f.targets->test("empty", kAny);
+  auto empty = f.rest().test("empty", kAny);
   REQUIRE(empty.isOk());
   CHECK_FALSE(empty->getBool("healthy"));
   CHECK(empty->getString("error") ==
@@ -1089,10 +1096,10 @@ TEST_CASE("test endpoint probes and records health", "[targets][health]") {
   CHECK(f.stored("empty").getString("lastError") == empty->getString("error"));
 
   // A test is allowed for a disabled target; a missing executable is unhealthy.
-  REQUIRE(f.targets->disable("probe", kAny).isOk());
+  REQUIRE(f.rest().disable("probe", kAny).isOk());
   REQUIRE(
-      f.targets->update("probe", kAny, body(R"({"config":{"local":{"command":"gone"}}})")).isOk());
-  auto gone = f.targets->test("probe", kAny);
+      f.rest().update("probe", kAny, body(R"({"config":{"local":{"command":"gone"}}})")).isOk());
+  auto gone = f.rest().test("probe", kAny);
   REQUIRE(gone.isOk());
   CHECK(gone->getString("error") == "command not found: gone");
   REQUIRE(eventually([&] { return f.events.count("target:health-changed") == 3; }));
@@ -1116,7 +1123,7 @@ TEST_CASE("probes per mechanism", "[targets][health]") {
   f.registerTarget(body(R"({"name":"gh","agentType":"claude-code","capabilities":["a"],
       "mechanism":"github-actions","config":{"repo":"o/r","workflow":"w.yml"}})"));
   for (const char* name : {"ssh", "k", "hook", "gh"}) {
-    auto r = f.targets->test(name, kAny);
+    auto r = f.rest().test(name, kAny);
     REQUIRE(r.isOk());
     INFO(name << ": " << r->dump());
     CHECK(r->getBool("healthy"));
@@ -1139,7 +1146,7 @@ TEST_CASE("probes per mechanism", "[targets][health]") {
     o.exitCode = 255;
     return o;
   });
-  auto down = f.targets->test("ssh", kAny);
+  auto down = f.rest().test("ssh", kAny);
   REQUIRE(down.isOk());
   CHECK(down->getString("error") == "ssh exited with code 255");
 }
@@ -1155,7 +1162,7 @@ TEST_CASE("the periodic checker probes due targets only", "[targets][health]") {
   f.registerTarget(b);
   b.set("name", Json("off"));
   f.registerTarget(b);
-  REQUIRE(f.targets->disable("off", kAny).isOk());
+  REQUIRE(f.rest().disable("off", kAny).isOk());
   b.set("name", Json("unchecked"));
   b.set("healthCheck", body(R"({"enabled":false})"));
   f.registerTarget(b);
@@ -1171,7 +1178,7 @@ TEST_CASE("the periodic checker probes due targets only", "[targets][health]") {
   f.clock.advance(59999);
   CHECK(f.targets->healthCheckOnce() == 0);
   f.clock.advance(1);
-  REQUIRE(f.targets->update("due", kAny, body(R"({"config":{"command":"gone"}})")).isOk());
+  REQUIRE(f.rest().update("due", kAny, body(R"({"config":{"command":"gone"}})")).isOk());
   CHECK(f.targets->healthCheckOnce() == 1);
   CHECK(f.stored("due").getString("healthStatus") == "unhealthy");
   CHECK(f.stored("due").getString("lastError") == "command not found: gone");
@@ -1186,16 +1193,16 @@ TEST_CASE("targets count in the stats", "[targets][stats]") {
   Fixture f;
   f.localTarget("a");
   f.localTarget("b", "cpp", "p2");
-  REQUIRE(f.targets->disable("b", kAny).isOk());
+  REQUIRE(f.rest().disable("b", kAny).isOk());
   auto overview = f.svc->stats->overview();
   REQUIRE(overview.isOk());
   CHECK(overview->totals.targets == 2);
   CHECK(overview->totals.disabledTargets == 1);
   CHECK(overview->byProject.at("p2").disabledTargets == 1);
-  CHECK(f.targets->liveStats(std::nullopt) ==
-        body(R"({"total":2,"available":1,"inUse":0,"disabled":1})"));
-  CHECK(f.targets->liveStats(std::string("p2")) ==
-        body(R"({"total":1,"available":0,"inUse":0,"disabled":1})"));
+  const TargetCounts all = f.targets->liveStats(std::nullopt);
+  CHECK((all.total == 2 && all.available == 1 && all.inUse == 0 && all.disabled == 1));
+  const TargetCounts p2 = f.targets->liveStats(std::string("p2"));
+  CHECK((p2.total == 1 && p2.available == 0 && p2.inUse == 0 && p2.disabled == 1));
 }
 
 TEST_CASE("with nats, target changes and probes are published", "[targets]") {
@@ -1205,15 +1212,15 @@ TEST_CASE("with nats, target changes and probes are published", "[targets]") {
   f.runner->addExecutable("agent");
   Json t = f.localTarget("pub", "cpp", "proj");
   const std::string id = t.getString("id");
-  REQUIRE(f.targets->update(id, kAny, body(R"({"description":"x"})")).isOk());
-  REQUIRE(f.targets->disable(id, kAny).isOk());
-  REQUIRE(f.targets->enable(id, kAny).isOk());
-  REQUIRE(f.targets->test(id, kAny).isOk());
-  REQUIRE(f.targets->spinUpTarget(id, kAny).isOk());
+  REQUIRE(f.rest().update(id, kAny, body(R"({"description":"x"})")).isOk());
+  REQUIRE(f.rest().disable(id, kAny).isOk());
+  REQUIRE(f.rest().enable(id, kAny).isOk());
+  REQUIRE(f.rest().test(id, kAny).isOk());
+  REQUIRE(f.rest().spinUpTarget(id, kAny).isOk());
   REQUIRE(eventually([&] { return f.stored(id).getInt("useCount") == 1; }));
   REQUIRE(eventually([&] { return publishing->published().size() == 6; }));
   Json stored = f.stored(id);
-  REQUIRE(f.targets->remove(id, kAny).isOk());
+  REQUIRE(f.rest().remove(id, kAny).isOk());
   auto pubs = publishing->published();
   REQUIRE(pubs.size() == 7);
   std::vector<std::string> subjects;
@@ -1236,13 +1243,13 @@ TEST_CASE("target endpoints answer 503 while the backend is down", "[targets]") 
   Fixture f;
   f.localTarget("a");
   f.store->setAvailable(false);
-  CHECK(f.targets->get("a", kAny).status().isOutage());
-  CHECK(f.targets->list({}, {}).status().isOutage());
-  CHECK(f.targets->spinUpTarget("a", kAny).status().isOutage());
+  CHECK(f.rest().get("a", kAny).status().isOutage());
+  CHECK(f.rest().list({}, {}).status().isOutage());
+  CHECK(f.rest().spinUpTarget("a", kAny).status().isOutage());
   // Validation still comes first.
-  CHECK(f.targets->create(body("{}")).code() == Code::InvalidArgument);
+  CHECK(f.rest().create(body("{}")).code() == Code::InvalidArgument);
   f.store->setAvailable(true);
-  CHECK(f.targets->get("a", kAny).isOk());
+  CHECK(f.rest().get("a", kAny).isOk());
 }
 
 }  // namespace weft::test

@@ -12,39 +12,9 @@ namespace weft {
 namespace {
 
 constexpr int kMaxCasAttempts = 16;
-constexpr size_t kMaxStringBytes = 256;
-// The metadata object of a registration, serialised.
-constexpr size_t kMaxMetadataBytes = 64 * 1024;
-constexpr size_t kMaxListItems = 256;
-
-// An array of non-blank strings (may be empty).
-bool isStringList(const Json& v) {
-  if (!v.isArray()) return false;
-  for (const auto& e : v.asArray()) {
-    if (!e.isString() || isBlank(e.asString())) return false;
-  }
-  return true;
-}
-
-Status invalid(std::string message) { return Status::invalidArgument(std::move(message)); }
 
 Status notFound(const std::string& guid) {
   return Status::notFound("Agent with GUID " + guid + " not found");
-}
-
-// Checks the size rules of §1.9 for a list of capability/boundary strings.
-Status checkListSizes(const Json& list, const char* listName, const char* itemName) {
-  if (list.asArray().size() > kMaxListItems) {
-    return invalid(std::string(listName) + " exceeds " + std::to_string(kMaxListItems) +
-                   " items");
-  }
-  for (const auto& e : list.asArray()) {
-    if (e.asString().size() > kMaxStringBytes) {
-      return invalid(std::string(itemName) + " exceeds " + std::to_string(kMaxStringBytes) +
-                     " bytes");
-    }
-  }
-  return Status::ok();
 }
 
 }  // namespace
@@ -164,11 +134,8 @@ Status AgentRegistry::ready() const {
 
 std::shared_ptr<KvBucket> AgentRegistry::bucket() const { return view_->bucket(); }
 
-Json AgentRegistry::render(const AgentRecord& record) const {
-  std::string text = record.renderedPrefix;
-  text += record.isStale(ctx_.now(), ctx_.options.staleAfterMs) ? ",\"stale\":true}"
-                                                                : ",\"stale\":false}";
-  return Json::parse(text, 64).value();
+bool AgentRegistry::isStale(const AgentRecord& record) const {
+  return record.isStale(ctx_.now(), ctx_.options.staleAfterMs);
 }
 
 Json AgentRegistry::summary(const std::string& guid) const {
@@ -182,8 +149,7 @@ Json AgentRegistry::summary(const std::string& guid) const {
   return s;
 }
 
-Result<JsonListStream> AgentRegistry::listStream(const AgentFilter& f,
-                                                const PageRequest& page) const {
+Result<AgentPage> AgentRegistry::list(const AgentFilter& f, const PageRequest& page) const {
   Json filters = Json::object();
   if (f.type) filters.set("type", Json(*f.type));
   if (f.status) filters.set("status", Json(*f.status));
@@ -193,15 +159,15 @@ Result<JsonListStream> AgentRegistry::listStream(const AgentFilter& f,
   if (!pager) return pager.status();
   if (auto s = ready(); !s) return s;
 
-  auto rows = std::make_shared<std::vector<std::shared_ptr<const AgentRecord>>>();
+  std::vector<std::shared_ptr<const AgentRecord>> rows;
   view_->forEach([&](const std::string&, const std::shared_ptr<const AgentRecord>& r) {
     if (f.type && r->agentType != *f.type) return;
     if (f.status && r->status != *f.status) return;
     if (f.capability && !r->hasCapability(*f.capability)) return;
     if (f.projectId && r->projectId != *f.projectId) return;
-    rows->push_back(r);
+    rows.push_back(r);
   });
-  std::sort(rows->begin(), rows->end(), [](const auto& a, const auto& b) {
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
     if (a->registeredAtMs.has_value() != b->registeredAtMs.has_value()) {
       return !a->registeredAtMs.has_value();
     }
@@ -211,27 +177,15 @@ Result<JsonListStream> AgentRegistry::listStream(const AgentFilter& f,
     return a->guid < b->guid;
   });
 
-  const size_t begin = pager->begin(rows->size());
-  const size_t end = pager->end(rows->size());
-  JsonListStream out;
-  out.head = "{\"agents\":[";
-  out.count = end - begin;
-  // Staleness is judged once, at the time of the request, for every element.
-  const int64_t now = ctx_.now();
-  const int64_t staleAfterMs = ctx_.options.staleAfterMs;
-  out.element = [rows, begin, now, staleAfterMs](size_t i, std::string& text) {
-    const AgentRecord& r = *(*rows)[begin + i];
-    text += r.renderedPrefix;
-    text += r.isStale(now, staleAfterMs) ? ",\"stale\":true}" : ",\"stale\":false}";
-  };
-  out.tail = pager->listTail(rows->size());
+  AgentPage out;
+  out.agents.assign(rows.begin() + static_cast<std::ptrdiff_t>(pager->begin(rows.size())),
+                    rows.begin() + static_cast<std::ptrdiff_t>(pager->end(rows.size())));
+  out.pager = *pager;
+  out.total = rows.size();
+  // Staleness is judged once, at the time of the request, for every agent.
+  out.asOfMs = ctx_.now();
+  out.staleAfterMs = ctx_.options.staleAfterMs;
   return out;
-}
-
-Result<std::string> AgentRegistry::list(const AgentFilter& f, const PageRequest& page) const {
-  auto stream = listStream(f, page);
-  if (!stream) return stream.status();
-  return stream->renderAll();
 }
 
 Result<std::shared_ptr<const AgentRecord>> AgentRegistry::fetch(const std::string& guid) const {
@@ -250,122 +204,43 @@ Result<std::shared_ptr<const AgentRecord>> AgentRegistry::fetch(const std::strin
   return record;
 }
 
-Result<Json> AgentRegistry::get(const std::string& guid) const {
-  auto record = fetch(guid);
-  if (!record) return record.status();
-  return render(**record);
+Result<std::shared_ptr<const AgentRecord>> AgentRegistry::get(const std::string& guid) const {
+  return fetch(guid);
 }
 
 namespace {
 
-// Validates a registration body (docs/api.md §2.2 table order) and builds the
-// entry to store.
-Result<Json> buildRegistration(const Json& body, const std::string& defaultProject,
-                               const std::string& nowIso) {
+// The entry a registration stores: the same shape agents write directly
+// (§3.1), members in this order.
+Json registrationEntry(const RegisterRequest& r, const std::string& guid,
+                       const std::string& defaultProject, const std::string& nowIso) {
   Json entry = Json::object();
-  const Json& guid = body.get("guid");
-  if (!guid.isNull()) {
-    if (!guid.isString() || !isValidGuid(guid.asString())) {
-      return invalid("guid must be 1-128 characters from [A-Za-z0-9_-]");
-    }
-    entry.set("guid", guid);
-  } else {
-    entry.set("guid", Json(newUuid()));
-  }
-  const Json& handle = body.get("handle");
-  if (!handle.isString() || isBlank(handle.asString())) return invalid("handle is required");
-  if (handle.asString().size() > kMaxStringBytes) return invalid("handle exceeds 256 bytes");
-  const Json& caps = body.get("capabilities");
-  if (!isStringList(caps)) return invalid("capabilities must be an array of non-empty strings");
-  if (auto s = checkListSizes(caps, "capabilities", "capability"); !s) return s;
-  const Json& agentType = body.get("agentType");
-  if (!agentType.isNull() && !agentType.isString()) return invalid("agentType must be a string");
-  const Json& projectId = body.get("projectId");
-  if (auto s = checkProjectIdField(projectId); !s) return s;
-  for (const char* field : {"hostname", "username", "natsUrl"}) {
-    const Json& v = body.get(field);
-    if (!v.isNull() && !v.isString()) return invalid(std::string(field) + " must be a string");
-    if (v.isString() && v.asString().size() > kMaxStringBytes) {
-      return invalid(std::string(field) + " exceeds " + std::to_string(kMaxStringBytes) + " bytes");
-    }
-  }
-  const Json& scope = body.get("scope");
-  if (!scope.isNull()) {
-    static const char* kScopes[] = {"private", "personal", "team", "public"};
-    if (!scope.isString() ||
-        std::none_of(std::begin(kScopes), std::end(kScopes),
-                     [&](const char* s) { return scope.asString() == s; })) {
-      return invalid("scope must be one of: private, personal, team, public");
-    }
-  }
-  const Json& visibility = body.get("visibility");
-  if (!visibility.isNull()) {
-    static const char* kVis[] = {"private", "project-only", "user-only", "public"};
-    if (!visibility.isString() ||
-        std::none_of(std::begin(kVis), std::end(kVis),
-                     [&](const char* s) { return visibility.asString() == s; })) {
-      return invalid("visibility must be one of: private, project-only, user-only, public");
-    }
-  }
-  const Json& taskCount = body.get("currentTaskCount");
-  if (!taskCount.isNull() && (!taskCount.isInteger() || taskCount.asInt() < 0)) {
-    return invalid("currentTaskCount must be a non-negative integer");
-  }
-  const Json& maxTasks = body.get("maxConcurrentTasks");
-  if (!maxTasks.isNull() && (!maxTasks.isInteger() || maxTasks.asInt() < 1)) {
-    return invalid("maxConcurrentTasks must be a positive integer");
-  }
-  const Json& spindown = body.get("spindownAfterIdleMs");
-  if (!spindown.isNull() && (!spindown.isInteger() || spindown.asInt() < 0)) {
-    return invalid("spindownAfterIdleMs must be a non-negative integer");
-  }
-  const Json& metadata = body.get("metadata");
-  if (!metadata.isNull()) {
-    if (!metadata.isObject()) return invalid("metadata must be an object");
-    if (metadata.dump().size() > kMaxMetadataBytes) {
-      return invalid("metadata exceeds " + std::to_string(kMaxMetadataBytes) + " bytes");
-    }
-    const Json& mt = metadata.get("agentType");
-    if (!mt.isNull() && !isAgentTypeValue(mt)) {
-      return invalid("metadata.agentType must be copilot-cli or claude-code");
-    }
-    const Json& mb = metadata.get("boundaries");
-    if (!mb.isNull()) {
-      if (!isStringList(mb)) {
-        return invalid("metadata.boundaries must be an array of non-empty strings");
-      }
-      if (auto s = checkListSizes(mb, "metadata.boundaries", "boundary"); !s) return s;
-    }
-  }
-
-  // The stored entry: the same shape agents write directly (§3.1).
-  if (agentType.isString()) entry.set("agentType", agentType);
-  entry.set("handle", handle);
-  for (const char* field : {"hostname", "natsUrl", "username"}) {
-    const Json& v = body.get(field);
-    if (v.isString()) entry.set(field, v);
-  }
-  entry.set("projectId", projectId.isString() ? projectId : Json(defaultProject));
-  entry.set("capabilities", caps);
-  entry.set("scope", scope.isString() ? scope : Json("team"));
-  if (visibility.isString()) entry.set("visibility", visibility);
+  entry.set("guid", Json(guid));
+  if (r.agentType) entry.set("agentType", Json(*r.agentType));
+  entry.set("handle", Json(r.handle));
+  if (r.hostname) entry.set("hostname", Json(*r.hostname));
+  if (r.natsUrl) entry.set("natsUrl", Json(*r.natsUrl));
+  if (r.username) entry.set("username", Json(*r.username));
+  entry.set("projectId", Json(r.projectId.value_or(defaultProject)));
+  entry.set("capabilities", Json::stringArray(r.capabilities));
+  entry.set("scope", Json(r.scope.value_or("team")));
+  if (r.visibility) entry.set("visibility", Json(*r.visibility));
   entry.set("status", Json("online"));
-  entry.set("currentTaskCount", Json(taskCount.isNull() ? int64_t{0} : taskCount.asInt()));
-  if (!maxTasks.isNull()) entry.set("maxConcurrentTasks", Json(maxTasks.asInt()));
-  if (!spindown.isNull()) entry.set("spindownAfterIdleMs", Json(spindown.asInt()));
+  entry.set("currentTaskCount", Json(r.currentTaskCount.value_or(0)));
+  if (r.maxConcurrentTasks) entry.set("maxConcurrentTasks", Json(*r.maxConcurrentTasks));
+  if (r.spindownAfterIdleMs) entry.set("spindownAfterIdleMs", Json(*r.spindownAfterIdleMs));
   entry.set("registeredAt", Json(nowIso));
   entry.set("lastHeartbeat", Json(nowIso));
-  if (metadata.isObject()) entry.set("metadata", metadata);
+  if (r.metadata) entry.set("metadata", *r.metadata);
   return entry;
 }
 
 }  // namespace
 
-Result<AgentRegistry::Registration> AgentRegistry::registerAgent(const Json& body) {
-  auto built = buildRegistration(body, ctx_.options.defaultProject, formatIso(ctx_.now()));
-  if (!built) return built.status();
-  Json entry = std::move(*built);
-  const std::string guid = entry.getString("guid");
+Result<AgentRegistry::Registration> AgentRegistry::registerAgent(const RegisterRequest& request) {
+  const std::string guid = request.guid ? *request.guid : newUuid();
+  const Json entry =
+      registrationEntry(request, guid, ctx_.options.defaultProject, formatIso(ctx_.now()));
   const std::string value = entry.dump();
   if (auto s = ctx_.checkConnected(); !s) return s;
   auto b = bucket();
@@ -398,7 +273,7 @@ Result<AgentRegistry::Registration> AgentRegistry::registerAgent(const Json& bod
     }
     if (written) {
       view_->applyPut(guid, value, *written);
-      return Registration{render(*decode(value, ctx_.options.defaultProject)), created};
+      return Registration{decode(value, ctx_.options.defaultProject), created};
     }
     if (written.code() != Code::Conflict && written.code() != Code::AlreadyExists) {
       return written.status();
@@ -435,40 +310,23 @@ Result<std::shared_ptr<const AgentRecord>> AgentRegistry::modify(
   return Status::unavailable("too much contention on agent " + guid);
 }
 
-Result<Json> AgentRegistry::heartbeat(const std::string& guid, const Json& body) {
-  const Json& status = body.get("status");
-  if (!status.isNull() &&
-      !(status.isString() && (status.asString() == "online" || status.asString() == "busy"))) {
-    return invalid("status must be online or busy");
-  }
-  const Json& taskCount = body.get("currentTaskCount");
-  if (!taskCount.isNull() && (!taskCount.isInteger() || taskCount.asInt() < 0)) {
-    return invalid("currentTaskCount must be a non-negative integer");
-  }
-  const Json& caps = body.get("capabilities");
-  if (!caps.isNull()) {
-    if (!isStringList(caps)) return invalid("capabilities must be an array of non-empty strings");
-    if (auto s = checkListSizes(caps, "capabilities", "capability"); !s) return s;
-  }
-  auto updated = modify(guid, [&](Json& entry) {
+Result<std::shared_ptr<const AgentRecord>> AgentRegistry::heartbeat(
+    const std::string& guid, const HeartbeatRequest& request) {
+  return modify(guid, [&](Json& entry) {
     entry.set("lastHeartbeat", Json(formatIso(ctx_.now())));
-    if (!status.isNull()) entry.set("status", status);
-    if (!taskCount.isNull()) entry.set("currentTaskCount", Json(taskCount.asInt()));
-    if (!caps.isNull()) entry.set("capabilities", caps);
+    if (request.status) entry.set("status", Json(*request.status));
+    if (request.currentTaskCount) entry.set("currentTaskCount", Json(*request.currentTaskCount));
+    if (request.capabilities) entry.set("capabilities", Json::stringArray(*request.capabilities));
     return true;
   });
-  if (!updated) return updated.status();
-  return render(**updated);
 }
 
-Result<Json> AgentRegistry::deregister(const std::string& guid) {
-  auto updated = modify(guid, [](Json& entry) {
+Result<std::shared_ptr<const AgentRecord>> AgentRegistry::deregister(const std::string& guid) {
+  return modify(guid, [](Json& entry) {
     if (entry.getString("status") == "offline") return false;  // idempotent
     entry.set("status", Json("offline"));
     return true;
   });
-  if (!updated) return updated.status();
-  return render(**updated);
 }
 
 }  // namespace weft

@@ -1,5 +1,5 @@
-// Target health: recording probe outcomes, POST .../test, and the periodic
-// health-check loop.
+// Target health: recording probe outcomes, test() on request, and the
+// periodic health-check loop.
 #include "weft/targets.h"
 
 #include <algorithm>
@@ -42,7 +42,8 @@ Status Targets::recordHealth(const std::string& id, const spinup::ProbeOutcome& 
   return Status::ok();
 }
 
-Result<Json> Targets::test(const std::string& ref, const std::optional<std::string>& projectId) {
+Result<TargetTestResult> Targets::test(const std::string& ref,
+                                       const std::optional<std::string>& projectId) {
   if (auto s = ready(); !s) return s;
   auto resolved = resolve(ref, projectId);
   if (!resolved) return resolved.status();
@@ -70,13 +71,12 @@ Result<Json> Targets::test(const std::string& ref, const std::optional<std::stri
   if (auto s = recordHealth(t.id, probe); !s) {
     return s.code() == Code::NotFound ? targetNotFound(ref) : s;
   }
-  Json out = Json::object();
-  out.set("healthy", Json(probe.healthy));
-  out.set("latencyMs", Json(latency));
-  out.set("responseTimeMs", Json(latency));
-  if (!probe.healthy) out.set("error", Json(probe.error));
-  out.set("targetId", Json(t.id));
-  out.set("timestamp", Json(formatIso(ctx_.now())));
+  TargetTestResult out;
+  out.targetId = t.id;
+  out.healthy = probe.healthy;
+  if (!probe.healthy) out.error = probe.error;
+  out.latencyMs = latency;
+  out.timestampMs = ctx_.now();
   return out;
 }
 

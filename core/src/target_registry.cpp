@@ -21,7 +21,7 @@ using namespace target_rules;
 
 // ---- registry ----------------------------------------------------------------
 
-Result<Json> Targets::list(const TargetFilter& f, const PageRequest& page) const {
+Result<TargetPage> Targets::list(const TargetFilter& f, const PageRequest& page) const {
   Json filters = Json::object();
   if (f.type) filters.set("type", Json(*f.type));
   if (f.status) filters.set("status", Json(*f.status));
@@ -43,109 +43,60 @@ Result<Json> Targets::list(const TargetFilter& f, const PageRequest& page) const
     rows.push_back(t);
   });
   sortByRegistration(rows);
-  Json items = Json::array();
-  for (size_t i = pager->begin(rows.size()), e = pager->end(rows.size()); i < e; ++i) {
-    items.push(rows[i]->target);
-  }
-  Json body = Json::object();
-  body.set("targets", std::move(items));
-  pager->writeMetadata(body, rows.size());
-  return body;
+  TargetPage out;
+  out.targets.assign(rows.begin() + static_cast<std::ptrdiff_t>(pager->begin(rows.size())),
+                     rows.begin() + static_cast<std::ptrdiff_t>(pager->end(rows.size())));
+  out.pager = *pager;
+  out.total = rows.size();
+  return out;
 }
 
-Result<Json> Targets::get(const std::string& ref,
-                          const std::optional<std::string>& projectId) const {
+Result<std::shared_ptr<const TargetRecord>> Targets::get(
+    const std::string& ref, const std::optional<std::string>& projectId) const {
   if (auto s = ready(); !s) return s;
   auto resolved = resolve(ref, projectId);
   if (!resolved) return resolved.status();
-  return resolved->record->target;
+  return resolved->record;
 }
 
-Result<Json> Targets::create(const Json& body) {
-  // Validation, in the order of the docs/api.md §2.6 table.
-  const Json& name = body.get("name");
-  if (!name.isString() || isBlank(name.asString())) return invalid("name is required");
-  if (name.asString().size() > kMaxShortString) return invalid("name exceeds 256 bytes");
-  const Json& agentType = body.get("agentType");
-  if (agentType.isNull()) return invalid("agentType is required");
-  if (!agentType.isString() || !isAgentTypeName(agentType.asString())) {
-    return invalid("Invalid agentType: " + shown(agentType) +
-                   ". Must be copilot-cli or claude-code");
-  }
-  if (auto s = checkCapabilities(body.get("capabilities")); !s) return s;
-  const Json& mechanism = body.get("mechanism");
-  if (mechanism.isNull()) return invalid("mechanism is required");
-  if (!mechanism.isString() || !spinup::isMechanism(mechanism.asString())) {
-    return invalid("Invalid mechanism: " + shown(mechanism) +
-                   ". Must be one of: ssh, github-actions, local, webhook, kubernetes");
-  }
-  const std::string mech = mechanism.asString();
-  const Json& config = body.get("config");
-  if (!config.isNull() && !config.isObject()) return invalid("config must be an object");
-  if (const Json& cm = config.get("mechanism"); !cm.isNull() && cm != mechanism) {
-    return invalid("config.mechanism must match top-level mechanism (" + mech + ")");
-  }
-  if (config.isObject() && config.dump().size() > kMaxConfig) {
-    return invalid("config exceeds 262144 bytes");
-  }
-  if (auto problem = configProblem(config, mech); !problem.empty()) return invalid(problem);
-  const Json& boundaries = body.get("boundaries");
-  if (!boundaries.isNull()) {
-    if (auto s = checkBoundaries(boundaries); !s) return s;
-  }
-  const Json& tags = body.get("tags");
-  if (!tags.isNull()) {
-    if (auto s = checkTags(tags); !s) return s;
-  }
-  const Json& healthCheck = body.get("healthCheck");
-  if (!healthCheck.isNull()) {
-    if (auto s = checkHealthCheck(healthCheck, true); !s) return s;
-  }
-  const Json& projectId = body.get("projectId");
-  if (auto s = checkProjectIdField(projectId); !s) return s;
-  const Json& description = body.get("description");
-  if (description.isString() && description.asString().size() > kMaxDescription) {
-    return invalid("description exceeds 65536 bytes");
-  }
-
+Result<std::shared_ptr<const TargetRecord>> Targets::create(const CreateTargetRequest& r) {
   if (auto s = ready(); !s) return s;
   auto names = nameBucket();
   if (!names) return names.status();
 
-  const std::string project =
-      projectId.isString() ? projectId.asString() : ctx_.options.defaultProject;
+  const std::string project = r.projectId.value_or(ctx_.options.defaultProject);
   const std::string id = newUuid();
   const int64_t now = ctx_.now();
   const std::string nowIso = formatIso(now);
 
   // The stored config always names its mechanism, first.
   Json storedConfig = Json::object();
-  storedConfig.set("mechanism", Json(mech));
-  if (config.isObject()) {
-    for (const auto& [k, v] : config.asObject()) {
+  storedConfig.set("mechanism", Json(r.mechanism));
+  if (r.config) {
+    for (const auto& [k, v] : r.config->asObject()) {
       if (k != "mechanism") storedConfig.set(k, v);
     }
   }
   Json target = Json::object();
   target.set("id", Json(id));
   target.set("projectId", Json(project));
-  target.set("name", name);
-  if (description.isString()) target.set("description", description);
-  target.set("agentType", agentType);
-  target.set("capabilities", body.get("capabilities"));
-  target.set("boundaries", boundaries.isNull()
-                               ? Json(Json::Array{Json("corporate"), Json("corporate-adjacent"),
-                                                  Json("personal"), Json("open-source")})
-                               : boundaries);
-  target.set("mechanism", Json(mech));
+  target.set("name", Json(r.name));
+  if (r.description) target.set("description", Json(*r.description));
+  target.set("agentType", Json(r.agentType));
+  target.set("capabilities", Json::stringArray(r.capabilities));
+  target.set("boundaries", r.boundaries ? Json::stringArray(*r.boundaries)
+                                        : Json(Json::Array{Json("corporate"),
+                                                           Json("corporate-adjacent"),
+                                                           Json("personal"), Json("open-source")}));
+  target.set("mechanism", Json(r.mechanism));
   target.set("config", std::move(storedConfig));
   target.set("status", Json("available"));
-  if (healthCheck.isObject()) {
+  if (r.healthCheck) {
     Json hc = Json::object();
-    hc.set("enabled", healthCheck.get("enabled"));
-    hc.set("intervalMs", Json(positiveOr(healthCheck.get("intervalMs"), kDefaultHealthIntervalMs)));
-    hc.set("timeoutMs",
-           Json(healthTimeoutOr(healthCheck.get("timeoutMs"), kDefaultHealthTimeoutMs)));
+    hc.set("enabled", Json(r.healthCheck->enabled.value_or(false)));
+    hc.set("intervalMs", Json(r.healthCheck->intervalMs.value_or(kDefaultHealthIntervalMs)));
+    hc.set("timeoutMs", Json(std::min(r.healthCheck->timeoutMs.value_or(kDefaultHealthTimeoutMs),
+                                      kMaxHealthTimeoutMs)));
     target.set("healthCheck", std::move(hc));
   }
   target.set("healthStatus", Json("unknown"));
@@ -153,16 +104,16 @@ Result<Json> Targets::create(const Json& body) {
   target.set("registeredAt", Json(nowIso));
   target.set("updatedAt", Json(nowIso));
   target.set("useCount", Json(0));
-  if (tags.isArray()) target.set("tags", tags);
+  if (r.tags) target.set("tags", Json::stringArray(*r.tags));
 
   // The name reservation first: create() has exactly one winner, on every
   // backend and across instances.
-  const std::string key = reservationKey(project, name.asString());
+  const std::string key = reservationKey(project, r.name);
   Json reservation = Json::object();
   reservation.set("id", Json(id));
   reservation.set("reservedAt", Json(nowIso));
   const Status duplicate =
-      Status::alreadyExists("Target with name '" + name.asString() + "' already exists");
+      Status::alreadyExists("Target with name '" + r.name + "' already exists");
   std::optional<uint64_t> reserved;
   for (int attempt = 0; attempt < 3 && !reserved; ++attempt) {
     auto created = (*names)->create(key, reservation.dump());
@@ -209,72 +160,48 @@ Result<Json> Targets::create(const Json& body) {
   view_->applyPut(id, value, *written);
   auto record = decode(value, ctx_.options.defaultProject);
   publishTarget("register", *record);
-  return target;
+  // The answer carries the target as built: a read of the stored text could
+  // differ in a number's spelling (a -0 in the config reads back as 0).
+  auto created = std::make_shared<TargetRecord>(*record);
+  created->target = std::move(target);
+  return std::shared_ptr<const TargetRecord>(std::move(created));
 }
 
-Result<Json> Targets::update(const std::string& ref, const std::optional<std::string>& projectId,
-                             const Json& body) {
-  // Validation, in the order of the docs/api.md §2.6 PUT table.
-  const Json& description = body.get("description");
-  if (!description.isNull()) {
-    if (!description.isString()) return invalid("description must be a string");
-    if (description.asString().size() > kMaxDescription) {
-      return invalid("description exceeds 65536 bytes");
-    }
-  }
-  const Json& capabilities = body.get("capabilities");
-  if (!capabilities.isNull()) {
-    if (auto s = checkCapabilities(capabilities); !s) return s;
-  }
-  const Json& boundaries = body.get("boundaries");
-  if (!boundaries.isNull()) {
-    if (auto s = checkBoundaries(boundaries); !s) return s;
-  }
-  const Json& tags = body.get("tags");
-  if (!tags.isNull()) {
-    if (auto s = checkTags(tags); !s) return s;
-  }
-  const Json& config = body.get("config");
-  if (!config.isNull() && !config.isObject()) return invalid("config must be an object");
-  const Json& healthCheck = body.get("healthCheck");
-  if (!healthCheck.isNull()) {
-    if (auto s = checkHealthCheck(healthCheck, false); !s) return s;
-  }
-
+Result<std::shared_ptr<const TargetRecord>> Targets::update(
+    const std::string& ref, const std::optional<std::string>& projectId,
+    const UpdateTargetRequest& r) {
   if (auto s = ready(); !s) return s;
   auto resolved = resolve(ref, projectId);
   if (!resolved) return resolved.status();
   const std::string& mech = resolved->record->mechanism;
-  if (auto problem = configProblem(config, mech); !problem.empty()) return invalid(problem);
+  const Json config = r.config.value_or(Json());
+  if (auto problem = targetConfigProblem(config, mech); !problem.empty()) return invalid(problem);
   if (const Json& cm = config.get("mechanism"); !cm.isNull() && cm != Json(mech)) {
     return invalid("config.mechanism must match top-level mechanism (" + mech + ")");
   }
 
   auto updated = modify(resolved->record->id, [&](const TargetRecord& current, Json& target) {
-    if (description.isString()) target.set("description", description);
-    if (capabilities.isArray()) target.set("capabilities", capabilities);
-    if (boundaries.isArray()) target.set("boundaries", boundaries);
-    if (tags.isArray()) target.set("tags", tags);
-    if (config.isObject()) {
+    if (r.description) target.set("description", Json(*r.description));
+    if (r.capabilities) target.set("capabilities", Json::stringArray(*r.capabilities));
+    if (r.boundaries) target.set("boundaries", Json::stringArray(*r.boundaries));
+    if (r.tags) target.set("tags", Json::stringArray(*r.tags));
+    if (r.config) {
       // Shallow merge: top-level keys replaced.
       Json merged = current.config().isObject() ? current.config() : Json::object();
-      for (const auto& [k, v] : config.asObject()) merged.set(k, v);
+      for (const auto& [k, v] : r.config->asObject()) merged.set(k, v);
       merged.set("mechanism", Json(current.mechanism));
       if (merged.dump().size() > kMaxConfig) return invalid("config exceeds 262144 bytes");
       target.set("config", std::move(merged));
     }
-    if (healthCheck.isObject()) {
+    if (const auto& given = r.healthCheck) {
       const Json& existing = target.get("healthCheck");
-      if (existing.isObject() || healthCheck.get("enabled").isBool()) {
+      if (existing.isObject() || given->enabled) {
         Json hc = Json::object();
-        hc.set("enabled", healthCheck.get("enabled").isBool() ? healthCheck.get("enabled")
-                                                              : Json(existing.getBool("enabled")));
-        hc.set("intervalMs",
-               Json(positiveOr(healthCheck.get("intervalMs"),
-                               positiveOr(existing.get("intervalMs"), kDefaultHealthIntervalMs))));
-        hc.set("timeoutMs",
-               Json(positiveOr(healthCheck.get("timeoutMs"),
-                               positiveOr(existing.get("timeoutMs"), kDefaultHealthTimeoutMs))));
+        hc.set("enabled", Json(given->enabled.value_or(existing.getBool("enabled"))));
+        hc.set("intervalMs", Json(given->intervalMs.value_or(positiveOr(
+                                 existing.get("intervalMs"), kDefaultHealthIntervalMs))));
+        hc.set("timeoutMs", Json(given->timeoutMs.value_or(
+                                positiveOr(existing.get("timeoutMs"), kDefaultHealthTimeoutMs))));
         target.set("healthCheck", std::move(hc));
       }
     }
@@ -283,10 +210,11 @@ Result<Json> Targets::update(const std::string& ref, const std::optional<std::st
   });
   if (!updated) return updated.code() == Code::NotFound ? targetNotFound(ref) : updated.status();
   publishTarget("update", **updated);
-  return (*updated)->target;
+  return *updated;
 }
 
-Result<Json> Targets::remove(const std::string& ref, const std::optional<std::string>& projectId) {
+Result<TargetChange> Targets::remove(const std::string& ref,
+                                     const std::optional<std::string>& projectId) {
   if (auto s = ready(); !s) return s;
   auto resolved = resolve(ref, projectId);
   if (!resolved) return resolved.status();
@@ -324,14 +252,12 @@ Result<Json> Targets::remove(const std::string& ref, const std::optional<std::st
     }
   }
   publishTarget("remove", *current.record);
-  Json out = Json::object();
-  out.set("success", Json(true));
-  out.set("message", Json("Target " + ref + " removed"));
-  return out;
+  return TargetChange{TargetChange::Action::Removed, ref, current.record};
 }
 
-Result<Json> Targets::setEnabled(const std::string& ref,
-                                 const std::optional<std::string>& projectId, bool enabled) {
+Result<TargetChange> Targets::setEnabled(const std::string& ref,
+                                         const std::optional<std::string>& projectId,
+                                         bool enabled) {
   if (auto s = ready(); !s) return s;
   auto resolved = resolve(ref, projectId);
   if (!resolved) return resolved.status();
@@ -343,57 +269,37 @@ Result<Json> Targets::setEnabled(const std::string& ref,
   });
   if (!updated) return updated.code() == Code::NotFound ? targetNotFound(ref) : updated.status();
   publishTarget("update", **updated);
-  Json out = Json::object();
-  out.set("success", Json(true));
-  out.set("message", Json("Target " + ref + (enabled ? " enabled" : " disabled")));
-  return out;
+  return TargetChange{enabled ? TargetChange::Action::Enabled : TargetChange::Action::Disabled,
+                      ref, *updated};
 }
 
-Result<Json> Targets::enable(const std::string& ref, const std::optional<std::string>& projectId) {
+Result<TargetChange> Targets::enable(const std::string& ref,
+                                     const std::optional<std::string>& projectId) {
   return setEnabled(ref, projectId, true);
 }
 
-Result<Json> Targets::disable(const std::string& ref, const std::optional<std::string>& projectId) {
+Result<TargetChange> Targets::disable(const std::string& ref,
+                                      const std::optional<std::string>& projectId) {
   return setEnabled(ref, projectId, false);
 }
 
-Result<Json> Targets::disableBatch(const Json& body) {
-  const Json& filter = body.get("filter");
-  const Json& ids = body.get("targetIds");
-  // The checks of §2.6 in order, with the truthiness their wording comes
-  // from: any value other than an empty list counts as "given".
-  const bool idsGiven = !isFalsy(ids) && !(ids.isArray() && ids.asArray().empty());
-  if (isFalsy(filter) && !idsGiven) return invalid("Either filter or targetIds must be provided");
-  if (!ids.isNull() && !ids.isArray()) return invalid("targetIds must be an array");
-  if (!isFalsy(filter) && !filter.isObject()) return invalid("filter must be an object");
-  if (idsGiven && ids.asArray().size() > kMaxBatch) return invalid("targetIds exceeds 1000 items");
-  const Json& fType = filter.get("agentType");
-  if (!fType.isNull() && !(fType.isString() && isAgentTypeName(fType.asString()))) {
-    return invalid("filter.agentType must be copilot-cli or claude-code");
-  }
-  const Json& fStatus = filter.get("status");
-  if (!fStatus.isNull() && !fStatus.isString()) return invalid("filter.status must be a string");
-  const Json& fMechanism = filter.get("mechanism");
-  if (!fMechanism.isNull() && !fMechanism.isString()) {
-    return invalid("filter.mechanism must be a string");
-  }
-  std::optional<std::string> projectId;
-  if (body.get("projectId").isString()) projectId = body.get("projectId").asString();
+Result<DisableBatchResult> Targets::disableBatch(const DisableBatchRequest& r) {
+  const std::optional<std::string>& projectId = r.projectId;
   if (auto s = ready(); !s) return s;
 
-  BatchResult batch;
+  DisableBatchResult out;
+  BatchResult& batch = out.batch;
   std::vector<std::string> selected;  // resolved ids, in order
-  if (idsGiven) {
-    for (const auto& entry : ids.asArray()) {
-      const std::string given = shown(entry);
-      if (!entry.isString()) {
-        batch.fail(given, "Target not found");
+  if (r.targetIds) {
+    for (const auto& entry : *r.targetIds) {
+      if (!entry.valid) {
+        batch.fail(entry.ref, "Target not found");
         continue;
       }
-      auto resolved = resolve(given, projectId);
+      auto resolved = resolve(entry.ref, projectId);
       if (!resolved) {
         if (resolved.status().isOutage()) return resolved.status();  // stop at an outage (§1.9)
-        batch.fail(given, "Target not found");
+        batch.fail(entry.ref, "Target not found");
         continue;
       }
       selected.push_back(resolved->record->id);
@@ -402,16 +308,15 @@ Result<Json> Targets::disableBatch(const Json& body) {
     std::vector<std::shared_ptr<const TargetRecord>> rows;
     view_->forEach([&](const std::string&, const std::shared_ptr<const TargetRecord>& t) {
       if (projectId && t->projectId != *projectId) return;
-      if (fType.isString() && t->agentType != fType.asString()) return;
-      if (fStatus.isString() && t->status != fStatus.asString()) return;
-      if (fMechanism.isString() && t->mechanism != fMechanism.asString()) return;
+      if (r.agentType && t->agentType != *r.agentType) return;
+      if (r.status && t->status != *r.status) return;
+      if (r.mechanism && t->mechanism != *r.mechanism) return;
       rows.push_back(t);
     });
     sortByRegistration(rows);
     for (const auto& r : rows) selected.push_back(r->id);
   }
 
-  Json disabledTargets = Json::array(), alreadyDisabled = Json::array();
   std::set<std::string> done;
   for (const auto& id : selected) {
     if (!done.insert(id).second) continue;  // named twice: processed once
@@ -428,10 +333,10 @@ Result<Json> Targets::disableBatch(const Json& body) {
     });
     if (already) {
       batch.succeed(id);
-      alreadyDisabled.push(Json(id));
+      out.alreadyDisabled.push_back(id);
     } else if (updated) {
       batch.succeed(id);
-      disabledTargets.push(Json(id));
+      out.disabledTargets.push_back(id);
       publishTarget("update", **updated);
     } else if (updated.code() == Code::NotFound) {
       batch.fail(id, "Target not found");
@@ -439,9 +344,7 @@ Result<Json> Targets::disableBatch(const Json& body) {
       return updated.status();
     }
   }
-  Json out = batch.toJson(ctx_.now());
-  out.set("disabledTargets", std::move(disabledTargets));
-  out.set("alreadyDisabled", std::move(alreadyDisabled));
+  out.completedAtMs = ctx_.now();
   return out;
 }
 

@@ -1,6 +1,7 @@
 // Internals of the Targets service shared by its sources (targets.cpp,
 // target_registry.cpp, target_health.cpp, target_spin_up.cpp): the limits
-// and the validation helpers of docs/api.md §2.6. Not a public interface.
+// and the helpers of docs/api.md §2.6. Not a public interface. (The field
+// rules of requests are applied where they are parsed: server/api/rest_targets.)
 #pragma once
 
 #include <cstddef>
@@ -18,14 +19,10 @@
 namespace weft::target_rules {
 
 inline constexpr int kMaxCasAttempts = 16;
-inline constexpr size_t kMaxShortString = 256;
-inline constexpr size_t kMaxItems = 256;
-inline constexpr size_t kMaxDescription = 64 * 1024;
-inline constexpr size_t kMaxConfig = 256 * 1024;
-inline constexpr size_t kMaxBatch = 1000;
+inline constexpr size_t kMaxConfig = kMaxTargetConfigBytes;
 inline constexpr int64_t kDefaultHealthIntervalMs = 300000;
 inline constexpr int64_t kDefaultHealthTimeoutMs = 10000;
-inline constexpr int64_t kMaxHealthTimeoutMs = 60000;
+inline constexpr int64_t kMaxHealthTimeoutMs = kMaxTargetHealthTimeoutMs;
 // A name reservation without its target is taken over only after this long,
 // so a registration in flight on another instance is never disturbed.
 inline constexpr int64_t kStaleReservationMs = 60000;
@@ -36,21 +33,10 @@ Status targetNotFound(const std::string& ref);
 
 std::vector<std::string> stringsOf(const Json& v);
 
-Status checkCapabilities(const Json& v);
-
-Status checkBoundaries(const Json& v);
-
-Status checkTags(const Json& v);
-
-Status checkHealthCheck(const Json& v, bool enabledRequired);
-
 int64_t positiveOr(const Json& v, int64_t fallback);
 
 // A stored timeout, bounded even when an older version stored a larger one.
 int64_t healthTimeoutOr(const Json& v, int64_t fallback);
-
-// The mechanism settings Weft checks beyond presence; "" when fine.
-std::string configProblem(const Json& config, const std::string& mechanism);
 
 // Sorted by registeredAt, then id (§2.6 list order, §4.2 selection order).
 void sortByRegistration(std::vector<std::shared_ptr<const TargetRecord>>& rows);

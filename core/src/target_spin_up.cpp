@@ -1,4 +1,4 @@
-// Spin-up through targets: the explicit POST .../spin-up, automatic spin-up
+// Spin-up through targets: spinUpTarget() on request, automatic spin-up
 // for a submit no agent can take, and recording operation outcomes.
 #include "weft/targets.h"
 
@@ -21,8 +21,8 @@ using namespace target_rules;
 
 // ---- spin-up -----------------------------------------------------------------
 
-Result<Json> Targets::spinUpTarget(const std::string& ref,
-                                   const std::optional<std::string>& projectId) {
+Result<SpinUpStarted> Targets::spinUpTarget(const std::string& ref,
+                                            const std::optional<std::string>& projectId) {
   if (auto s = ready(); !s) return s;
   auto resolved = resolve(ref, projectId);
   if (!resolved) return resolved.status();
@@ -37,13 +37,12 @@ Result<Json> Targets::spinUpTarget(const std::string& ref,
   auto op = spinUp_->startManual(t);
   if (!op) return op.status();
   auto now = spinUp_->find(op->id);
-  Json out = Json::object();
-  out.set("operationId", Json(op->id));
-  out.set("targetName", Json(t.name));
-  out.set("targetId", Json(t.id));
-  out.set("status", Json(now ? now->status : op->status));
-  out.set("success", Json(true));
-  out.set("timestamp", Json(formatIso(ctx_.now())));
+  SpinUpStarted out;
+  out.operationId = op->id;
+  out.targetName = t.name;
+  out.targetId = t.id;
+  out.status = now ? now->status : op->status;
+  out.timestampMs = ctx_.now();
   return out;
 }
 

@@ -290,20 +290,15 @@ void Targets::publishTarget(const char* action, const TargetRecord& record) cons
 
 // ---- stats -------------------------------------------------------------------
 
-Json Targets::liveStats(const std::optional<std::string>& projectId) const {
-  int64_t total = 0, available = 0, inUse = 0, disabled = 0;
+TargetCounts Targets::liveStats(const std::optional<std::string>& projectId) const {
+  TargetCounts out;
   view_->forEach([&](const std::string&, const std::shared_ptr<const TargetRecord>& t) {
     if (projectId && t->projectId != *projectId) return;
-    ++total;
-    if (t->status == "available") ++available;
-    if (t->status == "in-use") ++inUse;
-    if (t->status == "disabled") ++disabled;
+    ++out.total;
+    if (t->status == "available") ++out.available;
+    if (t->status == "in-use") ++out.inUse;
+    if (t->status == "disabled") ++out.disabled;
   });
-  Json out = Json::object();
-  out.set("total", Json(total));
-  out.set("available", Json(available));
-  out.set("inUse", Json(inUse));
-  out.set("disabled", Json(disabled));
   return out;
 }
 

@@ -4,6 +4,8 @@
 // values mapped here; the rest of the domain follows one service at a time.
 #pragma once
 
+#include "api/rest_agents.h"
+#include "api/rest_targets.h"
 #include "api/rest_work.h"
 #include "weft/channels.h"
 #include "weft/dead_letters.h"

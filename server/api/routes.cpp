@@ -52,43 +52,55 @@ void agentRoutes(http::Router& router, Services& s, const http::ErrorMapping& er
   router.add("GET", "/api/agents", [&s, &errors](const ApiRequest& req) {
     AgentFilter f{req.query("type"), req.query("status"), req.query("capability"),
                   req.query("projectId")};
-    auto list = s.agents.listStream(f, pageOf(req));
-    if (!list) return http::errorResponse(list.status(), errors);
-    return listResponse(std::move(*list));
+    auto page = s.agents.list(f, pageOf(req));
+    if (!page) return http::errorResponse(page.status(), errors);
+    return listResponse(rest::toListStream(std::move(*page)));
   });
   router.add(
       "POST", "/api/agents",
       [&s, &errors](const ApiRequest& req) {
-        auto reg = s.agents.registerAgent(req.body);
+        auto request = rest::parseRegisterRequest(req.body);
+        if (!request) return http::errorResponse(request.status(), errors);
+        auto reg = s.agents.registerAgent(*request);
         if (!reg) return http::errorResponse(reg.status(), errors);
-        return ApiResponse::jsonBody(reg->created ? 201 : 200, std::move(reg->agent));
+        return ApiResponse::jsonBody(reg->created ? 201 : 200,
+                                     rest::toJson(*reg->agent, s.agents.isStale(*reg->agent)));
       },
       kReadsBody);
   router.add("GET", "/api/agents/{guid}", [&s, &errors](const ApiRequest& req) {
-    return http::jsonOrError(s.agents.get(req.param("guid")), errors);
+    return http::jsonOrError(rest::rendered(s.agents, s.agents.get(req.param("guid"))), errors);
   });
   router.add("DELETE", "/api/agents/{guid}", [&s, &errors](const ApiRequest& req) {
-    return http::jsonOrError(s.agents.deregister(req.param("guid")), errors);
+    return http::jsonOrError(rest::rendered(s.agents, s.agents.deregister(req.param("guid"))),
+                             errors);
   });
   router.add(
       "POST", "/api/agents/{guid}/shutdown",
       [&s, &errors](const ApiRequest& req) {
-        return http::jsonOrError(s.agents.shutdown(req.param("guid"), req.body), errors);
+        auto request = rest::parseShutdownRequest(req.body);
+        return http::jsonOrError(rest::rendered(s.agents.shutdown(req.param("guid"), request)),
+                                 errors);
       },
       kReadsBody);
   router.add(
       "POST", "/api/agents/shutdown-batch",
       [&s, &errors](const ApiRequest& req) {
-        return http::jsonOrError(s.agents.shutdownBatch(
-                      req.body, [&s](const std::string& g) { return s.work.hasActiveWork(g); },
-                      [&s](const AgentRecord& a) { return s.monitor.idleMs(a); }),
-                  errors);
+        auto request = rest::parseShutdownBatchRequest(req.body);
+        if (!request) return http::errorResponse(request.status(), errors);
+        return http::jsonOrError(
+            rest::rendered(s.agents.shutdownBatch(
+                *request, [&s](const std::string& g) { return s.work.hasActiveWork(g); },
+                [&s](const AgentRecord& a) { return s.monitor.idleMs(a); })),
+            errors);
       },
       kReadsBody);
   router.add(
       "POST", "/api/agents/{guid}/heartbeat",
       [&s, &errors](const ApiRequest& req) {
-        return http::jsonOrError(s.agents.heartbeat(req.param("guid"), req.body), errors);
+        auto request = rest::parseHeartbeatRequest(req.body);
+        if (!request) return http::errorResponse(request.status(), errors);
+        return http::jsonOrError(
+            rest::rendered(s.agents, s.agents.heartbeat(req.param("guid"), *request)), errors);
       },
       kReadsBody);
 }

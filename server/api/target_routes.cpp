@@ -1,5 +1,11 @@
 #include "api/target_routes.h"
 
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "api/rest_mapping.h"
+
 namespace weft {
 
 using http::ApiRequest;
@@ -9,6 +15,18 @@ using http::RouteOptions;
 namespace {
 
 constexpr RouteOptions kReadsBody{true};
+
+// POST {path}: an operation on the target the path names, without a body.
+template <typename R>
+void addOperation(http::Router& router, Targets& t, const http::ErrorMapping& errors,
+                  const char* path,
+                  Result<R> (Targets::*operation)(const std::string&,
+                                                  const std::optional<std::string>&)) {
+  router.add("POST", path, [&t, &errors, operation](const ApiRequest& req) {
+    auto result = (t.*operation)(req.param("id"), req.query("projectId"));
+    return http::jsonOrError(rest::rendered(result), errors);
+  });
+}
 
 }  // namespace
 
@@ -22,7 +40,8 @@ void registerTargetRoutes(http::Router& router, Services& s, const http::ErrorMa
       f.boundary = req.query("classification");
       deprecatedAlias = f.boundary.has_value();
     }
-    ApiResponse response = http::jsonOrError(t.list(f, {req.query("limit"), req.query("cursor")}), errors);
+    ApiResponse response = http::jsonOrError(
+        rest::rendered(t.list(f, {req.query("limit"), req.query("cursor")})), errors);
     if (deprecatedAlias) {
       response.withHeader("X-Deprecated-Param", "classification (use boundary instead)");
     }
@@ -30,36 +49,41 @@ void registerTargetRoutes(http::Router& router, Services& s, const http::ErrorMa
   });
   router.add(
       "POST", "/api/targets",
-      [&t, &errors](const ApiRequest& req) { return http::jsonOrError(t.create(req.body), errors, 201); },
+      [&t, &errors](const ApiRequest& req) {
+        auto request = rest::parseCreateTargetRequest(req.body);
+        if (!request) return http::errorResponse(request.status(), errors);
+        return http::jsonOrError(rest::rendered(t.create(*request)), errors, 201);
+      },
       kReadsBody);
   router.add(
       "POST", "/api/targets/disable-batch",
-      [&t, &errors](const ApiRequest& req) { return http::jsonOrError(t.disableBatch(req.body), errors); },
+      [&t, &errors](const ApiRequest& req) {
+        auto request = rest::parseDisableBatchRequest(req.body);
+        if (!request) return http::errorResponse(request.status(), errors);
+        return http::jsonOrError(rest::rendered(t.disableBatch(*request)), errors);
+      },
       kReadsBody);
   router.add("GET", "/api/targets/{id}", [&t, &errors](const ApiRequest& req) {
-    return http::jsonOrError(t.get(req.param("id"), req.query("projectId")), errors);
+    return http::jsonOrError(rest::rendered(t.get(req.param("id"), req.query("projectId"))),
+                             errors);
   });
   router.add(
       "PUT", "/api/targets/{id}",
       [&t, &errors](const ApiRequest& req) {
-        return http::jsonOrError(t.update(req.param("id"), req.query("projectId"), req.body), errors);
+        auto request = rest::parseUpdateTargetRequest(req.body);
+        if (!request) return http::errorResponse(request.status(), errors);
+        return http::jsonOrError(
+            rest::rendered(t.update(req.param("id"), req.query("projectId"), *request)), errors);
       },
       kReadsBody);
   router.add("DELETE", "/api/targets/{id}", [&t, &errors](const ApiRequest& req) {
-    return http::jsonOrError(t.remove(req.param("id"), req.query("projectId")), errors);
+    return http::jsonOrError(rest::rendered(t.remove(req.param("id"), req.query("projectId"))),
+                             errors);
   });
-  router.add("POST", "/api/targets/{id}/test", [&t, &errors](const ApiRequest& req) {
-    return http::jsonOrError(t.test(req.param("id"), req.query("projectId")), errors);
-  });
-  router.add("POST", "/api/targets/{id}/spin-up", [&t, &errors](const ApiRequest& req) {
-    return http::jsonOrError(t.spinUpTarget(req.param("id"), req.query("projectId")), errors);
-  });
-  router.add("POST", "/api/targets/{id}/enable", [&t, &errors](const ApiRequest& req) {
-    return http::jsonOrError(t.enable(req.param("id"), req.query("projectId")), errors);
-  });
-  router.add("POST", "/api/targets/{id}/disable", [&t, &errors](const ApiRequest& req) {
-    return http::jsonOrError(t.disable(req.param("id"), req.query("projectId")), errors);
-  });
+  addOperation(router, t, errors, "/api/targets/{id}/test", &Targets::test);
+  addOperation(router, t, errors, "/api/targets/{id}/spin-up", &Targets::spinUpTarget);
+  addOperation(router, t, errors, "/api/targets/{id}/enable", &Targets::enable);
+  addOperation(router, t, errors, "/api/targets/{id}/disable", &Targets::disable);
 }
 
 }  // namespace weft

@@ -70,15 +70,12 @@ Json computeLiveStats(const LiveStatsSources& src, const std::optional<std::stri
   work.set("cancelled", Json(cancelled));
   work.set("deadLettered", Json(deadLettered));
 
-  Json targets;
-  if (src.targets) targets = src.targets(projectId);
-  if (!targets.isObject()) {
-    targets = Json::object();
-    targets.set("total", Json(0));
-    targets.set("available", Json(0));
-    targets.set("inUse", Json(0));
-    targets.set("disabled", Json(0));
-  }
+  const TargetCounts counts = src.targets ? src.targets(projectId) : TargetCounts{};
+  Json targets = Json::object();
+  targets.set("total", Json(counts.total));
+  targets.set("available", Json(counts.available));
+  targets.set("inUse", Json(counts.inUse));
+  targets.set("disabled", Json(counts.disabled));
 
   Json data = Json::object();
   data.set("agents", std::move(agents));

@@ -9,6 +9,7 @@
 
 #include "weft/clock.h"
 #include "weft/json.h"
+#include "weft/targets.h"
 
 namespace weft {
 class AgentRegistry;
@@ -24,9 +25,9 @@ struct LiveStatsSources {
   const DeadLetters* deadLetters = nullptr;
   const Clock* clock = &SystemClock::instance();
   int64_t staleAfterMs = 180000;
-  // The `targets` object for a scope; empty = all zeros (no targets service
+  // The target counts for a scope; empty = all zeros (no targets service
   // yet). nullopt scope = all projects.
-  std::function<Json(const std::optional<std::string>& projectId)> targets;
+  std::function<TargetCounts(const std::optional<std::string>& projectId)> targets;
 };
 
 // {agents, work, targets} for one scope (nullopt = all projects). The

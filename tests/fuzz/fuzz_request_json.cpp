@@ -1,7 +1,8 @@
 // Fuzz target: request bodies. Bytes -> Json::parse(text, 32) (the request
 // pipeline's depth limit), the dump()/parse() round trip, and, for an object,
 // the domain paths a request body reaches: register, heartbeat, submit,
-// claim, cancel-batch and shutdown-batch on the in-memory backend.
+// claim, cancel-batch and shutdown-batch on the in-memory backend (agent
+// bodies through their REST parsers, server/api/rest_agents.h).
 //
 // Invariants: no crash/UB/leak (sanitizers), and dump() of a parsed value
 // parses back to an equal value. Domain errors are expected outcomes.
@@ -13,6 +14,7 @@
 #include <string_view>
 #include <thread>
 
+#include "api/rest_agents.h"
 #include "api/rest_work.h"
 #include "fuzz_check.h"
 #include "weft/agent_registry.h"
@@ -74,11 +76,15 @@ int inputsOnDomain = 0;
 void exerciseDomain(Domain& d, const Json& body) {
   // Register first, so heartbeat/claim/shutdown have an agent to act on.
   std::string guid = body.getString("guid");
-  if (auto reg = d.agents->registerAgent(body); reg.isOk()) {
-    std::string g = reg->agent.getString("guid");
-    if (!g.empty()) guid = g;
+  if (auto request = weft::rest::parseRegisterRequest(body); request.isOk()) {
+    if (auto reg = d.agents->registerAgent(*request); reg.isOk()) {
+      guid = reg->agent->guid;
+      WEFT_FUZZ_CHECK(weft::rest::toJson(*reg->agent, false).isObject());
+    }
   }
-  (void)d.agents->heartbeat(guid, body);
+  if (auto request = weft::rest::parseHeartbeatRequest(body); request.isOk()) {
+    (void)d.agents->heartbeat(guid, *request);
+  }
   // The work requests as the routes parse them (server/api/rest_work.h).
   if (auto submit = weft::rest::parseSubmitRequest(body)) (void)d.work->submit(*submit);
   // claim with the body as is, and with the registered guid filled in.
@@ -89,9 +95,12 @@ void exerciseDomain(Domain& d, const Json& body) {
     if (auto claim = weft::rest::parseClaimRequest(claimBody)) (void)d.work->claim(*claim);
   }
   if (auto cancel = weft::rest::parseCancelBatchRequest(body)) (void)d.work->cancelBatch(*cancel);
-  (void)d.agents->shutdownBatch(
-      body, [&d](const std::string& g) { return d.work->hasActiveWork(g); },
-      [](const weft::AgentRecord&) { return int64_t{0}; });
+  if (auto request = weft::rest::parseShutdownBatchRequest(body); request.isOk()) {
+    auto done = d.agents->shutdownBatch(
+        *request, [&d](const std::string& g) { return d.work->hasActiveWork(g); },
+        [](const weft::AgentRecord&) { return int64_t{0}; });
+    if (done.isOk()) WEFT_FUZZ_CHECK(weft::rest::toJson(*done).isObject());
+  }
   d.clock.advance(1000);
 }
 

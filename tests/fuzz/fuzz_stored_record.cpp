@@ -2,14 +2,15 @@
 // registry directly, and older or foreign writers may leave anything), so
 // the decoders must reject garbage without crashing. Bytes ->
 // AgentRegistry::decode, WorkQueue::decode, DeadLetter::decode,
-// Targets::decode, and AgentRegistry::render on every agent that decodes
-// (render re-parses the cached prefix, so a decoder that accepts what it
+// Targets::decode, and the REST rendering (rest::toJson) of every agent that
+// decodes (it re-parses the cached prefix, so a decoder that accepts what it
 // cannot render would crash here).
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "api/rest_agents.h"
 #include "fuzz_check.h"
 #include "weft/agent_registry.h"
 #include "weft/clock.h"
@@ -22,8 +23,8 @@
 
 namespace {
 
-// render() is a member (it needs the clock and stale threshold), so one
-// registry is kept; it is never started: render reads no bucket.
+// Staleness needs the clock and stale threshold, so one registry is kept; it
+// is never started: isStale reads no bucket.
 struct Renderer {
   weft::ManualClock clock;
   weft::ServiceContext ctx;
@@ -52,7 +53,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string value(reinterpret_cast<const char*>(data), size);
 
   if (auto agent = weft::AgentRegistry::decode(value, "default")) {
-    weft::Json rendered = renderer().agents->render(*agent);
+    weft::Json rendered = weft::rest::toJson(*agent, renderer().agents->isStale(*agent));
     WEFT_FUZZ_CHECK(rendered.isObject());
     // The rendered agent must itself survive a round trip (it is served).
     auto back = weft::Json::parse(rendered.dump(), 64);

@@ -5,7 +5,8 @@
 // Lists come from a watch-fed view (no backend call per agent or per request);
 // a lookup by guid reads the backend. Every rewrite of an entry is a
 // read-modify-write by compare-and-set that preserves members Weft does not
-// know.
+// know. The service deals in AgentRecord values; their REST form is rendered
+// at the HTTP edge (server/api/rest_agents.h).
 #pragma once
 
 #include <memory>
@@ -13,10 +14,10 @@
 #include <string>
 #include <vector>
 
+#include "weft/batch_result.h"
 #include "weft/bucket_view.h"
 #include "weft/field_rules.h"
 #include "weft/json.h"
-#include "weft/json_list_stream.h"
 #include "weft/pagination.h"
 #include "weft/service_context.h"
 
@@ -35,7 +36,12 @@ struct AgentRecord {
   std::optional<int64_t> lastHeartbeatMs;
   std::optional<int64_t> registeredAtMs;
   int64_t currentTaskCount = 0;
-  std::string renderedPrefix;     // RegisteredAgent JSON up to (excluding) ",\"stale\":...}"
+  // The RegisteredAgent (docs/api.md §3.2) up to, excluding, ",\"stale\":...}".
+  // Made here, once per stored change on the view's watch thread, because a
+  // list of thousands of agents is then rendered by appending strings only
+  // (server/api/rest_agents.h renders the REST form from it); the service
+  // itself never reads it.
+  std::string renderedPrefix;
 
   bool hasCapability(const std::string& c) const;
   bool isStale(int64_t nowMs, int64_t staleAfterMs) const {
@@ -47,12 +53,50 @@ struct AgentFilter {
   std::optional<std::string> type, status, capability, projectId;
 };
 
+// A registration (docs/api.md §2.2), already checked against the field rules
+// (server/api/rest_agents.h parses and checks the REST form). The stored
+// entry takes these members in the shape agents write directly (§3.1).
+struct RegisterRequest {
+  std::optional<std::string> guid;  // a new UUID when missing
+  std::string handle;
+  std::vector<std::string> capabilities;
+  std::optional<std::string> agentType;  // the agent's own top-level value (its role)
+  std::optional<std::string> projectId;  // the default project when missing
+  std::optional<std::string> hostname, username, natsUrl;
+  std::optional<std::string> scope;  // "team" when missing
+  std::optional<std::string> visibility;
+  std::optional<int64_t> currentTaskCount;  // 0 when missing
+  std::optional<int64_t> maxConcurrentTasks, spindownAfterIdleMs;
+  std::optional<Json> metadata;  // an object; the agent's own value, kept as given
+};
+
+// A heartbeat: what changes besides lastHeartbeat, already checked.
+struct HeartbeatRequest {
+  std::optional<std::string> status;  // online | busy
+  std::optional<int64_t> currentTaskCount;
+  std::optional<std::vector<std::string>> capabilities;
+};
+
+// A page of agents, oldest registration first, and what the pagination
+// metadata and the `stale` flags need (judged once, at asOfMs).
+struct AgentPage {
+  std::vector<std::shared_ptr<const AgentRecord>> agents;
+  Pager pager;
+  size_t total = 0;
+  int64_t asOfMs = 0;
+  int64_t staleAfterMs = 0;
+
+  bool stale(const AgentRecord& agent) const { return agent.isStale(asOfMs, staleAfterMs); }
+};
+
 // Thread-safety: every public method may be called from any number of
 // threads at once; instances on other processes may change the same records
 // meanwhile (every write is a compare-and-set, retried on conflict).
-// Errors (Status codes): InvalidArgument for a field rule, NotFound for an
-// unknown guid, Conflict when a registration names a guid that is already
-// registered and online, Unavailable or Timeout for a backend outage.
+// Errors (Status codes): InvalidArgument for filters and cursors, NotFound
+// for an unknown guid, Conflict when a registration names a guid that is
+// already registered and online, Unavailable or Timeout for a backend outage.
+// Requests arrive checked: the field rules are applied where they are parsed
+// (server/api/rest_agents.h).
 class AgentRegistry {
  public:
   using View = BucketView<AgentRecord>;
@@ -69,24 +113,25 @@ class AgentRegistry {
   // Decodes a stored value; nullptr when invalid (not an object, no guid).
   static std::shared_ptr<const AgentRecord> decode(const std::string& value,
                                                    const std::string& defaultProject);
-  // The RegisteredAgent of §3.2 for an entry.
-  Json render(const AgentRecord& record) const;
+  // Whether the agent's last heartbeat is older than agents.staleAfterMs now.
+  bool isStale(const AgentRecord& record) const;
   // AgentSummary of §3.2, or null when guid is not in the registry.
   Json summary(const std::string& guid) const;
 
-  // GET /api/agents: the whole response body as JSON text.
-  Result<std::string> list(const AgentFilter& filter, const PageRequest& page) const;
-  // The same document, rendered lazily (json_list_stream.h).
-  Result<JsonListStream> listStream(const AgentFilter& filter, const PageRequest& page) const;
-  // GET /api/agents/{guid}: reads the backend. NotFound with the spec message.
-  Result<Json> get(const std::string& guid) const;
+  // The agents in the view after the filters, one page of them.
+  Result<AgentPage> list(const AgentFilter& filter, const PageRequest& page) const;
+  // Reads the backend. NotFound with the spec message.
+  Result<std::shared_ptr<const AgentRecord>> get(const std::string& guid) const;
   struct Registration {
-    Json agent;
-    bool created = false;  // 201 vs 200
+    std::shared_ptr<const AgentRecord> agent;
+    bool created = false;  // a new entry, not a re-registration
   };
-  Result<Registration> registerAgent(const Json& body);
-  Result<Json> heartbeat(const std::string& guid, const Json& body);
-  Result<Json> deregister(const std::string& guid);
+  Result<Registration> registerAgent(const RegisterRequest& request);
+  // Sets lastHeartbeat and what the request carries. NotFound when absent.
+  Result<std::shared_ptr<const AgentRecord>> heartbeat(const std::string& guid,
+                                                       const HeartbeatRequest& request);
+  // Marks the entry offline (idempotent). NotFound when absent.
+  Result<std::shared_ptr<const AgentRecord>> deregister(const std::string& guid);
 
   // Shutdown requests (§4.6): records `shutdownRequested` on the entry by
   // compare-and-set (every backend), then, with nats, publishes the request
@@ -98,12 +143,33 @@ class AgentRegistry {
   };
   Result<std::shared_ptr<const AgentRecord>> requestShutdown(const std::string& guid,
                                                              const ShutdownRequest& request);
-  // POST /api/agents/{guid}/shutdown: the 200 body.
-  Result<Json> shutdown(const std::string& guid, const Json& body);
-  // POST /api/agents/shutdown-batch. busy(guid) tells whether the agent holds
-  // assigned or in-progress work; idleMs(guid) its idle time (§4.6).
-  Result<Json> shutdownBatch(const Json& body, const std::function<bool(const std::string&)>& busy,
-                             const std::function<int64_t(const AgentRecord&)>& idleMs);
+  // One agent's shutdown request, as sent.
+  struct ShutdownSent {
+    std::string guid;
+    bool graceful = true;
+    std::shared_ptr<const AgentRecord> agent;  // the entry after the request
+  };
+  Result<ShutdownSent> shutdown(const std::string& guid, const ShutdownRequest& request);
+
+  // Which agents a batch shutdown asks: the listed guids, or else every agent
+  // in the view that passes all the filters given.
+  struct ShutdownBatchRequest {
+    std::optional<std::vector<std::string>> agentGuids;
+    std::optional<std::string> projectId, status, agentType, boundary, capability;
+    std::optional<double> idleTimeMs;  // at least this idle (idleMs below)
+    ShutdownRequest request;
+  };
+  struct ShutdownBatchResult {
+    BatchResult batch;  // per guid, in request order (by guid for a filter)
+    bool graceful = true;
+    int64_t completedAtMs = 0;
+  };
+  // busy(guid) tells whether the agent holds assigned or in-progress work
+  // (a busy agent is not asked to stop at once); idleMs(agent) its idle time.
+  // Stops at the first backend failure and returns it.
+  Result<ShutdownBatchResult> shutdownBatch(
+      const ShutdownBatchRequest& request, const std::function<bool(const std::string&)>& busy,
+      const std::function<int64_t(const AgentRecord&)>& idleMs);
 
   // The valid entry of guid read from the backend (not the view). NotFound
   // with the spec message when absent or invalid.

@@ -45,6 +45,12 @@ class Json {
 
   static Json object() { return Json(Object{}); }
   static Json array() { return Json(Array{}); }
+  // An array of the strings, in order.
+  static Json stringArray(const std::vector<std::string>& values) {
+    Json out = array();
+    for (const auto& v : values) out.array_.emplace_back(v);
+    return out;
+  }
 
   // Parses text. InvalidArgument with a short reason when it is not valid
   // JSON, is nested deeper than maxDepth, or contains invalid UTF-8.

@@ -17,6 +17,10 @@
 // instance emits them for every change (deriveTargetEvents); `spin-up:*`
 // events come from SpinUp and only from the instance that ran it.
 //
+// The service deals in TargetRecord values and typed requests; their REST
+// form (parsing with the field rules, rendering) is at the HTTP edge
+// (server/api/rest_targets.h).
+//
 // Thread-safety: every public method may be called from any thread after
 // start(); setters and the constructor only before.
 //
@@ -38,6 +42,7 @@
 #include <thread>
 #include <vector>
 
+#include "weft/batch_result.h"
 #include "weft/bucket_view.h"
 #include "weft/events.h"
 #include "weft/json.h"
@@ -57,12 +62,105 @@ struct TargetFilter {
   std::optional<std::string> type, status, capability, boundary, mechanism, projectId;
 };
 
+// The largest stored `config` object, serialised.
+inline constexpr size_t kMaxTargetConfigBytes = 256 * 1024;
+// The mechanism settings Weft checks beyond presence (a github-actions
+// workflow must be one path segment); "" when fine, else the message.
+std::string targetConfigProblem(const Json& config, const std::string& mechanism);
+
+// The healthCheck settings of a request; a member left out keeps the stored
+// (or default) value.
+struct HealthCheckRequest {
+  std::optional<bool> enabled;
+  std::optional<int64_t> intervalMs;  // positive
+  std::optional<int64_t> timeoutMs;   // positive, at most kMaxTargetHealthTimeoutMs
+};
+inline constexpr int64_t kMaxTargetHealthTimeoutMs = 60000;
+
+// A registration (docs/api.md §2.6), already checked against the field rules
+// (server/api/rest_targets.h parses and checks the REST form).
+struct CreateTargetRequest {
+  std::string name;
+  std::optional<std::string> description;
+  std::string agentType;  // copilot-cli | claude-code
+  std::vector<std::string> capabilities;
+  std::optional<std::vector<std::string>> boundaries;  // the four defaults when missing
+  std::string mechanism;
+  std::optional<Json> config;  // an object; its `mechanism`, when present, is `mechanism`
+  std::optional<HealthCheckRequest> healthCheck;  // with `enabled`
+  std::optional<std::string> projectId;           // the default project when missing
+  std::optional<std::vector<std::string>> tags;
+};
+
+// A change of a target: each member given replaces the stored one, except
+// `config`, merged into the stored config one top-level member at a time.
+struct UpdateTargetRequest {
+  std::optional<std::string> description;
+  std::optional<std::vector<std::string>> capabilities, boundaries, tags;
+  std::optional<Json> config;  // an object
+  std::optional<HealthCheckRequest> healthCheck;
+};
+
+// A page of targets, oldest registration first, and what the pagination
+// metadata needs.
+struct TargetPage {
+  std::vector<std::shared_ptr<const TargetRecord>> targets;
+  Pager pager;
+  size_t total = 0;
+};
+
+// A removal, enable or disable, done: the reference as the caller gave it
+// and the target (as it was before a removal, as it is after the others).
+struct TargetChange {
+  enum class Action { Removed, Enabled, Disabled };
+  Action action = Action::Removed;
+  std::string ref;
+  std::shared_ptr<const TargetRecord> target;
+};
+
+// Which targets a batch disable takes: the listed ones (ids or names), or
+// else every target in the view that passes all the filters given.
+struct DisableBatchRequest {
+  struct Ref {
+    std::string ref;    // an id or name; for an invalid entry, as written
+    bool valid = true;  // false: not a string, fails as not found
+  };
+  std::optional<std::vector<Ref>> targetIds;
+  std::optional<std::string> projectId, agentType, status, mechanism;
+};
+struct DisableBatchResult {
+  BatchResult batch;  // per target, in request order (by registration for a filter)
+  std::vector<std::string> disabledTargets, alreadyDisabled;  // ids
+  int64_t completedAtMs = 0;
+};
+
+// The outcome of a probe run on request.
+struct TargetTestResult {
+  std::string targetId;
+  bool healthy = false;
+  std::string error;  // when not healthy
+  int64_t latencyMs = 0;
+  int64_t timestampMs = 0;
+};
+
+// A spin-up operation started on request.
+struct SpinUpStarted {
+  std::string operationId, targetId, targetName;
+  std::string status;  // of the operation, just after it started
+  int64_t timestampMs = 0;
+};
+
+// The WebSocket stats counts of targets in one scope.
+struct TargetCounts {
+  int64_t total = 0, available = 0, inUse = 0, disabled = 0;
+};
+
 // The target events (§5.4) of one stored change (nullptr = absent):
 // absent -> present `target:registered`; present -> absent `target:removed`;
 // a changed healthStatus `target:health-changed`; a write that leaves the
 // target disabled and changes nothing but status, lastError and updatedAt
 // `target:disabled` (reason `manual`); a probe that leaves healthStatus
-// unchanged nothing; any other change (PUT, enable, a spin-up outcome)
+// unchanged nothing; any other change (update, enable, a spin-up outcome)
 // `target:updated`.
 std::vector<Event> deriveTargetEvents(const TargetRecord* before, const TargetRecord* after,
                                       int64_t nowMs);
@@ -96,27 +194,35 @@ class Targets {
   static std::shared_ptr<const TargetRecord> decode(const std::string& value,
                                                     const std::string& defaultProject);
 
-  // GET /api/targets: {targets, count, total, hasMore, nextCursor, prevCursor}.
-  Result<Json> list(const TargetFilter& filter, const PageRequest& page) const;
-  // GET /api/targets/{id}. `ref` is the path segment (id or name).
-  Result<Json> get(const std::string& ref, const std::optional<std::string>& projectId) const;
-  // POST /api/targets: the stored Target (201).
-  Result<Json> create(const Json& body);
-  // PUT /api/targets/{id}: the updated Target.
-  Result<Json> update(const std::string& ref, const std::optional<std::string>& projectId,
-                      const Json& body);
-  // DELETE /api/targets/{id}: {"success":true,"message":"Target <ref> removed"}.
-  Result<Json> remove(const std::string& ref, const std::optional<std::string>& projectId);
-  Result<Json> enable(const std::string& ref, const std::optional<std::string>& projectId);
-  Result<Json> disable(const std::string& ref, const std::optional<std::string>& projectId);
-  // POST /api/targets/disable-batch: the batch result plus disabledTargets,
-  // alreadyDisabled.
-  Result<Json> disableBatch(const Json& body);
-  // POST /api/targets/{id}/test: runs the probe synchronously (bounded by
-  // healthCheck.timeoutMs) and records it.
-  Result<Json> test(const std::string& ref, const std::optional<std::string>& projectId);
-  // POST /api/targets/{id}/spin-up.
-  Result<Json> spinUpTarget(const std::string& ref, const std::optional<std::string>& projectId);
+  // The targets in the view after the filters, one page of them.
+  Result<TargetPage> list(const TargetFilter& filter, const PageRequest& page) const;
+  // `ref` is an id or a name (§2.6 resolution), the name within projectId
+  // when given. NotFound with the spec message; InvalidArgument for a name
+  // shared by targets of several projects.
+  Result<std::shared_ptr<const TargetRecord>> get(
+      const std::string& ref, const std::optional<std::string>& projectId) const;
+  // Stores a new target with status available. AlreadyExists for a taken name.
+  Result<std::shared_ptr<const TargetRecord>> create(const CreateTargetRequest& request);
+  // InvalidArgument when the config breaks the target's mechanism rules.
+  Result<std::shared_ptr<const TargetRecord>> update(const std::string& ref,
+                                                     const std::optional<std::string>& projectId,
+                                                     const UpdateTargetRequest& request);
+  // Removes the target and releases its name.
+  Result<TargetChange> remove(const std::string& ref, const std::optional<std::string>& projectId);
+  // Status available / disabled; lastError cleared.
+  Result<TargetChange> enable(const std::string& ref, const std::optional<std::string>& projectId);
+  Result<TargetChange> disable(const std::string& ref, const std::optional<std::string>& projectId);
+  // Disables each target once; one already disabled counts as a success
+  // without a write. Stops at the first backend failure and returns it.
+  Result<DisableBatchResult> disableBatch(const DisableBatchRequest& request);
+  // Runs the probe synchronously (bounded by healthCheck.timeoutMs) and
+  // records it. Unavailable when kMaxConcurrentTests are already running.
+  Result<TargetTestResult> test(const std::string& ref,
+                                const std::optional<std::string>& projectId);
+  // Starts a spin-up of the target. Conflict when it is disabled or its
+  // config lacks what the mechanism needs.
+  Result<SpinUpStarted> spinUpTarget(const std::string& ref,
+                                     const std::optional<std::string>& projectId);
 
   // The spin-up request of a submission (§4.2): emits spin-up:triggered,
   // selects the first eligible target and asks SpinUp to start it. Skips
@@ -129,12 +235,11 @@ class Targets {
   // and records the results. Returns the number probed. Public for tests.
   int healthCheckOnce();
 
-  // The WebSocket stats `targets` object {total, available, inUse, disabled}
-  // for one project (nullopt = all).
-  Json liveStats(const std::optional<std::string>& projectId) const;
+  // The WebSocket stats counts for one project (nullopt = all).
+  TargetCounts liveStats(const std::optional<std::string>& projectId) const;
 
  private:
-  // POST /test calls probing at once; more get 503 (Retry-After).
+  // test() calls probing at once; more are Unavailable.
   static constexpr int kMaxConcurrentTests = 4;
   std::atomic<int> testsRunning_{0};
 
@@ -159,8 +264,8 @@ class Targets {
   using Mutation = std::function<Status(const TargetRecord& current, Json& target)>;
   Result<std::shared_ptr<const TargetRecord>> modify(const std::string& id, const Mutation& mutate);
 
-  Result<Json> setEnabled(const std::string& ref, const std::optional<std::string>& projectId,
-                          bool enabled);
+  Result<TargetChange> setEnabled(const std::string& ref,
+                                  const std::optional<std::string>& projectId, bool enabled);
   // Writes a probe result (§4.4) and publishes the health subject.
   Status recordHealth(const std::string& id, const spinup::ProbeOutcome& probe);
   // The SpinUp recorder: the outcome fields of §4.5 on the target.
