@@ -174,10 +174,12 @@ def chart(recs, profiles, labels, path):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         print("scale_report.py: no matplotlib, no chart", file=sys.stderr)
         return
-    fig, axes = plt.subplots(1, len(profiles), figsize=(6.5 * len(profiles), 6), squeeze=False)
+    fig, axes = plt.subplots(1, len(profiles), figsize=(6.5 * len(profiles) + 1.3, 6),
+                             squeeze=False)
     colors = plt.get_cmap("tab20").colors
     for ax, profile in zip(axes[0], profiles):
         for i, (kind, _) in enumerate(KINDS):
@@ -196,6 +198,10 @@ def chart(recs, profiles, labels, path):
                         label=kind if label == labels[-1] else None)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # 1, 2, 5 per decade, written out
+            axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,g}"))
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(profile)
         ax.set_xlabel("stored work items")
         ax.set_ylabel("p50 latency, ms (one request at a time)")
@@ -203,7 +209,7 @@ def chart(recs, profiles, labels, path):
     handles, names = axes[0][0].get_legend_handles_labels()
     title = "request" + (" (dashed: baseline)" if len(labels) > 1 else "")
     fig.legend(handles, names, loc="center right", title=title, fontsize=8)
-    fig.tight_layout(rect=(0, 0, 0.86, 1))
+    fig.tight_layout(rect=(0, 0, 1 - 1.3 / (6.5 * len(profiles) + 1.3), 1))
     fig.savefig(path, dpi=110)
 
 
