@@ -19,7 +19,7 @@
 //   weft-bench scale-fill --backend B [--set k=v]... --templates PREPARE.json --items N
 //                      [--agents A] [--threads T] [--spread-ms S] [--seed X]
 //   weft-bench scale-measure --url U [--samples N] [--min-samples M] [--budget-ms B]
-//                      [--deep-pages P] [--timeout-ms T]
+//                      [--deep-pages P] [--timeout-ms T] [--pid WEFTD_PID]
 //
 // Exit status: 0 when the command ran (its JSON may still report an "error"
 // member for a failed measurement), 2 on a usage error.
@@ -273,6 +273,7 @@ Json run(const std::string& command, const Args& a) {
     o.budgetMs = a.num("--budget-ms", o.budgetMs);
     o.deepPages = static_cast<int>(a.num("--deep-pages", o.deepPages));
     o.timeoutMs = static_cast<int>(a.num("--timeout-ms", o.timeoutMs));
+    o.pid = static_cast<int>(a.num("--pid", 0));
     o.runId = a.str("--run-id");
     a.rejectUnused();
     return weft::bench::runScaleMeasure(o);

@@ -1,10 +1,13 @@
 #include "scale.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -314,14 +317,14 @@ Json runScalePrepare(const ScalePrepareOptions& o) {
 namespace {
 
 // One stored value made into a pattern: strings that name the template's own
-// item, project, capability, agent, token or handle are replaced, and every
-// timestamp is moved by the clone's offset.
-enum class Role { Id, TaskId, Project, Capability, Agent, Handle, Token };
-
+// item, project, capability, agent, token or handle are replaced by the
+// clone's (the member of CloneValues they map to), and every timestamp is
+// moved by the clone's offset.
 struct CloneValues {
   std::string id, taskId, project, capability, agent, handle, token;
   int64_t shiftMs = 0;
 };
+using Role = std::string CloneValues::*;
 
 struct Pattern {
   Json value;
@@ -338,29 +341,7 @@ void substitute(Json& j, const Pattern& p, const CloneValues& v) {
     std::string& s = j.asString();
     auto it = p.roles.find(s);
     if (it != p.roles.end()) {
-      switch (it->second) {
-        case Role::Id:
-          s = v.id;
-          break;
-        case Role::TaskId:
-          s = v.taskId;
-          break;
-        case Role::Project:
-          s = v.project;
-          break;
-        case Role::Capability:
-          s = v.capability;
-          break;
-        case Role::Agent:
-          s = v.agent;
-          break;
-        case Role::Handle:
-          s = v.handle;
-          break;
-        case Role::Token:
-          s = v.token;
-          break;
-      }
+      s = v.*(it->second);
     } else if (looksIso(s)) {
       if (auto ms = parseIso(s)) s = formatIso(*ms + v.shiftMs);
     }
@@ -377,16 +358,16 @@ Result<Pattern> pattern(const std::string& text, const Json& roles, const std::s
   if (!parsed || !parsed->isObject()) return Status::invalidArgument("a template is not JSON");
   Pattern p;
   p.value = std::move(parsed.value());
-  p.roles[roles.getString("project")] = Role::Project;
-  p.roles[roles.getString("capability")] = Role::Capability;
-  p.roles[roles.getString("agent")] = Role::Agent;
-  p.roles[roles.getString("handle")] = Role::Handle;
-  if (!id.empty()) p.roles[id] = Role::Id;
+  p.roles[roles.getString("project")] = &CloneValues::project;
+  p.roles[roles.getString("capability")] = &CloneValues::capability;
+  p.roles[roles.getString("agent")] = &CloneValues::agent;
+  p.roles[roles.getString("handle")] = &CloneValues::handle;
+  if (!id.empty()) p.roles[id] = &CloneValues::id;
   const Json& item = p.value.contains("workItem") ? p.value.get("workItem") : p.value;
   if (const Json* t = item.find("taskId"); t && t->isString())
-    p.roles[t->asString()] = Role::TaskId;
+    p.roles[t->asString()] = &CloneValues::taskId;
   if (const Json* t = item.find("claimToken"); t && t->isString()) {
-    p.roles[t->asString()] = Role::Token;
+    p.roles[t->asString()] = &CloneValues::token;
   }
   auto at = parseIso(item.getString(anchor));
   if (!at) return Status::invalidArgument(std::string("a template has no ") + anchor);
@@ -577,12 +558,35 @@ Json runScaleFill(const ScaleFillOptions& o) {
 
 namespace {
 
+// CPU time (user + system) that process pid has used, in µs; -1 when it
+// cannot be read. /proc counts in clock ticks (10 ms on Linux).
+int64_t cpuUs(int pid) {
+  if (pid <= 0) return -1;
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return -1;
+  char buf[1024];
+  const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');
+  if (!p) return -1;
+  // After the command name: state (field 3) ... utime (14), stime (15).
+  unsigned long long utime = 0, stime = 0;
+  if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) !=
+      2) {
+    return -1;
+  }
+  return static_cast<int64_t>((utime + stime) * 1000000ULL /
+                              static_cast<unsigned long long>(sysconf(_SC_CLK_TCK)));
+}
+
 // The measured requests of one kind: sequential, one connection, after one
-// unmeasured request (which opens the connection and warms any cache).
+// unmeasured request (which opens the connection and warms any cache). With
+// o.pid, weftd's CPU time over the whole run (warm-up included) per request.
 class KindRun {
  public:
   KindRun(const ScaleMeasureOptions& o, std::string name, std::string request)
-      : o_(o), name_(std::move(name)), request_(std::move(request)) {}
+      : o_(o), name_(std::move(name)), request_(std::move(request)), cpuAtStart_(cpuUs(o.pid)) {}
 
   // Whether another measured request is due: below `samples`, and below
   // the time budget unless fewer than minSamples were measured.
@@ -612,11 +616,19 @@ class KindRun {
     j.set("meanUs", Json(s.meanUs));
     j.set("maxUs", Json(s.maxUs));
     j.set("seconds", Json(std::round(seconds * 100) / 100));
+    const int64_t cpuNow = cpuUs(o_.pid);
+    const int64_t requests = static_cast<int64_t>(s.count) + errors_ + 1;  // + the warm-up
+    if (cpuAtStart_ >= 0 && cpuNow >= 0 && countsCpu_) {
+      j.set("cpuUsPerRequest", Json(std::round(static_cast<double>(cpuNow - cpuAtStart_) /
+                                               static_cast<double>(requests))));
+    }
     for (auto& member : extra.asObject()) j.set(member.first, std::move(member.second));
     if (!lastError_.empty()) j.set("lastError", Json(lastError_));
     return j;
   }
   void error(const std::string& e) { lastError_ = e; }
+  // claim and complete alternate: neither can be charged the CPU alone.
+  void noCpu() { countsCpu_ = false; }
 
  private:
   const ScaleMeasureOptions& o_;
@@ -625,6 +637,8 @@ class KindRun {
   int errors_ = 0;
   std::string lastError_;
   SteadyClock::time_point start_ = SteadyClock::now();
+  int64_t cpuAtStart_;
+  bool countsCpu_ = true;
 };
 
 int64_t elapsedNs(SteadyClock::time_point from) {
@@ -634,13 +648,13 @@ int64_t elapsedNs(SteadyClock::time_point from) {
 // A GET kind: the warm-up answer's size (and `total` for lists) is reported.
 Json measureGet(const ScaleMeasureOptions& o, const std::string& name, const std::string& path) {
   HttpClient client(o.host, o.port, o.timeoutMs);
+  KindRun run(o, name, "GET " + path);
   HttpResult first = client.request("GET", path);
   Json extra = Json::object();
   extra.set("responseBytes", Json(static_cast<long long>(first.body.size())));
   if (auto j = Json::parse(first.body, 64); j && j->isObject() && j->contains("total")) {
     extra.set("total", j->get("total"));
   }
-  KindRun run(o, name, "GET " + path);
   if (first.status != 200) {
     run.error(describe(first));
     run.add(0, false);
@@ -738,6 +752,8 @@ Json runScaleMeasure(const ScaleMeasureOptions& o) {
     std::vector<int64_t> claimNs, completeNs;
     KindRun claims(o, "claim", "POST /api/work/claim");
     KindRun completes(o, "complete", "POST /api/work/{id}/complete");
+    claims.noCpu();
+    completes.noCpu();
     OpResult warm = claimAndComplete(client, claimer, claim, result, SteadyClock::time_point::max(),
                                      claimNs, completeNs);
     bool exhausted = warm.exhausted;

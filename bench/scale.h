@@ -80,11 +80,12 @@ struct ScaleMeasureOptions {
   int64_t budgetMs = 5000;  // per kind; stop after it once minSamples are in
   int deepPages = 10;       // list-deep: nextCursor followed this many times
   int timeoutMs = 60000;    // per request
+  int pid = 0;              // weftd's, for its CPU time per request (0 = not measured)
   std::string runId;
 };
 
 // {"requests": [{"name", "request", "count", "errors", "p50Us", "p99Us",
-//  ...}]}. Never throws.
+//  "cpuUsPerRequest", ...}]}. Never throws.
 Json runScaleMeasure(const ScaleMeasureOptions& options);
 
 }  // namespace weft::bench

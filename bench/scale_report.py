@@ -67,8 +67,10 @@ def main():
     raw, out_dir, commit, mode, elapsed = sys.argv[1:6]
     baseline_path = sys.argv[6] if len(sys.argv) > 6 else ""
     recs = [json.loads(line) for line in open(raw) if line.strip()]
+    skipped = [r for r in recs if "skipped" in r]
+    recs = [r for r in recs if "skipped" not in r]
     profiles, labels = [], []
-    for r in recs:
+    for r in recs + skipped:
         if r["profile"] not in profiles:
             profiles.append(r["profile"])
         if r["label"] not in labels:
@@ -98,18 +100,30 @@ def main():
         "(8 threads, weftd stopped); *REST submits*: `POST /api/work` per second on 8 "
         "connections for the sample (how many) submitted before the fill; *backend RSS* and "
         "*data on disk*: the nats-server or redis-server process and the data directory, after "
-        "the requests.", ""]
+        "the requests; *load*: the machine's 1-minute load average before and after the "
+        "requests (2 cores: above 2, a request that needs more than a scheduler slice of CPU "
+        "waits for the other processes too, so its latency grows with the load, not only with "
+        "the items). *weftd CPU per request* is weftd's user + system time over a kind's run "
+        "(warm-up included, and whatever weftd did in the background meanwhile, such as the "
+        "5-second sweep) divided by its requests: it does not depend on the load (/proc counts "
+        "in 10 ms ticks, so figures well under 10 ms / n are coarse); not given for claim and "
+        "complete, which alternate.", ""]
 
     for profile in profiles:
         rows = [r for r in recs if r["profile"] == profile]
+        lines += [f"## {profile}", ""]
+        for r in skipped:
+            if r["profile"] == profile:
+                lines += [f"**Not measured: {r['size']:,} items and beyond** ({r['skipped']}).", ""]
+        if not rows:
+            continue
         sizes = sorted({r["size"] for r in rows})
         by = {(r["size"], r["label"]): r for r in rows}
         agents = rows[0].get("agents", 0)
-        lines += [f"## {profile}", "",
-                  f"{agents:,} agents registered at every size.", "",
+        lines += [f"{agents:,} agents registered at every size.", "",
                   "| items stored | binary | /health | /ready | serving | RSS | bytes/item | marginal "
-                  "| peak | backend RSS | data on disk | plugin fill | REST submits |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| peak | backend RSS | data on disk | plugin fill | REST submits | load |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         prev = {}
         for size in sizes:
             for label in labels:
@@ -133,7 +147,9 @@ def main():
                     f"{num(st.get('readyMs'))} ms | {num(st.get('servingMs'))} ms | "
                     f"{mib(r['rssServingKb'])} | {per_item:,.0f} | {marginal} | {mib(r['hwmKb'])} | "
                     f"{mib(r['backendRssKb'])} | {r['dataBytes'] / 2**20:,.0f} MiB | "
-                    f"{fill.get('itemsPerSec', 0):,.0f}/s | {rest_cell} |")
+                    f"{fill.get('itemsPerSec', 0):,.0f}/s | {rest_cell} | "
+                    + (" - ".join(f"{v:.1f}" for v in r["loadavg"]) if r.get("loadavg") else "-")
+                    + " |")
         lines.append("")
 
         head = "| request | binary | " + " | ".join(size_name(s) for s in sizes) + " | growth |"
@@ -156,6 +172,20 @@ def main():
                 growth = (f"x{p50s[-1] / p50s[0]:,.1f}" if len(p50s) == len(sizes) and len(p50s) > 1
                           and p50s[0] > 0 else "-")
                 lines.append(f"| `{kind}` {what} | {label} | " + " | ".join(cells) + f" | {growth} |")
+        lines.append("")
+
+        head = "| request | binary | " + " | ".join(size_name(s) for s in sizes) + " |"
+        lines += ["weftd CPU ms per request:", "", head, "|---|---|" + "---|" * len(sizes)]
+        for kind, _ in KINDS:
+            for label in labels:
+                cells = []
+                for size in sizes:
+                    r = by.get((size, label))
+                    q = request(r, kind) if r else None
+                    cpu = q.get("cpuUsPerRequest") if q else None
+                    cells.append("-" if cpu is None else ms(cpu))
+                if any(c != "-" for c in cells):
+                    lines.append(f"| `{kind}` | {label} | " + " | ".join(cells) + " |")
         lines.append("")
 
     lines += ["`list-deep` follows `nextCursor` from the first page ten times and then repeats "
