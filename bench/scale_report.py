@@ -73,7 +73,7 @@ def main():
     for r in recs + skipped:
         if r["profile"] not in profiles:
             profiles.append(r["profile"])
-        if r["label"] not in labels:
+        if "label" in r and r["label"] not in labels:
             labels.append(r["label"])
     two = len(labels) > 1
 
