@@ -457,22 +457,7 @@ Json runScaleFill(const ScaleFillOptions& o) {
 
   Json out = Json::object();
   const int64_t now = SystemClock::instance().nowMs();
-
-  // Agents first (every one rewritten: fresh heartbeats at every step).
   const int64_t agents = std::max<int64_t>(0, o.agents);
-  ParallelResult a = parallelFor(agents, o.threads, "agents", [&](int64_t i) {
-    CloneValues v;
-    v.agent = scaleAgent(i);
-    v.handle = v.agent;
-    v.project = scaleProject(i);
-    v.capability = scaleCapability(i / kScaleProjects);
-    v.shiftMs = now - agentPattern->anchorMs;
-    Json entry = agentPattern->value;
-    substitute(entry, *agentPattern, v);
-    return putRetrying(**agentBucket, v.agent, entry.dump());
-  });
-  out.set("agents", Json(static_cast<long long>(a.done)));
-  out.set("agentSeconds", Json(std::round(a.seconds * 100) / 100));
 
   // How many of each status to add so that the whole set is about 10 %
   // pending, 0.1 % assigned and 0.1 % in progress (at least one each), the
@@ -538,6 +523,22 @@ Json runScaleFill(const ScaleFillOptions& o) {
     ++written[s];
     return true;
   });
+  // Then the agents, every one rewritten: heartbeats as fresh as they can be
+  // when weftd restarts.
+  ParallelResult a = parallelFor(agents, o.threads, "agents", [&](int64_t i) {
+    CloneValues v;
+    v.agent = scaleAgent(i);
+    v.handle = v.agent;
+    v.project = scaleProject(i);
+    v.capability = scaleCapability(i / kScaleProjects);
+    v.shiftMs = SystemClock::instance().nowMs() - agentPattern->anchorMs;
+    Json entry = agentPattern->value;
+    substitute(entry, *agentPattern, v);
+    return putRetrying(**agentBucket, v.agent, entry.dump());
+  });
+  out.set("agents", Json(static_cast<long long>(a.done)));
+  out.set("agentSeconds", Json(std::round(a.seconds * 100) / 100));
+
   Json byStatus = Json::object();
   int64_t ok = 0;
   for (int s = 0; s < kStatusCount; ++s) {
