@@ -11,6 +11,9 @@
 #include <exception>
 #include <istream>
 #include <ostream>
+#include <thread>
+
+#include "weft/json.h"
 
 namespace weft::bench {
 
@@ -100,6 +103,23 @@ HttpResult HttpClient::request(const std::string& method, const std::string& pat
   }
   r.doneAtNs = wallNowNs();
   return r;
+}
+
+int64_t listTotal(HttpClient& client, const std::string& path) {
+  HttpResult r = client.request("GET", path);
+  if (!r.is2xx()) return -1;
+  Result<Json> j = Json::parse(r.body, 64);
+  if (!j.isOk()) return -1;
+  return j->getInt("total", -1);
+}
+
+bool waitForTotal(HttpClient& client, const std::string& path, int64_t want, int timeoutMs) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (listTotal(client, path) >= want) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
 }
 
 }  // namespace weft::bench

@@ -62,4 +62,12 @@ int64_t wallNowNs();
 // Splits "http://host:port" (path ignored); false when it does not parse.
 bool parseHttpUrl(const std::string& url, std::string* host, int* port);
 
+// The `total` of a paginated list (e.g. "/api/work?limit=1"), or -1 when the
+// request failed.
+int64_t listTotal(HttpClient& client, const std::string& path);
+
+// Polls a list until its total reaches want (watch-fed views lag writes by up
+// to about a second); false after timeoutMs.
+bool waitForTotal(HttpClient& client, const std::string& path, int64_t want, int timeoutMs);
+
 }  // namespace weft::bench

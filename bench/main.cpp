@@ -14,6 +14,12 @@
 //                      [--max-load-ms M] [--after-recovery-ms A]
 //   weft-bench fill    --url U --backend B [--set k=v]... --min-items N
 //   weft-bench serve-time --url U --since-ns T [--min-items N] [--timeout-ms M]
+//   weft-bench scale-prepare --url U --backend B [--set k=v]... --items N
+//                      [--rest-sample K] [--threads T] [--timeout-ms M]
+//   weft-bench scale-fill --backend B [--set k=v]... --templates PREPARE.json --items N
+//                      [--agents A] [--threads T] [--spread-ms S] [--seed X]
+//   weft-bench scale-measure --url U [--samples N] [--min-samples M] [--budget-ms B]
+//                      [--deep-pages P] [--timeout-ms T] [--pid WEFTD_PID]
 //
 // Exit status: 0 when the command ran (its JSON may still report an "error"
 // member for a failed measurement), 2 on a usage error.
@@ -34,6 +40,7 @@
 #include "kv_workloads.h"
 #include "rest_workloads.h"
 #include "restart_timing.h"
+#include "scale.h"
 #include "scaleout.h"
 #include "weft/ids.h"
 
@@ -228,6 +235,49 @@ Json run(const std::string& command, const Args& a) {
     a.rejectUnused();
     return weft::bench::measureServeTime(host, port, since, minItems, timeoutMs);
   }
+  if (command == "scale-prepare") {
+    weft::bench::ScalePrepareOptions o;
+    endpoint(a, &o.host, &o.port);
+    o.store = {a.required("--backend"), a.str("--plugin-dir"), a.settings()};
+    o.items = a.num("--items", 0);
+    o.restSample = a.num("--rest-sample", 2000);
+    o.threads = static_cast<int>(a.num("--threads", o.threads));
+    o.timeoutMs = static_cast<int>(a.num("--timeout-ms", o.timeoutMs));
+    o.runId = a.str("--run-id");
+    a.rejectUnused();
+    return weft::bench::runScalePrepare(o);
+  }
+  if (command == "scale-fill") {
+    weft::bench::ScaleFillOptions o;
+    o.store = {a.required("--backend"), a.str("--plugin-dir"), a.settings()};
+    const std::string path = a.required("--templates");
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    auto prepared = Json::parse(text.str(), 64);
+    if (!in || !prepared) throw UsageError("--templates: cannot read JSON from " + path);
+    o.prepared = std::move(prepared.value());
+    o.items = a.num("--items", 0);
+    o.agents = a.num("--agents", 0);
+    o.threads = static_cast<int>(a.num("--threads", o.threads));
+    o.spreadMs = a.num("--spread-ms", o.spreadMs);
+    o.seed = static_cast<uint64_t>(a.num("--seed", 1));
+    a.rejectUnused();
+    return weft::bench::runScaleFill(o);
+  }
+  if (command == "scale-measure") {
+    weft::bench::ScaleMeasureOptions o;
+    endpoint(a, &o.host, &o.port);
+    o.samples = static_cast<int>(a.num("--samples", o.samples));
+    o.minSamples = static_cast<int>(a.num("--min-samples", o.minSamples));
+    o.budgetMs = a.num("--budget-ms", o.budgetMs);
+    o.deepPages = static_cast<int>(a.num("--deep-pages", o.deepPages));
+    o.timeoutMs = static_cast<int>(a.num("--timeout-ms", o.timeoutMs));
+    o.pid = static_cast<int>(a.num("--pid", 0));
+    o.runId = a.str("--run-id");
+    a.rejectUnused();
+    return weft::bench::runScaleMeasure(o);
+  }
   throw UsageError("unknown command '" + command + "'");
 }
 
@@ -238,7 +288,9 @@ int main(int argc, char** argv) {
   // round) must come back as an error, not end this process.
   signal(SIGPIPE, SIG_IGN);
   if (argc < 2) {
-    std::fprintf(stderr, "usage: weft-bench kv|rest|crash|fill|serve-time [options]\n");
+    std::fprintf(stderr,
+                 "usage: weft-bench kv|rest|cycles|crash|fill|serve-time|scale-prepare|"
+                 "scale-fill|scale-measure [options]\n");
     return 2;
   }
   const std::string command = argv[1];

@@ -56,26 +56,6 @@ Json failed(const char* name, const std::string& error) {
   return j;
 }
 
-// The `total` of a paginated list (limit=1), or -1 when the request failed.
-int64_t listTotal(HttpClient& client, const std::string& path) {
-  HttpResult r = client.request("GET", path);
-  if (!r.is2xx()) return -1;
-  Result<Json> j = Json::parse(r.body, 64);
-  if (!j.isOk()) return -1;
-  return j->getInt("total", -1);
-}
-
-// Polls a list until its total reaches want (watch-fed views lag writes by up
-// to about a second); false after timeoutMs.
-bool waitForTotal(HttpClient& client, const std::string& path, int64_t want, int timeoutMs) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (listTotal(client, path) >= want) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
-}
-
 Json submitBody(const std::string& capability, const std::string& taskId,
                 const std::string& projectId = std::string()) {
   Json b = Json::object();

@@ -14,7 +14,9 @@ namespace weft::bench {
 // clock, when the script spawned it) and reports the first moment each
 // answered: GET /health 200 (the process serves HTTP), GET /ready 200 (the
 // backend answers), and GET /api/work?limit=1 200 with total >= minItems
-// (the work view holds every stored item). Never throws.
+// (the work view holds every stored item). The first two polls give up after
+// 1 s, the list after up to 120 s (timeoutMs at most): with a million items
+// stored, one list takes seconds. Never throws.
 Json measureServeTime(const std::string& host, int port, int64_t sinceNs, int64_t minItems,
                       int timeoutMs);
 
