@@ -147,15 +147,7 @@ Result<StatsOverview> Stats::overview() const {
   out.timestampMs = ctx_.now();
   ProjectTotals& sum = out.totals;
   for (const auto& [project, t] : *collected) {
-    sum.agents += t.agents;
-    sum.pendingWork += t.pendingWork;
-    sum.activeWork += t.activeWork;
-    sum.completedWork += t.completedWork;
-    sum.failedWork += t.failedWork;
-    sum.cancelledWork += t.cancelledWork;
-    sum.deadLettered += t.deadLettered;
-    sum.targets += t.targets;
-    sum.disabledTargets += t.disabledTargets;
+    sum.addCounts(t);
     ProjectTotals p = t;
     if (p.lastActivityMs == std::numeric_limits<int64_t>::min()) p.lastActivityMs = out.timestampMs;
     out.byProject.emplace(project, p);

@@ -63,7 +63,7 @@ class ProjectCounts {
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& [project, entry] : byProject_) {
       ProjectTotals& t = into[project];
-      add(t, entry.totals);
+      t.addCounts(entry.totals);
       if (!entry.activity.empty()) t.noteActivity(*entry.activity.rbegin());
     }
     return Status::ok();
@@ -129,26 +129,8 @@ class ProjectCounts {
     if (e.records <= 0) into.erase(project);
   }
 
-  static void add(ProjectTotals& to, const ProjectTotals& from) {
-    to.agents += from.agents;
-    to.pendingWork += from.pendingWork;
-    to.activeWork += from.activeWork;
-    to.completedWork += from.completedWork;
-    to.failedWork += from.failedWork;
-    to.cancelledWork += from.cancelledWork;
-    to.deadLettered += from.deadLettered;
-    to.targets += from.targets;
-    to.disabledTargets += from.disabledTargets;
-  }
-
   static bool same(const Entry& a, const Entry& b) {
-    const ProjectTotals& x = a.totals;
-    const ProjectTotals& y = b.totals;
-    return a.records == b.records && x.agents == y.agents && x.pendingWork == y.pendingWork &&
-           x.activeWork == y.activeWork && x.completedWork == y.completedWork &&
-           x.failedWork == y.failedWork && x.cancelledWork == y.cancelledWork &&
-           x.deadLettered == y.deadLettered && x.targets == y.targets &&
-           x.disabledTargets == y.disabledTargets && a.activity == b.activity;
+    return a.records == b.records && a.totals.sameCounts(b.totals) && a.activity == b.activity;
   }
 
   View& view_;

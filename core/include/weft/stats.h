@@ -30,6 +30,24 @@ struct ProjectTotals {
   void noteActivity(int64_t ms) {
     if (ms > lastActivityMs) lastActivityMs = ms;
   }
+  // Adds the counts of o (not its activity).
+  void addCounts(const ProjectTotals& o) {
+    agents += o.agents;
+    pendingWork += o.pendingWork;
+    activeWork += o.activeWork;
+    completedWork += o.completedWork;
+    failedWork += o.failedWork;
+    cancelledWork += o.cancelledWork;
+    deadLettered += o.deadLettered;
+    targets += o.targets;
+    disabledTargets += o.disabledTargets;
+  }
+  bool sameCounts(const ProjectTotals& o) const {
+    return agents == o.agents && pendingWork == o.pendingWork && activeWork == o.activeWork &&
+           completedWork == o.completedWork && failedWork == o.failedWork &&
+           cancelledWork == o.cancelledWork && deadLettered == o.deadLettered &&
+           targets == o.targets && disabledTargets == o.disabledTargets;
+  }
 };
 
 using ProjectTotalsMap = std::map<std::string, ProjectTotals>;
