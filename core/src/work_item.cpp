@@ -250,8 +250,10 @@ std::string WorkItem::encode() const {
   for (const Slot& s : order_) {
     if (out.size() > 1) out += ',';
     const bool verbatim = s.field == WorkField::Count || raw_.test(idx(s.field));
-    const char* name = s.field == WorkField::Count ? s.name.c_str() : workFieldName(s.field);
-    Json(name).dumpTo(out);
+    // An unknown member's name may hold any character, NUL included.
+    const std::string_view name =
+        s.field == WorkField::Count ? std::string_view(s.name) : workFieldName(s.field);
+    Json(std::string(name)).dumpTo(out);
     out += ':';
     if (verbatim) {
       extra.get(name).dumpTo(out);
