@@ -345,6 +345,83 @@ TEST_CASE("target list: filters, order, pagination", "[targets]") {
         "Cursor filter mismatch - filters changed between requests. Start a new query.");
 }
 
+TEST_CASE("target status and health texts", "[targets]") {
+  for (auto s : {TargetStatus::Available, TargetStatus::InUse, TargetStatus::Disabled,
+                 TargetStatus::Error}) {
+    CHECK(parseTargetStatus(targetStatusText(s)) == s);
+  }
+  CHECK(std::string(targetStatusText(TargetStatus::InUse)) == "in-use");
+  CHECK(std::string(targetStatusText(TargetStatus::Unknown)) == "unknown");
+  CHECK_FALSE(parseTargetStatus("unknown"));  // never stored by Weft
+  CHECK_FALSE(parseTargetStatus("Disabled"));
+  for (auto h : {TargetHealth::Healthy, TargetHealth::Unhealthy, TargetHealth::Unknown}) {
+    CHECK(parseTargetHealth(targetHealthText(h)) == h);
+  }
+  CHECK(std::string(targetHealthText(TargetHealth::Unknown)) == "unknown");
+  CHECK_FALSE(parseTargetHealth("degraded"));
+
+  // Decoding: an absent or unknown text is Unknown; the texts stay as stored.
+  const std::string odd = R"({"id":"t1","name":"n","status":"paused","healthStatus":"degraded"})";
+  auto r = Targets::decode(odd, "default");
+  REQUIRE(r);
+  CHECK(r->status == TargetStatus::Unknown);
+  CHECK(r->healthStatus == TargetHealth::Unknown);
+  CHECK(r->statusText() == "paused");
+  CHECK(r->healthText() == "degraded");
+  CHECK(r->target.dump() == odd);
+  auto bare = Targets::decode(R"({"id":"t1","name":"n"})", "default");
+  REQUIRE(bare);
+  CHECK(bare->status == TargetStatus::Unknown);
+  CHECK(bare->healthStatus == TargetHealth::Unknown);
+  CHECK(bare->statusText().empty());
+  CHECK(bare->healthText() == "unknown");
+  auto known = Targets::decode(
+      R"({"id":"t1","name":"n","status":"in-use","healthStatus":"unhealthy"})", "default");
+  REQUIRE(known);
+  CHECK(known->status == TargetStatus::InUse);
+  CHECK(known->healthStatus == TargetHealth::Unhealthy);
+}
+
+TEST_CASE("a status Weft does not know is returned, filtered and counted as stored", "[targets]") {
+  Fixture f;
+  Json t = f.localTarget("odd");
+  const std::string id = t.getString("id");
+  t.set("status", Json("paused"));
+  t.set("healthStatus", Json("degraded"));
+  const std::string written = t.dump();
+  auto bucket = f.store->openBucket(kTargetBucket, BucketOptions{});
+  REQUIRE(bucket.isOk());
+  REQUIRE((*bucket)->put(id, written).isOk());
+  CHECK(f.stored(id).dump() == written);  // returned as stored
+  REQUIRE(eventually([&] {
+    auto seen = f.targets->view().find(id);
+    return seen && seen->statusText() == "paused";
+  }));
+
+  auto names = [&](const std::string& status) {
+    TargetFilter filter;
+    filter.status = status;
+    auto listed = f.rest().list(filter, {});
+    REQUIRE(listed.isOk());
+    std::vector<std::string> out;
+    for (const auto& x : listed->get("targets").asArray()) out.push_back(x.getString("name"));
+    return out;
+  };
+  CHECK(names("paused") == std::vector<std::string>{"odd"});
+  CHECK(names("unknown").empty());
+  CHECK(names("available").empty());
+  TargetCounts counts = f.targets->liveStats(std::nullopt);
+  CHECK(counts.total == 1);
+  CHECK(counts.available + counts.inUse + counts.disabled == 0);
+
+  // Disabling writes the known text.
+  REQUIRE(f.rest().disable("odd", kAny).isOk());
+  Json disabled = f.stored(id);
+  CHECK(disabled.getString("status") == "disabled");
+  CHECK(disabled.getString("healthStatus") == "degraded");
+  CHECK(names("disabled") == std::vector<std::string>{"odd"});
+}
+
 TEST_CASE("PUT merges config and healthCheck, and validates", "[targets]") {
   Fixture f;
   Json t = f.registerTarget(body(R"({"name":"m","agentType":"claude-code","capabilities":["a"],
@@ -458,8 +535,8 @@ TEST_CASE("target events are derived from stored changes", "[targets][events]") 
   before.id = after.id = "t1";
   before.name = after.name = "n";
   before.projectId = after.projectId = "p";
-  before.status = after.status = "available";
-  before.healthStatus = after.healthStatus = "unknown";
+  before.status = after.status = TargetStatus::Available;
+  before.healthStatus = after.healthStatus = TargetHealth::Unknown;
   before.target =
       body(R"({"id":"t1","status":"available","healthStatus":"unknown","updatedAt":"a"})");
 
@@ -478,7 +555,7 @@ TEST_CASE("target events are derived from stored changes", "[targets][events]") 
                           "lastHealthCheck":"b"})");
   CHECK(deriveTargetEvents(&before, &after, 0).empty());
   // A changed health.
-  after.healthStatus = "unhealthy";
+  after.healthStatus = TargetHealth::Unhealthy;
   after.target = body(R"({"id":"t1","status":"available","healthStatus":"unhealthy",
                           "lastError":"boom","lastHealthCheck":"b"})");
   auto health = deriveTargetEvents(&before, &after, 0);
@@ -489,8 +566,8 @@ TEST_CASE("target events are derived from stored changes", "[targets][events]") 
   CHECK(health[0].topic == "targets");
   CHECK(health[0].projectId() == "p");
   // Disable (also of an already disabled target).
-  after.healthStatus = "unknown";
-  after.status = "disabled";
+  after.healthStatus = TargetHealth::Unknown;
+  after.status = TargetStatus::Disabled;
   after.target =
       body(R"({"id":"t1","status":"disabled","healthStatus":"unknown","updatedAt":"c"})");
   CHECK(names(deriveTargetEvents(&before, &after, 0)) ==

@@ -71,7 +71,7 @@ StatsContributor Stats::targetContributor(Targets& targets) {
       targets.view(), [](const TargetRecord& t) -> const std::string& { return t.projectId; },
       [](const TargetRecord& r, ProjectTotals& t, int64_t sign) {
         t.targets += sign;
-        if (r.status == "disabled") t.disabledTargets += sign;
+        if (r.status == TargetStatus::Disabled) t.disabledTargets += sign;
       },
       [](const TargetRecord& r) -> std::optional<int64_t> { return r.updatedAtMs; });
   return counted("targets", "targets not loaded yet", std::move(counts));

@@ -24,7 +24,8 @@ using namespace target_rules;
 Status Targets::recordHealth(const std::string& id, const spinup::ProbeOutcome& probe) {
   const std::string nowIso = formatIso(ctx_.now());
   auto updated = modify(id, [&](const TargetRecord&, Json& target) {
-    target.set("healthStatus", Json(probe.healthy ? "healthy" : "unhealthy"));
+    target.set("healthStatus", Json(targetHealthText(probe.healthy ? TargetHealth::Healthy
+                                                                   : TargetHealth::Unhealthy)));
     target.set("lastHealthCheck", Json(nowIso));
     target.set("updatedAt", Json(nowIso));
     if (!probe.healthy) target.set("lastError", Json(probe.error));
@@ -35,7 +36,7 @@ Status Targets::recordHealth(const std::string& id, const spinup::ProbeOutcome& 
   Json payload = Json::object();
   payload.set("targetId", Json(t.id));
   payload.set("targetName", Json(t.name));
-  payload.set("healthStatus", Json(t.healthStatus));
+  payload.set("healthStatus", Json(t.healthText()));
   if (!probe.healthy) payload.set("error", Json(probe.error));
   payload.set("timestamp", Json(nowIso));
   publish("loominal." + t.projectId + ".targets.health." + t.id, payload);
@@ -84,7 +85,7 @@ int Targets::healthCheckOnce() {
   if (!ctx_.checkConnected() || !view_->ready()) return 0;
   const int64_t now = ctx_.now();
   auto due = [&](const TargetRecord& t) {
-    return t.healthEnabled && t.status != "disabled" && spinUp_->allows(t.mechanism) &&
+    return t.healthEnabled && t.status != TargetStatus::Disabled && spinUp_->allows(t.mechanism) &&
            (!t.lastHealthCheckMs || now - *t.lastHealthCheckMs >= t.healthIntervalMs);
   };
   std::vector<std::string> ids;

@@ -35,7 +35,7 @@ Result<TargetPage> Targets::list(const TargetFilter& f, const PageRequest& page)
   std::vector<std::shared_ptr<const TargetRecord>> rows;
   view_->forEach([&](const std::string&, const std::shared_ptr<const TargetRecord>& t) {
     if (f.type && t->agentType != *f.type) return;
-    if (f.status && t->status != *f.status) return;
+    if (f.status && t->statusText() != *f.status) return;  // any text, as stored
     if (f.capability && !t->hasCapability(*f.capability)) return;
     if (f.boundary && !t->hasBoundary(*f.boundary)) return;
     if (f.mechanism && t->mechanism != *f.mechanism) return;
@@ -90,7 +90,7 @@ Result<std::shared_ptr<const TargetRecord>> Targets::create(const CreateTargetRe
                                                            Json("personal"), Json("open-source")}));
   target.set("mechanism", Json(r.mechanism));
   target.set("config", std::move(storedConfig));
-  target.set("status", Json("available"));
+  target.set("status", Json(targetStatusText(TargetStatus::Available)));
   if (r.healthCheck) {
     Json hc = Json::object();
     hc.set("enabled", Json(r.healthCheck->enabled.value_or(false)));
@@ -99,7 +99,7 @@ Result<std::shared_ptr<const TargetRecord>> Targets::create(const CreateTargetRe
                                       kMaxHealthTimeoutMs)));
     target.set("healthCheck", std::move(hc));
   }
-  target.set("healthStatus", Json("unknown"));
+  target.set("healthStatus", Json(targetHealthText(TargetHealth::Unknown)));
   target.set("registeredBy", Json("api"));
   target.set("registeredAt", Json(nowIso));
   target.set("updatedAt", Json(nowIso));
@@ -262,7 +262,8 @@ Result<TargetChange> Targets::setEnabled(const std::string& ref,
   auto resolved = resolve(ref, projectId);
   if (!resolved) return resolved.status();
   auto updated = modify(resolved->record->id, [&](const TargetRecord&, Json& target) {
-    target.set("status", Json(enabled ? "available" : "disabled"));
+    target.set("status",
+               Json(targetStatusText(enabled ? TargetStatus::Available : TargetStatus::Disabled)));
     target.erase("lastError");
     target.set("updatedAt", Json(formatIso(ctx_.now())));
     return Status::ok();
@@ -309,7 +310,7 @@ Result<DisableBatchResult> Targets::disableBatch(const DisableBatchRequest& r) {
     view_->forEach([&](const std::string&, const std::shared_ptr<const TargetRecord>& t) {
       if (projectId && t->projectId != *projectId) return;
       if (r.agentType && t->agentType != *r.agentType) return;
-      if (r.status && t->status != *r.status) return;
+      if (r.status && t->statusText() != *r.status) return;  // any text, as stored
       if (r.mechanism && t->mechanism != *r.mechanism) return;
       rows.push_back(t);
     });
@@ -322,11 +323,11 @@ Result<DisableBatchResult> Targets::disableBatch(const DisableBatchRequest& r) {
     if (!done.insert(id).second) continue;  // named twice: processed once
     bool already = false;
     auto updated = modify(id, [&](const TargetRecord& current, Json& target) {
-      if (current.status == "disabled") {
+      if (current.status == TargetStatus::Disabled) {
         already = true;
         return Status(Code::AlreadyExists, "already disabled");  // no write
       }
-      target.set("status", Json("disabled"));
+      target.set("status", Json(targetStatusText(TargetStatus::Disabled)));
       target.erase("lastError");
       target.set("updatedAt", Json(formatIso(ctx_.now())));
       return Status::ok();

@@ -27,7 +27,9 @@ Result<SpinUpStarted> Targets::spinUpTarget(const std::string& ref,
   auto resolved = resolve(ref, projectId);
   if (!resolved) return resolved.status();
   const TargetRecord& t = *resolved->record;
-  if (t.status == "disabled") return Status::conflict("Target " + t.name + " is disabled");
+  if (t.status == TargetStatus::Disabled) {
+    return Status::conflict("Target " + t.name + " is disabled");
+  }
   if (!spinUp_->allows(t.mechanism)) {
     return Status(Code::PermissionDenied, spinup::disabledMessage(t.mechanism));
   }
@@ -55,7 +57,7 @@ void Targets::requestSpinUp(const SpinUpRequest& request) {
                     {"workId", Json(request.workItemId)}}));
     std::vector<std::shared_ptr<const TargetRecord>> candidates;
     view_->forEach([&](const std::string&, const std::shared_ptr<const TargetRecord>& t) {
-      if (t->projectId != request.projectId || t->status != "available" ||
+      if (t->projectId != request.projectId || t->status != TargetStatus::Available ||
           t->agentType != request.agentType || !t->hasCapability(request.capability) ||
           !t->hasBoundary(request.boundary) || !spinUp_->allows(t->mechanism) ||
           !spinup::missingFields(t->config(), t->mechanism).empty()) {

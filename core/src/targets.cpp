@@ -46,12 +46,13 @@ std::vector<Event> deriveTargetEvents(const TargetRecord* before, const TargetRe
     add("target:removed");
     return out;
   }
-  if (before->healthStatus != after->healthStatus) {
-    if (!before->healthStatus.empty()) {
-      fields.emplace_back("previousHealth", Json(before->healthStatus));
-    }
-    fields.emplace_back("newHealth", Json(after->healthStatus));
-    if (after->healthStatus == "unhealthy") {
+  // The texts as stored: a change between two texts Weft does not know is a
+  // change too, and is reported as written.
+  const std::string beforeHealth = before->healthText(), afterHealth = after->healthText();
+  if (beforeHealth != afterHealth) {
+    if (!beforeHealth.empty()) fields.emplace_back("previousHealth", Json(beforeHealth));
+    fields.emplace_back("newHealth", Json(afterHealth));
+    if (after->healthStatus == TargetHealth::Unhealthy) {
       if (const Json* e = after->target.find("lastError"); e && e->isString()) {
         fields.emplace_back("error", *e);
       }
@@ -67,14 +68,15 @@ std::vector<Event> deriveTargetEvents(const TargetRecord* before, const TargetRe
   }
   // A probe that left healthStatus as it was is no event (§5.4 lists none).
   if (substantive.empty() && changed.count("lastHealthCheck")) return out;
-  if (after->status == "disabled" &&
+  if (after->status == TargetStatus::Disabled &&
       (substantive.empty() || (substantive.size() == 1 && substantive.count("status")))) {
     fields.emplace_back("reason", Json("manual"));
     add("target:disabled");
     return out;
   }
-  if (!before->status.empty()) fields.emplace_back("previousStatus", Json(before->status));
-  fields.emplace_back("newStatus", Json(after->status));
+  const std::string beforeStatus = before->statusText();
+  if (!beforeStatus.empty()) fields.emplace_back("previousStatus", Json(beforeStatus));
+  fields.emplace_back("newStatus", Json(after->statusText()));
   add("target:updated");
   return out;
 }
@@ -100,8 +102,8 @@ std::shared_ptr<const TargetRecord> Targets::decode(const std::string& value,
   r->description = t.getString("description");
   r->agentType = t.getString("agentType");
   r->mechanism = t.getString("mechanism");
-  r->status = t.getString("status");
-  r->healthStatus = t.getString("healthStatus", "unknown");
+  r->status = parseTargetStatus(r->statusText()).value_or(TargetStatus::Unknown);
+  r->healthStatus = parseTargetHealth(r->healthText()).value_or(TargetHealth::Unknown);
   r->capabilities = stringsOf(t.get("capabilities"));
   r->boundaries = stringsOf(t.get("boundaries"));
   r->registeredAtMs = parseIso(t.getString("registeredAt")).value_or(0);
@@ -295,9 +297,9 @@ TargetCounts Targets::liveStats(const std::optional<std::string>& projectId) con
   view_->forEach([&](const std::string&, const std::shared_ptr<const TargetRecord>& t) {
     if (projectId && t->projectId != *projectId) return;
     ++out.total;
-    if (t->status == "available") ++out.available;
-    if (t->status == "in-use") ++out.inUse;
-    if (t->status == "disabled") ++out.disabled;
+    if (t->status == TargetStatus::Available) ++out.available;
+    if (t->status == TargetStatus::InUse) ++out.inUse;
+    if (t->status == TargetStatus::Disabled) ++out.disabled;
   });
   return out;
 }

@@ -1,5 +1,7 @@
 #include "ws/ws_filter.h"
 
+#include "weft/target_record.h"
+
 namespace weft::ws {
 
 namespace {
@@ -46,8 +48,12 @@ bool matchesTargets(const std::string& key, const Json& wanted, const Event& e) 
   }
   if (key == "status") {
     if (e.name == "target:updated") return equalsField(e.data, "newStatus", wanted);
-    if (e.name == "target:registered") return wanted == Json("available");
-    if (e.name == "target:disabled") return wanted == Json("disabled");
+    if (e.name == "target:registered") {
+      return wanted == Json(targetStatusText(TargetStatus::Available));
+    }
+    if (e.name == "target:disabled") {
+      return wanted == Json(targetStatusText(TargetStatus::Disabled));
+    }
     return false;
   }
   if (key == "capability") return containsIn(e.data, "capabilities", wanted);
