@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "api/rest_common.h"
 #include "weft/field_rules.h"
 
 namespace weft::rest {
@@ -266,9 +267,7 @@ JsonListStream toListStream(AgentPage page) {
 }
 
 Json toJson(const AgentRegistry::ShutdownSent& sent) {
-  Json out = Json::object();
-  out.set("success", Json(true));
-  out.set("message", Json("Shutdown request sent to agent " + sent.guid));
+  Json out = successMessage("Shutdown request sent to agent " + sent.guid);
   out.set("graceful", Json(sent.graceful));
   return out;
 }

@@ -1,5 +1,6 @@
 #include "api/rest_mapping.h"
 
+#include "api/rest_common.h"
 #include "weft/ids.h"
 
 namespace weft::rest {
@@ -16,12 +17,8 @@ Json toJson(const DeadLetter& entry) {
 }
 
 Json toJson(const DeadLetterPage& page) {
-  Json items = Json::array();
-  for (const auto& entry : page.items) items.push(toJson(*entry));
-  Json body = Json::object();
-  body.set("items", std::move(items));
-  page.pager.writeMetadata(body, page.total);
-  return body;
+  return pageJson("items", page.items, page.pager, page.total,
+                  [](const DeadLetter& entry) { return toJson(entry); });
 }
 
 Result<bool> parseRetryRequest(const Json& body) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "api/rest_common.h"
 #include "weft/clock.h"
 #include "weft/field_rules.h"
 #include "weft/spin_up_mechanisms.h"
@@ -219,22 +220,15 @@ Result<Json> rendered(const Result<std::shared_ptr<const TargetRecord>>& result)
 }
 
 Json toJson(const TargetPage& page) {
-  Json items = Json::array();
-  for (const auto& t : page.targets) items.push(toJson(*t));
-  Json body = Json::object();
-  body.set("targets", std::move(items));
-  page.pager.writeMetadata(body, page.total);
-  return body;
+  return pageJson("targets", page.targets, page.pager, page.total,
+                  [](const TargetRecord& t) { return toJson(t); });
 }
 
 Json toJson(const TargetChange& change) {
   const char* done = change.action == TargetChange::Action::Removed   ? " removed"
                      : change.action == TargetChange::Action::Enabled ? " enabled"
                                                                       : " disabled";
-  Json out = Json::object();
-  out.set("success", Json(true));
-  out.set("message", Json("Target " + change.ref + done));
-  return out;
+  return successMessage("Target " + change.ref + done);
 }
 
 Json toJson(const DisableBatchResult& result) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <iterator>
 
+#include "api/rest_common.h"
 #include "weft/field_rules.h"
 
 namespace weft::rest {
@@ -265,12 +266,6 @@ Json itemJson(const WorkItem& item, const Json& assignedToAgent) {
   return out;
 }
 
-Json stringArray(const std::vector<std::string>& values) {
-  Json out = Json::array();
-  for (const auto& v : values) out.push(Json(v));
-  return out;
-}
-
 }  // namespace
 
 Json toJson(const WorkItemView& view) { return itemJson(*view.item, view.assignedToAgent); }
@@ -295,17 +290,14 @@ Json toJson(const Submitted& submitted) {
 
 Json toJson(const CancelBatchResult& result) {
   Json out = result.batch.toJson(result.completedAtMs);
-  out.set("cancelledItems", stringArray(result.cancelledItems));
-  out.set("reassignedItems", stringArray(result.reassignedItems));
-  out.set("notCancellable", stringArray(result.notCancellable));
+  out.set("cancelledItems", Json::stringArray(result.cancelledItems));
+  out.set("reassignedItems", Json::stringArray(result.reassignedItems));
+  out.set("notCancellable", Json::stringArray(result.notCancellable));
   return out;
 }
 
 Json cancelledJson(const std::string& id) {
-  Json out = Json::object();
-  out.set("success", Json(true));
-  out.set("message", Json("Work item " + id + " cancelled"));
-  return out;
+  return successMessage("Work item " + id + " cancelled");
 }
 
 JsonListStream toJsonStream(WorkPage page) {
