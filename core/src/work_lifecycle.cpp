@@ -29,6 +29,11 @@ Result<std::pair<std::shared_ptr<const WorkRecord>, uint64_t>> WorkQueue::load(
   }
   auto record = decode(entry->value);
   if (!record) return workNotFound(id);
+  // Read-through: a fresh read also corrects the view, which ignores it
+  // unless it is newer than what the view holds. A view that missed a
+  // change to this key (its claims then lose every compare-and-set on it,
+  // and its sweeper cannot see the lease) heals on the next read.
+  view_->applyPut(id, entry->value, entry->revision);
   return std::make_pair(record, entry->revision);
 }
 
@@ -123,7 +128,10 @@ Result<std::optional<ClaimedItem>> WorkQueue::claim(const ClaimRequest& request)
       auto written = store(id, *item, revision);
       if (written) return std::optional<ClaimedItem>(ClaimedItem{viewOf(std::move(item))});
       if (written.code() != Code::Conflict) return written.status();
-      // Lost the race for this item: take the next candidate.
+      // Lost the race for this item: take the next candidate. The view was
+      // behind on it; read it so the view catches up (load() refreshes it)
+      // instead of offering the same stale candidate to every later claim.
+      (void)load(id);
     }
   }
 }

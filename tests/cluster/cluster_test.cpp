@@ -606,6 +606,35 @@ TEST_CASE("two instances on a three-node cluster under faults: claims stay exclu
     ++byStatus[status];
   }
   Violations v = checkHistory(history, existing);
+  // An item that never finished: say where it is stuck, as the backend and
+  // each instance's view see it, and what the agents did with it.
+  int unfinishedShown = 0;
+  for (const auto& [id, status] : states) {
+    if (status == "completed" || status == "failed" || ++unfinishedShown > 5) continue;
+    std::string report = "unfinished " + id + ": backend " + weftd[0]->get("/api/work/" + id).body;
+    for (size_t i = 0; i < weftd.size(); ++i) {
+      HttpResponse r = weftd[i]->get("/api/work?capability=chaos");
+      if (r.status != 200) continue;
+      for (const Json& item : r.json.get("workItems").asArray()) {
+        if (item.getString("id") != id) continue;
+        report += "\n  view of instance " + std::to_string(i) + ": status " +
+                  item.getString("status") + ", attempts " +
+                  std::to_string(item.getInt("attempts")) + ", updatedAt " +
+                  item.getString("updatedAt");
+      }
+    }
+    for (const Op& op : history) {
+      if (op.itemId != id) continue;
+      static const char* kinds[] = {"submit", "claim", "start", "complete", "fail"};
+      report += "\n  " + std::to_string(op.sentMs) + "-" + std::to_string(op.answeredMs) +
+                " ms " + kinds[static_cast<int>(op.kind)] + " via instance " +
+                std::to_string(op.instance) + " by " + op.agent + " -> " +
+                std::to_string(op.status);
+    }
+    UNSCOPED_INFO(report);
+    std::printf("[cluster] %s\n", report.c_str());
+  }
+  std::fflush(stdout);
   // The watch-fed views survived the faults: each instance's list (served
   // from its view) agrees with the backend on every item's status.
   for (size_t i = 0; i < weftd.size(); ++i) {
