@@ -976,6 +976,16 @@ TEST_CASE("work list: filters, order, classification alias, pagination; cancel",
   HttpResponse p3 = w->get("/api/work?cursor=" + p2.json.getString("nextCursor"));
   CHECK(column(p3.json, "workItems", "id") == Strings{w4});
   CHECK(p3.json.get("hasMore") == Json(false));
+  CHECK(p3.json.getInt("count") == 1);
+  CHECK(p3.json.getInt("total") == 5);
+  // Back again: the page before the third (offset 4, so by the key of its
+  // first item) and the first (by position).
+  HttpResponse back2 = w->get("/api/work?cursor=" + p3.json.getString("prevCursor"));
+  CHECK(column(back2.json, "workItems", "id") == Strings{w1, w3});
+  CHECK(back2.json.get("hasMore") == Json(true));
+  HttpResponse back1 = w->get("/api/work?cursor=" + back2.json.getString("prevCursor"));
+  CHECK(column(back1.json, "workItems", "id") == Strings{w2, w5});
+  CHECK(back1.json.get("prevCursor").isNull());
   CHECK_INVALID(w->get("/api/work?status=pending&cursor=" + p1.json.getString("nextCursor")),
                 "Cursor filter mismatch - filters changed between requests. Start a new query.");
   HttpResponse cppPage = w->get("/api/work?capability=cpp&limit=1");
@@ -1002,6 +1012,19 @@ TEST_CASE("work list: filters, order, classification alias, pagination; cancel",
                   "Work item with ID nope not found");
   CHECK(ids("?status=cancelled") == Strings{w3});
   CHECK(ids("?status=pending") == Strings{w2, w5, w1, w4});
+
+  // The next page is found by the key of the last item seen, so an item
+  // added before it does not shift the next page (by position it would
+  // repeat k2).
+  const std::string k1 = add("cpp", "b1", 9, "keyed"), k2 = add("cpp", "b1", 5, "keyed"),
+                    k3 = add("cpp", "b1", 5, "keyed"), k4 = add("cpp", "b1", 1, "keyed");
+  HttpResponse keyed = w->get("/api/work?projectId=keyed&limit=2");
+  CHECK(column(keyed.json, "workItems", "id") == Strings{k1, k2});
+  const std::string k0 = add("cpp", "b1", 10, "keyed");
+  HttpResponse keyed2 = w->get("/api/work?projectId=keyed&cursor=" + keyed.json.getString("nextCursor"));
+  CHECK(column(keyed2.json, "workItems", "id") == Strings{k3, k4});
+  CHECK(keyed2.json.getInt("total") == 5);
+  CHECK(ids("?projectId=keyed") == Strings{k0, k1, k2, k3, k4});
 }
 
 TEST_CASE("stats: counts, ETag, 304 and Cache-Control", "[api][stats]") {

@@ -536,6 +536,7 @@ TEST_CASE("kill -9 under load: no acknowledged write is lost", "[reconnect][dura
   auto bucket = openBucket(s, "durable");
   std::atomic<bool> stop{false};
   std::vector<std::string> acked;
+  std::atomic<size_t> ackedCount{0};
   std::map<std::string, Code> failed;
   std::thread writer([&] {
     for (int i = 0; !stop; ++i) {
@@ -543,6 +544,7 @@ TEST_CASE("kill -9 under load: no acknowledged write is lost", "[reconnect][dura
       auto r = bucket->put(key, std::string(512, 'v'));
       if (r) {
         acked.push_back(key);
+        ++ackedCount;
       } else {
         failed[key] = r.code();
         std::this_thread::sleep_for(2ms);
@@ -552,7 +554,9 @@ TEST_CASE("kill -9 under load: no acknowledged write is lost", "[reconnect][dura
   bool back = false;
   std::string failure;
   try {
-    std::this_thread::sleep_for(300ms);
+    // Killed once enough writes were acknowledged (each is fsynced, which
+    // takes a while on a busy disk), not after a fixed time.
+    eventually([&] { return ackedCount >= 150; }, 30000ms);
     server.kill9();
     std::this_thread::sleep_for(300ms);
     server.restart();

@@ -69,6 +69,11 @@ Result<Pager> Pager::make(const std::string& listName, const Json& filters,
     }
     p.offset_ = static_cast<size_t>(offset.asInt());
     p.limit_ = static_cast<size_t>(limit.asInt());
+    p.after_ = parsed->get("after");
+    p.before_ = parsed->get("before");
+    if (!p.after_.isNull() && !p.before_.isNull()) {
+      return badCursor("after and before cannot both be given");
+    }
   }
   if (request.limit) {
     long long v = parseLeadingInt(*request.limit).value_or(50);
@@ -83,11 +88,20 @@ size_t Pager::end(size_t total) const {
   return all_ ? total : std::min(total, begin(total) + limit_);
 }
 
-std::string Pager::cursorFor(size_t offset) const {
+void Pager::setPageKeys(size_t count, Json first, Json last, bool hasMore) {
+  keyed_ = true;
+  keyedCount_ = count;
+  firstKey_ = std::move(first);
+  lastKey_ = std::move(last);
+  keyedHasMore_ = hasMore;
+}
+
+std::string Pager::cursorFor(size_t offset, const char* anchorName, const Json& anchor) const {
   Json c = Json::object();
   c.set("offset", Json(static_cast<int64_t>(offset)));
   c.set("limit", Json(static_cast<int64_t>(limit_)));
   c.set("filterHash", Json(filterHash_));
+  if (anchorName && !anchor.isNull()) c.set(anchorName, anchor);
   return base64UrlEncode(c.dump());
 }
 
@@ -95,9 +109,25 @@ void Pager::writeMetadata(Json& body, size_t total) const {
   size_t b = begin(total), e = end(total);
   size_t count = e - b;
   bool hasMore = !all_ && b + count < total;
+  if (keyed_ && !all_) {
+    // The list served the page by key: it knows what the page holds and
+    // whether anything follows; the offset is the position the client had.
+    count = keyedCount_;
+    hasMore = keyedHasMore_;
+  }
   body.set("count", Json(static_cast<int64_t>(count)));
   body.set("total", Json(static_cast<int64_t>(total)));
   body.set("hasMore", Json(hasMore));
+  if (keyed_ && !all_) {
+    body.set("nextCursor", hasMore ? Json(cursorFor(offset_ + count, "after", lastKey_)) : Json());
+    // A previous page that starts at 0 is cheap by position; a deeper one
+    // ends just before this page's first item.
+    body.set("prevCursor", offset_ == 0   ? Json()
+                           : offset_ <= limit_ || firstKey_.isNull()
+                               ? Json(cursorFor(0))
+                               : Json(cursorFor(offset_ - limit_, "before", firstKey_)));
+    return;
+  }
   body.set("nextCursor", hasMore ? Json(cursorFor(b + count)) : Json());
   body.set("prevCursor",
            !all_ && offset_ > 0 ? Json(cursorFor(offset_ > limit_ ? offset_ - limit_ : 0)) : Json());

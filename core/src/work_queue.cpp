@@ -10,6 +10,7 @@
 #include "weft/ids.h"
 #include "weft/log.h"
 #include "weft/work_transitions.h"
+#include "work_index.h"
 #include "work_rules.h"
 
 namespace weft {
@@ -28,7 +29,10 @@ std::shared_ptr<const WorkRecord> WorkQueue::decode(const std::string& value) {
 }
 
 WorkQueue::WorkQueue(ServiceContext context, AgentRegistry& agents, DeadLetters& deadLetters)
-    : ctx_(std::move(context)), agents_(agents), deadLetters_(deadLetters) {
+    : ctx_(std::move(context)),
+      agents_(agents),
+      deadLetters_(deadLetters),
+      listIndex_(std::make_unique<WorkIndex>()) {
   view_ = std::make_unique<View>(kWorkBucket, View::Options{},
                                  [](const std::string&, const std::string& value) {
                                    return decode(value);
@@ -82,6 +86,7 @@ void WorkQueue::index(const std::string& key, const std::shared_ptr<const WorkRe
   if (after && after->isActive() && !after->assignedTo.empty()) {
     ++activeByAgent_[after->assignedTo];
   }
+  listIndex_->update(before.get(), after.get());
 }
 
 bool WorkQueue::hasActiveWork(const std::string& agentGuid) const {
@@ -127,6 +132,26 @@ bool listOrder(const std::shared_ptr<const WorkRecord>& a, const std::shared_ptr
 
 }  // namespace
 
+namespace {
+
+// A list position in a cursor: [priority, offeredAtMs, id].
+Json keyJson(const WorkIndex::Key& key) {
+  Json k = Json::array();
+  k.push(Json(key.priority));
+  k.push(Json(key.offeredAtMs));
+  k.push(Json(key.id));
+  return k;
+}
+
+std::optional<WorkIndex::Key> keyFrom(const Json& k) {
+  if (!k.isArray() || k.asArray().size() != 3) return std::nullopt;
+  const auto& a = k.asArray();
+  if (!a[0].isInteger() || !a[1].isInteger() || !a[2].isString()) return std::nullopt;
+  return WorkIndex::Key{a[0].asInt(), a[1].asInt(), a[2].asString()};
+}
+
+}  // namespace
+
 Result<WorkPage> WorkQueue::list(const WorkFilter& f, const PageRequest& page) const {
   Json filters = Json::object();
   if (f.status) filters.set("status", Json(*f.status));
@@ -136,22 +161,39 @@ Result<WorkPage> WorkQueue::list(const WorkFilter& f, const PageRequest& page) c
   if (f.projectId) filters.set("projectId", Json(*f.projectId));
   auto pager = Pager::make("work", filters, page);
   if (!pager) return pager.status();
+  WorkIndex::PageQuery query;
+  if (!pager->all()) {
+    query.limit = pager->limit();
+    if (!pager->after().isNull()) {
+      query.after = keyFrom(pager->after());
+      if (!query.after) return Status::invalidArgument("Invalid pagination cursor: bad position");
+    } else if (!pager->before().isNull()) {
+      query.before = keyFrom(pager->before());
+      if (!query.before) return Status::invalidArgument("Invalid pagination cursor: bad position");
+    } else {
+      query.skip = pager->offset();
+    }
+  }
   if (auto s = ready(); !s) return s;
 
-  std::vector<std::shared_ptr<const WorkRecord>> rows;
-  view_->forEach([&](const std::string&, const std::shared_ptr<const WorkRecord>& r) {
-    if (f.status && r->statusText() != *f.status) return;
-    if (f.boundary && r->boundary != *f.boundary) return;
-    if (f.capability && r->capability != *f.capability) return;
-    if (f.assignedTo && r->assignedTo != *f.assignedTo) return;
-    if (f.projectId && r->projectId != *f.projectId) return;
-    rows.push_back(r);
+  WorkPage out{{}, *pager, 0, {}};
+  bool more = false;
+  Json first, last;
+  view_->read([&] {
+    out.total = listIndex_->count(f);
+    const auto records = listIndex_->page(f, query, &more);
+    out.items.reserve(records.size());
+    for (const WorkRecord* r : records) {
+      if (auto held = view_->findLocked(r->id)) out.items.push_back(std::move(held));
+    }
+    if (!records.empty()) {
+      first = keyJson(WorkIndex::keyOf(*records.front()));
+      last = keyJson(WorkIndex::keyOf(*records.back()));
+    }
   });
-  std::sort(rows.begin(), rows.end(), listOrder);
-  WorkPage out{{}, *pager, rows.size(), {}};
-  const size_t begin = pager->begin(rows.size()), end = pager->end(rows.size());
-  out.items.assign(rows.begin() + static_cast<std::ptrdiff_t>(begin),
-                   rows.begin() + static_cast<std::ptrdiff_t>(end));
+  if (!pager->all()) {
+    out.pager.setPageKeys(out.items.size(), std::move(first), std::move(last), more);
+  }
   // The records are immutable snapshots; the summaries are read as the page
   // is rendered.
   out.agentSummary = [this](const std::string& guid) { return agents_.summary(guid); };

@@ -29,6 +29,8 @@
 
 namespace weft {
 
+class WorkIndex;
+
 // A work item as the view holds it: the stored item plus what the indexes and
 // the sweeper read often, derived once on decode.
 struct WorkRecord : WorkItem {
@@ -179,7 +181,8 @@ class WorkQueue {
   // One item, read fresh from the backend.
   Result<WorkItemView> get(const std::string& id) const;
   // The items matching the filter, highest priority first, then oldest
-  // offer, then id; from the view.
+  // offer, then id; from the view's ordered index (work_index.h): a page
+  // costs O(log n + page), its total O(1).
   Result<WorkPage> list(const WorkFilter& filter, const PageRequest& page) const;
   // Cancels an item that is not finished; returns the cancelled item.
   Result<std::shared_ptr<const WorkItem>> cancel(const std::string& id);
@@ -288,6 +291,7 @@ class WorkQueue {
   }
   std::map<std::string, std::map<PendingKey, Candidate>> pending_;
   std::map<std::string, int> activeByAgent_;             // guarded by the view's lock
+  std::unique_ptr<WorkIndex> listIndex_;                 // guarded by the view's lock
 
   // Asynchronous submits not answered yet; stop() and the destructor wait
   // for them (the backend answers each within its timeout).

@@ -1,0 +1,208 @@
+// The work list's ordered index (core/src/work_index.h) against a model: a
+// random history of changes (new items, any status to any other status, as
+// a coalescing change feed delivers them, re-assignments, deletions), and
+// after it every filter combination's count and every page, walked forwards
+// and backwards by key, compared with filtering and sorting everything.
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "work_index.h"
+
+using namespace weft;
+
+namespace {
+
+const std::vector<std::string> kProjects = {"default", "p1", "p2"};
+const std::vector<std::string> kCaps = {"cpp", "go", "rust"};
+const std::vector<std::string> kBounds = {"internal", "public"};
+const std::vector<std::string> kAgents = {"", "a1", "a2", "a3"};
+const std::vector<WorkStatus> kStatuses = {WorkStatus::Pending,   WorkStatus::Assigned,
+                                           WorkStatus::InProgress, WorkStatus::Completed,
+                                           WorkStatus::Failed,    WorkStatus::Cancelled};
+
+template <typename T>
+const T& pick(std::mt19937& rng, const std::vector<T>& from) {
+  return from[rng() % from.size()];
+}
+
+std::shared_ptr<WorkRecord> randomRecord(std::mt19937& rng, const std::string& id) {
+  auto r = std::make_shared<WorkRecord>();
+  r->id = id;
+  r->projectId = pick(rng, kProjects);
+  r->capability = pick(rng, kCaps);
+  r->boundary = pick(rng, kBounds);
+  r->assignedTo = pick(rng, kAgents);
+  r->status = pick(rng, kStatuses);
+  r->priority = 1 + static_cast<int64_t>(rng() % 3);  // many ties, so offeredAt and id order too
+  r->offeredAtMs = 1000 + static_cast<int64_t>(rng() % 20);
+  return r;
+}
+
+bool inListOrder(const WorkRecord* a, const WorkRecord* b) {
+  if (a->priority != b->priority) return a->priority > b->priority;
+  if (a->offeredAtMs != b->offeredAtMs) return a->offeredAtMs < b->offeredAtMs;
+  return a->id < b->id;
+}
+
+std::vector<const WorkRecord*> expected(const std::map<std::string, std::shared_ptr<WorkRecord>>& all,
+                                        const WorkFilter& f) {
+  std::vector<const WorkRecord*> out;
+  for (const auto& [id, r] : all) {
+    if (f.projectId && r->projectId != *f.projectId) continue;
+    if (f.status && r->statusText() != *f.status) continue;
+    if (f.capability && r->capability != *f.capability) continue;
+    if (f.boundary && r->boundary != *f.boundary) continue;
+    if (f.assignedTo && r->assignedTo != *f.assignedTo) continue;
+    out.push_back(r.get());
+  }
+  std::sort(out.begin(), out.end(), inListOrder);
+  return out;
+}
+
+std::vector<std::string> ids(const std::vector<const WorkRecord*>& records) {
+  std::vector<std::string> out;
+  for (const auto* r : records) out.push_back(r->id);
+  return out;
+}
+
+// Every combination of the five filters, each with a value some item has
+// (or, for one in five, a value none has).
+std::vector<WorkFilter> someFilters(std::mt19937& rng) {
+  std::vector<WorkFilter> out;
+  for (unsigned mask = 0; mask < 32; ++mask) {
+    WorkFilter f;
+    auto value = [&](const std::vector<std::string>& from) {
+      return rng() % 5 == 0 ? std::string("nobody-has-this") : pick(rng, from);
+    };
+    if (mask & 1) f.projectId = value(kProjects);
+    if (mask & 2) f.status = rng() % 5 == 0 ? "paused" : workStatusText(pick(rng, kStatuses));
+    if (mask & 4) f.capability = value(kCaps);
+    if (mask & 8) f.boundary = value(kBounds);
+    if (mask & 16) f.assignedTo = value(kAgents);
+    out.push_back(f);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("work index: counts and keyed pages match a full scan after a random history",
+          "[work][index]") {
+  const uint32_t seed = GENERATE(1u, 2u, 3u, 4u);
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  WorkIndex index;
+  std::map<std::string, std::shared_ptr<WorkRecord>> model;  // what the view would hold
+  for (int step = 0; step < 3000; ++step) {
+    const std::string id = "item-" + std::to_string(rng() % 400);
+    auto it = model.find(id);
+    std::shared_ptr<WorkRecord> before = it == model.end() ? nullptr : it->second;
+    const int kind = static_cast<int>(rng() % 10);
+    if (before && kind == 0) {  // deleted (retention, purge)
+      index.update(before.get(), nullptr);
+      model.erase(it);
+      continue;
+    }
+    std::shared_ptr<WorkRecord> after;
+    if (before && kind < 7) {
+      // A later revision: any status (the feed may skip the ones between),
+      // maybe another assignee; the list fields an item keeps stay.
+      after = std::make_shared<WorkRecord>(*before);
+      after->status = pick(rng, kStatuses);
+      after->assignedTo = pick(rng, kAgents);
+    } else {
+      after = randomRecord(rng, id);  // new, or rewritten whole by other software
+    }
+    index.update(before.get(), after.get());
+    model[id] = after;
+  }
+
+  for (const WorkFilter& f : someFilters(rng)) {
+    const auto want = expected(model, f);
+    CAPTURE(f.projectId.value_or("-"), f.status.value_or("-"), f.capability.value_or("-"),
+            f.boundary.value_or("-"), f.assignedTo.value_or("-"));
+    CHECK(index.count(f) == want.size());
+
+    // The whole list at once.
+    bool more = true;
+    CHECK(ids(index.page(f, {}, &more)) == ids(want));
+    CHECK_FALSE(more);
+
+    // Forwards page by page, each page found by the key of the last one.
+    const size_t limit = 1 + rng() % 7;
+    std::vector<std::vector<const WorkRecord*>> pages;
+    WorkIndex::PageQuery q;
+    q.limit = limit;
+    for (int guard = 0; guard < 1000; ++guard) {
+      auto page = index.page(f, q, &more);
+      if (!page.empty()) pages.push_back(page);
+      CHECK(page.size() <= limit);
+      if (!more) break;
+      REQUIRE(page.size() == limit);  // a page with more after it is full
+      q.after = WorkIndex::keyOf(*page.back());
+    }
+    std::vector<const WorkRecord*> walked;
+    for (const auto& p : pages) walked.insert(walked.end(), p.begin(), p.end());
+    CHECK(ids(walked) == ids(want));
+
+    // Backwards from the last page: each previous page ends before the
+    // first item of the one after it.
+    for (size_t i = pages.size(); i-- > 1;) {
+      WorkIndex::PageQuery back;
+      back.limit = limit;
+      back.before = WorkIndex::keyOf(*pages[i].front());
+      auto page = index.page(f, back, &more);
+      CHECK(ids(page) == ids(pages[i - 1]));
+      CHECK(more);
+    }
+
+    // By position: skipping k matches starts the page at the k-th.
+    if (!want.empty()) {
+      WorkIndex::PageQuery byPosition;
+      byPosition.skip = rng() % want.size();
+      byPosition.limit = limit;
+      auto page = index.page(f, byPosition, &more);
+      const auto from = want.begin() + static_cast<std::ptrdiff_t>(byPosition.skip);
+      const auto to = want.size() - byPosition.skip > limit ? from + static_cast<std::ptrdiff_t>(limit)
+                                                            : want.end();
+      CHECK(ids(page) == ids({from, to}));
+      CHECK(more == (to != want.end()));
+    }
+  }
+}
+
+TEST_CASE("work index: a key that no longer exists still finds its place", "[work][index]") {
+  WorkIndex index;
+  std::vector<std::shared_ptr<WorkRecord>> held;
+  for (int i = 0; i < 6; ++i) {
+    auto r = std::make_shared<WorkRecord>();
+    r->id = "id-" + std::to_string(i);
+    r->priority = 5;
+    r->offeredAtMs = 100 + i;
+    index.update(nullptr, r.get());
+    held.push_back(r);
+  }
+  // The page ended at id-2, which was then deleted: the next page still
+  // starts at id-3, and the one before a deleted id-4 ends at id-3.
+  const WorkIndex::Key gone = WorkIndex::keyOf(*held[2]);
+  index.update(held[2].get(), nullptr);
+  WorkIndex::PageQuery q;
+  q.after = gone;
+  q.limit = 2;
+  bool more = false;
+  CHECK(ids(index.page(WorkFilter{}, q, &more)) == std::vector<std::string>{"id-3", "id-4"});
+  CHECK(more);
+  const WorkIndex::Key gone4 = WorkIndex::keyOf(*held[4]);
+  index.update(held[4].get(), nullptr);
+  WorkIndex::PageQuery back;
+  back.before = gone4;
+  back.limit = 2;
+  CHECK(ids(index.page(WorkFilter{}, back, &more)) == std::vector<std::string>{"id-1", "id-3"});
+  CHECK(more);  // id-5 follows
+  CHECK(index.count(WorkFilter{}) == 4);
+}
