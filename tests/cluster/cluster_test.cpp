@@ -110,6 +110,56 @@ class NatsCluster {
   void isolate(int k) { cut(k, true); }
   void heal(int k) { cut(k, false); }
 
+  // What each running node says about the stream: its leader, sequences and
+  // replicas (for the report of a run that did not drain).
+  std::string describe(const std::string& stream) {
+    std::string out;
+    for (int i = 0; i < kNodes; ++i) {
+      out += "\n  node n" + std::to_string(i + 1) + ": ";
+      if (!node(i).running()) {
+        out += "not running";
+        continue;
+      }
+      natsOptions* opts = nullptr;
+      natsConnection* nc = nullptr;
+      jsCtx* js = nullptr;
+      jsStreamInfo* si = nullptr;
+      jsErrCode ec = static_cast<jsErrCode>(0);
+      natsStatus s = NATS_ERR;
+      if (natsOptions_Create(&opts) == NATS_OK &&
+          natsOptions_SetURL(opts, url(node(i).port()).c_str()) == NATS_OK &&
+          natsOptions_SetTimeout(opts, 1000) == NATS_OK &&
+          natsConnection_Connect(&nc, opts) == NATS_OK &&
+          natsConnection_JetStream(&js, nc, nullptr) == NATS_OK) {
+        jsOptions jo;
+        jsOptions_Init(&jo);
+        jo.Wait = 2000;
+        s = js_GetStreamInfo(&si, js, stream.c_str(), &jo, &ec);
+      }
+      if (s != NATS_OK || !si) {
+        out += std::string("stream info failed: ") + natsStatus_GetText(s) + " (" +
+               std::to_string(static_cast<int>(ec)) + ")";
+      } else {
+        out += "last seq " + std::to_string(si->State.LastSeq) + ", msgs " +
+               std::to_string(si->State.Msgs);
+        if (si->Cluster) {
+          out += std::string(", leader ") + (si->Cluster->Leader ? si->Cluster->Leader : "none");
+          for (int r = 0; r < si->Cluster->ReplicasLen; ++r) {
+            const jsPeerInfo* peer = si->Cluster->Replicas[r];
+            out += std::string("; replica ") + peer->Name + (peer->Current ? " current" : " NOT current") +
+                   (peer->Offline ? " offline" : "") + " lag " + std::to_string(peer->Lag) +
+                   " active " + std::to_string(peer->Active / 1000000) + " ms ago";
+          }
+        }
+      }
+      if (si) jsStreamInfo_Destroy(si);
+      if (js) jsCtx_Destroy(js);
+      if (nc) natsConnection_Destroy(nc);
+      if (opts) natsOptions_Destroy(opts);
+    }
+    return out;
+  }
+
   // The node index leading stream's Raft group, -1 when unknown now.
   int leaderOf(const std::string& stream) {
     for (int i = 0; i < kNodes; ++i) {
@@ -594,6 +644,11 @@ TEST_CASE("two instances on a three-node cluster under faults: claims stay exclu
     return terminal == run.submitted.load();
   };
   const bool drained = eventually(settled, 120s);
+  if (!drained) {
+    const std::string state = cluster.describe("KV_weft-work");
+    std::printf("[cluster] did not drain; KV_weft-work as each node sees it:%s\n", state.c_str());
+    UNSCOPED_INFO("KV_weft-work as each node sees it:" << state);
+  }
   run.stopAgents = true;
   for (auto& t : threads) t.join();
 

@@ -33,6 +33,7 @@ ServerProcess::ServerProcess(std::string name, std::string binaryEnvVar, std::st
       binary_(binaryFromEnv(binaryEnvVar_, defaultBinary)) {
   if (options.dataDir.empty()) {
     ownedDir_ = std::make_unique<TempDir>("weft-" + name_ + "-");
+    if (const char* keep = std::getenv("WEFT_TEST_KEEP_TMP"); keep && *keep) ownedDir_->keep();
     dataDir_ = ownedDir_->file("data");
     logFile_ = ownedDir_->file("server.log");
   } else {
