@@ -9,8 +9,10 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "weft/agent_registry.h"
 #include "work_index.h"
 
 using namespace weft;
@@ -205,4 +207,63 @@ TEST_CASE("work index: a key that no longer exists still finds its place", "[wor
   CHECK(ids(index.page(WorkFilter{}, back, &more)) == std::vector<std::string>{"id-1", "id-3"});
   CHECK(more);  // id-5 follows
   CHECK(index.count(WorkFilter{}) == 4);
+}
+
+TEST_CASE("list index: a field with several values (agent capabilities) counts and pages once per record",
+          "[index]") {
+  std::mt19937 rng(7);
+  ListIndex<AgentListTraits> index;
+  std::map<std::string, std::shared_ptr<AgentRecord>> model;
+  const std::vector<std::string> caps = {"a", "b", "c", "d"};
+  for (int step = 0; step < 2000; ++step) {
+    const std::string guid = "agent-" + std::to_string(rng() % 150);
+    auto it = model.find(guid);
+    std::shared_ptr<AgentRecord> before = it == model.end() ? nullptr : it->second;
+    if (before && rng() % 8 == 0) {
+      index.update(before.get(), nullptr);
+      model.erase(it);
+      continue;
+    }
+    auto after = std::make_shared<AgentRecord>();
+    after->guid = guid;
+    after->agentType = rng() % 2 ? "claude-code" : "codex";
+    after->status = rng() % 3 ? "online" : "offline";
+    after->projectId = rng() % 2 ? "default" : "p1";
+    if (rng() % 5) after->registeredAtMs = static_cast<int64_t>(rng() % 30);  // else: none, listed first
+    for (size_t n = rng() % 4; n > 0; --n) after->capabilities.push_back(caps[rng() % caps.size()]);
+    index.update(before.get(), after.get());  // duplicates and no capability at all included
+    model[guid] = after;
+  }
+  for (unsigned mask = 0; mask < 16; ++mask) {
+    ListIndex<AgentListTraits>::Filter f;
+    if (mask & 1) f[0] = "codex";
+    if (mask & 2) f[1] = "online";
+    if (mask & 4) f[2] = caps[rng() % caps.size()];
+    if (mask & 8) f[3] = "p1";
+    std::vector<const AgentRecord*> want;
+    for (const auto& [guid, a] : model) {
+      if ((f[0] && a->agentType != *f[0]) || (f[1] && a->status != *f[1]) ||
+          (f[2] && !a->hasCapability(*f[2])) || (f[3] && a->projectId != *f[3])) {
+        continue;
+      }
+      want.push_back(a.get());
+    }
+    std::sort(want.begin(), want.end(), [](const AgentRecord* a, const AgentRecord* b) {
+      const auto ka = ListIndex<AgentListTraits>::keyOf(*a), kb = ListIndex<AgentListTraits>::keyOf(*b);
+      return std::tie(ka.major, ka.minor, ka.id) < std::tie(kb.major, kb.minor, kb.id);
+    });
+    INFO("mask " << mask);
+    CHECK(index.count(f) == want.size());
+    std::vector<const AgentRecord*> walked;
+    ListIndex<AgentListTraits>::PageQuery q;
+    q.limit = 4;
+    bool more = true;
+    while (more) {
+      auto page = index.page(f, q, &more);
+      walked.insert(walked.end(), page.begin(), page.end());
+      if (page.empty()) break;
+      q.after = ListIndex<AgentListTraits>::keyOf(*page.back());
+    }
+    CHECK(walked == want);
+  }
 }

@@ -105,7 +105,9 @@ std::shared_ptr<const AgentRecord> AgentRegistry::decode(const std::string& valu
   return r;
 }
 
-AgentRegistry::AgentRegistry(ServiceContext context) : ctx_(std::move(context)) {
+AgentRegistry::AgentRegistry(ServiceContext context)
+    : ctx_(std::move(context)),
+      listIndex_(std::make_unique<ListIndex<AgentListTraits>>()) {
   View::Options options;
   options.bucket.maxAgeMs = ctx_.options.registryMaxAgeMs;
   // Agents that write the bucket directly created it with unlimited history;
@@ -119,6 +121,10 @@ AgentRegistry::AgentRegistry(ServiceContext context) : ctx_(std::move(context)) 
       [defaultProject](const std::string&, const std::string& value) {
         return decode(value, defaultProject);
       });
+  view_->addIndexer([this](const std::string&, const std::shared_ptr<const AgentRecord>& before,
+                           const std::shared_ptr<const AgentRecord>& after) {
+    listIndex_->update(before.get(), after.get());
+  });
 }
 
 AgentRegistry::~AgentRegistry() { stop(); }
@@ -157,31 +163,13 @@ Result<AgentPage> AgentRegistry::list(const AgentFilter& f, const PageRequest& p
   if (f.projectId) filters.set("projectId", Json(*f.projectId));
   auto pager = Pager::make("agents", filters, page);
   if (!pager) return pager.status();
+  auto query = pageQuery<ListIndex<AgentListTraits>>(*pager);
+  if (!query) return query.status();
   if (auto s = ready(); !s) return s;
-
-  std::vector<std::shared_ptr<const AgentRecord>> rows;
-  view_->forEach([&](const std::string&, const std::shared_ptr<const AgentRecord>& r) {
-    if (f.type && r->agentType != *f.type) return;
-    if (f.status && r->status != *f.status) return;
-    if (f.capability && !r->hasCapability(*f.capability)) return;
-    if (f.projectId && r->projectId != *f.projectId) return;
-    rows.push_back(r);
-  });
-  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
-    if (a->registeredAtMs.has_value() != b->registeredAtMs.has_value()) {
-      return !a->registeredAtMs.has_value();
-    }
-    if (a->registeredAtMs && *a->registeredAtMs != *b->registeredAtMs) {
-      return *a->registeredAtMs < *b->registeredAtMs;
-    }
-    return a->guid < b->guid;
-  });
-
   AgentPage out;
-  out.agents.assign(rows.begin() + static_cast<std::ptrdiff_t>(pager->begin(rows.size())),
-                    rows.begin() + static_cast<std::ptrdiff_t>(pager->end(rows.size())));
   out.pager = *pager;
-  out.total = rows.size();
+  fillPage(*view_, *listIndex_, {f.type, f.status, f.capability, f.projectId}, *query, out.agents,
+           out.total, out.pager);
   // Staleness is judged once, at the time of the request, for every agent.
   out.asOfMs = ctx_.now();
   out.staleAfterMs = ctx_.options.staleAfterMs;

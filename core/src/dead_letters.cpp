@@ -65,11 +65,17 @@ std::shared_ptr<const DeadLetter> DeadLetter::decode(const std::string& stored) 
   return d;
 }
 
-DeadLetters::DeadLetters(ServiceContext context) : ctx_(std::move(context)) {
+DeadLetters::DeadLetters(ServiceContext context)
+    : ctx_(std::move(context)),
+      listIndex_(std::make_unique<ListIndex<DeadLetterListTraits>>()) {
   view_ = std::make_unique<View>(kDlqBucket, View::Options{},
                                  [](const std::string&, const std::string& value) {
                                    return DeadLetter::decode(value);
                                  });
+  view_->addIndexer([this](const std::string&, const std::shared_ptr<const DeadLetter>& before,
+                           const std::shared_ptr<const DeadLetter>& after) {
+    listIndex_->update(before.get(), after.get());
+  });
 }
 
 DeadLetters::~DeadLetters() { stop(); }
@@ -85,20 +91,11 @@ Result<DeadLetterPage> DeadLetters::list(const DeadLetterFilter& f,
   if (!pager) return pager.status();
   if (auto s = ctx_.checkConnected(); !s) return s;
   if (!view_->ready()) return Status::unavailable("dead-letter entries not loaded yet");
-  std::vector<std::shared_ptr<const DeadLetter>> rows;
-  view_->forEach([&](const std::string&, const std::shared_ptr<const DeadLetter>& r) {
-    if (f.capability && r->capability != *f.capability) return;
-    if (f.projectId && r->projectId != *f.projectId) return;
-    rows.push_back(r);
-  });
-  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
-    if (a->failedAtMs != b->failedAtMs) return a->failedAtMs < b->failedAtMs;
-    return a->id < b->id;
-  });
-  DeadLetterPage out{{}, *pager, rows.size()};
-  for (size_t i = pager->begin(rows.size()), e = pager->end(rows.size()); i < e; ++i) {
-    out.items.push_back(rows[i]);
-  }
+  DeadLetterPage out{{}, *pager, 0};
+  const ListIndex<DeadLetterListTraits>::Filter filter{f.capability, f.projectId};
+  auto query = pageQuery<ListIndex<DeadLetterListTraits>>(*pager);
+  if (!query) return query.status();
+  fillPage(*view_, *listIndex_, filter, *query, out.items, out.total, out.pager);
   return out;
 }
 

@@ -1,123 +1,71 @@
-// WorkIndex: the work list's filters and order, maintained incrementally, so
-// a page of GET /api/work costs O(log n + what it reads) and its `total`
-// costs O(1), however many items are stored (docs/architecture.md, "Lists
-// that do not grow with history").
+// The work list's index (weft/list_index.h): five filters (projectId,
+// status, capability, boundary, assignedTo) in one order (priority
+// descending, then offeredAt ascending, then id).
 //
-// The list filters on five fields (projectId, status, capability, boundary,
-// assignedTo) in any combination, in one order (priority descending, then
-// offeredAt ascending, then id). The index keeps:
-//   - a count for every combination of filter values an item has (2^5 per
-//     item), so the total of any filter is one hash lookup;
-//   - the items in list order for ten of those combinations (none, P, S, C,
-//     PS, PC, SC, PSC, A, B; P = project, S = status, C = capability,
-//     B = boundary, A = assignedTo). A query reads the smallest ordered set
-//     whose fields it filters on and checks the remaining filters on the
-//     way; with filters the index covers exactly, every item it reads is on
-//     the page.
-// Pages are found by key: a cursor carries the key of the item next to the
-// page (Pager anchors), so the next page is one lower_bound away.
-//
-// Not thread-safe by itself: WorkQueue updates it from the view's indexer
-// (under the view's exclusive lock) and reads it inside view().read().
-// Entries point at the records the view holds; the indexer removes an entry
-// before the view lets go of its record.
+// Ordered sets are kept for ten filter combinations: none, P, S, C, PS, PC,
+// SC, PSC, B, A (P = project, S = status, C = capability, B = boundary,
+// A = assignedTo); a query reads the smallest one whose fields it filters
+// on. Counts are kept for every combination without the assignee (their
+// number is bounded by the projects, statuses, capabilities and boundaries
+// in use); a total with `assignedTo` is counted on that agent's items.
 #pragma once
 
-#include <array>
-#include <cstdint>
-#include <functional>
-#include <optional>
-#include <set>
-#include <string>
-#include <unordered_map>
-#include <vector>
-
+#include "weft/list_index.h"
 #include "weft/work_queue.h"
 
 namespace weft {
 
-class WorkIndex {
- public:
-  // A position in list order: the sort key of an item, which need not exist.
-  struct Key {
-    int64_t priority = 0;
-    int64_t offeredAtMs = 0;
-    std::string id;
-  };
+struct WorkListTraits {
+  using Record = WorkRecord;
+  static constexpr size_t kFields = 5;
+  enum Field : size_t { kProject, kStatus, kCapability, kBoundary, kAssignee };
+  static constexpr unsigned P = 1u << kProject, S = 1u << kStatus, C = 1u << kCapability,
+                            B = 1u << kBoundary, A = 1u << kAssignee;
+  static constexpr unsigned kOrdered[] = {0, P, S, C, P | S, P | C, S | C, P | S | C, B, A};
+  static constexpr unsigned kCounted[] = {0,         P,         S,         P | S,
+                                          C,         P | C,     S | C,     P | S | C,
+                                          B,         P | B,     S | B,     P | S | B,
+                                          C | B,     P | C | B, S | C | B, P | S | C | B};
 
-  // Applies one change of the view (nullptr = absent).
-  void update(const WorkRecord* before, const WorkRecord* after);
-
-  // How many items match the filter.
-  size_t count(const WorkFilter& filter) const;
-
-  // Up to `limit` matching records in list order: after `after` when given,
-  // else ending just before `before` when given, else from the start
-  // skipping `skip` matches. `more` is set to whether a matching item
-  // follows the page. limit 0 = no limit.
-  struct PageQuery {
-    std::optional<Key> after, before;
-    size_t skip = 0;
-    size_t limit = 0;
-  };
-  std::vector<const WorkRecord*> page(const WorkFilter& filter, const PageQuery& query,
-                                      bool* more) const;
-
-  static Key keyOf(const WorkRecord& record) {
-    return Key{record.priority, record.offeredAtMs, record.id};
+  static int64_t major(const WorkRecord& r) { return -r.priority; }
+  static int64_t minor(const WorkRecord& r) { return r.offeredAtMs; }
+  static const std::string& id(const WorkRecord& r) { return r.id; }
+  template <typename Emit>
+  static void values(const WorkRecord& r, size_t field, Emit&& emit) {
+    if (field == kStatus) {
+      emit(r.statusText());
+    } else {
+      emit(text(r, field));
+    }
+  }
+  static bool has(const WorkRecord& r, size_t field, const std::string& value) {
+    return field == kStatus ? r.statusText() == value : text(r, field) == value;
   }
 
  private:
-  struct Entry {
-    int64_t priority;
-    int64_t offeredAtMs;
-    const WorkRecord* record;
-  };
-  struct Order {
-    using is_transparent = void;
-    static int compare(int64_t pa, int64_t oa, const std::string& ia, int64_t pb, int64_t ob,
-                       const std::string& ib) {
-      if (pa != pb) return pa > pb ? -1 : 1;
-      if (oa != ob) return oa < ob ? -1 : 1;
-      return ia.compare(ib);
+  static const std::string& text(const WorkRecord& r, size_t field) {
+    switch (field) {
+      case kProject: return r.projectId;
+      case kCapability: return r.capability;
+      case kBoundary: return r.boundary;
+      default: return r.assignedTo;
     }
-    bool operator()(const Entry& a, const Entry& b) const {
-      return compare(a.priority, a.offeredAtMs, a.record->id, b.priority, b.offeredAtMs,
-                     b.record->id) < 0;
-    }
-    bool operator()(const Entry& a, const Key& b) const {
-      return compare(a.priority, a.offeredAtMs, a.record->id, b.priority, b.offeredAtMs, b.id) < 0;
-    }
-    bool operator()(const Key& a, const Entry& b) const {
-      return compare(a.priority, a.offeredAtMs, a.id, b.priority, b.offeredAtMs, b.record->id) < 0;
-    }
-  };
-  using OrderedSet = std::set<Entry, Order>;
+  }
+};
 
-  // Field bits of a combination.
-  enum : unsigned { kProject = 1, kStatus = 2, kCapability = 4, kBoundary = 8, kAssignee = 16 };
-  static constexpr std::array<unsigned, 10> kOrdered = {
-      0,
-      kProject,
-      kStatus,
-      kCapability,
-      kProject | kStatus,
-      kProject | kCapability,
-      kStatus | kCapability,
-      kProject | kStatus | kCapability,
-      kAssignee,
-      kBoundary};
-
-  // The five filter values of an item or a query (unset = not filtered).
-  using Values = std::array<const std::string*, 5>;
-  static Values valuesOf(const WorkRecord& record, const std::string& status);
-  static Values valuesOf(const WorkFilter& filter);
-  static unsigned maskOf(const Values& values);
-  // The hash key of a combination: the mask and the values of its fields.
-  static std::string comboKey(unsigned mask, const Values& values);
-
-  std::unordered_map<std::string, size_t> counts_;
-  std::unordered_map<std::string, OrderedSet> ordered_;
+class WorkIndex : public ListIndex<WorkListTraits> {
+ public:
+  using Key = ListKey;
+  using ListIndex::count;
+  using ListIndex::page;
+  static Filter filterOf(const WorkFilter& f) {
+    return {f.projectId, f.status, f.capability, f.boundary, f.assignedTo};
+  }
+  size_t count(const WorkFilter& f) const { return ListIndex::count(filterOf(f)); }
+  std::vector<const WorkRecord*> page(const WorkFilter& f, const PageQuery& query,
+                                      bool* more) const {
+    return ListIndex::page(filterOf(f), query, more);
+  }
 };
 
 }  // namespace weft

@@ -132,26 +132,6 @@ bool listOrder(const std::shared_ptr<const WorkRecord>& a, const std::shared_ptr
 
 }  // namespace
 
-namespace {
-
-// A list position in a cursor: [priority, offeredAtMs, id].
-Json keyJson(const WorkIndex::Key& key) {
-  Json k = Json::array();
-  k.push(Json(key.priority));
-  k.push(Json(key.offeredAtMs));
-  k.push(Json(key.id));
-  return k;
-}
-
-std::optional<WorkIndex::Key> keyFrom(const Json& k) {
-  if (!k.isArray() || k.asArray().size() != 3) return std::nullopt;
-  const auto& a = k.asArray();
-  if (!a[0].isInteger() || !a[1].isInteger() || !a[2].isString()) return std::nullopt;
-  return WorkIndex::Key{a[0].asInt(), a[1].asInt(), a[2].asString()};
-}
-
-}  // namespace
-
 Result<WorkPage> WorkQueue::list(const WorkFilter& f, const PageRequest& page) const {
   Json filters = Json::object();
   if (f.status) filters.set("status", Json(*f.status));
@@ -161,39 +141,11 @@ Result<WorkPage> WorkQueue::list(const WorkFilter& f, const PageRequest& page) c
   if (f.projectId) filters.set("projectId", Json(*f.projectId));
   auto pager = Pager::make("work", filters, page);
   if (!pager) return pager.status();
-  WorkIndex::PageQuery query;
-  if (!pager->all()) {
-    query.limit = pager->limit();
-    if (!pager->after().isNull()) {
-      query.after = keyFrom(pager->after());
-      if (!query.after) return Status::invalidArgument("Invalid pagination cursor: bad position");
-    } else if (!pager->before().isNull()) {
-      query.before = keyFrom(pager->before());
-      if (!query.before) return Status::invalidArgument("Invalid pagination cursor: bad position");
-    } else {
-      query.skip = pager->offset();
-    }
-  }
+  auto query = pageQuery<WorkIndex>(*pager);
+  if (!query) return query.status();
   if (auto s = ready(); !s) return s;
-
   WorkPage out{{}, *pager, 0, {}};
-  bool more = false;
-  Json first, last;
-  view_->read([&] {
-    out.total = listIndex_->count(f);
-    const auto records = listIndex_->page(f, query, &more);
-    out.items.reserve(records.size());
-    for (const WorkRecord* r : records) {
-      if (auto held = view_->findLocked(r->id)) out.items.push_back(std::move(held));
-    }
-    if (!records.empty()) {
-      first = keyJson(WorkIndex::keyOf(*records.front()));
-      last = keyJson(WorkIndex::keyOf(*records.back()));
-    }
-  });
-  if (!pager->all()) {
-    out.pager.setPageKeys(out.items.size(), std::move(first), std::move(last), more);
-  }
+  fillPage(*view_, *listIndex_, WorkIndex::filterOf(f), *query, out.items, out.total, out.pager);
   // The records are immutable snapshots; the summaries are read as the page
   // is rendered.
   out.agentSummary = [this](const std::string& guid) { return agents_.summary(guid); };

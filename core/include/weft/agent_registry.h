@@ -9,6 +9,7 @@
 // at the HTTP edge (server/api/rest_agents.h).
 #pragma once
 
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,13 +19,16 @@
 #include "weft/bucket_view.h"
 #include "weft/field_rules.h"
 #include "weft/json.h"
+#include "weft/list_index.h"
 #include "weft/pagination.h"
 #include "weft/service_context.h"
 
 namespace weft {
 
 // One valid registry entry, decoded once when it changes.
-struct AgentRecord {
+// Always owned by a shared_ptr (the list index hands out the records it
+// points at).
+struct AgentRecord : std::enable_shared_from_this<AgentRecord> {
   Json entry;                     // the stored value, as stored
   std::string guid;
   std::string projectId;          // effective: the default project when missing
@@ -79,6 +83,41 @@ struct HeartbeatRequest {
 
 // A page of agents, oldest registration first, and what the pagination
 // metadata and the `stale` flags need (judged once, at asOfMs).
+// The agent list: filters type, status, capability (any of the agent's)
+// and projectId, order registeredAt (agents without one first) then guid
+// (weft/list_index.h). Every combination is ordered and counted: a
+// registry holds thousands of agents, not millions.
+struct AgentListTraits {
+  using Record = AgentRecord;
+  static constexpr size_t kFields = 4;
+  static constexpr unsigned kOrdered[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  static constexpr unsigned kCounted[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  static int64_t major(const AgentRecord& a) {
+    return a.registeredAtMs ? *a.registeredAtMs : std::numeric_limits<int64_t>::min();
+  }
+  static int64_t minor(const AgentRecord&) { return 0; }
+  static const std::string& id(const AgentRecord& a) { return a.guid; }
+  template <typename Emit>
+  static void values(const AgentRecord& a, size_t field, Emit&& emit) {
+    switch (field) {
+      case 0: emit(a.agentType); break;
+      case 1: emit(a.status); break;
+      case 2:
+        for (const auto& c : a.capabilities) emit(c);
+        break;
+      default: emit(a.projectId);
+    }
+  }
+  static bool has(const AgentRecord& a, size_t field, const std::string& value) {
+    switch (field) {
+      case 0: return a.agentType == value;
+      case 1: return a.status == value;
+      case 2: return a.hasCapability(value);
+      default: return a.projectId == value;
+    }
+  }
+};
+
 struct AgentPage {
   std::vector<std::shared_ptr<const AgentRecord>> agents;
   Pager pager;
@@ -188,6 +227,9 @@ class AgentRegistry {
 
   ServiceContext ctx_;
   std::unique_ptr<View> view_;
+  // Filters (type, status, capability, projectId) and order (registeredAt,
+  // agents without one first, then guid); guarded by the view's lock.
+  std::unique_ptr<ListIndex<AgentListTraits>> listIndex_;
 };
 
 }  // namespace weft

@@ -128,12 +128,6 @@ class BucketView {
     return it == items_.end() ? nullptr : it->second.value;
   }
 
-  // find() for a caller already inside read() (which holds the lock).
-  Ptr findLocked(const std::string& key) const {
-    auto it = items_.find(key);
-    return it == items_.end() ? nullptr : it->second.value;
-  }
-
   // Calls f(key, value) for every item under a shared lock. f must be quick
   // and must not call back into this view.
   template <typename F>

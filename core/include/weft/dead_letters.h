@@ -13,6 +13,7 @@
 
 #include "weft/bucket_view.h"
 #include "weft/json.h"
+#include "weft/list_index.h"
 #include "weft/pagination.h"
 #include "weft/service_context.h"
 #include "weft/work_item.h"
@@ -26,7 +27,9 @@ const char* deadLetterReasonText(DeadLetterReason reason);
 
 // One dead-letter entry (docs/api.md §3.5): a work item that failed for good,
 // as stored in `weft-dlq` under the item's id.
-struct DeadLetter {
+// Always owned by a shared_ptr (the list index hands out the entries it
+// points at).
+struct DeadLetter : std::enable_shared_from_this<DeadLetter> {
   std::string id;  // the work item's id
   // The item as it was when it failed, without its claim token; nullptr when
   // the stored snapshot is not a JSON object (then it is kept, as stored, in
@@ -57,6 +60,25 @@ struct DeadLetter {
 };
 
 // A page of entries and what the pagination metadata needs.
+// The dead-letter list: filters capability and projectId, order failedAt
+// then id (weft/list_index.h).
+struct DeadLetterListTraits {
+  using Record = DeadLetter;
+  static constexpr size_t kFields = 2;
+  static constexpr unsigned kOrdered[] = {0, 1, 2, 3};
+  static constexpr unsigned kCounted[] = {0, 1, 2, 3};
+  static int64_t major(const DeadLetter& d) { return d.failedAtMs; }
+  static int64_t minor(const DeadLetter&) { return 0; }
+  static const std::string& id(const DeadLetter& d) { return d.id; }
+  template <typename Emit>
+  static void values(const DeadLetter& d, size_t field, Emit&& emit) {
+    emit(field == 0 ? d.capability : d.projectId);
+  }
+  static bool has(const DeadLetter& d, size_t field, const std::string& value) {
+    return (field == 0 ? d.capability : d.projectId) == value;
+  }
+};
+
 struct DeadLetterPage {
   std::vector<std::shared_ptr<const DeadLetter>> items;
   Pager pager;
@@ -100,6 +122,9 @@ class DeadLetters {
  private:
   ServiceContext ctx_;
   std::unique_ptr<View> view_;
+  // Filters (capability, projectId) and order (failedAt, then id); guarded
+  // by the view's lock.
+  std::unique_ptr<ListIndex<DeadLetterListTraits>> listIndex_;
 };
 
 }  // namespace weft

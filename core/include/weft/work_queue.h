@@ -32,8 +32,9 @@ namespace weft {
 class WorkIndex;
 
 // A work item as the view holds it: the stored item plus what the indexes and
-// the sweeper read often, derived once on decode.
-struct WorkRecord : WorkItem {
+// the sweeper read often, derived once on decode. Always owned by a
+// shared_ptr (the list index hands out the records it points at).
+struct WorkRecord : WorkItem, std::enable_shared_from_this<WorkRecord> {
   int64_t offeredAtMs = 0;
   int64_t updatedAtMs = 0;
   std::optional<int64_t> leaseExpiresAtMs;
