@@ -152,6 +152,10 @@ Result<WorkPage> WorkQueue::list(const WorkFilter& f, const PageRequest& page) c
   return out;
 }
 
+size_t WorkQueue::count(const WorkFilter& filter) const {
+  return view_->read([&] { return listIndex_->count(filter); });
+}
+
 Result<std::shared_ptr<const WorkItem>> WorkQueue::cancel(const std::string& id) {
   if (auto s = ctx_.checkConnected(); !s) return s;
   if (!isUuid(id)) return workNotFound(id);

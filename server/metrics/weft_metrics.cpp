@@ -82,17 +82,16 @@ WeftMetrics::WeftMetrics(std::string backend, std::chrono::milliseconds statePol
   registry_.callback("weft_work_items",
                      "Work items by status, from this instance's view of the store.",
                      metrics::Type::Gauge, {"status"}, [this] {
-                       std::map<std::string, double> counts;
-                       for (const char* s : kWorkStatuses) counts[s] = 0;
+                       // From the list index's counts: a scrape costs the
+                       // same with a million stored items as with ten.
                        std::lock_guard<std::mutex> lock(sourcesMutex_);
-                       if (services_) {
-                         services_->work.view().forEach([&](const std::string&, const auto& item) {
-                           auto it = counts.find(item->statusText());
-                           if (it != counts.end()) it->second += 1;
-                         });
-                       }
                        std::vector<metrics::Sample> out;
-                       for (const auto& [status, n] : counts) out.push_back({{status}, n});
+                       for (const char* s : kWorkStatuses) {
+                         WorkFilter byStatus;
+                         byStatus.status = s;
+                         const size_t n = services_ ? services_->work.count(byStatus) : 0;
+                         out.push_back({{s}, static_cast<double>(n)});
+                       }
                        return out;
                      });
   registry_.callback(

@@ -185,6 +185,9 @@ class WorkQueue {
   // offer, then id; from the view's ordered index (work_index.h): a page
   // costs O(log n + page), its total O(1).
   Result<WorkPage> list(const WorkFilter& filter, const PageRequest& page) const;
+  // How many items of the view match the filter: O(1) for filters without
+  // assignedTo (the list index's counts).
+  size_t count(const WorkFilter& filter) const;
   // Cancels an item that is not finished; returns the cancelled item.
   Result<std::shared_ptr<const WorkItem>> cancel(const std::string& id);
   // Cancels (or with reassign, re-queues active) items one by one; stops at
