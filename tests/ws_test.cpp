@@ -398,6 +398,21 @@ TEST_CASE("stats: right after the ack, then every ws.statsIntervalMs; projectId 
   Json tick = c.expect(3000);
   CHECK(tick.getString("type") == "stats");
   CHECK(tick.getString("projectId") == "default");
+
+  // An item in progress counts as active, in its project only.
+  auto claimed = w->post("/api/work/claim", Json::parse(R"({"agentGuid":"a1"})").value());
+  REQUIRE(claimed.status == 200);
+  Json fence = Json::object();
+  fence.set("agentGuid", Json("a1"));
+  fence.set("claimToken", claimed.json.get("claimToken"));
+  REQUIRE(w->post("/api/work/" + claimed.json.getString("id") + "/start", fence)
+              .status == 200);
+  c.send(R"({"type":"subscribe","topic":"stats","filter":{"projectId":"p1"}})");
+  CHECK(c.expect().getString("type") == "ack");
+  Json p1 = c.expect();
+  CHECK(p1.getString("projectId") == "p1");
+  CHECK(p1.get("data").get("work").dump() ==
+        R"({"pending":0,"active":1,"completed":0,"failed":0,"cancelled":0,"deadLettered":0})");
 }
 
 TEST_CASE("protocol pings: answered pings keep a connection, a silent one is terminated") {

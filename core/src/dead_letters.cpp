@@ -99,6 +99,10 @@ Result<DeadLetterPage> DeadLetters::list(const DeadLetterFilter& f,
   return out;
 }
 
+size_t DeadLetters::count(const DeadLetterFilter& f) const {
+  return view_->read([&] { return listIndex_->count({f.capability, f.projectId}); });
+}
+
 Result<KvEntry> DeadLetters::read(const std::string& id) const {
   if (auto s = ctx_.checkConnected(); !s) return s;
   auto bucket = view_->bucket();

@@ -40,27 +40,25 @@ Json computeLiveStats(const LiveStatsSources& src, const std::optional<std::stri
   agents.set("byStatus", countsObject(byStatus));
   agents.set("stale", Json(stale));
 
+  // From the list indexes' counts: O(1) however many items are stored.
   int64_t pending = 0, active = 0, completed = 0, failed = 0, cancelled = 0, deadLettered = 0;
   if (src.work) {
-    src.work->view().forEach([&](const std::string&, const std::shared_ptr<const WorkRecord>& w) {
-      if (!inScope(w->projectId)) return;
-      if (w->status == WorkStatus::Pending)
-        ++pending;
-      else if (w->isActive())
-        ++active;
-      else if (w->status == WorkStatus::Completed)
-        ++completed;
-      else if (w->status == WorkStatus::Failed)
-        ++failed;
-      else if (w->status == WorkStatus::Cancelled)
-        ++cancelled;
-    });
+    auto count = [&](const char* status) {
+      WorkFilter f;
+      f.status = status;
+      f.projectId = projectId;
+      return static_cast<int64_t>(src.work->count(f));
+    };
+    pending = count("pending");
+    active = count("assigned") + count("in-progress");
+    completed = count("completed");
+    failed = count("failed");
+    cancelled = count("cancelled");
   }
   if (src.deadLetters) {
-    src.deadLetters->view().forEach(
-        [&](const std::string&, const std::shared_ptr<const DeadLetter>& d) {
-          if (inScope(d->projectId)) ++deadLettered;
-        });
+    DeadLetterFilter f;
+    f.projectId = projectId;
+    deadLettered = static_cast<int64_t>(src.deadLetters->count(f));
   }
   Json work = Json::object();
   work.set("pending", Json(pending));

@@ -114,6 +114,8 @@ class DeadLetters {
   // For WorkQueue: write (replacing a leftover) and conditional removal.
   Result<uint64_t> write(const DeadLetter& entry);
   Status remove(const std::string& id, uint64_t revision);
+  // How many entries of the view match the filter (the list index's count).
+  size_t count(const DeadLetterFilter& filter) const;
   // The stored entry with its revision, straight from the backend.
   Result<KvEntry> read(const std::string& id) const;
 
