@@ -31,23 +31,14 @@ Result<TargetPage> Targets::list(const TargetFilter& f, const PageRequest& page)
   if (f.projectId) filters.set("projectId", Json(*f.projectId));
   auto pager = Pager::make("targets", filters, page);
   if (!pager) return pager.status();
+  auto query = pageQuery<ListIndex<TargetListTraits>>(*pager);
+  if (!query) return query.status();
   if (auto s = ready(); !s) return s;
-  std::vector<std::shared_ptr<const TargetRecord>> rows;
-  view_->forEach([&](const std::string&, const std::shared_ptr<const TargetRecord>& t) {
-    if (f.type && t->agentType != *f.type) return;
-    if (f.status && t->statusText() != *f.status) return;  // any text, as stored
-    if (f.capability && !t->hasCapability(*f.capability)) return;
-    if (f.boundary && !t->hasBoundary(*f.boundary)) return;
-    if (f.mechanism && t->mechanism != *f.mechanism) return;
-    if (f.projectId && t->projectId != *f.projectId) return;
-    rows.push_back(t);
-  });
-  sortByRegistration(rows);
   TargetPage out;
-  out.targets.assign(rows.begin() + static_cast<std::ptrdiff_t>(pager->begin(rows.size())),
-                     rows.begin() + static_cast<std::ptrdiff_t>(pager->end(rows.size())));
   out.pager = *pager;
-  out.total = rows.size();
+  fillPage(*view_, *listIndex_,
+           {f.type, f.status, f.capability, f.boundary, f.mechanism, f.projectId}, *query,
+           out.targets, out.total, out.pager);
   return out;
 }
 

@@ -122,12 +122,15 @@ std::shared_ptr<const TargetRecord> Targets::decode(const std::string& value,
 Targets::Targets(ServiceContext context, SpinUpSettings settings,
                  std::shared_ptr<ProcessRunner> runner, std::shared_ptr<HttpCaller> http,
                  AgentRegistry* agents)
-    : ctx_(std::move(context)) {
+    : ctx_(std::move(context)), listIndex_(std::make_unique<ListIndex<TargetListTraits>>()) {
   const std::string defaultProject = ctx_.options.defaultProject;
   view_ = std::make_unique<View>(kTargetBucket, View::Options{},
                                  [defaultProject](const std::string&, const std::string& value) {
                                    return decode(value, defaultProject);
                                  });
+  view_->addIndexer([this](const std::string&, const View::Ptr& before, const View::Ptr& after) {
+    listIndex_->update(before.get(), after.get());
+  });
   view_->addListener(
       [this](const std::string&, const View::Ptr& before, const View::Ptr& after, bool live) {
         if (!live) return;  // the initial replay is old news

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,7 +33,9 @@ const char* targetHealthText(TargetHealth health);
 // nullopt for a text that is none of the three.
 std::optional<TargetHealth> parseTargetHealth(std::string_view text);
 
-struct TargetRecord {
+// Always owned by a shared_ptr (the list index hands out the records it
+// points at).
+struct TargetRecord : std::enable_shared_from_this<TargetRecord> {
   Json target;  // the stored value, as stored (and as returned)
   std::string id, projectId, name, description, agentType, mechanism;
   TargetStatus status = TargetStatus::Unknown;

@@ -32,6 +32,7 @@
 // outage.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
@@ -46,6 +47,7 @@
 #include "weft/bucket_view.h"
 #include "weft/events.h"
 #include "weft/json.h"
+#include "weft/list_index.h"
 #include "weft/pagination.h"
 #include "weft/service_context.h"
 #include "weft/spin_up.h"
@@ -60,6 +62,50 @@ struct SpinUpRequest;
 
 struct TargetFilter {
   std::optional<std::string> type, status, capability, boundary, mechanism, projectId;
+};
+
+// The target list: filters type, status (the stored text), capability and
+// boundary (any of the target's), mechanism and projectId; order
+// registeredAt then id (weft/list_index.h). Targets are tens, not
+// millions: every combination is counted, and a page reads the smallest of
+// the single-filter orders.
+struct TargetListTraits {
+  using Record = TargetRecord;
+  static constexpr size_t kFields = 6;
+  static constexpr unsigned kOrdered[] = {0, 1, 2, 4, 8, 16, 32};
+  static constexpr auto kCounted = [] {
+    std::array<unsigned, 64> all{};
+    for (unsigned i = 0; i < 64; ++i) all[i] = i;
+    return all;
+  }();
+  static int64_t major(const TargetRecord& t) { return t.registeredAtMs; }
+  static int64_t minor(const TargetRecord&) { return 0; }
+  static const std::string& id(const TargetRecord& t) { return t.id; }
+  template <typename Emit>
+  static void values(const TargetRecord& t, size_t field, Emit&& emit) {
+    switch (field) {
+      case 0: emit(t.agentType); break;
+      case 1: emit(t.statusText()); break;
+      case 2:
+        for (const auto& c : t.capabilities) emit(c);
+        break;
+      case 3:
+        for (const auto& b : t.boundaries) emit(b);
+        break;
+      case 4: emit(t.mechanism); break;
+      default: emit(t.projectId);
+    }
+  }
+  static bool has(const TargetRecord& t, size_t field, const std::string& value) {
+    switch (field) {
+      case 0: return t.agentType == value;
+      case 1: return t.statusText() == value;
+      case 2: return t.hasCapability(value);
+      case 3: return t.hasBoundary(value);
+      case 4: return t.mechanism == value;
+      default: return t.projectId == value;
+    }
+  }
 };
 
 // The largest stored `config` object, serialised.
@@ -278,6 +324,8 @@ class Targets {
 
   ServiceContext ctx_;
   std::unique_ptr<View> view_;
+  // Filters and order of the list; guarded by the view's lock.
+  std::unique_ptr<ListIndex<TargetListTraits>> listIndex_;
   std::unique_ptr<SpinUp> spinUp_;
   std::function<void(Event)> sink_;
 
