@@ -120,42 +120,24 @@ class NatsCluster {
         out += "not running";
         continue;
       }
-      natsOptions* opts = nullptr;
-      natsConnection* nc = nullptr;
-      jsCtx* js = nullptr;
-      jsStreamInfo* si = nullptr;
       jsErrCode ec = static_cast<jsErrCode>(0);
-      natsStatus s = NATS_ERR;
-      if (natsOptions_Create(&opts) == NATS_OK &&
-          natsOptions_SetURL(opts, url(node(i).port()).c_str()) == NATS_OK &&
-          natsOptions_SetTimeout(opts, 1000) == NATS_OK &&
-          natsConnection_Connect(&nc, opts) == NATS_OK &&
-          natsConnection_JetStream(&js, nc, nullptr) == NATS_OK) {
-        jsOptions jo;
-        jsOptions_Init(&jo);
-        jo.Wait = 2000;
-        s = js_GetStreamInfo(&si, js, stream.c_str(), &jo, &ec);
-      }
-      if (s != NATS_OK || !si) {
+      const natsStatus s = withStreamInfo(i, stream, 2000, &ec, [&](const jsStreamInfo& si) {
+        out += "last seq " + std::to_string(si.State.LastSeq) + ", msgs " +
+               std::to_string(si.State.Msgs);
+        if (!si.Cluster) return;
+        out += std::string(", leader ") + (si.Cluster->Leader ? si.Cluster->Leader : "none");
+        for (int r = 0; r < si.Cluster->ReplicasLen; ++r) {
+          const jsPeerInfo* peer = si.Cluster->Replicas[r];
+          out += std::string("; replica ") + peer->Name +
+                 (peer->Current ? " current" : " NOT current") + (peer->Offline ? " offline" : "") +
+                 " lag " + std::to_string(peer->Lag) + " active " +
+                 std::to_string(peer->Active / 1000000) + " ms ago";
+        }
+      });
+      if (s != NATS_OK) {
         out += std::string("stream info failed: ") + natsStatus_GetText(s) + " (" +
                std::to_string(static_cast<int>(ec)) + ")";
-      } else {
-        out += "last seq " + std::to_string(si->State.LastSeq) + ", msgs " +
-               std::to_string(si->State.Msgs);
-        if (si->Cluster) {
-          out += std::string(", leader ") + (si->Cluster->Leader ? si->Cluster->Leader : "none");
-          for (int r = 0; r < si->Cluster->ReplicasLen; ++r) {
-            const jsPeerInfo* peer = si->Cluster->Replicas[r];
-            out += std::string("; replica ") + peer->Name + (peer->Current ? " current" : " NOT current") +
-                   (peer->Offline ? " offline" : "") + " lag " + std::to_string(peer->Lag) +
-                   " active " + std::to_string(peer->Active / 1000000) + " ms ago";
-          }
-        }
       }
-      if (si) jsStreamInfo_Destroy(si);
-      if (js) jsCtx_Destroy(js);
-      if (nc) natsConnection_Destroy(nc);
-      if (opts) natsOptions_Destroy(opts);
     }
     return out;
   }
@@ -164,32 +146,42 @@ class NatsCluster {
   int leaderOf(const std::string& stream) {
     for (int i = 0; i < kNodes; ++i) {
       if (!node(i).running()) continue;
-      natsOptions* opts = nullptr;
-      natsConnection* nc = nullptr;
-      jsCtx* js = nullptr;
-      jsStreamInfo* si = nullptr;
       int leader = -1;
-      if (natsOptions_Create(&opts) == NATS_OK &&
-          natsOptions_SetURL(opts, url(node(i).port()).c_str()) == NATS_OK &&
-          natsOptions_SetTimeout(opts, 1000) == NATS_OK &&
-          natsConnection_Connect(&nc, opts) == NATS_OK &&
-          natsConnection_JetStream(&js, nc, nullptr) == NATS_OK) {
-        jsOptions jo;
-        jsOptions_Init(&jo);
-        jo.Wait = 1000;
-        if (js_GetStreamInfo(&si, js, stream.c_str(), &jo, nullptr) == NATS_OK && si->Cluster &&
-            si->Cluster->Leader) {
-          const std::string name = si->Cluster->Leader;
-          if (name.size() == 2 && name[0] == 'n') leader = name[1] - '1';
-        }
-      }
-      if (si) jsStreamInfo_Destroy(si);
-      if (js) jsCtx_Destroy(js);
-      if (nc) natsConnection_Destroy(nc);
-      if (opts) natsOptions_Destroy(opts);
+      withStreamInfo(i, stream, 1000, nullptr, [&](const jsStreamInfo& si) {
+        if (!si.Cluster || !si.Cluster->Leader) return;
+        const std::string name = si.Cluster->Leader;
+        if (name.size() == 2 && name[0] == 'n') leader = name[1] - '1';
+      });
       if (leader >= 0) return leader;
     }
     return -1;
+  }
+
+  // Asks node i (directly, not through its proxy) for the stream's info and
+  // calls f with it; returns the request's status.
+  template <typename F>
+  natsStatus withStreamInfo(int i, const std::string& stream, int64_t waitMs, jsErrCode* ec, F&& f) {
+    natsOptions* opts = nullptr;
+    natsConnection* nc = nullptr;
+    jsCtx* js = nullptr;
+    jsStreamInfo* si = nullptr;
+    natsStatus s = NATS_ERR;
+    if (natsOptions_Create(&opts) == NATS_OK &&
+        natsOptions_SetURL(opts, url(node(i).port()).c_str()) == NATS_OK &&
+        natsOptions_SetTimeout(opts, 1000) == NATS_OK &&
+        (s = natsConnection_Connect(&nc, opts)) == NATS_OK &&
+        (s = natsConnection_JetStream(&js, nc, nullptr)) == NATS_OK) {
+      jsOptions jo;
+      jsOptions_Init(&jo);
+      jo.Wait = waitMs;
+      s = js_GetStreamInfo(&si, js, stream.c_str(), &jo, ec);
+      if (s == NATS_OK && si) f(*si);
+    }
+    if (si) jsStreamInfo_Destroy(si);
+    if (js) jsCtx_Destroy(js);
+    if (nc) natsConnection_Destroy(nc);
+    if (opts) natsOptions_Destroy(opts);
+    return s;
   }
 
  private:
