@@ -1,5 +1,6 @@
 #include "nats_bucket.h"
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <random>
@@ -53,8 +54,55 @@ Result<natsMsg*> NatsKvBucket::lastMessage(const std::string& key, const std::st
   } else {
     s = js_GetLastMsg(&msg, conn_->js(), ref_.stream.c_str(), subj.c_str(), &jo, &ec);
   }
-  if (s != NATS_OK) return fromJetStream(s, ec, what);
-  return msg;
+  if (s == NATS_OK) return msg;
+  Status failed = fromJetStream(s, ec, what);
+  if (failed.code() != Code::NotFound || !ref_.allowDirect || ref_.replicas <= 1) return failed;
+  Result<natsMsg*> fromReplica = lastMessageFromReplicas(subj, what, deadline);
+  if (!fromReplica) return failed;
+  askLeaderToStepDown("its leader answered that key '" + key +
+                      "' has no message, and a replica has revision " +
+                      std::to_string(natsMsg_GetSequence(*fromReplica)));
+  return fromReplica;
+}
+
+Result<natsMsg*> NatsKvBucket::lastMessageFromReplicas(const std::string& subj,
+                                                       const std::string& what,
+                                                       const Deadline& deadline) {
+  for (int attempt = 0; attempt < 2 && deadline.leftMs() > 0; ++attempt) {
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = std::min<int64_t>(deadline.leftMs(), 500);
+    jsDirectGetMsgOptions opts;
+    jsDirectGetMsgOptions_Init(&opts);
+    opts.LastBySubject = subj.c_str();
+    natsMsg* msg = nullptr;
+    if (js_DirectGetMsg(&msg, conn_->js(), ref_.stream.c_str(), &jo, &opts) == NATS_OK) {
+      return msg;
+    }
+  }
+  return Status::notFound(what + ": no replica has it");
+}
+
+void NatsKvBucket::askLeaderToStepDown(const std::string& reason) {
+  static constexpr int64_t kMinIntervalMs = 10000;
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  int64_t last = lastStepDownMs_.load();
+  if (last != 0 && now - last < kMinIntervalMs) return;
+  if (!lastStepDownMs_.compare_exchange_strong(last, now)) return;  // another thread asks
+  const std::string subject = "$JS.API.STREAM.LEADER.STEPDOWN." + ref_.stream;
+  natsMsg* reply = nullptr;
+  const natsStatus s = natsConnection_RequestString(&reply, conn_->nc(), subject.c_str(), "",
+                                                    conn_->timeoutMs());
+  std::string answer = s == NATS_OK && reply && natsMsg_GetDataLength(reply) > 0
+                           ? std::string(natsMsg_GetData(reply), natsMsg_GetDataLength(reply))
+                           : std::string(natsStatus_GetText(s));
+  if (reply) natsMsg_Destroy(reply);
+  conn_->log(LogLevel::Warn, "stream " + ref_.stream + " of bucket " + ref_.name + ": " + reason +
+                                 " (its per-subject index lost the key, a nats-server 2.9 "
+                                 "defect); asked the leader to step down: " +
+                                 answer.substr(0, 200));
 }
 
 Result<int64_t> NatsKvBucket::streamCreated() {

@@ -40,6 +40,7 @@
 
 #include <nats/nats.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -110,9 +111,22 @@ class NatsKvBucket : public KvBucket, public std::enable_shared_from_this<NatsKv
   // The stream's last sequence, as its leader reports it.
   Result<uint64_t> streamLastSequence(const std::string& what, const Deadline& deadline);
   // The last message of the key's subject (caller destroys it); NotFound when
-  // the subject has none.
+  // the subject has none. On a replicated stream the leader answers; when it
+  // says NotFound, the replicas are asked too (direct gets): nats-server
+  // 2.9.10 can lose a subject from the leader's per-subject index after a
+  // crash (the message is in its store, other replicas find it, and a
+  // restart finds it again), and then answers NotFound for a key that
+  // exists and refuses every compare-and-set on it. A replica that has the
+  // key wins, and the leader is asked to step down (at most every 10 s), so
+  // a replica with a sound index takes over.
   Result<natsMsg*> lastMessage(const std::string& key, const std::string& what,
                                const Deadline& deadline);
+  // The key's last message as the replicas answer direct gets (two tries,
+  // as any replica, the leader included, may answer); NotFound if none has it.
+  Result<natsMsg*> lastMessageFromReplicas(const std::string& subj, const std::string& what,
+                                           const Deadline& deadline);
+  // Asks the stream's leader to step down (best effort, rate-limited).
+  void askLeaderToStepDown(const std::string& reason);
   // Calls fn for the latest value of every key under prefix (delete markers
   // skipped), within kv.timeoutMs.
   Status forEachEntry(const std::string& prefix, bool headersOnly,
@@ -121,6 +135,7 @@ class NatsKvBucket : public KvBucket, public std::enable_shared_from_this<NatsKv
 
   std::shared_ptr<NatsConnection> conn_;
   BucketRef ref_;
+  std::atomic<int64_t> lastStepDownMs_{0};  // askLeaderToStepDown, steady clock
   std::shared_ptr<WatchRegistry> watches_;
 };
 
