@@ -98,6 +98,7 @@
     const err = $('#login-error');
     err.hidden = !message;
     err.textContent = message || '';
+    $('#token').value = '';
     $('#token').focus();
   }
 
