@@ -385,8 +385,13 @@ TEST_CASE("dashboard: with tokens configured nothing shows until a token works",
   WAIT_FOR(browser, "document.querySelector('tr[data-agent-guid=\"second-agent\"]')");
 
   // Kept for the tab: a reload does not ask again.
+  browser.eval("window.__beforeReload = true");
+  browser.call("Page.reload");
+  WAIT_FOR(browser, "!window.__beforeReload && document.body.dataset.auth === 'ok' && "
+                    "document.querySelector('tr[data-agent-guid=\"second-agent\"]')");
+  CHECK(browser.eval("document.getElementById('login').hidden") == Json(true));
   browser.navigate(base + "/ui#/overview");
-  WAIT_FOR(browser, "document.body.dataset.auth === 'ok' && document.querySelectorAll('.chart svg').length === 3");
+  WAIT_FOR(browser, "document.querySelectorAll('.chart svg').length === 3");
   checkLoopbackOnly(browser, weftd.port());
 }
 

@@ -470,7 +470,7 @@
       <button data-page="next" ${page.nextCursor ? '' : 'disabled'}>Next &rarr;</button></div>`;
   }
   // The array of a list page, whatever the list calls it.
-  const listOf = (page) => page.items || page.agents || page.targets || page.entries || [];
+  const listOf = (page) => page.workItems || page.items || page.agents || page.targets || page.entries || [];
   function rememberPage(s, page) {
     s.next = page.nextCursor;
     s.prev = page.prevCursor;
@@ -533,15 +533,15 @@
   async function fleet() {
     const s = state.fleet;
     const filter = { status: s.status, type: s.type, projectId: s.projectId, capability: s.capability };
-    const [page, projs, online, busy, offline, copilot, claude] = await Promise.all([
-      api('GET', '/api/agents' + qs(Object.assign({ limit: PAGE, cursor: s.cursor }, s.cursor ? {} : filter))),
-      projects(),
+    const [page, projs, overall, online, busy, offline, copilot, claude] = await Promise.all([
+      api('GET', '/api/agents' + qs(Object.assign({ limit: PAGE, cursor: s.cursor }, filter))),
+      projects(), api('GET', '/api/stats'),
       total('/api/agents', { status: 'online' }), total('/api/agents', { status: 'busy' }),
       total('/api/agents', { status: 'offline' }),
       total('/api/agents', { type: 'copilot-cli' }), total('/api/agents', { type: 'claude-code' }),
     ]);
     rememberPage(s, page);
-    const stats = overviewStats && overviewStats.byProject;
+    const stats = overall && overall.byProject;
     const byProject = projs.slice(0, 12).map((p) => `<span class="badge">${esc(p)}: ${stats && stats[p] ? esc(stats[p].agents) : '?'}</span>`).join('');
     const rows = listOf(page).map((a) => {
       const sd = a.shutdownRequested;
@@ -584,7 +584,7 @@
     const listing = UUID.test(text)
       ? api('GET', '/api/work/' + text).then((item) => ({ items: [item], count: 1, total: 1 }),
         (e) => { if (e.status === 404) return { items: [], count: 0, total: 0 }; throw e; })
-      : api('GET', '/api/work' + qs(Object.assign({ limit: PAGE, cursor: s.cursor }, s.cursor ? {} : filter)));
+      : api('GET', '/api/work' + qs(Object.assign({ limit: PAGE, cursor: s.cursor }, filter)));
     const [page, projs, ...counts] = await Promise.all([listing, projects(),
       ...WORK_STATUSES.map((st) => total('/api/work', Object.assign({ status: st }, base)))]);
     rememberPage(s, page);
@@ -670,7 +670,7 @@
     const s = state.dlq;
     const filter = { projectId: s.projectId, capability: s.capability };
     const [page, projs] = await Promise.all([
-      api('GET', '/api/dlq' + qs(Object.assign({ limit: PAGE, cursor: s.cursor }, s.cursor ? {} : filter))), projects()]);
+      api('GET', '/api/dlq' + qs(Object.assign({ limit: PAGE, cursor: s.cursor }, filter))), projects()]);
     rememberPage(s, page);
     const rows = listOf(page).map((d) => {
       const w = d.workItem || {};
@@ -700,7 +700,7 @@
   async function targets() {
     const s = state.targets;
     const [page, projs, mech] = await Promise.all([
-      api('GET', '/api/targets' + qs(Object.assign({ limit: PAGE, cursor: s.cursor }, s.cursor ? {} : { projectId: s.projectId }))),
+      api('GET', '/api/targets' + qs(Object.assign({ limit: PAGE, cursor: s.cursor }, { projectId: s.projectId }))),
       projects(), mechanisms ? Promise.resolve(mechanisms) : api('GET', '/api/spinup/mechanisms')]);
     mechanisms = mech;
     rememberPage(s, page);
