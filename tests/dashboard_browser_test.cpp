@@ -196,7 +196,8 @@ TEST_CASE("dashboard: seeded data in every view, live updates, DLQ retry by clic
   REQUIRE(http.get("/api/dlq/" + doomed).status == 200);
   HttpResponse localTarget = http.post(
       "/api/targets", J(R"({"name":"local-runner","agentType":"claude-code","capabilities":["build"],)"
-                        R"("mechanism":"local","projectId":"alpha","config":{"command":"/bin/true"}})"));
+                        R"("mechanism":"local","projectId":"alpha",)"
+                        R"("config":{"command":"/bin/true","workingDirectory":"/tmp"}})"));
   REQUIRE(localTarget.status == 201);
   HttpResponse sshTarget = http.post(
       "/api/targets", J(R"({"name":"ssh-box","agentType":"copilot-cli","capabilities":["review"],)"
@@ -211,6 +212,8 @@ TEST_CASE("dashboard: seeded data in every view, live updates, DLQ retry by clic
   WAIT_FOR(browser, "document.body.dataset.auth === 'ok'");
   WAIT_FOR(browser, "document.querySelector('#conn').dataset.state === 'live'");
   WAIT_FOR(browser, "document.querySelectorAll('#agents tr[data-agent-guid]').length === 3");
+  // Without tokens there is no prompt on screen.
+  CHECK(browser.eval("getComputedStyle(document.getElementById('login')).display") == Json("none"));
   for (const std::string& guid : agents) {
     INFO(guid);
     CHECK(browser.eval("!!document.querySelector('tr[data-agent-guid=\"" + guid + "\"]')") == Json(true));
@@ -318,6 +321,16 @@ TEST_CASE("dashboard: seeded data in every view, live updates, DLQ retry by clic
   browser.click(sshRow + " button[data-action=disable]");
   WAIT_FOR(browser, "document.querySelector('" + sshRow + "').dataset.status === 'disabled'");
   CHECK(http.get("/api/targets/" + sshTarget.json.getString("id")).json.getString("status") == "disabled");
+  // The local mechanism is on: test, then spin up (confirmed); the health
+  // and the outcome arrive through the target events.
+  browser.click(localRow + " button[data-action=test]");
+  WAIT_FOR(browser, "document.querySelector('" + localRow + "').innerText.includes('healthy')");
+  browser.click(localRow + " button[data-action=spin-up]");
+  WAIT_FOR(browser, "!document.getElementById('modal').hidden");
+  browser.click("#modal-ok");
+  WAIT_FOR(browser, "document.querySelector('" + localRow + " .s-success')");
+  CHECK(http.get("/api/targets/" + localTarget.json.getString("id")).json.get("lastSpinUp").getString("outcome") ==
+        "success");
   browser.screenshot(artifact("ui-targets.png"));
 
   // Overview: counts and the three charts; a submission shows up live.
@@ -360,6 +373,8 @@ TEST_CASE("dashboard: with tokens configured nothing shows until a token works",
   browser.navigate(base + "/ui#/fleet");
   WAIT_FOR(browser, "document.body.dataset.auth === 'needed'");
   CHECK(browser.eval("document.getElementById('main').hidden") == Json(true));
+  CHECK(browser.eval("getComputedStyle(document.getElementById('main')).display") == Json("none"));
+  CHECK(browser.eval("getComputedStyle(document.getElementById('login')).display") != Json("none"));
   CHECK(browser.eval("document.body.innerText.includes('hidden-handle')") == Json(false));
   CHECK(browser.eval("document.querySelectorAll('tr[data-agent-guid]').length") == Json(0));
   CHECK(browser.eval("document.querySelector('#conn').dataset.state") == Json("idle"));
@@ -389,7 +404,7 @@ TEST_CASE("dashboard: with tokens configured nothing shows until a token works",
   browser.call("Page.reload");
   WAIT_FOR(browser, "!window.__beforeReload && document.body.dataset.auth === 'ok' && "
                     "document.querySelector('tr[data-agent-guid=\"second-agent\"]')");
-  CHECK(browser.eval("document.getElementById('login').hidden") == Json(true));
+  CHECK(browser.eval("getComputedStyle(document.getElementById('login')).display") == Json("none"));
   browser.navigate(base + "/ui#/overview");
   WAIT_FOR(browser, "document.querySelectorAll('.chart svg').length === 3");
   checkLoopbackOnly(browser, weftd.port());

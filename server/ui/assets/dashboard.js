@@ -492,6 +492,7 @@
   let overviewStats = null;
   async function overview() {
     overviewStats = await api('GET', '/api/stats');
+    lastStats = null;  // the read is newer than the last stats message
     if (overviewStats.totals) sampleDepth(overviewStats.totals.pendingWork);
     return overviewHtml();
   }
