@@ -17,8 +17,9 @@
 // Chromium is required: without it the tests FAIL (install the Debian package
 // `chromium`; scripts/lib.sh does). WEFT_TEST_CHROMIUM may name another binary.
 //
-// The load-time benchmark ("[.bench]", ctest label bench) seeds 1,000 agents
-// and 10,000 items and prints how long the page takes to show its lists.
+// The load-time case seeds 1,000 agents and 10,000 items (about 10 s through
+// REST on eight connections) and prints how long the page takes to show its
+// lists.
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdlib>
@@ -183,17 +184,28 @@ TEST_CASE("dashboard: seeded data in every view, live updates, DLQ retry by clic
       registerAgent(http, "ui-agent-3", "carol", "review", "beta")};
   std::vector<std::string> items;
   for (int i = 1; i <= 5; ++i) items.push_back(submit(http, "ui-task-" + std::to_string(i), "build", "alpha"));
-  const std::string doomed = submit(http, "ui-doomed", "review", "beta", 1);
-  {
+  // Two dead letters: one failed twice (a recoverable failure, then a fatal
+  // one), one failed once.
+  auto failOnce = [&](const std::string& expected, const std::string& message, bool recoverable) {
     auto [id, token] = claim(http, "ui-agent-3", "review", "beta");
-    REQUIRE(id == doomed);
+    REQUIRE(id == expected);
     Json body = holder("ui-agent-3", token);
-    body.set("error", J(R"({"message":"compiler exploded","code":"E_BOOM","recoverable":false})"));
-    HttpResponse failed = http.post("/api/work/" + doomed + "/fail", body);
+    Json error = Json::object();
+    error.set("message", Json(message));
+    error.set("code", Json("E_TEST"));
+    error.set("recoverable", Json(recoverable));
+    body.set("error", error);
+    HttpResponse failed = http.post("/api/work/" + id + "/fail", body);
     INFO(failed.describe());
     REQUIRE(failed.status == 200);
-  }
+  };
+  const std::string doomed = submit(http, "ui-doomed", "review", "beta", 2);
+  failOnce(doomed, "flaky network", true);
+  failOnce(doomed, "compiler exploded", false);
+  const std::string discarded = submit(http, "ui-discarded", "review", "beta", 1);
+  failOnce(discarded, "out of disk", false);
   REQUIRE(http.get("/api/dlq/" + doomed).status == 200);
+  REQUIRE(http.get("/api/dlq/" + discarded).status == 200);
   HttpResponse localTarget = http.post(
       "/api/targets", J(R"({"name":"local-runner","agentType":"claude-code","capabilities":["build"],)"
                         R"("mechanism":"local","projectId":"alpha",)"
@@ -234,7 +246,7 @@ TEST_CASE("dashboard: seeded data in every view, live updates, DLQ retry by clic
   // Work board: counts and every item; then a completion through REST moves
   // the row while the page stays loaded (the marker survives: no reload).
   browser.navigate(base + "/ui#/work");
-  WAIT_FOR(browser, "document.querySelectorAll('#work tr[data-work-id]').length === 6");
+  WAIT_FOR(browser, "document.querySelectorAll('#work tr[data-work-id]').length === 7");
   WAIT_FOR(browser, "document.querySelector('[data-count=pending] .n').textContent === '5'");
   for (const std::string& id : items) {
     INFO(id);
@@ -259,7 +271,7 @@ TEST_CASE("dashboard: seeded data in every view, live updates, DLQ retry by clic
                     "document.querySelector('#work tr[data-work-id]').dataset.workId === " + q(claimed));
   browser.eval("(() => { const s = document.getElementById('f-work-status'); s.value = '';"
                " s.dispatchEvent(new Event('change', {bubbles: true})); })()");
-  WAIT_FOR(browser, "document.querySelectorAll('#work tr[data-work-id]').length === 6");
+  WAIT_FOR(browser, "document.querySelectorAll('#work tr[data-work-id]').length === 7");
   browser.screenshot(artifact("ui-work.png"));
 
   // The item page: its timeline from the transition log.
@@ -272,9 +284,14 @@ TEST_CASE("dashboard: seeded data in every view, live updates, DLQ retry by clic
   browser.screenshot(artifact("ui-item.png"));
   // A failed item's timeline carries the error.
   browser.navigate(base + "/ui#/work/" + doomed);
-  WAIT_FOR(browser, "document.querySelector('#timeline li[data-step=failed]')");
-  CHECK(browser.eval("document.querySelector('#timeline li[data-step=failed]').innerText").asString().find(
-            "compiler exploded") != std::string::npos);
+  WAIT_FOR(browser, "document.querySelectorAll('#timeline li[data-step=failed]').length === 2");
+  CHECK(browser.eval("[...document.querySelectorAll('#timeline li')].map(l => l.dataset.step).join(',')") ==
+        Json("submitted,assigned,failed,assigned,failed"));
+  CHECK(browser.eval("document.getElementById('timeline').innerText").asString().find("flaky network") !=
+        std::string::npos);
+  CHECK(browser.eval("document.querySelectorAll('#timeline li[data-step=failed]')[1].innerText")
+            .asString()
+            .find("compiler exploded") != std::string::npos);
   // Cancel through the item page.
   const std::string toCancel = items.back();
   browser.navigate(base + "/ui#/work/" + toCancel);
@@ -291,7 +308,24 @@ TEST_CASE("dashboard: seeded data in every view, live updates, DLQ retry by clic
   CHECK(browser.eval("document.querySelector('tr[data-dlq-id=\"" + doomed + "\"]').innerText")
             .asString()
             .find("compiler exploded") != std::string::npos);
+  browser.eval("document.querySelector('tr[data-dlq-id=\"" + doomed + "\"] details').open = true");
+  CHECK(browser.eval("document.querySelector('tr[data-dlq-id=\"" + doomed + "\"] details').innerText")
+            .asString()
+            .find("flaky network") != std::string::npos);
   browser.screenshot(artifact("ui-dlq.png"));
+  // Discard: click, cancel (nothing happens), click, confirm (gone; the item stays failed).
+  const std::string discardRow = "tr[data-dlq-id=\"" + discarded + "\"]";
+  browser.click(discardRow + " button[data-action=discard]");
+  WAIT_FOR(browser, "!document.getElementById('modal').hidden");
+  browser.click("#modal-cancel");
+  WAIT_FOR(browser, "document.getElementById('modal').hidden");
+  CHECK(http.get("/api/dlq/" + discarded).status == 200);
+  browser.click(discardRow + " button[data-action=discard]");
+  WAIT_FOR(browser, "!document.getElementById('modal').hidden");
+  browser.click("#modal-ok");
+  WAIT_FOR(browser, "!document.querySelector('" + discardRow + "')");
+  CHECK(http.get("/api/dlq/" + discarded).status == 404);
+  CHECK(workStatus(http, discarded) == "failed");
   browser.click("tr[data-dlq-id=\"" + doomed + "\"] button[data-action=retry]");
   WAIT_FOR(browser, "!document.getElementById('modal').hidden");
   CHECK(http.get("/api/dlq/" + doomed).status == 200);  // nothing happens before the confirmation
@@ -410,8 +444,7 @@ TEST_CASE("dashboard: with tokens configured nothing shows until a token works",
   checkLoopbackOnly(browser, weftd.port());
 }
 
-// Not in the default run (seeding takes a while on a busy machine): ctest -L bench.
-TEST_CASE("dashboard: page load time with 1,000 agents and 10,000 work items", "[.bench][browser]") {
+TEST_CASE("dashboard: page load time with 1,000 agents and 10,000 work items", "[browser][bench]") {
   TempDir dir("weft-ui-bench-");
   WeftdOptions options = sqliteOptions(dir);
   Weftd weftd(options);

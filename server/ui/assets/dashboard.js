@@ -420,6 +420,8 @@
 
   function route() {
     if (document.body.dataset.auth !== 'ok') return;
+    // A message about the previous view's action does not belong here.
+    if (!socketDown) $('#banner').hidden = true;
     const hash = location.hash.replace(/^#\/?/, '');
     const [name, id] = hash.split('/');
     if (name === 'work' && id) view = { name: 'item', id: decodeURIComponent(id) };
