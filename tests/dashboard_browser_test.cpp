@@ -176,6 +176,15 @@ TEST_CASE("dashboard: seeded data in every view, live updates, DLQ retry by clic
   CHECK(page.header("Content-Type").value_or("").rfind("text/html", 0) == 0);
   CHECK(weftd.get("/ui/dashboard.js").status == 200);
   CHECK(weftd.get("/ui/dashboard.css").status == 200);
+  // What the Targets view asks to know which mechanisms are off.
+  HttpResponse mechanisms = weftd.get("/api/spinup/mechanisms");
+  REQUIRE(mechanisms.status == 200);
+  CHECK(mechanisms.json.get("mechanisms").getBool("local") == true);
+  for (const char* off : {"ssh", "github-actions", "webhook", "kubernetes"}) {
+    INFO(off);
+    CHECK(mechanisms.json.get("mechanisms").get(off) == Json(false));
+  }
+  CHECK(mechanisms.json.getInt("maxConcurrent") == 3);
 
   // Seed: three agents, five items, one dead letter, two targets.
   const std::vector<std::string> agents = {
@@ -400,6 +409,8 @@ TEST_CASE("dashboard: with tokens configured nothing shows until a token works",
   // The page is public, the API is not.
   CHECK(weftd.get("/ui").status == 200);
   CHECK(weftd.get("/api/agents").status == 401);
+  CHECK(weftd.get("/api/spinup/mechanisms").status == 401);
+  CHECK(weftd.get("/api/spinup/mechanisms", auth).status == 200);
 
   const std::string base = "http://127.0.0.1:" + std::to_string(weftd.port());
   TempDir profile("weft-ui-chromium-");
