@@ -383,7 +383,9 @@ TEST_CASE("dashboard: seeded data in every view, live updates, DLQ retry by clic
   WAIT_FOR(browser, "document.querySelector('[data-chart=submitted] rect')");
   browser.screenshot(artifact("ui-overview.png"));
 
-  // The stream drops: the page says so, reconnects by itself, and refetches.
+  // The stream drops: the page says so, reconnects by itself, and refetches
+  // the view (events of the gap are not replayed), with no event to prompt it.
+  const int64_t refetchesBefore = browser.eval("window.weftDashboard.refetches").asInt();
   weftd.kill9();
   WAIT_FOR(browser, "document.querySelector('#conn').dataset.state === 'disconnected' && "
                     "!document.getElementById('banner').hidden");
@@ -392,6 +394,9 @@ TEST_CASE("dashboard: seeded data in every view, live updates, DLQ retry by clic
   REQUIRE(weftd.waitServing());
   WAIT_FOR(browser, "document.querySelector('#conn').dataset.state === 'live'");
   WAIT_FOR(browser, "window.weftDashboard.connects >= 2");
+  WAIT_FOR(browser, "window.weftDashboard.refetches > " + std::to_string(refetchesBefore) +
+                        " && document.getElementById('main').dataset.state === 'ready'");
+  CHECK(browser.eval("document.querySelector('[data-count=pending] .n').textContent") == Json("5"));
 
   checkLoopbackOnly(browser, weftd.port());
   INFO(pageDiagnostics(browser));
