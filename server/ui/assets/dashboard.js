@@ -368,8 +368,10 @@
     }
   }
 
+  let lastStale = null;  // the REST stats have no stale count; keep the last one heard
   function onStats(data) {
     lastStats = data;
+    if (data.agents && data.agents.stale != null) lastStale = data.agents.stale;
     if (data.work) sampleDepth(data.work.pending);
     if (view.name === 'overview') renderOverview();
   }
@@ -509,7 +511,7 @@
     return `<h2>Overview</h2>
       <div class="cards">
         ${card(pick(a.total != null && a.byStatus ? a.total - (a.byStatus.offline || 0) : null, t.agents), 'agents online or busy', '#/fleet')}
-        ${card(a.stale != null ? a.stale : '–', 'stale agents', '#/fleet')}
+        ${card(a.stale != null ? a.stale : (lastStale != null ? lastStale : '–'), 'stale agents', '#/fleet')}
         ${card(pick(w.pending, t.pendingWork), 'pending', '#/work')}
         ${card(pick(w.active, t.activeWork), 'assigned or in progress', '#/work')}
         ${card(pick(w.completed, t.completedWork), 'completed', '#/work')}
