@@ -6,6 +6,7 @@
 #include "docs/docs_routes.h"
 #include "metrics/weft_metrics.h"
 #include "spinup/poco_http_caller.h"
+#include "ui/ui_routes.h"
 #include "spinup/posix_process_runner.h"
 #include "weft/config.h"
 #include "weft/ids.h"
@@ -35,6 +36,7 @@ class WeftDomain : public Domain {
     registerApiRoutes(ctx.router, services_, errors_);
     metrics_->attachServices(&services_);  // gauges read the services' views
     docs::addDocsRoutes(ctx.router);
+    ui::addDashboardRoutes(ctx.router);  // GET /, /ui and its assets
     // Live events + GET /api/ws: adds view listeners, so before start().
     ws_ = std::make_unique<ws::WebSocketModule>(ctx, services_);
     // Spin-up: target:* and spin-up:* events into the hub.

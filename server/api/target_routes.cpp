@@ -5,6 +5,8 @@
 #include <utility>
 
 #include "api/rest_mapping.h"
+#include "weft/spin_up.h"
+#include "weft/spin_up_mechanisms.h"
 
 namespace weft {
 
@@ -79,6 +81,18 @@ void registerTargetRoutes(http::Router& router, Services& s, const http::ErrorMa
   router.add("DELETE", "/api/targets/{id}", [&t, &errors](const ApiRequest& req) {
     return http::jsonOrError(rest::rendered(t.remove(req.param("id"), req.query("projectId"))),
                              errors);
+  });
+  // Read-only: which mechanisms spinup.allow* switches on, so a client shows
+  // "off" instead of a button that answers 403 (docs/dashboard.md).
+  router.add("GET", "/api/spinup/mechanisms", [&t](const ApiRequest&) {
+    const SpinUpSettings& settings = t.spinUp().settings();
+    Json mechanisms = Json::object();
+    for (const char* m : spinup::kMechanisms) mechanisms.set(m, Json(settings.allows(m)));
+    Json body = Json::object();
+    body.set("mechanisms", std::move(mechanisms));
+    body.set("maxConcurrent", Json(settings.maxConcurrent));
+    body.set("cooldownMs", Json(settings.cooldownMs));
+    return ApiResponse::jsonBody(200, std::move(body));
   });
   addOperation(router, t, errors, "/api/targets/{id}/test", &Targets::test);
   addOperation(router, t, errors, "/api/targets/{id}/spin-up", &Targets::spinUpTarget);

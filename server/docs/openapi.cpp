@@ -195,6 +195,23 @@ std::vector<OperationDoc> makeOperations() {
                    "Style sheet of the documentation page")
                     .content(200, "The style sheet.", "text/css; charset=utf-8", stringSchema()));
 
+  // The operator dashboard (docs/dashboard.md): public like the docs page.
+  ops.push_back(Op("GET", "/", "getRoot", kOperational, "Redirect to the dashboard")
+                    .describe("302 to /ui, the operator dashboard.")
+                    .noBody(302, "Found; `Location: /ui`."));
+  ops.push_back(Op("GET", "/ui", "getDashboard", kOperational, "Operator dashboard")
+                    .describe("A static HTML page (fleet, work, dead letters, targets, overview) "
+                              "that reads the REST API and follows /api/ws. It loads nothing "
+                              "from third-party hosts; with tokens configured it asks for one "
+                              "and shows nothing until it works.")
+                    .content(200, "The page.", "text/html; charset=utf-8", stringSchema()));
+  ops.push_back(Op("GET", "/ui/dashboard.js", "getDashboardScript", kOperational,
+                   "Script of the dashboard")
+                    .content(200, "The script.", "text/javascript; charset=utf-8", stringSchema()));
+  ops.push_back(Op("GET", "/ui/dashboard.css", "getDashboardStyle", kOperational,
+                   "Style sheet of the dashboard")
+                    .content(200, "The style sheet.", "text/css; charset=utf-8", stringSchema()));
+
   // ---- §2.2 agents -----------------------------------------------------------
   ops.push_back(
       Op("GET", "/api/agents", "listAgents", kAgents, "List agents")
@@ -540,6 +557,14 @@ std::vector<OperationDoc> makeOperations() {
                  "`filter.status must be a string` / `filter.mechanism must be a "
                  "string`."));
 
+  ops.push_back(
+      Op("GET", "/api/spinup/mechanisms", "getSpinUpMechanisms", kTargets,
+         "Spin-up mechanisms this server allows")
+          .describe("Read-only view of the spinup.allow* settings, so a client can tell a "
+                    "mechanism that is off (test and spin-up answer 403) before trying. Does "
+                    "not touch the backend.")
+          .ok(200, "The mechanisms.", "SpinUpMechanisms"));
+
   // ---- §2.7 stats ------------------------------------------------------------
   ops.push_back(Op("GET", "/api/stats", "getStats", kStats, "Global and per-project counts")
                     .describe("Counts over all known projects. Cached by ETag: a matching "
@@ -673,8 +698,9 @@ Json operationJson(const OperationDoc& op) {
   const bool isMetrics = op.path == "/metrics";
   const bool isWebSocket = op.path == "/api/ws";
   // Everything under /api/ that needs auth also needs storage, except the
-  // WebSocket handshake (docs/api.md §1.9).
-  const bool usesStorage = isProtected && !isWebSocket;
+  // WebSocket handshake (docs/api.md §1.9) and the spin-up mechanisms.
+  // The mechanisms view reads the configuration only.
+  const bool usesStorage = isProtected && !isWebSocket && op.path != "/api/spinup/mechanisms";
 
   Json j = Json::object();
   j.set("operationId", Json(op.operationId));
