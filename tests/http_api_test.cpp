@@ -292,7 +292,8 @@ TEST_CASE("operational endpoints, CORS, unknown routes and methods", "[api]") {
       HttpResponse r = w->get(path);
       INFO(path << " -> " << r.describe());
       CHECK(r.header("Access-Control-Allow-Origin") == "*");
-      CHECK(r.header("Access-Control-Expose-Headers") == "ETag, Retry-After, X-Deprecated-Param");
+      CHECK(r.header("Access-Control-Expose-Headers") ==
+            "ETag, Retry-After, X-Deprecated-Param, Idempotent-Replayed");
     }
     for (const char* path : {"/api/work", "/api/work/claim", "/anything/at/all", "/health"}) {
       HttpResponse r = w->http().request("OPTIONS", path);
@@ -302,7 +303,7 @@ TEST_CASE("operational endpoints, CORS, unknown routes and methods", "[api]") {
       CHECK(r.header("Access-Control-Allow-Origin") == "*");
       CHECK(r.header("Access-Control-Allow-Methods") == "GET, POST, PUT, DELETE, OPTIONS");
       CHECK(r.header("Access-Control-Allow-Headers") ==
-            "Authorization, Content-Type, If-None-Match");
+            "Authorization, Content-Type, If-None-Match, Idempotency-Key");
       CHECK(r.header("Access-Control-Max-Age") == "600");
     }
   }
