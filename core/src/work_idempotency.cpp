@@ -194,14 +194,18 @@ Result<Submitted> WorkQueue::submit(const SubmitRequest& request, const Idempote
 
     Submitted outcome = found->outcome;
     outcome.replayed = true;
+    auto replay = [&] {
+      ++idempotentReplays_;
+      return outcome;
+    };
     auto item = (*items)->get(found->itemId);
-    if (item) return outcome;
+    if (item) return replay();
     if (item.code() != Code::NotFound) return item.status();
     // The first request has not written the item (yet, or ever): write it
     // now, exactly as recorded. Whoever lands first makes it.
     auto written = (*items)->create(found->itemId, found->itemValue);
     if (!written) {
-      if (written.code() == Code::AlreadyExists) return outcome;
+      if (written.code() == Code::AlreadyExists) return replay();
       return written.status();
     }
     view_->applyPut(found->itemId, found->itemValue, *written);
@@ -213,7 +217,7 @@ Result<Submitted> WorkQueue::submit(const SubmitRequest& request, const Idempote
                               r->targetAgentType});
       }
     }
-    return outcome;
+    return replay();
   }
   return Status::unavailable("idempotency record for this key kept changing; retry");
 }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -202,6 +203,8 @@ class WorkQueue {
   // The canonical digest of a request that idempotent submits compare (hex
   // SHA-256 over its fields, object members sorted; the key not included).
   static std::string fingerprint(const SubmitRequest& request);
+  // Idempotent submits answered as replays since start (a metric).
+  int64_t idempotentReplays() const { return idempotentReplays_.load(); }
   // One item, read fresh from the backend.
   Result<WorkItemView> get(const std::string& id) const;
   // The items matching the filter, highest priority first, then oldest
@@ -328,6 +331,7 @@ class WorkQueue {
   int64_t asyncInFlight_ = 0;
   std::mutex idempotencyMutex_;
   std::shared_ptr<KvBucket> idempotency_;  // guarded by idempotencyMutex_
+  std::atomic<int64_t> idempotentReplays_{0};
   std::mutex sweeperMutex_;
   std::condition_variable sweeperCv_;
   bool stopping_ = false;
