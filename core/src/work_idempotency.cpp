@@ -23,6 +23,7 @@
 // (re-creating it then would run the work twice). A finished item is purged
 // retentionMs after its last change, which is after the record was made.
 #include <algorithm>
+#include <chrono>
 
 #include "weft/ids.h"
 #include "weft/log.h"
@@ -167,11 +168,21 @@ Result<Submitted> WorkQueue::submit(const SubmitRequest& request, const Idempote
     return finishSubmit(*prepared, std::move(written));
   };
 
+  // The request's backend work is bounded by kv.timeoutMs (docs/api.md
+  // §1.9): no further step starts after it. A retry with the key is safe.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(ctx_.options.timeoutMs);
+  auto late = [&] { return std::chrono::steady_clock::now() >= deadline; };
+  const Status overdue = Status::timeout("idempotent submit did not finish within kv.timeoutMs");
+
   for (int round = 0; round < kMaxRounds; ++round) {
+    if (round > 0 && late()) return overdue;
     auto created = (*records)->create(recordKey, record);
+    if (created && late()) return overdue;
     if (created) return writeOwn();
     if (created.code() != Code::AlreadyExists) return created.status();
 
+    if (late()) return overdue;
     auto existing = (*records)->get(recordKey);
     if (!existing) {
       if (existing.code() == Code::NotFound) continue;  // expired meanwhile
@@ -185,7 +196,9 @@ Result<Submitted> WorkQueue::submit(const SubmitRequest& request, const Idempote
       if (!found) {
         log::warn("replacing an unreadable idempotency record", {{"key", recordKey}});
       }
+      if (late()) return overdue;
       auto replaced = (*records)->update(recordKey, record, existing->revision);
+      if (replaced && late()) return overdue;
       if (replaced) return writeOwn();
       if (replaced.code() == Code::Conflict) continue;
       return replaced.status();
@@ -198,9 +211,11 @@ Result<Submitted> WorkQueue::submit(const SubmitRequest& request, const Idempote
       ++idempotentReplays_;
       return outcome;
     };
+    if (late()) return overdue;
     auto item = (*items)->get(found->itemId);
     if (item) return replay();
     if (item.code() != Code::NotFound) return item.status();
+    if (late()) return overdue;
     // The first request has not written the item (yet, or ever): write it
     // now, exactly as recorded. Whoever lands first makes it.
     auto written = (*items)->create(found->itemId, found->itemValue);
