@@ -589,7 +589,7 @@ TEST_CASE("GET /metrics: a real weftd counts requests, backend operations and it
   // An idempotent submit sent twice: the second is a replay, counted once.
   CHECK(after.value("weft_idempotent_replays_total") == 0);
   const Json body = Json::parse(R"({"boundary":"b","capability":"c","description":"once"})").value();
-  const HttpHeaders keyed{{"Idempotency-Key", "metrics-1"}};
+  const weft::testing::HttpHeaders keyed{{"Idempotency-Key", "metrics-1"}};
   HttpResponse first = weftd.post("/api/work", body, keyed);
   HttpResponse again = weftd.post("/api/work", body, keyed);
   REQUIRE(first.status == 201);

@@ -163,7 +163,7 @@ Result<Submitted> WorkQueue::submit(const SubmitRequest& request, const Idempote
   // AlreadyExists here: a request that read our record wrote the planned
   // item first (same id, same value), which is this request's outcome too.
   auto writeOwn = [&]() -> Result<Submitted> {
-    auto written = (*items)->create(prepared->id, prepared->value);
+    auto written = items->create(prepared->id, prepared->value);
     if (!written && written.code() == Code::AlreadyExists) return plannedOutcome(*prepared);
     return finishSubmit(*prepared, std::move(written));
   };
@@ -212,13 +212,13 @@ Result<Submitted> WorkQueue::submit(const SubmitRequest& request, const Idempote
       return outcome;
     };
     if (late()) return overdue;
-    auto item = (*items)->get(found->itemId);
+    auto item = items->get(found->itemId);
     if (item) return replay();
     if (item.code() != Code::NotFound) return item.status();
     if (late()) return overdue;
     // The first request has not written the item (yet, or ever): write it
     // now, exactly as recorded. Whoever lands first makes it.
-    auto written = (*items)->create(found->itemId, found->itemValue);
+    auto written = items->create(found->itemId, found->itemValue);
     if (!written) {
       if (written.code() == Code::AlreadyExists) return replay();
       return written.status();

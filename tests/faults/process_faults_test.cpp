@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "faults/fault_support.h"
+#include "weft/service_context.h"
 
 namespace {
 
