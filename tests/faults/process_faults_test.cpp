@@ -822,6 +822,7 @@ TEST_CASE("keyed submits under kill -9 of the backend and of weftd: one item per
             // Ask once more: a replay of the same item.
             HttpResponse again = http.request("POST", "/api/work", body.dump(),
                                               {{"Idempotency-Key", key}});
+            ++requests;
             ++t.statuses[again.status];
             if (again.status == 201) t.idsByKey[key].insert(again.json.getString("id"));
           } else {
