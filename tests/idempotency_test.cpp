@@ -19,44 +19,14 @@ using namespace weft::test;
 
 namespace {
 
-// The services a submit needs, on one store, with adjustable options.
-struct Queue {
-  explicit Queue(std::shared_ptr<KvStore> s, ManualClock& clock, CoreOptions options = {})
-      : store(std::move(s)) {
-    ctx.store = store;
-    ctx.clock = &clock;
-    ctx.options = options;
-    agents = std::make_unique<AgentRegistry>(ctx);
-    dlq = std::make_unique<DeadLetters>(ctx);
-    work = std::make_unique<WorkQueue>(ctx, *agents, *dlq);
-    agents->start();
-    dlq->start();
-    work->start();
-    REQUIRE(eventually([&] {
-      return agents->view().ready() && work->view().ready() && dlq->view().ready();
-    }));
-  }
-  ~Queue() {
-    work->stop();
-    dlq->stop();
-    agents->stop();
-  }
-
-  // The ids stored in the work bucket (read from the backend, not the view).
-  std::set<std::string> storedIds() {
-    auto bucket = store->openBucket(kWorkBucket, BucketOptions{});
-    REQUIRE(bucket.isOk());
-    auto keys = (*bucket)->keys("");
-    REQUIRE(keys.isOk());
-    return {keys->begin(), keys->end()};
-  }
-
-  std::shared_ptr<KvStore> store;
-  ServiceContext ctx;
-  std::unique_ptr<AgentRegistry> agents;
-  std::unique_ptr<DeadLetters> dlq;
-  std::unique_ptr<WorkQueue> work;
-};
+// The ids stored in the work bucket (read from the backend, not the view).
+std::set<std::string> storedIds(KvStore& store) {
+  auto bucket = store.openBucket(kWorkBucket, BucketOptions{});
+  REQUIRE(bucket.isOk());
+  auto keys = (*bucket)->keys("");
+  REQUIRE(keys.isOk());
+  return {keys->begin(), keys->end()};
+}
 
 SubmitRequest request(const std::string& description = "d") {
   SubmitRequest r;
@@ -84,7 +54,7 @@ Result<Submitted> submitUntilAnswered(WorkQueue& work, const SubmitRequest& r,
 
 TEST_CASE("idempotent submit: the same key and body replay the first outcome", "[idempotency]") {
   ManualClock clock;
-  Queue q(createMemoryStore(), clock);
+  Services q(createMemoryStore(), clock);
 
   auto first = q.work->submit(request(), key("k1"));
   REQUIRE(first.isOk());
@@ -99,7 +69,7 @@ TEST_CASE("idempotent submit: the same key and body replay the first outcome", "
   CHECK(second->targetAgentType == first->targetAgentType);
   CHECK(second->spinUpTriggered == first->spinUpTriggered);
   CHECK(second->estimatedWaitSeconds == first->estimatedWaitSeconds);
-  CHECK(q.storedIds() == std::set<std::string>{first->id});
+  CHECK(storedIds(*q.store) == std::set<std::string>{first->id});
   CHECK(q.work->idempotentReplays() == 1);
 
   // Another key, or the same key in another scope (another token), is
@@ -110,13 +80,13 @@ TEST_CASE("idempotent submit: the same key and body replay the first outcome", "
   auto scoped = q.work->submit(request(), key("k1", "token:abc"));
   REQUIRE(scoped.isOk());
   CHECK_FALSE(scoped->replayed);
-  CHECK(q.storedIds() == std::set<std::string>{first->id, other->id, scoped->id});
+  CHECK(storedIds(*q.store) == std::set<std::string>{first->id, other->id, scoped->id});
   CHECK(q.work->idempotentReplays() == 1);
 }
 
 TEST_CASE("idempotent submit: the same key with another body is refused", "[idempotency]") {
   ManualClock clock;
-  Queue q(createMemoryStore(), clock);
+  Services q(createMemoryStore(), clock);
   SubmitRequest withContext = request();
   withContext.contextData = Json::parse(R"({"a":1,"b":{"x":[1,2],"y":"z"}})").value();
   auto first = q.work->submit(withContext, key("k"));
@@ -146,25 +116,27 @@ TEST_CASE("idempotent submit: the same key with another body is refused", "[idem
     CHECK(refused.status().message().find("Idempotency-Key 'k'") != std::string::npos);
     CHECK(refused.status().message().find("different request body") != std::string::npos);
   }
-  CHECK(q.storedIds() == std::set<std::string>{first->id});
+  CHECK(storedIds(*q.store) == std::set<std::string>{first->id});
 }
 
-TEST_CASE("idempotent submit: a key is remembered for the window, capped at work retention",
-          "[idempotency]") {
+namespace {
+
+// With these settings a key is remembered for exactly `window` ms: a replay
+// just before, a new item (the old one stays) at the window, and from then
+// on the key names the new item, whatever its body.
+void checkWindow(int64_t idempotencyRetentionMs, int64_t retentionMs, int64_t window) {
   ManualClock clock;
   CoreOptions options;
-  options.idempotencyRetentionMs = 60000;
-  options.retentionMs = 86400000;
-  Queue q(createMemoryStore(), clock, options);
+  options.idempotencyRetentionMs = idempotencyRetentionMs;
+  options.retentionMs = retentionMs;
+  Services q(createMemoryStore(), clock, options);
 
   auto first = q.work->submit(request(), key("k"));
   REQUIRE(first.isOk());
-  clock.advance(59999);
+  clock.advance(window - 1);
   auto inside = q.work->submit(request(), key("k"));
   REQUIRE(inside.isOk());
   CHECK(inside->id == first->id);
-  // Past the window the key is free: a new item (the old one stays), and
-  // the key now names the new one, also for another body.
   clock.advance(1);
   auto after = q.work->submit(request("another"), key("k"));
   REQUIRE(after.isOk());
@@ -173,21 +145,16 @@ TEST_CASE("idempotent submit: a key is remembered for the window, capped at work
   auto again = q.work->submit(request("another"), key("k"));
   REQUIRE(again.isOk());
   CHECK(again->id == after->id);
-  CHECK(q.storedIds() == std::set<std::string>{first->id, after->id});
+  CHECK(storedIds(*q.store) == std::set<std::string>{first->id, after->id});
+}
 
-  SECTION("work.retentionMs shorter than the window caps it") {
-    ManualClock clock2;
-    CoreOptions capped;
-    capped.idempotencyRetentionMs = 86400000;
-    capped.retentionMs = 5000;
-    Queue q2(createMemoryStore(), clock2, capped);
-    auto a = q2.work->submit(request(), key("k"));
-    REQUIRE(a.isOk());
-    clock2.advance(4999);
-    CHECK(q2.work->submit(request(), key("k"))->id == a->id);
-    clock2.advance(1);
-    CHECK(q2.work->submit(request(), key("k"))->id != a->id);
-  }
+}  // namespace
+
+TEST_CASE("idempotent submit: a key is remembered for the window, capped at work retention",
+          "[idempotency]") {
+  checkWindow(60000, 86400000, 60000);
+  // work.retentionMs shorter than the window caps it.
+  checkWindow(86400000, 5000, 5000);
 }
 
 // Every place a submit can fail between its two writes, with and without the
@@ -210,7 +177,7 @@ TEST_CASE("idempotent submit: failures between the writes never duplicate", "[id
     DYNAMIC_SECTION(c.name) {
       ManualClock clock;
       auto faulty = std::make_shared<FaultyStore>(createMemoryStore());
-      Queue q(faulty, clock);
+      Services q(faulty, clock);
       faulty->inject(c.fault);
       if (std::string(c.name).find("twice") != std::string::npos) {
         faulty->inject({KvOp::Create, kWorkBucket, 1, Code::Unavailable, false});
@@ -227,7 +194,7 @@ TEST_CASE("idempotent submit: failures between the writes never duplicate", "[id
       REQUIRE(replay.isOk());
       CHECK(replay->replayed);
       CHECK(replay->id == retried->id);
-      CHECK(q.storedIds() == std::set<std::string>{retried->id});
+      CHECK(storedIds(*q.store) == std::set<std::string>{retried->id});
       // The item reads back whole and pending.
       auto item = q.work->get(retried->id);
       REQUIRE(item.isOk());
@@ -241,7 +208,7 @@ TEST_CASE("idempotent submit: failures between the writes never duplicate", "[id
 
 TEST_CASE("idempotent submit: concurrent requests with one key make one item", "[idempotency]") {
   ManualClock clock;
-  Queue q(createMemoryStore(), clock);
+  Services q(createMemoryStore(), clock);
   constexpr int kThreads = 8;
   constexpr int kKeys = 20;
   for (int k = 0; k < kKeys; ++k) {
@@ -260,13 +227,13 @@ TEST_CASE("idempotent submit: concurrent requests with one key make one item", "
     INFO("key c" << k);
     for (const auto& id : ids) CHECK(id == ids[0]);
   }
-  CHECK(q.storedIds().size() == static_cast<size_t>(kKeys));
+  CHECK(storedIds(*q.store).size() == static_cast<size_t>(kKeys));
 }
 
 TEST_CASE("idempotent submit: a backend outage answers fast with Unavailable", "[idempotency]") {
   ManualClock clock;
   auto faulty = std::make_shared<FaultyStore>(createMemoryStore());
-  Queue q(faulty, clock);
+  Services q(faulty, clock);
   // The record's read fails after the record exists: the answer is the
   // outage, not a replay and not a new item.
   auto first = q.work->submit(request(), key("k"));
@@ -275,7 +242,7 @@ TEST_CASE("idempotent submit: a backend outage answers fast with Unavailable", "
   auto during = q.work->submit(request(), key("k"));
   REQUIRE_FALSE(during.isOk());
   CHECK(during.code() == Code::Unavailable);
-  CHECK(q.storedIds() == std::set<std::string>{first->id});
+  CHECK(storedIds(*q.store) == std::set<std::string>{first->id});
   auto after = q.work->submit(request(), key("k"));
   REQUIRE(after.isOk());
   CHECK(after->id == first->id);
