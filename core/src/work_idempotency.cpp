@@ -1,4 +1,4 @@
-// Idempotent submits (docs/api.md "Idempotent submits"): one item per
+// Idempotent submits (docs/api.md §4.7): one item per
 // (scope, key) within the window, whatever fails between the writes and
 // however many instances answer the retries.
 //

@@ -281,8 +281,7 @@ std::vector<OperationDoc> makeOperations() {
                     "distinct items. With an Idempotency-Key, a retry of the same request "
                     "within work.idempotencyRetentionMs (capped at work.retentionMs) creates "
                     "nothing and gets the first answer again, with Idempotent-Replayed: true; "
-                    "this holds across instances and after a 503 (docs/api.md, Idempotent "
-                    "submits).")
+                    "this holds across instances and after a 503 (docs/api.md §4.7).")
           .header("Idempotency-Key",
                   "Optional. 1 to 255 printable ASCII characters chosen by the client, one per "
                   "logical request. Scoped per bearer token.")

@@ -77,7 +77,7 @@ struct Submitted {
 };
 
 // The idempotency key of a submit (the Idempotency-Key header; docs/api.md
-// "Idempotent submits"), already checked at the edge. Keys live in a scope:
+// §4.7), already checked at the edge. Keys live in a scope:
 // the same key in two scopes names two different requests.
 struct IdempotencyKey {
   std::string key;
