@@ -94,12 +94,13 @@ TEST_CASE("defaults apply when no source sets a key", "[config]") {
   CHECK_FALSE(c.getBool("spinup.allowLocal"));
   CHECK(c.getList("http.tokens").empty());
   CHECK(c.getList("spinup.githubTokenEnvVars") == std::vector<std::string>{"GITHUB_TOKEN"});
-  // weftd's own 47 keys (the contract's, less the backend keys, plus
+  CHECK(c.getInt("work.idempotencyRetentionMs") == 86400000);
+  // weftd's own 48 keys (the contract's, less the backend keys, plus
   // log.format, http.drainMs, spinup.sshPath, ws.maxConnections, the four
-  // HTTP connection limits and stats.verifyIntervalMs) and the 5 that the
-  // nats plugin declares.
-  CHECK(c.all().size() == 52);
-  CHECK(load({}, {}, {}).all().size() == 47);
+  // HTTP connection limits, stats.verifyIntervalMs and
+  // work.idempotencyRetentionMs) and the 5 that the nats plugin declares.
+  CHECK(c.all().size() == 53);
+  CHECK(load({}, {}, {}).all().size() == 48);
   CHECK(c.getString("nats.replicas") == "1");
   CHECK(c.getString("nats.casGuard") == "auto");
   CHECK(c.getInt("http.maxConnections") == 16384);
@@ -227,6 +228,8 @@ TEST_CASE("invalid values name the key", "[config]") {
   CHECK_THAT(errorFor("http.port", "65536"), Catch::Contains("from 1 to 65535"));
   CHECK_THAT(errorFor("http.port", "80x"), Catch::StartsWith("http.port:"));
   CHECK_THAT(errorFor("http.port", ""), Catch::StartsWith("http.port:"));
+  CHECK_THAT(errorFor("work.idempotencyRetentionMs", "999"),
+             Catch::StartsWith("work.idempotencyRetentionMs: invalid value '999'"));
   CHECK_THAT(errorFor("http.threads", "0"), Catch::StartsWith("http.threads:"));
   CHECK_THAT(errorFor("kv.timeoutMs", "0"), Catch::StartsWith("kv.timeoutMs:"));
   CHECK_THAT(errorFor("work.maxAttempts", "101"), Catch::StartsWith("work.maxAttempts:"));

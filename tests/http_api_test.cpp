@@ -292,7 +292,8 @@ TEST_CASE("operational endpoints, CORS, unknown routes and methods", "[api]") {
       HttpResponse r = w->get(path);
       INFO(path << " -> " << r.describe());
       CHECK(r.header("Access-Control-Allow-Origin") == "*");
-      CHECK(r.header("Access-Control-Expose-Headers") == "ETag, Retry-After, X-Deprecated-Param");
+      CHECK(r.header("Access-Control-Expose-Headers") ==
+            "ETag, Retry-After, X-Deprecated-Param, Idempotent-Replayed");
     }
     for (const char* path : {"/api/work", "/api/work/claim", "/anything/at/all", "/health"}) {
       HttpResponse r = w->http().request("OPTIONS", path);
@@ -302,7 +303,7 @@ TEST_CASE("operational endpoints, CORS, unknown routes and methods", "[api]") {
       CHECK(r.header("Access-Control-Allow-Origin") == "*");
       CHECK(r.header("Access-Control-Allow-Methods") == "GET, POST, PUT, DELETE, OPTIONS");
       CHECK(r.header("Access-Control-Allow-Headers") ==
-            "Authorization, Content-Type, If-None-Match");
+            "Authorization, Content-Type, If-None-Match, Idempotency-Key");
       CHECK(r.header("Access-Control-Max-Age") == "600");
     }
   }
@@ -2566,4 +2567,151 @@ TEST_CASE("kill -9 of weftd while agents hold claims: leases expire, nothing is 
   CHECK(stats.json.get("totals").get("completedWork") == Json(4));
   CHECK(stats.json.get("totals").get("activeWork") == Json(0));
   CHECK(stats.json.get("totals").get("pendingWork") == Json(1));
+}
+
+// ===========================================================================
+// Issue 18: idempotent submits (Idempotency-Key on POST /api/work)
+
+namespace {
+
+// The items of one capability, as GET /api/work lists them (backend-fresh
+// enough: every instance's view follows the change feed within a second).
+std::vector<std::string> idsOf(Weftd& w, const std::string& capability,
+                               const HttpHeaders& headers = {}) {
+  HttpResponse r = w.get("/api/work?capability=" + capability, headers);
+  REQUIRE_STATUS(r, 200);
+  std::vector<std::string> ids;
+  for (const auto& item : r.json.get("workItems").asArray()) ids.push_back(item.getString("id"));
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+HttpHeaders keyed(const std::string& key, const HttpHeaders& more = {}) {
+  HttpHeaders h{{"Idempotency-Key", key}};
+  h.insert(h.end(), more.begin(), more.end());
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("idempotent submit: replay, reused key, header rules, token scopes",
+          "[api][idempotency]") {
+  auto backend = startBackend();
+  auto w = startWeftd(*backend, {}, {{"API_TOKENS", "tok-one,tok-two"}},
+                      {{"Authorization", "Bearer tok-one"}});
+  const HttpHeaders one{{"Authorization", "Bearer tok-one"}};
+  const HttpHeaders two{{"Authorization", "Bearer tok-two"}};
+  Json body = workBody("idem");
+  body.set("contextData", obj({{"b", arr({1, 2})}, {"a", "x"}}));
+
+  HttpResponse first = w->post("/api/work", body, keyed("order-17", one));
+  REQUIRE_STATUS(first, 201);
+  CHECK_FALSE(first.hasHeader("Idempotent-Replayed"));
+  const std::string id = first.json.getString("id");
+
+  // The same request again: the first answer, status and body, plus the
+  // replay header; nothing new is stored.
+  HttpResponse again = w->post("/api/work", body, keyed("order-17", one));
+  REQUIRE_STATUS(again, 201);
+  CHECK(again.header("Idempotent-Replayed") == std::optional<std::string>("true"));
+  CHECK(again.json == first.json);
+  // Member order inside the body does not matter.
+  Json reordered = workBody("idem");
+  reordered.set("contextData", obj({{"a", "x"}, {"b", arr({1, 2})}}));
+  HttpResponse third = w->post("/api/work", reordered, keyed("order-17", one));
+  REQUIRE_STATUS(third, 201);
+  CHECK(third.json.getString("id") == id);
+  CHECK(idsOf(*w, "idem", one) == Strings{id});
+  CHECK(w->get("/api/work/" + id, one).json.getString("status") == "pending");
+
+  // The same key with another body.
+  Json other = body;
+  other.set("priority", Json(9));
+  CHECK_API_ERROR(w->post("/api/work", other, keyed("order-17", one)), 422, "APIError",
+                  "Idempotency-Key 'order-17' was already used with a different request body; "
+                  "use a new key for a different request");
+
+  // Another token is another scope: the same key makes a second item, and
+  // that token's key then replays its own item.
+  HttpResponse otherScope = w->post("/api/work", body, keyed("order-17", two));
+  REQUIRE_STATUS(otherScope, 201);
+  CHECK_FALSE(otherScope.hasHeader("Idempotent-Replayed"));
+  const std::string id2 = otherScope.json.getString("id");
+  CHECK(id2 != id);
+  CHECK(w->post("/api/work", body, keyed("order-17", two)).json.getString("id") == id2);
+  CHECK(w->post("/api/work", body, keyed("order-17", one)).json.getString("id") == id);
+
+  // Header rules: 1..255 printable ASCII characters, checked after the body.
+  const std::string limit(255, 'k');
+  HttpResponse longest = w->post("/api/work", body, keyed(limit, one));
+  CHECK_STATUS(longest, 201);
+  CHECK_INVALID(w->post("/api/work", body, keyed(limit + "k", one)),
+                "Idempotency-Key header must be 1 to 255 printable ASCII characters (got 256 "
+                "bytes)");
+  CHECK_INVALID(w->post("/api/work", body, keyed("cl\xc3\xa9", one)),
+                "Idempotency-Key header must be 1 to 255 printable ASCII characters (got 4 "
+                "bytes, not all printable)");
+  CHECK_INVALID(w->post("/api/work", obj({{"capability", "idem"}}), keyed("fine", one)),
+                "classification is required");
+  // Without the header, nothing changes: every submit is a new item.
+  HttpResponse plain1 = w->post("/api/work", body, one);
+  HttpResponse plain2 = w->post("/api/work", body, one);
+  REQUIRE_STATUS(plain1, 201);
+  REQUIRE_STATUS(plain2, 201);
+  CHECK(plain1.json.getString("id") != plain2.json.getString("id"));
+  CHECK(idsOf(*w, "idem", one).size() == 5);  // id, id2, longest, plain1, plain2
+}
+
+TEST_CASE("idempotent submit: two weftd on one backend make one item per key",
+          "[api][idempotency][concurrency]") {
+  auto backend = startBackend();
+  const Settings patient = {{"kv.timeoutMs", "15000"}, {"log.level", "warn"}};
+  auto a = startWeftd(*backend, patient);
+  auto b = startWeftd(*backend, patient);
+  constexpr int kKeys = 40;
+  constexpr int kSendersPerInstance = 2;
+  // Every key is sent four times at once: twice through each instance.
+  std::vector<std::vector<std::string>> answers(kKeys);
+  std::mutex answersMutex;
+  std::vector<std::thread> senders;
+  std::atomic<int> failures{0};
+  for (Weftd* w : {a.get(), b.get()}) {
+    for (int t = 0; t < kSendersPerInstance; ++t) {
+      senders.emplace_back([&, w] {
+        HttpClient client(w->port(), 20s);
+        for (int k = 0; k < kKeys; ++k) {
+          Json body = workBody("twice");
+          body.set("description", Json("key " + std::to_string(k)));
+          HttpResponse r = client.post("/api/work", body, keyed("k-" + std::to_string(k)));
+          if (r.status != 201) {
+            ++failures;
+            continue;
+          }
+          std::lock_guard<std::mutex> lock(answersMutex);
+          answers[k].push_back(r.json.getString("id"));
+        }
+      });
+    }
+  }
+  for (auto& t : senders) t.join();
+  CHECK(failures == 0);
+  std::set<std::string> distinct;
+  for (int k = 0; k < kKeys; ++k) {
+    INFO("key " << k);
+    REQUIRE(answers[k].size() == 4);
+    for (const auto& id : answers[k]) CHECK(id == answers[k][0]);
+    distinct.insert(answers[k][0]);
+  }
+  CHECK(distinct.size() == static_cast<size_t>(kKeys));
+  // Both instances list exactly those items once their views caught up.
+  const std::vector<std::string> expected(distinct.begin(), distinct.end());
+  CHECK(eventually([&] { return idsOf(*a, "twice") == expected; }, 5000ms));
+  CHECK(eventually([&] { return idsOf(*b, "twice") == expected; }, 5000ms));
+  // Sequentially through the other instance: a replay.
+  Json body = workBody("twice");
+  body.set("description", Json("key 0"));
+  HttpResponse replay = b->post("/api/work", body, keyed("k-0"));
+  CHECK_STATUS(replay, 201);
+  CHECK(replay.header("Idempotent-Replayed") == std::optional<std::string>("true"));
+  CHECK(replay.json.getString("id") == answers[0][0]);
 }

@@ -516,7 +516,8 @@ struct TestServer {
 
 void checkCors(const Reply& r) {
   CHECK(r.header("Access-Control-Allow-Origin") == "https://ui.example");
-  CHECK(r.header("Access-Control-Expose-Headers") == "ETag, Retry-After, X-Deprecated-Param");
+  CHECK(r.header("Access-Control-Expose-Headers") ==
+        "ETag, Retry-After, X-Deprecated-Param, Idempotent-Replayed");
 }
 
 void checkError(const Reply& r, int status, const std::string& kind, const std::string& message) {
@@ -579,7 +580,8 @@ TEST_CASE("pipeline: OPTIONS is a CORS preflight on any path, without auth", "[p
     CHECK(r.body.empty());
     checkCors(r);
     CHECK(r.header("Access-Control-Allow-Methods") == "GET, POST, PUT, DELETE, OPTIONS");
-    CHECK(r.header("Access-Control-Allow-Headers") == "Authorization, Content-Type, If-None-Match");
+    CHECK(r.header("Access-Control-Allow-Headers") ==
+          "Authorization, Content-Type, If-None-Match, Idempotency-Key");
     CHECK(r.header("Access-Control-Max-Age") == "600");
   }
 }

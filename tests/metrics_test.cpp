@@ -200,6 +200,7 @@ const std::map<std::string, std::pair<std::string, std::set<std::string>>> kCata
     {"weft_agents", {"gauge", {"status"}}},
     {"weft_agents_stale", {"gauge", {}}},
     {"weft_dlq_items", {"gauge", {}}},
+    {"weft_idempotent_replays_total", {"counter", {}}},
     {"weft_stats_drift_total", {"counter", {"source"}}},
     {"weft_websocket_connections", {"gauge", {}}},
     {"weft_spinup_operations_total", {"counter", {"mechanism", "outcome"}}},
@@ -584,6 +585,17 @@ TEST_CASE("GET /metrics: a real weftd counts requests, backend operations and it
     return scrape(weftd).valueOr0("weft_agents", {{"status", "online"}}) == 1;
   }));
   CHECK(scrape(weftd).value("weft_agents_stale") == 0);
+
+  // An idempotent submit sent twice: the second is a replay, counted once.
+  CHECK(after.value("weft_idempotent_replays_total") == 0);
+  const Json body = Json::parse(R"({"boundary":"b","capability":"c","description":"once"})").value();
+  const weft::testing::HttpHeaders keyed{{"Idempotency-Key", "metrics-1"}};
+  HttpResponse first = weftd.post("/api/work", body, keyed);
+  HttpResponse again = weftd.post("/api/work", body, keyed);
+  REQUIRE(first.status == 201);
+  REQUIRE(again.status == 201);
+  CHECK(again.json.getString("id") == first.json.getString("id"));
+  CHECK(scrape(weftd).value("weft_idempotent_replays_total") == 1);
 }
 
 TEST_CASE("GET /metrics: public by default, behind bearer auth with metrics.requireAuth",

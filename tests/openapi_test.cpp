@@ -314,6 +314,18 @@ TEST_CASE("openapi: examples from the contract are in the document", "[openapi]"
             .get("content")
             .contains("text/plain; version=0.0.4; charset=utf-8"));
   CHECK(doc.get("components").get("schemas").get("WorkStatus").get("enum").size() == 6);
+
+  // Idempotent submits: the request header, the replay header, the 422.
+  const Json& submit = paths.get("/api/work").get("post");
+  std::set<std::string> headers;
+  for (const Json& p : submit.get("parameters").asArray()) {
+    if (p.getString("in") == "header") headers.insert(p.getString("name"));
+  }
+  CHECK(headers == std::set<std::string>{"Idempotency-Key"});
+  CHECK(submit.get("responses").get("201").get("headers").get("Idempotent-Replayed").getString(
+            "$ref") == "#/components/headers/IdempotentReplayed");
+  CHECK(doc.get("components").get("headers").contains("IdempotentReplayed"));
+  CHECK(submit.get("responses").contains("422"));
 }
 
 TEST_CASE("openapi: the document and the docs page are public and self-contained",

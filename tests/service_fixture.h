@@ -35,9 +35,14 @@ struct Services {
   // to add view listeners (views accept them only before start()).
   explicit Services(std::shared_ptr<KvStore> s, ManualClock& clock,
                     const std::function<void(Services&)>& beforeStart = {})
+      : Services(std::move(s), clock, CoreOptions{}, beforeStart) {}
+  // The same with other settings (CoreOptions).
+  Services(std::shared_ptr<KvStore> s, ManualClock& clock, const CoreOptions& options,
+           const std::function<void(Services&)>& beforeStart = {})
       : store(std::move(s)) {
     ctx.store = store;
     ctx.clock = &clock;
+    ctx.options = options;
     agents = std::make_unique<AgentRegistry>(ctx);
     dlq = std::make_unique<DeadLetters>(ctx);
     work = std::make_unique<WorkQueue>(ctx, *agents, *dlq);

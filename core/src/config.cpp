@@ -203,6 +203,7 @@ const std::vector<KeySpec>& keyTable() {
       num("work.leaseMs", nullptr, "300000", 1, kMaxMs),
       num("work.sweepIntervalMs", nullptr, "5000", 1, kMaxMs),
       num("work.retentionMs", nullptr, "86400000", 0, kMaxMs),
+      num("work.idempotencyRetentionMs", nullptr, "86400000", 1000, kMaxMs),
       num("dlq.retentionMs", nullptr, "604800000", 0, kMaxMs),
       num("stats.verifyIntervalMs", nullptr, "300000", 0, kMaxMs),
       num("agents.staleAfterMs", nullptr, "180000", 1, kMaxMs),

@@ -18,6 +18,7 @@ CoreOptions coreOptionsFrom(const Config& config) {
   o.statsVerifyIntervalMs = config.getInt("stats.verifyIntervalMs");
   o.retentionMs = config.getInt("work.retentionMs");
   o.dlqRetentionMs = config.getInt("dlq.retentionMs");
+  o.idempotencyRetentionMs = config.getInt("work.idempotencyRetentionMs");
   o.spinupOnSubmit = config.getBool("spinup.onSubmit");
   o.timeoutMs = config.getInt("kv.timeoutMs");
   return o;

@@ -125,6 +125,19 @@ Result<WorkQueue::NewItem> WorkQueue::prepareSubmit(const SubmitRequest& request
   return NewItem{id, item.encode(), haveWorker, SpinUpRequest{id, project, cap, bound, target}};
 }
 
+Submitted WorkQueue::plannedOutcome(const NewItem& item) const {
+  Submitted out;
+  out.id = item.id;
+  out.targetAgentType = item.spinUp.agentType;
+  out.spinUpTriggered = !item.haveWorker && ctx_.options.spinupOnSubmit;
+  if (item.haveWorker) {
+    out.estimatedWaitSeconds = 5;
+  } else if (out.spinUpTriggered) {
+    out.estimatedWaitSeconds = 30;
+  }
+  return out;
+}
+
 Result<Submitted> WorkQueue::finishSubmit(const NewItem& item, Result<uint64_t> written) {
   if (!written) {
     if (written.code() == Code::AlreadyExists) return Status::internal("work id collision");
@@ -132,17 +145,8 @@ Result<Submitted> WorkQueue::finishSubmit(const NewItem& item, Result<uint64_t> 
   }
   view_->applyPut(item.id, item.value, *written);
 
-  Submitted out;
-  out.id = item.id;
-  out.targetAgentType = item.spinUp.agentType;
-  const bool spinUp = !item.haveWorker && ctx_.options.spinupOnSubmit;
-  out.spinUpTriggered = spinUp;
-  if (item.haveWorker) {
-    out.estimatedWaitSeconds = 5;
-  } else if (spinUp) {
-    out.estimatedWaitSeconds = 30;
-  }
-  if (spinUp) {
+  Submitted out = plannedOutcome(item);
+  if (out.spinUpTriggered) {
     if (spinUp_) {
       spinUp_(item.spinUp);
     } else {

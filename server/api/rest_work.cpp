@@ -5,6 +5,7 @@
 
 #include "api/rest_common.h"
 #include "weft/field_rules.h"
+#include "weft/ids.h"
 
 namespace weft::rest {
 
@@ -125,6 +126,23 @@ Result<SubmitRequest> parseSubmitRequest(const Json& body) {
   r.deadline = deadline;
   r.contextData = contextData;
   return r;
+}
+
+Result<std::optional<IdempotencyKey>> parseIdempotencyKey(
+    const std::optional<std::string>& header, const std::optional<std::string>& bearerToken) {
+  if (!header) return std::optional<IdempotencyKey>{};
+  constexpr size_t kMaxKey = 255;
+  const std::string& key = *header;
+  const bool printable = std::all_of(key.begin(), key.end(), [](char c) {
+    return static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) <= 0x7E;
+  });
+  if (key.empty() || key.size() > kMaxKey || !printable) {
+    return invalid("Idempotency-Key header must be 1 to 255 printable ASCII characters (got " +
+                   std::to_string(key.size()) + " bytes" + (printable ? "" : ", not all printable") +
+                   ")");
+  }
+  return std::optional<IdempotencyKey>(
+      IdempotencyKey{key, bearerToken ? "token:" + sha256Hex(*bearerToken) : std::string()});
 }
 
 Result<ClaimRequest> parseClaimRequest(const Json& body) {

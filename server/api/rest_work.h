@@ -4,6 +4,7 @@
 // contract), and the service's results rendered as response bodies.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "weft/json.h"
@@ -15,6 +16,12 @@ namespace weft::rest {
 
 // POST /api/work.
 Result<SubmitRequest> parseSubmitRequest(const Json& body);
+// The Idempotency-Key header of POST /api/work (nullopt: absent): 1 to 255
+// printable ASCII characters (0x20-0x7E), else InvalidArgument naming the
+// header. The key's scope is the caller's bearer token (as a digest), so
+// callers with different tokens never share keys; "" when none was sent.
+Result<std::optional<IdempotencyKey>> parseIdempotencyKey(
+    const std::optional<std::string>& header, const std::optional<std::string>& bearerToken);
 // POST /api/work/claim.
 Result<ClaimRequest> parseClaimRequest(const Json& body);
 // POST /api/work/{id}/start: agentGuid and claimToken.

@@ -3,6 +3,7 @@
 #include "api/channel_routes.h"
 #include "api/rest_mapping.h"
 #include "api/target_routes.h"
+#include "http/auth.h"
 
 #include "weft/ids.h"
 
@@ -16,6 +17,13 @@ namespace {
 
 constexpr RouteOptions kReadsBody{true};
 constexpr const char* kDeprecatedClassification = "classification (use boundary instead)";
+
+// The bearer token the caller sent, if any (auth already checked it).
+std::optional<std::string> bearerToken(const ApiRequest& req) {
+  auto authorization = req.header("Authorization");
+  if (!authorization) return std::nullopt;
+  return http::TokenAuth::parseBearer(*authorization);
+}
 
 PageRequest pageOf(const ApiRequest& req) { return {req.query("limit"), req.query("cursor")}; }
 
@@ -129,6 +137,15 @@ void workRoutes(http::Router& router, Services& s, const http::ErrorMapping& err
       [&s, &errors](const ApiRequest& req) {
         auto request = rest::parseSubmitRequest(req.body);
         if (!request) return http::errorResponse(request.status(), errors);
+        auto key = rest::parseIdempotencyKey(req.header("Idempotency-Key"), bearerToken(req));
+        if (!key) return http::errorResponse(key.status(), errors);
+        if (*key) {
+          // A few round trips (record, item): answered from this worker.
+          auto submitted = s.work.submit(*request, **key);
+          ApiResponse response = http::jsonOrError(rest::rendered(submitted), errors, 201);
+          if (submitted && submitted->replayed) response.withHeader("Idempotent-Replayed", "true");
+          return response;
+        }
         // Answered when the backend acknowledges the write, from the
         // storage plugin's thread: no worker waits for the round trip.
         auto pending = std::make_shared<http::PendingResponse>();

@@ -295,13 +295,25 @@ std::vector<OperationDoc> makeOperations() {
           .describe("Validates, routes (§4.2), stores the item as pending, then emits "
                     "work:submitted and, when no eligible worker of the target type exists and "
                     "spinup.onSubmit is on, requests one spin-up. Equal taskIds produce "
-                    "distinct items.")
+                    "distinct items. With an Idempotency-Key, a retry of the same request "
+                    "within work.idempotencyRetentionMs (capped at work.retentionMs) creates "
+                    "nothing and gets the first answer again, with Idempotent-Replayed: true; "
+                    "this holds across instances and after a 503 (docs/api.md §4.7).")
+          .header("Idempotency-Key",
+                  "Optional. 1 to 255 printable ASCII characters chosen by the client, one per "
+                  "logical request. Scoped per bearer token.")
           .body("WorkSubmission")
-          .ok(201, "Submitted.", "WorkSubmitted")
+          .ok(201, "Submitted, or the recorded answer of an earlier request with this "
+                   "Idempotency-Key.", "WorkSubmitted")
+          .withHeader(201, "Idempotent-Replayed", "IdempotentReplayed")
           .error(400,
                  "A field rule failed, e.g. `classification is required`, `capability is "
                  "required`, `description is required`, `priority must be an integer "
-                 "between 1 and 10`."));
+                 "between 1 and 10`; or `Idempotency-Key header must be 1 to 255 printable "
+                 "ASCII characters (...)`.")
+          .error(422,
+                 "`Idempotency-Key '<key>' was already used with a different request body; use "
+                 "a new key for a different request`."));
   ops.push_back(
       Op("GET", "/api/work", "listWork", kWork, "List work items")
           .describe("Order: priority descending, then offeredAt ascending, then id. Items whose "

@@ -19,6 +19,8 @@ ApiResponse errorResponse(const Status& status, const ErrorMapping& mapping) {
       return ApiResponse::error(429, "APIError", status.message());
     case Code::Unimplemented:
       return ApiResponse::error(501, "APIError", status.message());
+    case Code::Unprocessable:
+      return ApiResponse::error(422, "APIError", status.message());
     case Code::Unavailable:
       return unavailableResponse(status.message().empty() ? "Unavailable" : status.message(),
                                  mapping);

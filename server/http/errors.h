@@ -17,7 +17,8 @@ struct ErrorMapping {
 
 // NotFound -> 404 APIError; AlreadyExists, Conflict -> 409 APIError;
 // InvalidArgument -> 400 APIError; PermissionDenied -> 403 APIError;
-// ResourceExhausted -> 429 APIError; Unimplemented -> 501 APIError (the 4xx/501
+// ResourceExhausted -> 429 APIError; Unprocessable -> 422 APIError;
+// Unimplemented -> 501 APIError (the 4xx/501
 // message is the Status message verbatim);
 // Unavailable, Timeout -> 503 ServiceUnavailable
 //   "Storage backend <name> unavailable: <reason>" + Retry-After;

@@ -135,7 +135,8 @@ std::string RequestPipeline::encode(const ApiResponse& out, bool close, bool hea
   text.append("\r\n");
   appendHeader(text, "Date", httpDate());
   appendHeader(text, "Access-Control-Allow-Origin", settings_.corsOrigin);
-  appendHeader(text, "Access-Control-Expose-Headers", "ETag, Retry-After, X-Deprecated-Param");
+  appendHeader(text, "Access-Control-Expose-Headers",
+               "ETag, Retry-After, X-Deprecated-Param, Idempotent-Replayed");
   for (const auto& [name, value] : out.headers) appendHeader(text, name, value);
   if (contentType) appendHeader(text, "Content-Type", contentType);
   if (streamed) {
@@ -157,7 +158,8 @@ ApiResponse RequestPipeline::process(ApiRequest& api, std::string& route,
   if (api.method == "OPTIONS") {
     ApiResponse out = ApiResponse::noContent();
     out.withHeader("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
-    out.withHeader("Access-Control-Allow-Headers", "Authorization, Content-Type, If-None-Match");
+    out.withHeader("Access-Control-Allow-Headers",
+                   "Authorization, Content-Type, If-None-Match, Idempotency-Key");
     out.withHeader("Access-Control-Max-Age", "600");
     return out;
   }

@@ -135,6 +135,15 @@ WeftMetrics::WeftMetrics(std::string backend, std::chrono::milliseconds statePol
         }
         return std::vector<metrics::Sample>{{{}, stale}};
       });
+  registry_.callback(
+      "weft_idempotent_replays_total",
+      "POST /api/work requests answered with the outcome of an earlier request with the same "
+      "Idempotency-Key (they created nothing).",
+      metrics::Type::Counter, {}, [this] {
+        std::lock_guard<std::mutex> lock(sourcesMutex_);
+        const double n = services_ ? static_cast<double>(services_->work.idempotentReplays()) : 0.0;
+        return std::vector<metrics::Sample>{{{}, n}};
+      });
   registry_.callback("weft_dlq_items", "Dead-letter entries.", metrics::Type::Gauge, {}, [this] {
     std::lock_guard<std::mutex> lock(sourcesMutex_);
     const double n = services_ ? static_cast<double>(services_->deadLetters.view().size()) : 0.0;

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "faults/fault_support.h"
+#include "weft/service_context.h"
 
 namespace {
 
@@ -764,4 +765,157 @@ TEST_CASE("graceful stop under load: in-flight requests complete, exit 0, new on
   HttpResponse list = w->get("/api/work?capability=sigterm&limit=1");
   REQUIRE_STATUS(list, 200);
   CHECK(list.json.get("total") == Json(c.ackedPresent + c.indeterminatePresent));
+}
+
+// Issue 18: idempotent submits under crashes. Clients submit keyed items and
+// retry each key (same key, same body) until they get a 201, whatever they
+// got before, while the backend is killed (nats, redis) and weftd is killed
+// (every backend; for sqlite it is the writer). Afterwards the work bucket,
+// read directly through the plugin, holds exactly one item per key: the one
+// every answer for that key named.
+TEST_CASE("keyed submits under kill -9 of the backend and of weftd: one item per key",
+          "[crash][idempotency]") {
+  Backend backend(weft::faults::backendName());
+  auto w = startWeftd(backend.settings(), {{"kv.timeoutMs", std::to_string(kTimeoutMs)}});
+  const int port = w->port();  // restart() keeps it
+  constexpr int kClients = 4;
+  constexpr int kKeysPerClient = 40;
+
+  struct Tally {
+    std::map<std::string, std::set<std::string>> idsByKey;  // every 201's id
+    std::map<int, int> statuses;
+    int replays = 0;
+    int keysDone = 0;
+  };
+  std::vector<Tally> tallies(kClients);
+  std::atomic<bool> stop{false};
+  std::atomic<int> requests{0};
+  std::vector<std::thread> clients;
+  // A failed REQUIRE below still stops and joins the clients.
+  struct JoinAll {
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& threads;
+    ~JoinAll() {
+      stop = true;
+      for (auto& t : threads) {
+        if (t.joinable()) t.join();
+      }
+    }
+  } joinAll{stop, clients};
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      HttpClient http(port, 5s);
+      Tally& t = tallies[c];
+      for (int k = 0; k < kKeysPerClient && !stop; ++k) {
+        const std::string key = "crash-" + std::to_string(c) + "-" + std::to_string(k);
+        const Json body = weft::faults::workBody("keyed", key);
+        bool done = false;
+        while (!done && !stop) {
+          HttpResponse r = http.request("POST", "/api/work", body.dump(),
+                                        {{"Idempotency-Key", key}});
+          ++requests;
+          ++t.statuses[r.status];
+          if (r.status == 201) {
+            t.idsByKey[key].insert(r.json.getString("id"));
+            if (r.hasHeader("Idempotent-Replayed")) ++t.replays;
+            done = true;
+            // Ask once more: a replay of the same item.
+            HttpResponse again = http.request("POST", "/api/work", body.dump(),
+                                              {{"Idempotency-Key", key}});
+            ++requests;
+            ++t.statuses[again.status];
+            if (again.status == 201) t.idsByKey[key].insert(again.json.getString("id"));
+          } else {
+            if (r.status == 0) http.reset();
+            std::this_thread::sleep_for(20ms);
+          }
+        }
+        if (done) ++t.keysDone;
+      }
+    });
+  }
+  // Waits until the clients sent `more` requests beyond now.
+  auto waitRequests = [&](int more) {
+    const int target = requests.load() + more;
+    return eventually([&] { return requests.load() >= target; }, 30000ms);
+  };
+
+  // Crash the backend (servers only), then weftd, while the clients run.
+  REQUIRE(waitRequests(30));
+  if (backend.isServer()) {
+    backend.server().kill9();
+    std::this_thread::sleep_for(1500ms);
+    backend.server().restart();
+    REQUIRE(waitRequests(30));
+  }
+  w->kill9();
+  w->restart();
+  REQUIRE(w->waitServing(20s));
+  REQUIRE(waitRequests(30));
+  if (backend.isServer()) {
+    backend.server().kill9();
+    std::this_thread::sleep_for(1500ms);
+    backend.server().restart();
+  }
+
+  // The clients end by themselves once every key got its 201; a watchdog
+  // stops them a minute after the last fault.
+  const auto deadline = Clock::now() + 60s;
+  std::thread watchdog([&] {
+    while (Clock::now() < deadline && !stop) std::this_thread::sleep_for(100ms);
+    stop = true;
+  });
+  for (auto& t : clients) t.join();
+  const bool timedOut = stop.exchange(true);
+  watchdog.join();
+  CHECK_FALSE(timedOut);
+
+  std::map<int, int> statuses;
+  std::map<std::string, std::set<std::string>> idsByKey;
+  int replays = 0, keysDone = 0;
+  for (const Tally& t : tallies) {
+    for (const auto& [s, n] : t.statuses) statuses[s] += n;
+    idsByKey.insert(t.idsByKey.begin(), t.idsByKey.end());
+    replays += t.replays;
+    keysDone += t.keysDone;
+  }
+  figure("keyed submits under crashes: " + std::to_string(kClients * kKeysPerClient) + " keys, " +
+         std::to_string(requests.load()) + " requests, statuses " + statusHistogram(statuses) +
+         "; " + std::to_string(replays) + " keys got their first 201 as a replay after a failed try");
+  CHECK(keysDone == kClients * kKeysPerClient);
+  for (const auto& [status, n] : statuses) {
+    INFO("POST /api/work answered " << status << " x" << n);
+    CHECK((status == 201 || status == 503 || status == 0));
+  }
+  // Every answer for a key named one item.
+  for (const auto& [key, ids] : idsByKey) {
+    INFO(key);
+    CHECK(ids.size() == 1);
+  }
+
+  // What the backend holds: exactly one item per key, the answered one.
+  auto store = openStore(backend.settings());
+  auto bucket = store->openBucket(weft::kWorkBucket, weft::BucketOptions{});
+  REQUIRE(bucket.isOk());
+  auto entries = bucket.value()->scan("");
+  REQUIRE(entries.isOk());
+  std::map<std::string, std::vector<std::string>> storedByKey;
+  for (const auto& e : *entries) {
+    auto item = Json::parse(e.value, 64);
+    REQUIRE(item.isOk());
+    if (item->getString("capability") != "keyed") continue;
+    storedByKey[item->getString("description")].push_back(e.key);
+  }
+  CHECK(storedByKey.size() == idsByKey.size());
+  int duplicated = 0;
+  for (const auto& [key, stored] : storedByKey) {
+    INFO(key);
+    if (stored.size() != 1) ++duplicated;
+    CHECK(stored.size() == 1);
+    auto answered = idsByKey.find(key);
+    REQUIRE(answered != idsByKey.end());
+    CHECK(answered->second == std::set<std::string>(stored.begin(), stored.end()));
+  }
+  figure("keyed submits under crashes: " + std::to_string(storedByKey.size()) +
+         " keys stored, " + std::to_string(duplicated) + " duplicated");
 }

@@ -17,6 +17,7 @@ inline constexpr const char* kWorkBucket = "weft-work";
 inline constexpr const char* kDlqBucket = "weft-dlq";
 inline constexpr const char* kTargetBucket = "weft-targets";
 inline constexpr const char* kTargetNameBucket = "weft-target-names";
+inline constexpr const char* kIdempotencyBucket = "weft-idempotency";
 
 struct CoreOptions {
   std::string defaultProject = "default";
@@ -30,6 +31,9 @@ struct CoreOptions {
   int64_t sweepIntervalMs = 5000;
   int64_t retentionMs = 86400000;
   int64_t dlqRetentionMs = 604800000;
+  // How long an Idempotency-Key of POST /api/work is remembered (capped at
+  // retentionMs, so the item a key names is never purged before the key).
+  int64_t idempotencyRetentionMs = 86400000;
   int64_t statsVerifyIntervalMs = 300000;  // 0 = never
   bool spinupOnSubmit = true;
   int64_t timeoutMs = 2000;  // kv.timeoutMs: the deadline of one request's backend work

@@ -23,6 +23,8 @@ enum class Code {
   PermissionDenied,   // the operation is switched off by configuration
   ResourceExhausted,  // a concurrency limit is reached
   Unimplemented,      // the loaded backend lacks a capability
+  Unprocessable,      // well-formed, but contradicts an earlier request (an
+                      // idempotency key reused with another body)
 };
 
 inline const char* codeName(Code code) {
@@ -38,6 +40,7 @@ inline const char* codeName(Code code) {
     case Code::PermissionDenied: return "PermissionDenied";
     case Code::ResourceExhausted: return "ResourceExhausted";
     case Code::Unimplemented: return "Unimplemented";
+    case Code::Unprocessable: return "Unprocessable";
   }
   return "Unknown";
 }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -73,6 +74,18 @@ struct Submitted {
   std::string targetAgentType;
   bool spinUpTriggered = false;
   std::optional<int64_t> estimatedWaitSeconds;
+  // An idempotent submit whose key was already recorded: this is the outcome
+  // of the first request with that key, and this request created nothing.
+  bool replayed = false;
+};
+
+// The idempotency key of a submit (the Idempotency-Key header; docs/api.md
+// §4.7), already checked at the edge. Keys live in a scope:
+// the same key in two scopes names two different requests.
+struct IdempotencyKey {
+  std::string key;
+  // Who may replay: e.g. a digest of the caller's token; "" when anonymous.
+  std::string scope;
 };
 
 // A work item with the registry summary of its assignee (AgentRegistry::
@@ -179,6 +192,22 @@ class WorkQueue {
   // submits still in flight.
   using SubmitDone = std::function<void(Result<Submitted>)>;
   void submitAsync(const SubmitRequest& request, SubmitDone done);
+  // submit() at most once per (scope, key) within the idempotency window
+  // (work.idempotencyRetentionMs, capped at work.retentionMs). The first
+  // request records the planned item (id and stored value) in the
+  // `weft-idempotency` bucket with create(), then writes the item with
+  // create(); a later request with the same key and the same request gets
+  // the first outcome (replayed = true), writing the planned item itself
+  // when it is still missing (the first request failed or crashed between
+  // the two writes), so each key yields exactly one item whatever fails.
+  // The same key with another request: Unprocessable. Waits for the backend
+  // (a few round trips, each bounded by kv.timeoutMs).
+  Result<Submitted> submit(const SubmitRequest& request, const IdempotencyKey& key);
+  // The canonical digest of a request that idempotent submits compare (hex
+  // SHA-256 over its fields, object members sorted; the key not included).
+  static std::string fingerprint(const SubmitRequest& request);
+  // Idempotent submits answered as replays since start (a metric).
+  int64_t idempotentReplays() const { return idempotentReplays_.load(); }
   // One item, read fresh from the backend.
   Result<WorkItemView> get(const std::string& id) const;
   // The items matching the filter, highest priority first, then oldest
@@ -230,8 +259,14 @@ class WorkQueue {
     SpinUpRequest spinUp;  // also the routing result: agentType is targetAgentType
   };
   Result<NewItem> prepareSubmit(const SubmitRequest& request);
+  // The outcome a successful write of item answers (no side effects).
+  Submitted plannedOutcome(const NewItem& item) const;
   // After the write: the view, the spin-up request and the outcome.
   Result<Submitted> finishSubmit(const NewItem& item, Result<uint64_t> written);
+  // The idempotency bucket, opened on first use.
+  Result<std::shared_ptr<KvBucket>> idempotencyBucket();
+  // The window in which a recorded key answers (see submit(request, key)).
+  int64_t idempotencyWindowMs() const;
   // The item with its assignee's summary.
   WorkItemView viewOf(std::shared_ptr<const WorkItem> item) const;
 
@@ -302,6 +337,9 @@ class WorkQueue {
   std::mutex asyncMutex_;
   std::condition_variable asyncIdle_;
   int64_t asyncInFlight_ = 0;
+  std::mutex idempotencyMutex_;
+  std::shared_ptr<KvBucket> idempotency_;  // guarded by idempotencyMutex_
+  std::atomic<int64_t> idempotentReplays_{0};
   std::mutex sweeperMutex_;
   std::condition_variable sweeperCv_;
   bool stopping_ = false;
