@@ -33,11 +33,14 @@ inline Json body(const char* text) { return Json::parse(text).value(); }
 struct Services {
   // beforeStart runs after the services are built and before they start, e.g.
   // to add view listeners (views accept them only before start()).
+  // options: the services' settings (CoreOptions defaults when not given).
   explicit Services(std::shared_ptr<KvStore> s, ManualClock& clock,
-                    const std::function<void(Services&)>& beforeStart = {})
+                    const std::function<void(Services&)>& beforeStart = {},
+                    const CoreOptions& options = {})
       : store(std::move(s)) {
     ctx.store = store;
     ctx.clock = &clock;
+    ctx.options = options;
     agents = std::make_unique<AgentRegistry>(ctx);
     dlq = std::make_unique<DeadLetters>(ctx);
     work = std::make_unique<WorkQueue>(ctx, *agents, *dlq);
