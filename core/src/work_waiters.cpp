@@ -296,12 +296,12 @@ void WorkQueue::timerLoop() {
         const auto now = SteadyClock::now();
         while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
           auto it = waiters_.find(deadlines_.begin()->second);
-          if (it == waiters_.end()) {
-            deadlines_.erase(deadlines_.begin());
+          if (it == waiters_.end() || it->second->state != Waiter::State::Parked) {
+            deadlines_.erase(deadlines_.begin());  // not expected: only parked claims are listed
             continue;
           }
           expired.push_back(it->second);
-          unparkLocked(*it->second);
+          unparkLocked(*it->second);  // removes the entry
         }
         if (!deadlines_.empty()) wakeAt = std::min(wakeAt, deadlines_.begin()->first);
       }
