@@ -343,7 +343,8 @@ std::vector<OperationDoc> makeOperations() {
                     "claims 204.")
           .body("ClaimRequest")
           .ok(200, "The claimed item with its claim token.", "ClaimedWorkItem")
-          .noBody(204, "Nothing is claimable.")
+          .noBody(204, "Nothing is claimable; with waitMs, nothing became claimable within "
+                       "waitMs, or the server began to shut down.")
           .error(400,
                  "`agentGuid is required`, `capabilities must be an array of strings`, "
                  "`boundaries must be an array of strings`, the projectId rule, "
