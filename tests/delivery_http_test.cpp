@@ -2,8 +2,9 @@
 // (WEFT_TEST_BACKEND; ctest runs delivery_http.<backend>): delayed work,
 // retry backoff and long-poll claims (waitMs): the item submitted while a
 // claim waits, 204 when waitMs runs out, one item waking one waiter among
-// several, a client that disconnects, shutdown, and (tag [multi]; nats and
-// redis) a claim waiting on one instance woken by a submit through another.
+// several, a client that disconnects, shutdown, and a claim waiting on one
+// instance woken by a submit through another (two weftd on one backend; on
+// sqlite two processes on one database file).
 //
 // Every case starts its own backend server (nats, redis) or database file
 // (sqlite) and weftd; a server that cannot start fails the case, it never
