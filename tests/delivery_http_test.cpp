@@ -213,7 +213,7 @@ TEST_CASE("retry backoff: a failed item shows nextAttemptAt and is not claimable
   CHECK(again.json.getInt("attempts") == 2);
 }
 
-TEST_CASE("long poll: returns the item submitted while it waits; 204 after waitMs", "[longpoll]") {
+TEST_CASE("long poll: returns the item submitted while it waits, 204 after waitMs", "[longpoll]") {
   auto backend = startBackend();
   auto weftd = startWeftd(*backend);
   registerAgent(*weftd, "a1");

@@ -175,7 +175,7 @@ TEST_CASE("delayed work: not claimable before nextAttemptAt, claimable from then
   CHECK(claimed.find("nextAttemptAt") == nullptr);
 }
 
-TEST_CASE("delayed work: notBefore as an ISO time; in the past means due now") {
+TEST_CASE("delayed work: notBefore as an ISO time, a past one means due now") {
   ManualClock clock;
   Services s(createMemoryStore(), clock);
   registerAgent(s, "a1");
@@ -325,7 +325,7 @@ TEST_CASE("long poll: a parked claim gets the item submitted meanwhile") {
   CHECK(s.work->parkedClaims() == 0);
 }
 
-TEST_CASE("long poll: an available item is claimed at once; waitMs 0 never parks") {
+TEST_CASE("long poll: an available item is claimed at once, waitMs 0 never parks") {
   ManualClock clock;
   Services s(createMemoryStore(), clock);
   registerAgent(s, "a1");
@@ -409,7 +409,7 @@ TEST_CASE("long poll: a waiter only wakes for items it may take") {
   CHECK(onlyX.claimed() == r->getString("id"));
 }
 
-TEST_CASE("long poll: a cancelled wait never claims; ending waits answers every waiter") {
+TEST_CASE("long poll: a cancelled wait never claims, ending waits answers every waiter") {
   ManualClock clock;
   Services s(createMemoryStore(), clock);
   registerAgent(s, "a1");
