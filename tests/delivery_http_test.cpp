@@ -134,6 +134,22 @@ void requireParked(Weftd& w, int n) {
 
 int64_t nowMs() { return weft::SystemClock::instance().nowMs(); }
 
+// Claims (without waiting) until an item comes: every answer before that
+// must be 204, and the 200 must not come before dueMs. Returns the 200.
+HttpResponse claimWhenDue(Weftd& w, const std::string& agent, int64_t dueMs) {
+  HttpResponse claimed;
+  REQUIRE(eventually(
+      [&] {
+        claimed = w.post("/api/work/claim", parse(R"({"agentGuid":")" + agent + "\"}"));
+        if (claimed.status == 200) return true;
+        CHECK(claimed.status == 204);
+        return false;
+      },
+      30s));
+  CHECK(nowMs() >= dueMs);
+  return claimed;
+}
+
 }  // namespace
 
 TEST_CASE("delayed work: not claimable before nextAttemptAt, claimable after", "[delayed]") {
@@ -156,16 +172,7 @@ TEST_CASE("delayed work: not claimable before nextAttemptAt, claimable after", "
         item.getString("nextAttemptAt"));
 
   // Every claim before the due time is a 204; the first 200 comes at or after it.
-  HttpResponse claimed;
-  REQUIRE(eventually(
-      [&] {
-        claimed = weftd->post("/api/work/claim", parse(R"({"agentGuid":"a1"})"));
-        if (claimed.status == 200) return true;
-        CHECK(claimed.status == 204);
-        return false;
-      },
-      30s));
-  CHECK(nowMs() >= *due);
+  HttpResponse claimed = claimWhenDue(*weftd, "a1", *due);
   CHECK(claimed.json.getString("id") == id);
   CHECK(claimed.json.find("nextAttemptAt") == nullptr);
 
@@ -199,16 +206,7 @@ TEST_CASE("retry backoff: a failed item shows nextAttemptAt and is not claimable
   CHECK(*due <= nowMs() + 1500);
   CHECK(getWork(*weftd, id).getString("nextAttemptAt") == failed.json.getString("nextAttemptAt"));
 
-  HttpResponse again;
-  REQUIRE(eventually(
-      [&] {
-        again = weftd->post("/api/work/claim", parse(R"({"agentGuid":"a1"})"));
-        if (again.status == 200) return true;
-        CHECK(again.status == 204);
-        return false;
-      },
-      30s));
-  CHECK(nowMs() >= *due);
+  HttpResponse again = claimWhenDue(*weftd, "a1", *due);
   CHECK(again.json.getString("id") == id);
   CHECK(again.json.getInt("attempts") == 2);
 }

@@ -63,6 +63,22 @@ Json item(Services& s, const std::string& id) {
   return *r;
 }
 
+// Claims the item with the agent and reports a recoverable failure;
+// returns the failed (retried) item.
+Json claimAndFail(Services& s, const std::string& guid, const std::string& id) {
+  auto claimed = s.rest->claim(claimBody(guid));
+  REQUIRE(claimed.isOk());
+  REQUIRE(claimed->has_value());
+  REQUIRE((*claimed)->getString("id") == id);
+  auto failed = s.rest->fail(
+      id, Json::parse(R"({"agentGuid":")" + guid + R"(","claimToken":")" +
+                      (*claimed)->getString("claimToken") +
+                      R"(","error":{"message":"dependency down"}})")
+              .value());
+  REQUIRE(failed.isOk());
+  return *failed;
+}
+
 // A long-poll claim's outcome, filled in by its done callback.
 struct WaitOutcome {
   std::mutex mu;
@@ -236,15 +252,8 @@ TEST_CASE("retry backoff: a failed item waits for nextAttemptAt, exponential and
         R"({"backoff":"exponential","baseDelayMs":1000,"maxDelayMs":3000,"jitterPercent":0})");
   const int64_t expected[] = {1000, 2000, 3000, 3000};
   for (int64_t wait : expected) {
-    auto claimed = s.rest->claim(claimBody("a1"));
-    REQUIRE(claimed.isOk());
-    REQUIRE(claimed->has_value());
-    const std::string token = (*claimed)->getString("claimToken");
-    auto failed = s.rest->fail(
-        id, Json::parse(R"({"agentGuid":"a1","claimToken":")" + token +
-                        R"(","error":{"message":"dependency down"}})")
-                .value());
-    REQUIRE(failed.isOk());
+    const Json failedItem = claimAndFail(s, "a1", id);
+    const Json* failed = &failedItem;
     CHECK(failed->getString("status") == "pending");
     CHECK(failed->getString("nextAttemptAt") == formatIso(clock.nowMs() + wait));
     // The failed transition carries it, and so does the work:failed event.
@@ -296,16 +305,9 @@ TEST_CASE("retry backoff: none (the default) retries at once, as before") {
   Services s(createMemoryStore(), clock);
   registerAgent(s, "a1");
   const std::string id = submit(s);
-  auto claimed = s.rest->claim(claimBody("a1"));
-  REQUIRE(claimed.isOk());
-  REQUIRE(claimed->has_value());
-  auto failed = s.rest->fail(
-      id, Json::parse(R"({"agentGuid":"a1","claimToken":")" + (*claimed)->getString("claimToken") +
-                      R"(","error":{"message":"x"}})")
-              .value());
-  REQUIRE(failed.isOk());
-  CHECK(failed->find("nextAttemptAt") == nullptr);
-  CHECK(failed->get("transitions").asArray().back().find("nextAttemptAt") == nullptr);
+  const Json failed = claimAndFail(s, "a1", id);
+  CHECK(failed.find("nextAttemptAt") == nullptr);
+  CHECK(failed.get("transitions").asArray().back().find("nextAttemptAt") == nullptr);
   CHECK(claimId(s, "a1") == id);
 }
 

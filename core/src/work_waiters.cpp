@@ -147,25 +147,28 @@ void WorkQueue::finishWaiter(const WaiterPtr& w, Result<std::optional<ClaimedIte
   if (done) done(std::move(result));
 }
 
-void WorkQueue::onClaimable(const std::string& pendingKey, const Candidate& candidate) {
-  if (parkedCount_.load() == 0) return;
-  {
-    std::lock_guard<std::mutex> lock(waitersMutex_);
-    auto it = parked_.find(pendingKey);
-    if (it == parked_.end()) return;
-    WaiterPtr chosen;
-    for (const auto& [id, w] : it->second) {
-      if (w->selection.eligible(candidate)) {
-        chosen = w;
-        break;
-      }
-    }
-    if (!chosen) return;
+bool WorkQueue::wakeOneLocked(const std::string& pendingKey, const Candidate& candidate) {
+  auto waiting = parked_.find(pendingKey);
+  if (waiting == parked_.end()) return false;
+  for (const auto& [id, w] : waiting->second) {
+    if (!w->selection.eligible(candidate)) continue;
+    WaiterPtr chosen = w;  // unparkLocked erases the map entry w refers to
     unparkLocked(*chosen);
     chosen->recheckRuns = 0;
     runQueue_.push_back(std::move(chosen));
+    return true;
   }
-  runCv_.notify_one();
+  return false;
+}
+
+void WorkQueue::onClaimable(const std::string& pendingKey, const Candidate& candidate) {
+  if (parkedCount_.load() == 0) return;
+  bool woke;
+  {
+    std::lock_guard<std::mutex> lock(waitersMutex_);
+    woke = wakeOneLocked(pendingKey, candidate);
+  }
+  if (woke) runCv_.notify_one();
 }
 
 void WorkQueue::passOnWakes(const std::vector<std::string>& keys) {
@@ -175,28 +178,18 @@ void WorkQueue::passOnWakes(const std::vector<std::string>& keys) {
     std::lock_guard<std::mutex> lock(waitersMutex_);
     for (const auto& key : keys) {
       auto items = pending_.find(key);
-      auto waiting = parked_.find(key);
-      if (items == pending_.end() || waiting == parked_.end()) continue;
+      if (items == pending_.end()) continue;
       // The first item some parked claim may take wakes the longest-waiting
       // of those.
       for (const auto& [k, candidate] : items->second) {
-        WaiterPtr chosen;
-        for (const auto& [id, w] : waiting->second) {
-          if (w->selection.eligible(candidate)) {
-            chosen = w;
-            break;
-          }
+        if (wakeOneLocked(key, candidate)) {
+          woke = true;
+          break;
         }
-        if (!chosen) continue;
-        unparkLocked(*chosen);
-        chosen->recheckRuns = 0;
-        runQueue_.push_back(std::move(chosen));
-        woke = true;
-        break;
       }
     }
   });
-  if (woke) runCv_.notify_one();
+  if (woke) runCv_.notify_all();
 }
 
 void WorkQueue::claimWorkerLoop() {

@@ -341,6 +341,9 @@ class WorkQueue {
   using WaiterPtr = std::shared_ptr<Waiter>;
   // Under the view's exclusive lock: an item became claimable.
   void onClaimable(const std::string& pendingKey, const Candidate& candidate);
+  // Under waitersMutex_: moves the longest-parked waiter of pendingKey that
+  // may take candidate to the run queue; false when there is none.
+  bool wakeOneLocked(const std::string& pendingKey, const Candidate& candidate);
   // Parks w (its id keeps its place) or, when claimable items for it appeared
   // meanwhile, runs it again; finishes it when its time is up.
   void park(const WaiterPtr& w);
