@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <future>
 #include <memory>
 #include <set>
@@ -134,6 +135,21 @@ void requireParked(Weftd& w, int n) {
 
 int64_t nowMs() { return weft::SystemClock::instance().nowMs(); }
 
+// A long-poll claim (waitMs 30000) by agent on its own connection to w:
+// once it is parked, runs act (which makes an item claimable); returns the
+// claim's response and the ms from act's start to the response.
+std::pair<HttpResponse, double> longPollAround(Weftd& w, const std::string& agent,
+                                               const std::function<void()>& act) {
+  HttpClient client(w.port(), 60s);
+  auto waiting = std::async(std::launch::async, [&] { return claimOn(client, agent, 30000); });
+  requireParked(w, 1);
+  const auto start = SteadyClock::now();
+  act();
+  REQUIRE(waiting.wait_for(30s) == std::future_status::ready);
+  HttpResponse r = waiting.get();
+  return {r, std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count()};
+}
+
 // Claims (without waiting) until an item comes: every answer before that
 // must be 204, and the 200 must not come before dueMs. Returns the 200.
 HttpResponse claimWhenDue(Weftd& w, const std::string& agent, int64_t dueMs) {
@@ -229,15 +245,8 @@ TEST_CASE("long poll: returns the item submitted while it waits, 204 after waitM
     CHECK(SteadyClock::now() - start >= 700ms);
   }
 
-  HttpClient client(weftd->port(), 60s);
-  auto waiting = std::async(std::launch::async, [&] { return claimOn(client, "a1", 30000); });
-  requireParked(*weftd, 1);
-  const auto submitted = SteadyClock::now();
-  const std::string id = submit(*weftd);
-  REQUIRE(waiting.wait_for(30s) == std::future_status::ready);
-  HttpResponse r = waiting.get();
-  const double latencyMs =
-      std::chrono::duration<double, std::milli>(SteadyClock::now() - submitted).count();
+  std::string id;
+  auto [r, latencyMs] = longPollAround(*weftd, "a1", [&] { id = submit(*weftd); });
   REQUIRE_STATUS(r, 200);
   CHECK(r.json.getString("id") == id);
   CHECK(r.json.getString("claimToken") != "");
@@ -359,16 +368,8 @@ TEST_CASE("long poll: a claim waiting on one instance gets an item submitted thr
   auto a = startWeftd(*backend);
   auto b = startWeftd(*backend);
   registerAgent(*a, "a1");
-  HttpClient client(a->port(), 60s);
-  auto waiting = std::async(std::launch::async, [&] { return claimOn(client, "a1", 30000); });
-  requireParked(*a, 1);
-  // The agent registration must have reached b's view before b routes.
-  const auto submitted = SteadyClock::now();
-  const std::string id = submit(*b);
-  REQUIRE(waiting.wait_for(30s) == std::future_status::ready);
-  HttpResponse r = waiting.get();
-  const double latencyMs =
-      std::chrono::duration<double, std::milli>(SteadyClock::now() - submitted).count();
+  std::string id;
+  auto [r, latencyMs] = longPollAround(*a, "a1", [&] { id = submit(*b); });
   REQUIRE_STATUS(r, 200);
   CHECK(r.json.getString("id") == id);
   std::printf("[delivery_http.%s] submit on B -> long-poll claim response on A: %.1f ms\n",

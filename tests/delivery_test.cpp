@@ -20,15 +20,6 @@ using namespace weft::test;
 
 namespace {
 
-std::string submit(Services& s, const std::string& extra = "") {
-  std::string text = R"({"boundary":"b","capability":"cpp","description":"d")" +
-                     (extra.empty() ? "" : "," + extra) + "}";
-  auto r = s.rest->submit(Json::parse(text).value());
-  INFO(r.status().toString());
-  REQUIRE(r.isOk());
-  return r->getString("id");
-}
-
 Status submitError(Services& s, const std::string& extra) {
   std::string text = R"({"boundary":"b","capability":"cpp","description":"d",)" + extra + "}";
   auto r = s.rest->submit(Json::parse(text).value());
@@ -170,7 +161,7 @@ TEST_CASE("delayed work: not claimable before nextAttemptAt, claimable from then
   ManualClock clock;
   Services s(createMemoryStore(), clock);
   registerAgent(s, "a1");
-  const std::string id = submit(s, R"("delayMs":60000,"priority":9)");
+  const std::string id = submitWork(s, R"("delayMs":60000,"priority":9)");
   Json stored = item(s, id);
   CHECK(stored.getString("status") == "pending");
   CHECK(stored.getString("nextAttemptAt") == formatIso(clock.nowMs() + 60000));
@@ -179,7 +170,7 @@ TEST_CASE("delayed work: not claimable before nextAttemptAt, claimable from then
   CHECK(log.asArray().back().getString("nextAttemptAt") == stored.getString("nextAttemptAt"));
 
   // A due item of lower priority is claimed first; the delayed one is not.
-  const std::string due = submit(s, R"("priority":1)");
+  const std::string due = submitWork(s, R"("priority":1)");
   CHECK(claimId(s, "a1") == due);
   CHECK(claimId(s, "a1") == "");
   clock.advance(59999);
@@ -196,9 +187,9 @@ TEST_CASE("delayed work: notBefore as an ISO time, a past one means due now") {
   Services s(createMemoryStore(), clock);
   registerAgent(s, "a1");
   const std::string later =
-      submit(s, "\"notBefore\":\"" + formatIso(clock.nowMs() + 5000) + "\"");
+      submitWork(s, "\"notBefore\":\"" + formatIso(clock.nowMs() + 5000) + "\"");
   CHECK(item(s, later).getString("nextAttemptAt") == formatIso(clock.nowMs() + 5000));
-  const std::string past = submit(s, "\"notBefore\":\"2020-01-01T00:00:00Z\"");
+  const std::string past = submitWork(s, "\"notBefore\":\"2020-01-01T00:00:00Z\"");
   CHECK(item(s, past).find("nextAttemptAt") == nullptr);
   CHECK(claimId(s, "a1") == past);
   CHECK(claimId(s, "a1") == "");
@@ -237,7 +228,7 @@ TEST_CASE("delayed work and retry: field rules name the field") {
         "retry.jitterPercent must be an integer between 0 and 100");
   // Absent options keep today's item: no nextAttemptAt, no retry member.
   registerAgent(s, "a1");
-  Json plain = item(s, submit(s));
+  Json plain = item(s, submitWork(s));
   CHECK(plain.find("nextAttemptAt") == nullptr);
   CHECK(plain.find("retry") == nullptr);
 }
@@ -246,7 +237,7 @@ TEST_CASE("retry backoff: a failed item waits for nextAttemptAt, exponential and
   ManualClock clock;
   Services s(createMemoryStore(), clock);
   registerAgent(s, "a1");
-  const std::string id = submit(
+  const std::string id = submitWork(
       s, R"("maxAttempts":5,"retry":{"backoff":"exponential","baseDelayMs":1000,"maxDelayMs":3000,"jitterPercent":0})");
   CHECK(item(s, id).get("retry").dump() ==
         R"({"backoff":"exponential","baseDelayMs":1000,"maxDelayMs":3000,"jitterPercent":0})");
@@ -286,7 +277,7 @@ TEST_CASE("retry backoff: the server default applies to failures and expired lea
   options.leaseMs = 1000;
   Services s(createMemoryStore(), clock, {}, options);
   registerAgent(s, "a1");
-  const std::string id = submit(s);
+  const std::string id = submitWork(s);
   REQUIRE(claimId(s, "a1") == id);
   clock.advance(1000);
   auto report = s.work->sweepOnce();
@@ -304,7 +295,7 @@ TEST_CASE("retry backoff: none (the default) retries at once, as before") {
   ManualClock clock;
   Services s(createMemoryStore(), clock);
   registerAgent(s, "a1");
-  const std::string id = submit(s);
+  const std::string id = submitWork(s);
   const Json failed = claimAndFail(s, "a1", id);
   CHECK(failed.find("nextAttemptAt") == nullptr);
   CHECK(failed.get("transitions").asArray().back().find("nextAttemptAt") == nullptr);
@@ -320,7 +311,7 @@ TEST_CASE("long poll: a parked claim gets the item submitted meanwhile") {
   CHECK(waitId != 0);
   CHECK_FALSE(out.isDone());
   CHECK(s.work->parkedClaims() == 1);
-  const std::string id = submit(s);
+  const std::string id = submitWork(s);
   REQUIRE(eventually([&] { return out.isDone(); }, 10000));
   CHECK(out.claimed() == id);
   CHECK(item(s, id).getString("assignedTo") == "a1");
@@ -335,7 +326,7 @@ TEST_CASE("long poll: an available item is claimed at once, waitMs 0 never parks
   CHECK(s.work->claimWait(waitRequest("a1", 0), none.callback()) == 0);
   CHECK(none.isDone());
   CHECK(none.claimed() == "");
-  const std::string id = submit(s);
+  const std::string id = submitWork(s);
   WaitOutcome now;
   CHECK(s.work->claimWait(waitRequest("a1", 5000), now.callback()) == 0);
   CHECK(now.isDone());
@@ -372,18 +363,18 @@ TEST_CASE("long poll: one item wakes one waiter, the longest-waiting first") {
     s.work->claimWait(waitRequest("a" + std::to_string(i), 20000), outs.back()->callback());
   }
   CHECK(s.work->parkedClaims() == 5);
-  const std::string first = submit(s);
+  const std::string first = submitWork(s);
   REQUIRE(eventually([&] { return outs[0]->isDone(); }, 10000));
   CHECK(outs[0]->claimed() == first);
   // The others stay parked: nobody else was woken for it.
   CHECK(s.work->parkedClaims() == 4);
   for (int i = 1; i < 5; ++i) CHECK_FALSE(outs[i]->isDone());
-  const std::string second = submit(s);
+  const std::string second = submitWork(s);
   REQUIRE(eventually([&] { return outs[1]->isDone(); }, 10000));
   CHECK(outs[1]->claimed() == second);
   CHECK(s.work->parkedClaims() == 3);
   // A burst: each item one waiter.
-  std::set<std::string> burst{submit(s), submit(s), submit(s)};
+  std::set<std::string> burst{submitWork(s), submitWork(s), submitWork(s)};
   REQUIRE(eventually([&] { return outs[2]->isDone() && outs[3]->isDone() && outs[4]->isDone(); },
                      10000));
   std::set<std::string> got{outs[2]->claimed(), outs[3]->claimed(), outs[4]->claimed()};
@@ -400,7 +391,7 @@ TEST_CASE("long poll: a waiter only wakes for items it may take") {
   x.boundaries = std::vector<std::string>{"x"};
   s.work->claimWait(x, onlyX.callback());  // waiting longest, but only for boundary x
   s.work->claimWait(waitRequest("a2", 20000), any.callback());
-  const std::string inB = submit(s);  // boundary b
+  const std::string inB = submitWork(s);  // boundary b
   REQUIRE(eventually([&] { return any.isDone(); }, 10000));
   CHECK(any.claimed() == inB);
   CHECK_FALSE(onlyX.isDone());
@@ -423,7 +414,7 @@ TEST_CASE("long poll: a cancelled wait never claims, ending waits answers every 
   CHECK(gone.claimed() == "");
   CHECK(s.work->parkedClaims() == 0);
   s.work->cancelClaimWait(id);  // again: ignored
-  const std::string item1 = submit(s);
+  const std::string item1 = submitWork(s);
   CHECK(item(s, item1).getString("status") == "pending");
 
   REQUIRE(claimId(s, "a2") == item1);
@@ -448,7 +439,7 @@ TEST_CASE("long poll: a delayed item coming due wakes a waiter (timer, injected 
   registerAgent(s, "a1");
   WaitOutcome out;
   s.work->claimWait(waitRequest("a1", 30000), out.callback());
-  const std::string id = submit(s, R"("delayMs":5000)");
+  const std::string id = submitWork(s, R"("delayMs":5000)");
   // Not due: the waiter stays parked.
   s.work->promoteDue();
   CHECK_FALSE(out.isDone());
@@ -465,7 +456,7 @@ TEST_CASE("long poll: a retried item with backoff wakes a waiter only when due")
   registerAgent(s, "a1");
   registerAgent(s, "a2");
   const std::string id =
-      submit(s, R"("retry":{"backoff":"fixed","baseDelayMs":2000,"jitterPercent":0})");
+      submitWork(s, R"("retry":{"backoff":"fixed","baseDelayMs":2000,"jitterPercent":0})");
   auto claimed = s.rest->claim(claimBody("a1"));
   REQUIRE(claimed.isOk());
   REQUIRE(claimed->has_value());
