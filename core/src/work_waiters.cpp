@@ -180,8 +180,13 @@ void WorkQueue::passOnWakes(const std::vector<std::string>& keys) {
       auto items = pending_.find(key);
       if (items == pending_.end()) continue;
       // The first item some parked claim may take wakes the longest-waiting
-      // of those.
+      // of those. Only the first few items are looked at: items nobody
+      // parked may take (another boundary, say) can be many, and this runs
+      // under the view's lock.
+      constexpr int kCandidatesLooked = 16;
+      int looked = 0;
       for (const auto& [k, candidate] : items->second) {
+        if (++looked > kCandidatesLooked) break;
         if (wakeOneLocked(key, candidate)) {
           woke = true;
           break;
