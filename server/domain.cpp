@@ -51,7 +51,10 @@ class WeftDomain : public Domain {
     services_.start();
   }
 
-  void beginShutdown() override { ws_->beginShutdown(); }  // WebSockets: close 1001
+  void beginShutdown() override {
+    ws_->beginShutdown();           // WebSockets: close 1001
+    services_.work.endClaimWaits();  // waiting claims: 204 now, none wait from here on
+  }
 
   void stop() override {
     ws_->stop();  // waits up to 5 s after beginShutdown() for the closes

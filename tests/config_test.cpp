@@ -95,12 +95,17 @@ TEST_CASE("defaults apply when no source sets a key", "[config]") {
   CHECK(c.getList("http.tokens").empty());
   CHECK(c.getList("spinup.githubTokenEnvVars") == std::vector<std::string>{"GITHUB_TOKEN"});
   CHECK(c.getInt("work.idempotencyRetentionMs") == 86400000);
-  // weftd's own 48 keys (the contract's, less the backend keys, plus
+  CHECK(c.getString("work.retryBackoff") == "none");  // retries at once, as before
+  CHECK(c.getInt("work.retryBaseDelayMs") == 1000);
+  CHECK(c.getInt("work.retryMaxDelayMs") == 300000);
+  CHECK(c.getInt("work.retryJitterPercent") == 20);
+  // weftd's own 52 keys (the contract's, less the backend keys, plus
   // log.format, http.drainMs, spinup.sshPath, ws.maxConnections, the four
-  // HTTP connection limits, stats.verifyIntervalMs and
-  // work.idempotencyRetentionMs) and the 5 that the nats plugin declares.
-  CHECK(c.all().size() == 53);
-  CHECK(load({}, {}, {}).all().size() == 48);
+  // HTTP connection limits, stats.verifyIntervalMs,
+  // work.idempotencyRetentionMs and the four work.retry* keys) and the 5
+  // that the nats plugin declares.
+  CHECK(c.all().size() == 57);
+  CHECK(load({}, {}, {}).all().size() == 52);
   CHECK(c.getString("nats.replicas") == "1");
   CHECK(c.getString("nats.casGuard") == "auto");
   CHECK(c.getInt("http.maxConnections") == 16384);
@@ -235,6 +240,13 @@ TEST_CASE("invalid values name the key", "[config]") {
   CHECK_THAT(errorFor("work.maxAttempts", "101"), Catch::StartsWith("work.maxAttempts:"));
   CHECK_THAT(errorFor("work.maxAttempts", "0"), Catch::StartsWith("work.maxAttempts:"));
   CHECK_THAT(errorFor("work.retentionMs", "-1"), Catch::StartsWith("work.retentionMs:"));
+  CHECK_THAT(errorFor("work.retryBackoff", "linear"),
+             Catch::StartsWith("work.retryBackoff:") &&
+                 Catch::Contains("must be none, fixed or exponential"));
+  CHECK_THAT(errorFor("work.retryJitterPercent", "101"),
+             Catch::StartsWith("work.retryJitterPercent:"));
+  CHECK_THAT(errorFor("work.retryMaxDelayMs", "2592000001"),
+             Catch::StartsWith("work.retryMaxDelayMs:"));
   CHECK_THAT(errorFor("metrics.requireAuth", "yes"),
              Catch::StartsWith("metrics.requireAuth:") && Catch::Contains("true, false, 1 or 0"));
   CHECK_THAT(errorFor("log.level", "verbose"),

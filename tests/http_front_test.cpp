@@ -210,6 +210,22 @@ struct FrontServer {
       pending->complete(ApiResponse::jsonBody(201, std::move(body)));
       return ApiResponse::later(std::move(pending));
     });
+    // Like /api/later, and it counts the clients that went away while
+    // waiting (PendingResponse::onClientGone), answering them 204.
+    router.add("GET", "/api/later-watched", [this](const ApiRequest&) {
+      auto pending = std::make_shared<PendingResponse>();
+      std::weak_ptr<PendingResponse> weak = pending;
+      pending->onClientGone([this, weak] {
+        ++clientsGone;
+        if (auto p = weak.lock()) p->complete(ApiResponse::noContent());
+      });
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        parked.push_back(pending);
+      }
+      cv.notify_all();
+      return ApiResponse::later(std::move(pending));
+    });
     // Forgotten: the handler drops its PendingResponse without completing it.
     router.add("GET", "/api/later-forgotten", [](const ApiRequest&) {
       return ApiResponse::later(std::make_shared<PendingResponse>());
@@ -263,6 +279,7 @@ struct FrontServer {
   int blocked = 0;
   bool released = false;
   std::vector<std::shared_ptr<PendingResponse>> parked;
+  std::atomic<int> clientsGone{0};
 };
 
 HttpServerOptions small() {
@@ -520,6 +537,41 @@ TEST_CASE("front end: deferred responses completed early or forgotten", "[front]
   CHECK(bodyOf(r).getString("error") == "InternalError");
   REQUIRE(c.send(get("/api/ping")));
   CHECK(statusOf(c.response()) == 200);
+}
+
+TEST_CASE("front end: a deferred response is told when its client goes away",
+          "[front][deferred]") {
+  FrontServer ts(small());
+  SECTION("the client closes while waiting") {
+    auto c = std::make_unique<RawClient>(ts.port());
+    REQUIRE(c->send(get("/api/later-watched")));
+    auto pending = ts.takeParked();
+    REQUIRE(pending);
+    CHECK(ts.clientsGone.load() == 0);
+    c.reset();  // closes the socket
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (ts.clientsGone.load() == 0 && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    CHECK(ts.clientsGone.load() == 1);
+    CHECK(ts.waitConnections(0));
+    // A completion after that is ignored.
+    pending->complete(ApiResponse::jsonBody(200, Json::object()));
+  }
+  SECTION("a client that stays is not told, and is answered when completed") {
+    RawClient c(ts.port());
+    REQUIRE(c.send(get("/api/later-watched")));
+    auto pending = ts.takeParked();
+    REQUIRE(pending);
+    RawClient other(ts.port());
+    REQUIRE(other.send(get("/api/ping")));
+    CHECK(statusOf(other.response()) == 200);
+    pending->complete(ApiResponse::jsonBody(201, Json::object()));
+    CHECK(statusOf(c.response()) == 201);
+    CHECK(ts.clientsGone.load() == 0);
+    REQUIRE(c.send(get("/api/ping")));
+    CHECK(statusOf(c.response()) == 200);
+  }
 }
 
 TEST_CASE("front end: a graceful shutdown waits for a deferred response", "[front][deferred]") {

@@ -17,14 +17,6 @@ using namespace weft::test;
 
 namespace {
 
-std::string submit(Services& s, const std::string& extra = "") {
-  std::string text = R"({"boundary":"b","capability":"cpp","description":"d")" +
-                     (extra.empty() ? "" : "," + extra) + "}";
-  auto r = s.rest->submit(Json::parse(text).value());
-  REQUIRE(r.isOk());
-  return r->getString("id");
-}
-
 // metadata: the registration's metadata object, as JSON text.
 void registerAgent(Services& s, const std::string& guid, const std::string& metadata = "") {
   RegisterRequest request;
@@ -72,11 +64,11 @@ TEST_CASE("claim assigns the highest-priority oldest item with a fresh token") {
   ManualClock clock;
   Services s(createMemoryStore(), clock);
   registerAgent(s, "a1");
-  std::string low = submit(s, R"("priority":2)");
+  std::string low = submitWork(s, R"("priority":2)");
   clock.advance(5);
-  std::string high1 = submit(s, R"("priority":8)");
+  std::string high1 = submitWork(s, R"("priority":8)");
   clock.advance(5);
-  std::string high2 = submit(s, R"("priority":8)");
+  std::string high2 = submitWork(s, R"("priority":8)");
 
   auto r = s.rest->claim(claimBody("a1"));
   REQUIRE(r.isOk());
@@ -125,19 +117,19 @@ TEST_CASE("claim honours capability, boundary, project and required agent type")
   Services s(createMemoryStore(), clock);
   registerAgent(s, "bounded", R"({"boundaries":["east"]})");
   registerAgent(s, "copilot", R"({"agentType":"copilot-cli"})");
-  std::string west = submit(s, R"("boundary":"west")");
+  std::string west = submitWork(s, R"("boundary":"west")");
   auto none = s.rest->claim(claimBody("bounded"));
   REQUIRE(none.isOk());
   CHECK_FALSE(none->has_value());  // declared boundaries exclude "west"
-  std::string forClaude = submit(s, R"("boundary":"east","requiredAgentType":"claude-code")");
+  std::string forClaude = submitWork(s, R"("boundary":"east","requiredAgentType":"claude-code")");
   auto notCopilot = s.rest->claim(claimBody("copilot", R"("boundaries":["east"])"));
   CHECK_FALSE(notCopilot->has_value());
   CHECK(claim(s, "bounded").first == forClaude);
   CHECK(claim(s, "copilot").first == west);  // no declared boundaries: any boundary
-  submit(s, R"("projectId":"other")");
+  submitWork(s, R"("projectId":"other")");
   CHECK_FALSE(s.rest->claim(claimBody("copilot"))->has_value());
   CHECK(s.rest->claim(claimBody("copilot", R"("projectId":"other")"))->has_value());
-  submit(s, R"("capability":"rust")");
+  submitWork(s, R"("capability":"rust")");
   CHECK_FALSE(s.rest->claim(claimBody("copilot"))->has_value());
   CHECK(s.rest->claim(claimBody("copilot", R"("capabilities":["rust"])"))->has_value());
 }
@@ -147,7 +139,7 @@ TEST_CASE("start, progress and complete are fenced by the claim token") {
   Services s(createMemoryStore(), clock);
   registerAgent(s, "a1");
   registerAgent(s, "a2");
-  std::string id = submit(s);
+  std::string id = submitWork(s);
   auto [claimed, token] = claim(s, "a1");
   REQUIRE(claimed == id);
 
@@ -198,7 +190,7 @@ TEST_CASE("recoverable failures retry until maxAttempts, then the DLQ; retry fro
   ManualClock clock;
   Services s(createMemoryStore(), clock);
   registerAgent(s, "a1");
-  std::string id = submit(s, R"("maxAttempts":2)");
+  std::string id = submitWork(s, R"("maxAttempts":2)");
 
   auto first = claim(s, "a1");
   auto retried = s.rest->fail(id, failBody("a1", first.second));
@@ -249,7 +241,7 @@ TEST_CASE("a non-recoverable failure dead-letters at once; DLQ retry of a live i
   ManualClock clock;
   Services s(createMemoryStore(), clock);
   registerAgent(s, "a1");
-  std::string id = submit(s);
+  std::string id = submitWork(s);
   auto c = claim(s, "a1");
   REQUIRE(s.rest->fail(id, failBody("a1", c.second, false)).isOk());
   CHECK((*s.dlq->get(id))->reason == DeadLetterReason::NonRecoverable);
@@ -270,7 +262,7 @@ TEST_CASE("expired leases are re-queued by the sweeper, then dead-lettered") {
   ManualClock clock;
   Services s(createMemoryStore(), clock);
   registerAgent(s, "a1");
-  std::string id = submit(s, R"("maxAttempts":2,"leaseMs":1000)");
+  std::string id = submitWork(s, R"("maxAttempts":2,"leaseMs":1000)");
   auto c = claim(s, "a1");
   CHECK(s.work->sweepOnce().leasesExpired == 0);
   clock.advance(999);
@@ -306,7 +298,7 @@ TEST_CASE("two instances sweeping one backend count each expiry once") {
   Services b(store, clock);
   registerAgent(a, "agent");
   std::vector<std::string> ids;
-  for (int i = 0; i < 20; ++i) ids.push_back(submit(a, R"("leaseMs":1000,"maxAttempts":5)"));
+  for (int i = 0; i < 20; ++i) ids.push_back(submitWork(a, R"("leaseMs":1000,"maxAttempts":5)"));
   for (int i = 0; i < 20; ++i) claim(a, "agent");
   REQUIRE(eventually([&] {
     int active = 0;
@@ -333,7 +325,7 @@ TEST_CASE("concurrent claimers never get the same item") {
   Services s(createMemoryStore(), clock);
   constexpr int kItems = 300, kThreads = 6;
   for (int t = 0; t < kThreads; ++t) registerAgent(s, "w" + std::to_string(t));
-  for (int i = 0; i < kItems; ++i) submit(s);
+  for (int i = 0; i < kItems; ++i) submitWork(s);
   std::mutex mutex;
   std::multiset<std::string> claimed;
   std::atomic<int> completedWithStale{0};
@@ -372,9 +364,9 @@ TEST_CASE("cancel-batch by ids and by filter, with reassign") {
   ManualClock clock;
   Services s(createMemoryStore(), clock);
   registerAgent(s, "a1");
-  std::string p = submit(s, R"("priority":9)");
-  std::string q = submit(s, R"("priority":1)");
-  std::string r = submit(s, R"("priority":1)");
+  std::string p = submitWork(s, R"("priority":9)");
+  std::string q = submitWork(s, R"("priority":1)");
+  std::string r = submitWork(s, R"("priority":1)");
   auto c = claim(s, "a1");
   REQUIRE(c.first == p);
   REQUIRE(s.rest->cancel(r));
@@ -421,7 +413,7 @@ TEST_CASE("a failed DLQ write leaves the item where it was") {
   auto faulty = std::make_shared<FaultyStore>(createMemoryStore());
   Services s(faulty, clock);
   registerAgent(s, "a1");
-  std::string id = submit(s, R"("maxAttempts":1)");
+  std::string id = submitWork(s, R"("maxAttempts":1)");
   auto c = claim(s, "a1");
   faulty->inject({KvOp::Put, kDlqBucket, 1, Code::Unavailable, false});
   auto r = s.rest->fail(id, failBody("a1", c.second));
@@ -441,7 +433,7 @@ TEST_CASE("a failed item update after the DLQ write is repaired, never half-move
   registerAgent(s, "a1");
 
   SECTION("update refused: the entry is an orphan until the sweeper removes it") {
-    std::string id = submit(s, R"("maxAttempts":1)");
+    std::string id = submitWork(s, R"("maxAttempts":1)");
     auto c = claim(s, "a1");
     faulty->inject({KvOp::Update, kWorkBucket, 1, Code::Unavailable, false});
     CHECK(s.rest->fail(id, failBody("a1", c.second)).code() == Code::Unavailable);
@@ -454,7 +446,7 @@ TEST_CASE("a failed item update after the DLQ write is repaired, never half-move
     CHECK(statusOf(s, id) == "assigned");
   }
   SECTION("update applied but acknowledgement lost: failed and in the DLQ") {
-    std::string id = submit(s, R"("maxAttempts":1)");
+    std::string id = submitWork(s, R"("maxAttempts":1)");
     auto c = claim(s, "a1");
     faulty->inject({KvOp::Update, kWorkBucket, 1, Code::Timeout, true});
     CHECK(s.rest->fail(id, failBody("a1", c.second)).code() == Code::Timeout);
@@ -474,10 +466,10 @@ TEST_CASE("retention removes old terminal items and dead-letter entries") {
   ManualClock clock;
   Services s(createMemoryStore(), clock);
   registerAgent(s, "a1");
-  std::string done = submit(s);
+  std::string done = submitWork(s);
   auto c = claim(s, "a1");
   REQUIRE(s.rest->complete(done, fenceBody("a1", c.second)));
-  std::string pending = submit(s);
+  std::string pending = submitWork(s);
   clock.advance(86400000);
   auto report = s.work->sweepOnce();
   CHECK(report.itemsPurged == 1);

@@ -199,6 +199,7 @@ const std::map<std::string, std::pair<std::string, std::set<std::string>>> kCata
     {"weft_work_items", {"gauge", {"status"}}},
     {"weft_agents", {"gauge", {"status"}}},
     {"weft_agents_stale", {"gauge", {}}},
+    {"weft_claims_waiting", {"gauge", {}}},
     {"weft_dlq_items", {"gauge", {}}},
     {"weft_idempotent_replays_total", {"counter", {}}},
     {"weft_stats_drift_total", {"counter", {"source"}}},

@@ -30,9 +30,15 @@ bool eventually(F&& predicate, int timeoutMs = 2000) {
 
 inline Json body(const char* text) { return Json::parse(text).value(); }
 
+struct Services;
+// Submits {boundary b, capability cpp, description d, ...extra} through the
+// REST mapping; returns the new id (REQUIREs success).
+inline std::string submitWork(Services& s, const std::string& extra = "");
+
 struct Services {
   // beforeStart runs after the services are built and before they start, e.g.
   // to add view listeners (views accept them only before start()).
+  // options: the services' settings (CoreOptions defaults when not given).
   explicit Services(std::shared_ptr<KvStore> s, ManualClock& clock,
                     const std::function<void(Services&)>& beforeStart = {})
       : Services(std::move(s), clock, CoreOptions{}, beforeStart) {}
@@ -80,5 +86,14 @@ struct Services {
   std::unique_ptr<testing::RestWork> rest;  // work in its REST form
   std::unique_ptr<Stats> stats;
 };
+
+inline std::string submitWork(Services& s, const std::string& extra) {
+  std::string text = R"({"boundary":"b","capability":"cpp","description":"d")" +
+                     (extra.empty() ? "" : "," + extra) + "}";
+  auto r = s.rest->submit(Json::parse(text).value());
+  INFO(r.status().toString());
+  REQUIRE(r.isOk());
+  return r->getString("id");
+}
 
 }  // namespace weft::test

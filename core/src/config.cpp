@@ -1,6 +1,7 @@
 // Configuration loading (docs/api.md §7.1, §7.2): the key table, the four sources,
 // and the validation of every value.
 #include "weft/config.h"
+#include "weft/retry_policy.h"
 
 #include <algorithm>
 #include <cctype>
@@ -155,6 +156,10 @@ std::string checkHttpUrl(std::string& v) {
   return ok ? "" : "must be an http:// or https:// URL";
 }
 
+std::string checkBackoff(std::string& v) {
+  return parseBackoff(v) ? "" : "must be none, fixed or exponential";
+}
+
 std::string checkEnvVarNames(std::string& v) {
   for (const std::string& name : splitList(v)) {
     bool ok = !std::isdigit(static_cast<unsigned char>(name[0])) && allOf(name, [](char c) {
@@ -204,6 +209,10 @@ const std::vector<KeySpec>& keyTable() {
       num("work.sweepIntervalMs", nullptr, "5000", 1, kMaxMs),
       num("work.retentionMs", nullptr, "86400000", 0, kMaxMs),
       num("work.idempotencyRetentionMs", nullptr, "86400000", 1000, kMaxMs),
+      str("work.retryBackoff", nullptr, "none", checkBackoff),
+      num("work.retryBaseDelayMs", nullptr, "1000", 0, kMaxDelayMs),
+      num("work.retryMaxDelayMs", nullptr, "300000", 0, kMaxDelayMs),
+      num("work.retryJitterPercent", nullptr, "20", 0, 100),
       num("dlq.retentionMs", nullptr, "604800000", 0, kMaxMs),
       num("stats.verifyIntervalMs", nullptr, "300000", 0, kMaxMs),
       num("agents.staleAfterMs", nullptr, "180000", 1, kMaxMs),

@@ -107,6 +107,7 @@ std::vector<Event> eventsFromLog(const WorkRecord* before, const WorkRecord& aft
       f.emplace_back("priority", Json(after.priority));
       copyField(f, item, WorkField::Description);
       if (entry->getBool("requeued", false)) f.emplace_back("requeued", Json(true));
+      copyField(f, *entry, "nextAttemptAt");  // delayed work: not claimable before
       emit("work:submitted", std::move(f));
     } else if (event == "assigned") {
       addAssignee(f, agent, summaryOf);
@@ -135,6 +136,7 @@ std::vector<Event> eventsFromLog(const WorkRecord* before, const WorkRecord& aft
       f.emplace_back("deadLettered", Json(entry->getBool("deadLettered", false)));
       f.emplace_back("attempts", Json(entry->getInt("attempt", 0)));
       f.emplace_back("maxAttempts", Json(item.maxAttempts));
+      copyField(f, *entry, "nextAttemptAt");  // a retry with backoff: the next attempt's time
       emit("work:failed", std::move(f));
     } else if (event == "cancelled") {
       addAssignee(f, agent, summaryOf);

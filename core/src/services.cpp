@@ -21,6 +21,10 @@ CoreOptions coreOptionsFrom(const Config& config) {
   o.idempotencyRetentionMs = config.getInt("work.idempotencyRetentionMs");
   o.spinupOnSubmit = config.getBool("spinup.onSubmit");
   o.timeoutMs = config.getInt("kv.timeoutMs");
+  o.retry.backoff = parseBackoff(config.getString("work.retryBackoff")).value_or(Backoff::None);
+  o.retry.baseDelayMs = config.getInt("work.retryBaseDelayMs");
+  o.retry.maxDelayMs = config.getInt("work.retryMaxDelayMs");
+  o.retry.jitterPercent = config.getInt("work.retryJitterPercent");
   return o;
 }
 

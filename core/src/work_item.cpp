@@ -16,7 +16,7 @@ constexpr std::array<const char*, static_cast<size_t>(WorkField::Count)> kFieldN
     "transitions", "assignedTo",      "assignedAt",         "startedAt",
     "leaseDurationMs", "leaseExpiresAt", "claimToken",      "progress",
     "result",      "completedAt",     "failedAt",           "cancelledAt",
-    "cancelReason", "error"};
+    "cancelReason", "error",          "nextAttemptAt",      "retry"};
 
 constexpr const char* kStatusTexts[] = {"pending",   "assigned", "in-progress", "completed",
                                         "failed",    "cancelled", "unknown"};
@@ -171,6 +171,8 @@ WorkItem::Fit WorkItem::setTyped(WorkField field, const Json& v) {
     case WorkField::Error:
       error = v.isNull() ? ErrorRecord{} : ErrorRecord::fromJson(v);
       return Fit::Exact;
+    case WorkField::NextAttemptAt: return str(nextAttemptAt);
+    case WorkField::Retry: return any(retry);
     case WorkField::Count: break;
   }
   return Fit::Unreadable;
@@ -217,6 +219,8 @@ Json WorkItem::member(WorkField field) const {
     case WorkField::CancelledAt: return Json(cancelledAt);
     case WorkField::CancelReason: return Json(cancelReason);
     case WorkField::Error: return error.toJson();
+    case WorkField::NextAttemptAt: return Json(nextAttemptAt);
+    case WorkField::Retry: return retry;
     case WorkField::Count: break;
   }
   return Json();

@@ -46,29 +46,48 @@ Result<uint64_t> WorkQueue::store(const std::string& id, const WorkItem& item, u
   return written;
 }
 
-Result<std::optional<ClaimedItem>> WorkQueue::claim(const ClaimRequest& request) {
+bool WorkQueue::Selection::eligible(const Candidate& c) const {
+  return (anyBoundary || contains(bounds, c.boundary)) &&
+         (c.requiredAgentType.empty() || c.requiredAgentType == agentType);
+}
+
+Result<WorkQueue::Selection> WorkQueue::selectionFor(const ClaimRequest& request) {
   const std::string& agentGuid = request.agentGuid;
-  if (auto s = ready(); !s) return s;
   auto agent = agents_.fetch(agentGuid);
   if (!agent) return agent.status();
   if ((*agent)->status == "offline") {
     return Status::conflict("Agent with GUID " + agentGuid + " is offline");
   }
-
   // The effective selection (§2.4): request values, else what the agent declared.
-  const std::vector<std::string> caps =
+  Selection sel;
+  sel.agentGuid = agentGuid;
+  const std::vector<std::string>& caps =
       request.capabilities ? *request.capabilities : (*agent)->capabilities;
-  const bool anyBoundary = !request.boundaries && !(*agent)->declaredBoundaries;
-  const std::vector<std::string> bounds =
-      request.boundaries ? *request.boundaries
-                         : ((*agent)->declaredBoundaries ? (*agent)->boundaries
-                                                         : std::vector<std::string>{});
-  const std::string project = request.projectId.value_or((*agent)->projectId);
-  const std::string agentType = (*agent)->agentType;
-  auto eligible = [&](const Candidate& c) {
-    return (anyBoundary || contains(bounds, c.boundary)) &&
-           (c.requiredAgentType.empty() || c.requiredAgentType == agentType);
-  };
+  for (const auto& cap : std::set<std::string>(caps.begin(), caps.end())) sel.caps.push_back(cap);
+  sel.anyBoundary = !request.boundaries && !(*agent)->declaredBoundaries;
+  sel.bounds = request.boundaries ? *request.boundaries
+                                  : ((*agent)->declaredBoundaries ? (*agent)->boundaries
+                                                                  : std::vector<std::string>{});
+  sel.project = request.projectId.value_or((*agent)->projectId);
+  sel.agentType = (*agent)->agentType;
+  return sel;
+}
+
+Result<std::optional<ClaimedItem>> WorkQueue::claim(const ClaimRequest& request) {
+  if (auto s = ready(); !s) return s;
+  auto sel = selectionFor(request);
+  if (!sel) return sel.status();
+  return claimSelected(*sel, request);
+}
+
+Result<std::optional<ClaimedItem>> WorkQueue::claimSelected(const Selection& sel,
+                                                            const ClaimRequest& request) {
+  if (auto s = ready(); !s) return s;
+  promoteDue();
+  const std::string& agentGuid = sel.agentGuid;
+  const std::string& project = sel.project;
+  const std::vector<std::string>& caps = sel.caps;
+  auto eligible = [&](const Candidate& c) { return sel.eligible(c); };
 
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(ctx_.options.timeoutMs);
@@ -81,7 +100,7 @@ Result<std::optional<ClaimedItem>> WorkQueue::claim(const ClaimRequest& request)
     constexpr size_t kBatch = 16;
     std::vector<PendingKey> picked;
     view_->read([&] {
-      for (const auto& cap : std::set<std::string>(caps.begin(), caps.end())) {
+      for (const auto& cap : caps) {
         auto it = pending_.find(pendingKeyOf(project, cap));
         if (it == pending_.end()) continue;
         size_t taken = 0;
@@ -103,8 +122,8 @@ Result<std::optional<ClaimedItem>> WorkQueue::claim(const ClaimRequest& request)
       }
       tried.insert(id);
       auto [record, revision] = view_->findEntry(id);
-      if (!record || record->status != WorkStatus::Pending) continue;
       const int64_t now = ctx_.now();
+      if (!record || record->status != WorkStatus::Pending || record->dueAtMs > now) continue;
       const int64_t lease = request.leaseMs ? *request.leaseMs
                             : record->has(WorkField::LeaseMs) ? record->leaseMs
                                                               : ctx_.options.leaseMs;
@@ -120,6 +139,7 @@ Result<std::optional<ClaimedItem>> WorkQueue::claim(const ClaimRequest& request)
       item->set(WorkField::LeaseExpiresAt, expiresIso);
       item->set(WorkField::ClaimToken, newToken());
       item->erase(WorkField::Progress);
+      item->erase(WorkField::NextAttemptAt);
       item->set(WorkField::UpdatedAt, nowIso);
       appendTransition(*item, "assigned", nowIso,
                        {{"attempt", Json(attempt)},
@@ -236,16 +256,31 @@ Result<WorkQueue::FailOutcome> WorkQueue::applyFailure(const WorkRecord& record,
   appendError(*item, std::move(error));
   item->set(WorkField::UpdatedAt, nowIso);
   const bool retrying = recoverable && attempts < maxAttempts;
+  // The retry's backoff (the item's own policy over the server's): the item
+  // is pending again but not claimable before nextAttemptAt.
+  const int64_t delay =
+      retrying ? ctx_.options.retry.overriddenBy(record.retry).delayMs(std::max<int64_t>(attempts, 1),
+                                                                      jitterRandom())
+               : 0;
+  const std::string nextAttemptIso = delay > 0 ? formatIso(now + delay) : std::string();
   Json::Object logged{{"attempt", Json(attempts)}};
   if (agentGuid) logged.emplace_back("agentGuid", Json(*agentGuid));
   logged.emplace_back("error", Json(static_cast<int64_t>(item->errors.size()) - 1));
   logged.emplace_back("retrying", Json(retrying));
   logged.emplace_back("deadLettered", Json(!retrying));
+  if (delay > 0) logged.emplace_back("nextAttemptAt", Json(nextAttemptIso));
   appendTransition(*item, "failed", nowIso, std::move(logged));
 
   if (retrying) {
     item->setStatus(WorkStatus::Pending);
     clearAssignment(*item);
+    if (delay > 0) {
+      item->set(WorkField::NextAttemptAt, nextAttemptIso);
+      item->dueAtMs = now + delay;
+    } else {
+      item->erase(WorkField::NextAttemptAt);
+      item->dueAtMs = 0;
+    }
     auto written = store(record.id, *item, revision);
     if (!written) return written.status();
     if (updated) *updated = std::move(item);
@@ -330,6 +365,7 @@ Result<WorkItemView> WorkQueue::retryDeadLetter(const std::string& id, bool rese
     if (resetAttempts) item->set(WorkField::Attempts, int64_t{0});
     clearAssignment(*item);
     item->erase(WorkField::FailedAt);
+    item->erase(WorkField::NextAttemptAt);
     const std::string nowIso = formatIso(ctx_.now());
     item->set(WorkField::UpdatedAt, nowIso);
     Json::Object logged{{"requeued", Json(true)}};

@@ -25,6 +25,7 @@ std::shared_ptr<const WorkRecord> WorkQueue::decode(const std::string& value) {
   r->offeredAtMs = parseIso(r->offeredAt).value_or(0);
   r->updatedAtMs = parseIso(r->updatedAt).value_or(r->offeredAtMs);
   if (r->has(WorkField::LeaseExpiresAt)) r->leaseExpiresAtMs = parseIso(r->leaseExpiresAt);
+  if (r->has(WorkField::NextAttemptAt)) r->dueAtMs = parseIso(r->nextAttemptAt).value_or(0);
   return r;
 }
 
@@ -45,12 +46,30 @@ WorkQueue::~WorkQueue() { stop(); }
 
 void WorkQueue::start(int64_t sweepIntervalMs) {
   view_->start(ctx_.store);
+  timer_ = std::thread([this] { timerLoop(); });
+  constexpr int kClaimThreads = 4;
+  for (int i = 0; i < kClaimThreads; ++i) claimWorkers_.emplace_back([this] { claimWorkerLoop(); });
   if (sweepIntervalMs > 0) {
     sweeper_ = std::thread([this, sweepIntervalMs] { sweeperLoop(sweepIntervalMs); });
   }
 }
 
 void WorkQueue::stop() {
+  endClaimWaits();
+  {
+    std::lock_guard<std::mutex> lock(waitersMutex_);
+    workersStopping_ = true;
+  }
+  runCv_.notify_all();
+  for (auto& t : claimWorkers_) {
+    if (t.joinable()) t.join();
+  }
+  {
+    std::lock_guard<std::mutex> lock(timerMutex_);
+    timerStopping_ = true;
+  }
+  timerCv_.notify_all();
+  if (timer_.joinable()) timer_.join();
   {
     std::lock_guard<std::mutex> lock(sweeperMutex_);
     stopping_ = true;
@@ -66,27 +85,55 @@ void WorkQueue::stop() {
 
 void WorkQueue::index(const std::string& key, const std::shared_ptr<const WorkRecord>& before,
                       const std::shared_ptr<const WorkRecord>& after) {
+  bool wasClaimable = false;
   if (before && before->status == WorkStatus::Pending) {
     auto it = pending_.find(pendingKeyOf(before->projectId, before->capability));
     if (it != pending_.end()) {
-      it->second.erase(PendingKey{before->priority, before->offeredAtMs, key});
+      wasClaimable = it->second.erase(PendingKey{before->priority, before->offeredAtMs, key}) > 0;
       if (it->second.empty()) pending_.erase(it);
     }
+    if (before->dueAtMs > 0) delayed_.erase({before->dueAtMs, key});
   }
   if (before && before->isActive() && !before->assignedTo.empty()) {
     auto it = activeByAgent_.find(before->assignedTo);
     if (it != activeByAgent_.end() && --it->second <= 0) activeByAgent_.erase(it);
   }
   if (after && after->status == WorkStatus::Pending) {
-    pending_[pendingKeyOf(after->projectId, after->capability)].emplace(
-        PendingKey{after->priority, after->offeredAtMs, key},
-                                       Candidate{after->capability, after->boundary,
-                                                 after->requiredAgentType});
+    PendingKey pendingKey{after->priority, after->offeredAtMs, key};
+    Candidate candidate{after->capability, after->boundary, after->requiredAgentType};
+    if (after->dueAtMs > ctx_.now()) {
+      // Not claimable yet: kept by due time, moved over by promoteDue().
+      std::pair<int64_t, std::string> dueKey{after->dueAtMs, key};
+      const bool earliest = delayed_.empty() || dueKey < delayed_.begin()->first;
+      delayed_.emplace(std::move(dueKey),
+                       DelayedEntry{after->projectId, std::move(pendingKey), std::move(candidate)});
+      if (earliest) kickTimer();
+    } else {
+      const std::string k = pendingKeyOf(after->projectId, after->capability);
+      pending_[k].emplace(std::move(pendingKey), candidate);
+      if (!wasClaimable) onClaimable(k, candidate);
+    }
   }
   if (after && after->isActive() && !after->assignedTo.empty()) {
     ++activeByAgent_[after->assignedTo];
   }
   listIndex_->update(before.get(), after.get());
+}
+
+void WorkQueue::promoteDue() {
+  const int64_t now = ctx_.now();
+  const bool due =
+      view_->read([&] { return !delayed_.empty() && delayed_.begin()->first.first <= now; });
+  if (!due) return;
+  view_->write([&] {
+    while (!delayed_.empty() && delayed_.begin()->first.first <= now) {
+      auto node = delayed_.extract(delayed_.begin());
+      DelayedEntry& e = node.mapped();
+      const std::string k = pendingKeyOf(e.project, e.candidate.capability);
+      pending_[k].emplace(e.key, e.candidate);
+      onClaimable(k, e.candidate);
+    }
+  });
 }
 
 bool WorkQueue::hasActiveWork(const std::string& agentGuid) const {
@@ -238,6 +285,7 @@ Result<CancelBatchResult> WorkQueue::cancelBatch(const CancelBatchRequest& reque
       if (requeue) {
         item.setStatus(WorkStatus::Pending);
         clearAssignment(item);
+        item.erase(WorkField::NextAttemptAt);  // claimable at once
         appendTransition(item, "submitted", nowIso, {{"requeued", Json(true)}});
       } else {
         item.setStatus(WorkStatus::Cancelled);

@@ -52,6 +52,18 @@ Result<WorkQueue::NewItem> WorkQueue::prepareSubmit(const SubmitRequest& request
   const std::string& bound = request.boundary;
   const int64_t now = ctx_.now();
 
+  // Delayed work: claimable from dueAt on (a time in the past: at once).
+  int64_t dueAt = 0;
+  if (request.notBeforeMs) {
+    if (*request.notBeforeMs - now > kMaxDelayMs) {
+      return invalid("notBefore must be at most " + std::to_string(kMaxDelayMs) +
+                     " ms (30 days) ahead");
+    }
+    if (*request.notBeforeMs > now) dueAt = *request.notBeforeMs;
+  } else if (request.delayMs && *request.delayMs > 0) {
+    dueAt = now + *request.delayMs;
+  }
+
   // Routing (§4.2): eligible workers, in registry list order.
   std::vector<std::shared_ptr<const AgentRecord>> eligible;
   agents_.view().forEach([&](const std::string&, const std::shared_ptr<const AgentRecord>& a) {
@@ -119,8 +131,14 @@ Result<WorkQueue::NewItem> WorkQueue::prepareSubmit(const SubmitRequest& request
   item.set(WorkField::Attempts, int64_t{0});
   item.set(WorkField::MaxAttempts, request.maxAttempts.value_or(ctx_.options.maxAttempts));
   if (request.leaseMs) item.set(WorkField::LeaseMs, *request.leaseMs);
+  if (!request.retry.isNull()) item.setJson(WorkField::Retry, request.retry);
+  if (dueAt > 0) item.set(WorkField::NextAttemptAt, formatIso(dueAt));
   item.set(WorkField::Errors);
-  appendTransition(item, "submitted", nowIso);
+  if (dueAt > 0) {
+    appendTransition(item, "submitted", nowIso, {{"nextAttemptAt", Json(formatIso(dueAt))}});
+  } else {
+    appendTransition(item, "submitted", nowIso);
+  }
 
   return NewItem{id, item.encode(), haveWorker, SpinUpRequest{id, project, cap, bound, target}};
 }

@@ -6,6 +6,7 @@
 #include "api/rest_common.h"
 #include "weft/field_rules.h"
 #include "weft/ids.h"
+#include "weft/retry_policy.h"
 
 namespace weft::rest {
 
@@ -47,6 +48,46 @@ Result<std::optional<std::vector<std::string>>> stringList(const Json& body, con
 std::optional<std::string> optionalString(const Json& v) {
   if (!v.isString()) return std::nullopt;
   return v.asString();
+}
+
+// The `retry` object of a submit: {backoff?, baseDelayMs?, maxDelayMs?,
+// jitterPercent?}, each checked; the stored form holds only what was given.
+Result<Json> parseRetryPolicy(const Json& retry) {
+  if (retry.isNull()) return Json();
+  if (!retry.isObject()) return invalid("retry must be an object");
+  Json out = Json::object();
+  const Json& backoff = retry.get("backoff");
+  if (!backoff.isNull()) {
+    if (!backoff.isString() || !parseBackoff(backoff.asString())) {
+      return invalid("retry.backoff must be one of: none, fixed, exponential");
+    }
+    out.set("backoff", backoff);
+  }
+  auto delay = [&](const char* field) -> Status {
+    const Json& v = retry.get(field);
+    if (v.isNull()) return Status::ok();
+    if (!v.isInteger() || v.asInt() < 0 || v.asInt() > kMaxDelayMs) {
+      return invalid(std::string("retry.") + field + " must be an integer between 0 and " +
+                     std::to_string(kMaxDelayMs));
+    }
+    out.set(field, v);
+    return Status::ok();
+  };
+  if (auto s = delay("baseDelayMs"); !s) return s;
+  if (auto s = delay("maxDelayMs"); !s) return s;
+  const Json& base = retry.get("baseDelayMs");
+  const Json& max = retry.get("maxDelayMs");
+  if (base.isInteger() && max.isInteger() && max.asInt() < base.asInt()) {
+    return invalid("retry.maxDelayMs must not be less than retry.baseDelayMs");
+  }
+  const Json& jitter = retry.get("jitterPercent");
+  if (!jitter.isNull()) {
+    if (!jitter.isInteger() || jitter.asInt() < 0 || jitter.asInt() > 100) {
+      return invalid("retry.jitterPercent must be an integer between 0 and 100");
+    }
+    out.set("jitterPercent", jitter);
+  }
+  return out;
 }
 
 }  // namespace
@@ -112,6 +153,29 @@ Result<SubmitRequest> parseSubmitRequest(const Json& body) {
   if (body.find("contextData") && contextData.dump().size() > kMaxContextData) {
     return invalid("contextData exceeds 262144 bytes");
   }
+  // Delayed work and the item's retry policy (not in the original contract).
+  const Json& notBefore = body.get("notBefore");
+  const Json& delayMs = body.get("delayMs");
+  std::optional<int64_t> notBeforeMs;
+  if (!notBefore.isNull()) {
+    if (!notBefore.isString()) {
+      return invalid("notBefore must be an ISO 8601 date-time string (e.g. 2026-12-04T10:00:00Z)");
+    }
+    notBeforeMs = parseIso(notBefore.asString());
+    if (!notBeforeMs) {
+      return invalid("notBefore must be an ISO 8601 date-time string (e.g. 2026-12-04T10:00:00Z)");
+    }
+  }
+  if (!delayMs.isNull() &&
+      (!delayMs.isInteger() || delayMs.asInt() < 0 || delayMs.asInt() > kMaxDelayMs)) {
+    return invalid("delayMs must be an integer between 0 and " + std::to_string(kMaxDelayMs) +
+                   " (30 days)");
+  }
+  if (notBeforeMs && !delayMs.isNull()) {
+    return invalid("notBefore and delayMs cannot both be given");
+  }
+  auto retry = parseRetryPolicy(body.get("retry"));
+  if (!retry) return retry.status();
 
   r.boundary = boundary.asString();
   r.capability = capability.asString();
@@ -125,6 +189,9 @@ Result<SubmitRequest> parseSubmitRequest(const Json& body) {
   if (taskId.isString()) r.taskId = taskId.asString();
   r.deadline = deadline;
   r.contextData = contextData;
+  r.notBeforeMs = notBeforeMs;
+  if (!delayMs.isNull()) r.delayMs = delayMs.asInt();
+  r.retry = std::move(*retry);
   return r;
 }
 
@@ -157,6 +224,12 @@ Result<ClaimRequest> parseClaimRequest(const Json& body) {
   if (auto s = checkProjectIdField(projectId); !s) return s;
   const Json& leaseMs = body.get("leaseMs");
   if (auto s = checkLeaseMsField(leaseMs); !s) return s;
+  const Json& waitMs = body.get("waitMs");
+  if (!waitMs.isNull() &&
+      (!waitMs.isInteger() || waitMs.asInt() < 0 || waitMs.asInt() > kMaxClaimWaitMs)) {
+    return invalid("waitMs must be an integer between 0 and " + std::to_string(kMaxClaimWaitMs));
+  }
+  if (!waitMs.isNull()) r.waitMs = waitMs.asInt();
   r.agentGuid = std::move(*guid);
   r.capabilities = std::move(*capabilities);
   r.boundaries = std::move(*boundaries);

@@ -191,10 +191,23 @@ void workRoutes(http::Router& router, Services& s, const http::ErrorMapping& err
       [&s, &errors](const ApiRequest& req) {
         auto request = rest::parseClaimRequest(req.body);
         if (!request) return http::errorResponse(request.status(), errors);
-        auto claimed = s.work.claim(*request);
-        if (!claimed) return http::errorResponse(claimed.status(), errors);
-        if (!claimed->has_value()) return ApiResponse::noContent();
-        return ApiResponse::jsonBody(200, rest::toJson(**claimed));
+        auto answer = [&errors](const Result<std::optional<ClaimedItem>>& claimed) {
+          if (!claimed) return http::errorResponse(claimed.status(), errors);
+          if (!claimed->has_value()) return ApiResponse::noContent();
+          return ApiResponse::jsonBody(200, rest::toJson(**claimed));
+        };
+        if (request->waitMs.value_or(0) <= 0) return answer(s.work.claim(*request));
+        // Long poll: answered when an item is claimed or the wait ends; no
+        // thread waits meanwhile. A client that goes away ends its wait.
+        auto pending = std::make_shared<http::PendingResponse>();
+        const uint64_t waitId = s.work.claimWait(
+            *request, [pending, answer](Result<std::optional<ClaimedItem>> claimed) {
+              pending->complete(answer(claimed));
+            });
+        if (waitId != 0) {
+          pending->onClientGone([&s, waitId] { s.work.cancelClaimWait(waitId); });
+        }
+        return ApiResponse::later(std::move(pending));
       },
       kReadsBody);
   reportRoute(router, s, errors, "/api/work/{id}/start", rest::parseClaimHolder, &WorkQueue::start);

@@ -309,8 +309,10 @@ std::vector<OperationDoc> makeOperations() {
           .error(400,
                  "A field rule failed, e.g. `classification is required`, `capability is "
                  "required`, `description is required`, `priority must be an integer "
-                 "between 1 and 10`; or `Idempotency-Key header must be 1 to 255 printable "
-                 "ASCII characters (...)`.")
+                 "between 1 and 10`, `notBefore must be an ISO 8601 date-time string "
+                 "(e.g. 2026-12-04T10:00:00Z)`, `notBefore and delayMs cannot both be "
+                 "given`, `retry.backoff must be one of: none, fixed, exponential`; or "
+                 "`Idempotency-Key header must be 1 to 255 printable ASCII characters (...)`.")
           .error(422,
                  "`Idempotency-Key '<key>' was already used with a different request body; use "
                  "a new key for a different request`."));
@@ -359,15 +361,24 @@ std::vector<OperationDoc> makeOperations() {
       Op("POST", "/api/work/claim", "claimWork", kExecution, "Claim the next work item")
           .describe("Candidates: pending items of the effective project whose capability, "
                     "boundary and requiredAgentType fit the agent, in order priority "
-                    "descending, offeredAt ascending, id. The first compare-and-set that "
-                    "succeeds wins; two claimers never get the same item.")
+                    "descending, offeredAt ascending, id; items whose nextAttemptAt lies in "
+                    "the future are skipped. The first compare-and-set that succeeds wins; "
+                    "two claimers never get the same item. With waitMs > 0 (long poll) a "
+                    "claim that finds nothing waits, holding no server thread, until an "
+                    "eligible item becomes claimable on any instance (then claims it) or "
+                    "waitMs passes (204). Each new item wakes one waiting claim, the "
+                    "longest-waiting eligible one first. A client that closes its "
+                    "connection ends its wait; a shutting-down server answers waiting "
+                    "claims 204.")
           .body("ClaimRequest")
           .ok(200, "The claimed item with its claim token.", "ClaimedWorkItem")
-          .noBody(204, "Nothing is claimable.")
+          .noBody(204, "Nothing is claimable; with waitMs, nothing became claimable within "
+                       "waitMs, or the server began to shut down.")
           .error(400,
                  "`agentGuid is required`, `capabilities must be an array of strings`, "
-                 "`boundaries must be an array of strings`, the projectId rule, or "
-                 "`leaseMs must be an integer between 1000 and 86400000`.")
+                 "`boundaries must be an array of strings`, the projectId rule, "
+                 "`leaseMs must be an integer between 1000 and 86400000`, or "
+                 "`waitMs must be an integer between 0 and 30000`.")
           .error(404, "`Agent with GUID <guid> not found`")
           .error(409, "`Agent with GUID <guid> is offline`"));
   ops.push_back(Op("POST", "/api/work/{id}/start", "startWork", kExecution, "Start claimed work")

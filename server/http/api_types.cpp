@@ -85,6 +85,22 @@ void PendingResponse::complete(ApiResponse response) {
   sink(std::move(response));
 }
 
+void PendingResponse::onClientGone(std::function<void()> callback) {
+  std::lock_guard<std::mutex> lock(mu_);
+  onClientGone_ = std::move(callback);
+}
+
+void PendingResponse::clientGone() {
+  std::function<void()> callback;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (completed_) return;
+    callback = std::move(onClientGone_);
+    onClientGone_ = nullptr;
+  }
+  if (callback) callback();
+}
+
 void PendingResponse::attach(Sink sink) {
   std::optional<ApiResponse> early;
   {

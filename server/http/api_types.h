@@ -161,6 +161,16 @@ class PendingResponse {
 
   void complete(ApiResponse response);
 
+  // What to do when the client goes away before the response is complete
+  // (it closed or half-closed its connection): e.g. stop waiting for
+  // something on its behalf. Runs at most once, on the front end's I/O
+  // thread, only while the response is not complete yet; it must be quick and
+  // should complete() the response (nobody reads it). Set it before the
+  // handler returns.
+  void onClientGone(std::function<void()> callback);
+  // For the front end: the client went away.
+  void clientGone();
+
   // For the request pipeline: where the response goes. Runs `sink` at once
   // when complete() came first. Once only.
   using Sink = std::function<void(ApiResponse)>;
@@ -171,6 +181,7 @@ class PendingResponse {
   Sink sink_;
   std::optional<ApiResponse> early_;
   bool completed_ = false;
+  std::function<void()> onClientGone_;
 };
 
 // ASCII case-insensitive equality, for header names and auth schemes.

@@ -169,16 +169,29 @@ void HttpServer::Impl::work() {
     }
     // busy_ counts requests being handled, including responses a handler
     // completes later (ApiResponse::later): stop() waits for those too.
-    std::optional<EncodedReply> reply =
-        pipeline_.handleOrDefer(std::move(job.request), job.closing, [&] {
+    std::shared_ptr<PendingResponse> deferred;
+    std::optional<EncodedReply> reply = pipeline_.handleOrDefer(
+        std::move(job.request), job.closing,
+        [&] {
           return RequestPipeline::ReplySink([this, conn = job.conn](EncodedReply later) {
             finish(conn, std::move(later));
             --busy_;
           });
-        });
+        },
+        &deferred);
     if (reply) {
       finish(job.conn, std::move(*reply));
       --busy_;
+    } else if (deferred) {
+      // The response comes later (a long-poll claim may wait 30 s): watch
+      // the connection for the client going away meanwhile. Only hang-up is
+      // armed, so pipelined input waits; finish() re-arms for reading.
+      std::lock_guard<std::mutex> lock(job.conn->mu);
+      Conn& c = *job.conn;
+      if (!c.closed && c.phase == Phase::Busy) {
+        c.deferred = deferred;
+        arm(c, EPOLLRDHUP);
+      }
     }
   }
 }
@@ -193,6 +206,7 @@ void HttpServer::Impl::finish(const ConnPtr& conn, EncodedReply reply) {
       if (reply.upgrade) reply.upgrade->abandon();
       return;
     }
+    c.deferred.reset();
     const bool simple = !reply.close && !reply.upgrade && !reply.stream && !draining_ &&
                         !c.hasInput() && !c.peerEof && !c.parser.discarding();
     if (simple) {

@@ -125,8 +125,21 @@ void HttpServer::Impl::loopOnce() {
       auto it = conns_.find(key);
       if (it == conns_.end()) continue;
       ConnPtr c = it->second;  // keeps it alive if it is closed meanwhile
-      std::lock_guard<std::mutex> lock(c->mu);
-      if (!c->closed) onEvent(*c);
+      std::shared_ptr<PendingResponse> gone;
+      {
+        std::lock_guard<std::mutex> lock(c->mu);
+        if (c->closed) continue;
+        if (c->phase == Phase::Busy) {
+          // Armed for hang-up while a deferred response is outstanding: the
+          // client went away (or half-closed). Told outside the lock: the
+          // route's reaction completes the response, which takes it.
+          gone = c->deferred.lock();
+          c->deferred.reset();
+        } else {
+          onEvent(*c);
+        }
+      }
+      if (gone) gone->clientGone();
     }
   }
   collectHandbacks();

@@ -135,6 +135,9 @@ class HttpServer::Impl {
     bool peerEof = false;
     bool probe = false;  // accepted past maxConnections: one inline route only
     std::shared_ptr<Upgrade> upgrade;
+    // While a deferred response is outstanding (phase Busy), the connection
+    // is armed for hang-up only, and this is told when the client goes.
+    std::weak_ptr<PendingResponse> deferred;
   };
   using ConnPtr = std::shared_ptr<Conn>;
 

@@ -294,7 +294,8 @@ void RequestPipeline::failReply(EncodedReply& reply, const ReplyContext& ctx,
 }
 
 std::optional<EncodedReply> RequestPipeline::handleOrDefer(
-    ParsedRequest request, bool closing, const std::function<ReplySink()>& makeSink) const {
+    ParsedRequest request, bool closing, const std::function<ReplySink()>& makeSink,
+    std::shared_ptr<PendingResponse>* deferred) const {
   ReplyContext ctx;
   ctx.start = std::chrono::steady_clock::now();
   ctx.route = "unmatched";
@@ -332,6 +333,7 @@ std::optional<EncodedReply> RequestPipeline::handleOrDefer(
   }
   std::shared_ptr<PendingResponse> pending = std::move(out.pending);
   if (!pending) return finishReply(internalErrorResponse(), ctx, nullptr);
+  if (deferred) *deferred = pending;
   pending->attach([this, ctx = std::move(ctx), done = makeSink()](ApiResponse later) {
     if (later.kind == ApiResponse::BodyKind::Deferred) later = internalErrorResponse();
     done(finishReply(std::move(later), ctx, nullptr));

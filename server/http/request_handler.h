@@ -96,9 +96,12 @@ class RequestPipeline {
   // is called once, and the sink it returns gets the reply on whichever
   // thread completes it. (A factory, so the common synchronous path builds
   // no callback.)
+  // When the reply is deferred, *deferred (if given) is set to the route's
+  // PendingResponse, so the front end can tell it the client went away.
   using ReplySink = std::function<void(EncodedReply)>;
-  std::optional<EncodedReply> handleOrDefer(ParsedRequest request, bool closing,
-                                            const std::function<ReplySink()>& makeSink) const;
+  std::optional<EncodedReply> handleOrDefer(
+      ParsedRequest request, bool closing, const std::function<ReplySink()>& makeSink,
+      std::shared_ptr<PendingResponse>* deferred = nullptr) const;
 
   // A refusal by the front end itself (a parse error, 408, 503 when full),
   // with the error envelope and the CORS headers; logged and observed like

@@ -144,6 +144,14 @@ WeftMetrics::WeftMetrics(std::string backend, std::chrono::milliseconds statePol
         const double n = services_ ? static_cast<double>(services_->work.idempotentReplays()) : 0.0;
         return std::vector<metrics::Sample>{{{}, n}};
       });
+  registry_.callback("weft_claims_waiting",
+                     "Long-poll claims (waitMs) parked on this instance, waiting for an item.",
+                     metrics::Type::Gauge, {}, [this] {
+                       std::lock_guard<std::mutex> lock(sourcesMutex_);
+                       const double n =
+                           services_ ? static_cast<double>(services_->work.parkedClaims()) : 0.0;
+                       return std::vector<metrics::Sample>{{{}, n}};
+                     });
   registry_.callback("weft_dlq_items", "Dead-letter entries.", metrics::Type::Gauge, {}, [this] {
     std::lock_guard<std::mutex> lock(sourcesMutex_);
     const double n = services_ ? static_cast<double>(services_->deadLetters.view().size()) : 0.0;

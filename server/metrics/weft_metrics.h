@@ -19,6 +19,7 @@
 //    at most kMaxExtraAgentStatuses distinct values get their own label, the
 //    rest are summed under "other", and an entry without a status counts as
 //    "unknown".
+//  * weft_claims_waiting: WorkQueue::parkedClaims() (long-poll claims).
 //  * weft_websocket_connections: AppContext::websocketConnections.
 //  * weft_spinup_operations_total: recordSpinUp(), called by the spin-up code.
 //

@@ -79,6 +79,15 @@ class BucketView {
     return f();
   }
 
+  // Runs f() under the view's exclusive lock: for an indexer's index that
+  // also changes with time (items moved when they come due), so it stays
+  // ordered with the indexer's own updates. Same rules as an indexer.
+  template <typename F>
+  auto write(F&& f) {
+    std::unique_lock<std::shared_mutex> lock(mutex_);
+    return f();
+  }
+
   // The item and its revision, or {nullptr, 0}.
   std::pair<Ptr, uint64_t> findEntry(const std::string& key) const {
     std::shared_lock<std::shared_mutex> lock(mutex_);

@@ -8,6 +8,7 @@
 
 #include "weft/clock.h"
 #include "weft/kv.h"
+#include "weft/retry_policy.h"
 
 namespace weft {
 
@@ -37,6 +38,7 @@ struct CoreOptions {
   int64_t statsVerifyIntervalMs = 300000;  // 0 = never
   bool spinupOnSubmit = true;
   int64_t timeoutMs = 2000;  // kv.timeoutMs: the deadline of one request's backend work
+  RetryPolicy retry;  // work.retry*: the wait before a failed item's next attempt
 };
 
 struct ServiceContext {

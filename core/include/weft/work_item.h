@@ -57,7 +57,7 @@ enum class WorkField : uint8_t {
   PreferredAgentType, RequiredAgentType, TargetAgentType, Status, OfferedBy, OfferedAt,
   UpdatedAt, Attempts, MaxAttempts, LeaseMs, Errors, Transitions, AssignedTo, AssignedAt,
   StartedAt, LeaseDurationMs, LeaseExpiresAt, ClaimToken, Progress, Result, CompletedAt,
-  FailedAt, CancelledAt, CancelReason, Error,
+  FailedAt, CancelledAt, CancelReason, Error, NextAttemptAt, Retry,
   Count
 };
 const char* workFieldName(WorkField field);
@@ -85,6 +85,12 @@ struct WorkItem {
   Json result;  // {summary?, output?, artifacts?, completedAt}
   std::string completedAt, failedAt, cancelledAt;
   std::string cancelReason;
+  // A pending item is not claimable before this time (ISO 8601): a delayed
+  // submit (notBefore / delayMs) or a retry backoff. Absent: due now.
+  std::string nextAttemptAt;
+  // The submitter's retry policy: {backoff?, baseDelayMs?, maxDelayMs?,
+  // jitterPercent?}; what it leaves out comes from the configuration.
+  Json retry;
   // Members kept verbatim (see above), in an object.
   Json extra = Json::object();
 

@@ -13,8 +13,11 @@
 #include <vector>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <map>
+#include <unordered_map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -39,6 +42,8 @@ struct WorkRecord : WorkItem, std::enable_shared_from_this<WorkRecord> {
   int64_t offeredAtMs = 0;
   int64_t updatedAtMs = 0;
   std::optional<int64_t> leaseExpiresAtMs;
+  // nextAttemptAt in ms; 0 when absent (due now).
+  int64_t dueAtMs = 0;
 };
 
 struct WorkFilter {
@@ -65,6 +70,14 @@ struct SubmitRequest {
   std::string taskId;  // empty: a new one is generated
   Json deadline;       // stored as given; null: none
   Json contextData;    // stored as given; null: none
+  // Delayed work: not claimable before notBeforeMs, or before now + delayMs
+  // (at most one of them; at most kMaxDelayMs ahead). A time in the past
+  // means due now.
+  std::optional<int64_t> notBeforeMs;
+  std::optional<int64_t> delayMs;
+  // The item's own retry policy (RetryPolicy::overriddenBy), already checked:
+  // {backoff?, baseDelayMs?, maxDelayMs?, jitterPercent?}; null: the default.
+  Json retry;
 };
 
 // The outcome of a submission: the stored item's id, where it was routed,
@@ -117,7 +130,10 @@ struct ClaimRequest {
   std::optional<std::vector<std::string>> capabilities, boundaries;
   std::optional<std::string> projectId;
   std::optional<int64_t> leaseMs;
+  // Long poll (claimWait): how long to wait for an eligible item, 0..30000.
+  std::optional<int64_t> waitMs;
 };
+inline constexpr int64_t kMaxClaimWaitMs = 30000;
 
 // Who reports on a claimed item: the assignee and its claim token.
 struct ClaimHolder {
@@ -226,6 +242,32 @@ class WorkQueue {
   // The best pending item the agent may take, now assigned to it with a new
   // claim token and lease; nullopt when nothing is claimable.
   Result<std::optional<ClaimedItem>> claim(const ClaimRequest& request);
+  // A claim that waits up to request.waitMs for an eligible item (long poll)
+  // without holding a thread. The first attempt runs here, on the caller's
+  // thread; when it finds nothing the claim is parked. Each item that becomes
+  // claimable (submitted through any instance and seen in the change feed,
+  // retried, or a delayed item coming due) wakes ONE parked eligible claim,
+  // the longest-waiting first; a woken claim runs on this queue's claim
+  // threads, and when it loses the race it is parked again in its place.
+  // `done` gets what claim() would have returned, exactly once, on any thread:
+  // nullopt when waitMs passed, the wait was cancelled or ended. It must not
+  // block. Returns an id for cancelClaimWait (0 when done was already called).
+  using ClaimDone = std::function<void(Result<std::optional<ClaimedItem>>)>;
+  uint64_t claimWait(const ClaimRequest& request, ClaimDone done);
+  // The client went away: a parked claim ends at once with nullopt and never
+  // claims; one whose claim attempt is already running finishes it (an item it
+  // takes is then held by nobody and comes back when its lease expires).
+  // Unknown or finished ids are ignored.
+  void cancelClaimWait(uint64_t waitId);
+  // Shutdown: every parked claim ends with nullopt, and from now on a claim
+  // does not wait. stop() does this too.
+  void endClaimWaits();
+  // Parked claims (tests, metrics).
+  size_t parkedClaims() const;
+  // Moves delayed items that are due by the clock into the claimable index
+  // and wakes waiting claims for them. The due timer calls it; claim() calls
+  // it too, so an injected clock needs no timer.
+  void promoteDue();
   // Agent reports on claimed work (§2.4), fenced by the claim token; each
   // returns the updated item.
   Result<WorkItemView> start(const std::string& id, const ClaimHolder& holder);
@@ -287,6 +329,23 @@ class WorkQueue {
   struct Candidate {
     std::string capability, boundary, requiredAgentType;
   };
+  // A claim's effective selection (§2.4), resolved once per claim.
+  struct Selection {
+    std::string agentGuid, project, agentType;
+    std::vector<std::string> caps;  // distinct
+    bool anyBoundary = true;
+    std::vector<std::string> bounds;
+    bool eligible(const Candidate& c) const;
+  };
+  Result<Selection> selectionFor(const ClaimRequest& request);
+  Result<std::optional<ClaimedItem>> claimSelected(const Selection& selection,
+                                                   const ClaimRequest& request);
+  // Delayed items (not due yet) by due time; moved to pending_ when due.
+  struct DelayedEntry {
+    std::string project;
+    PendingKey key;
+    Candidate candidate;
+  };
   void index(const std::string& key, const std::shared_ptr<const WorkRecord>& before,
              const std::shared_ptr<const WorkRecord>& after);
 
@@ -318,6 +377,27 @@ class WorkQueue {
 
   void sweeperLoop(int64_t intervalMs);
 
+  // Long-poll claims (work_waiters.cpp).
+  struct Waiter;
+  using WaiterPtr = std::shared_ptr<Waiter>;
+  // Under the view's exclusive lock: an item became claimable.
+  void onClaimable(const std::string& pendingKey, const Candidate& candidate);
+  // Under waitersMutex_: moves the longest-parked waiter of pendingKey that
+  // may take candidate to the run queue; false when there is none.
+  bool wakeOneLocked(const std::string& pendingKey, const Candidate& candidate);
+  // Parks w (its id keeps its place) or, when claimable items for it appeared
+  // meanwhile, runs it again; finishes it when its time is up.
+  void park(const WaiterPtr& w);
+  void unparkLocked(Waiter& w);
+  void runWaiter(const WaiterPtr& w);
+  void finishWaiter(const WaiterPtr& w, Result<std::optional<ClaimedItem>> result);
+  // Wakes parked waiters for claimable items in the given keys that no
+  // running waiter is about to take (a wake that was not used).
+  void passOnWakes(const std::vector<std::string>& keys);
+  void claimWorkerLoop();
+  void timerLoop();
+  void kickTimer();
+
   ServiceContext ctx_;
   AgentRegistry& agents_;
   DeadLetters& deadLetters_;
@@ -329,6 +409,7 @@ class WorkQueue {
     return project + '\0' + capability;
   }
   std::map<std::string, std::map<PendingKey, Candidate>> pending_;
+  std::map<std::pair<int64_t, std::string>, DelayedEntry> delayed_;  // (due ms, id)
   std::map<std::string, int> activeByAgent_;             // guarded by the view's lock
   std::unique_ptr<WorkIndex> listIndex_;                 // guarded by the view's lock
 
@@ -344,6 +425,27 @@ class WorkQueue {
   std::condition_variable sweeperCv_;
   bool stopping_ = false;
   std::thread sweeper_;
+
+  // Long-poll claims. Lock order: the view's lock, then waitersMutex_, then
+  // timerMutex_; claim attempts and `done` run with none of them held.
+  mutable std::mutex waitersMutex_;
+  std::condition_variable runCv_;
+  uint64_t nextWaiterId_ = 1;
+  std::unordered_map<uint64_t, WaiterPtr> waiters_;  // not finished
+  // Parked waiters per pendingKeyOf(project, capability), in id (FIFO) order.
+  std::map<std::string, std::map<uint64_t, WaiterPtr>> parked_;
+  std::set<std::pair<std::chrono::steady_clock::time_point, uint64_t>> deadlines_;
+  std::deque<WaiterPtr> runQueue_;  // woken, for the claim threads
+  std::atomic<int64_t> parkedCount_{0};
+  bool waitsEnded_ = false;
+  bool workersStopping_ = false;
+  std::vector<std::thread> claimWorkers_;
+  // The due timer: promotes delayed items and ends waits whose time is up.
+  std::mutex timerMutex_;
+  std::condition_variable timerCv_;
+  bool timerKick_ = false;
+  bool timerStopping_ = false;
+  std::thread timer_;
 };
 
 }  // namespace weft
