@@ -335,13 +335,23 @@ class Parser {
 
 }  // namespace
 
+const Json::Array& Json::emptyArray() {
+  static const Array empty;
+  return empty;
+}
+
+const Json::Object& Json::emptyObject() {
+  static const Object empty;
+  return empty;
+}
+
 Result<Json> Json::parse(std::string_view text, int maxDepth) {
   return Parser(text, maxDepth).run();
 }
 
 const Json* Json::find(std::string_view key) const {
   if (type_ != Type::Object) return nullptr;
-  for (const auto& m : object_) {
+  for (const auto& m : asObject()) {
     if (m.first == key) return &m.second;
   }
   return nullptr;
@@ -358,20 +368,23 @@ const Json& Json::get(std::string_view key) const {
 
 Json& Json::set(std::string_view key, Json value) {
   if (type_ == Type::Null) type_ = Type::Object;
-  for (auto& m : object_) {
+  Object& members = asObject();
+  for (auto& m : members) {
     if (m.first == key) {
       m.second = std::move(value);
       return m.second;
     }
   }
-  object_.emplace_back(std::string(key), std::move(value));
-  return object_.back().second;
+  members.emplace_back(std::string(key), std::move(value));
+  return members.back().second;
 }
 
 bool Json::erase(std::string_view key) {
-  for (auto it = object_.begin(); it != object_.end(); ++it) {
+  if (!containers_) return false;
+  Object& members = containers_->object;
+  for (auto it = members.begin(); it != members.end(); ++it) {
     if (it->first == key) {
-      object_.erase(it);
+      members.erase(it);
       return true;
     }
   }
@@ -395,12 +408,12 @@ bool Json::getBool(std::string_view key, bool fallback) const {
 
 void Json::push(Json value) {
   if (type_ == Type::Null) type_ = Type::Array;
-  array_.push_back(std::move(value));
+  asArray().push_back(std::move(value));
 }
 
 size_t Json::size() const {
-  if (type_ == Type::Array) return array_.size();
-  if (type_ == Type::Object) return object_.size();
+  if (type_ == Type::Array) return asArray().size();
+  if (type_ == Type::Object) return asObject().size();
   return 0;
 }
 
@@ -497,7 +510,7 @@ void Json::dumpTo(std::string& out) const {
     case Type::Array: {
       out += '[';
       bool first = true;
-      for (const auto& v : array_) {
+      for (const auto& v : asArray()) {
         if (!first) out += ',';
         first = false;
         v.dumpTo(out);
@@ -508,7 +521,7 @@ void Json::dumpTo(std::string& out) const {
     case Type::Object: {
       out += '{';
       bool first = true;
-      for (const auto& m : object_) {
+      for (const auto& m : asObject()) {
         if (!first) out += ',';
         first = false;
         appendJsonString(out, m.first);
@@ -536,8 +549,8 @@ bool Json::operator==(const Json& o) const {
       if (isInt_ && o.isInt_) return int_ == o.int_;
       return double_ == o.double_;
     case Type::String: return string_ == o.string_;
-    case Type::Array: return array_ == o.array_;
-    case Type::Object: return object_ == o.object_;
+    case Type::Array: return asArray() == o.asArray();
+    case Type::Object: return asObject() == o.asObject();
   }
   return false;
 }

@@ -1,11 +1,18 @@
 #include "nats_feed.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "nats_common.h"
 
 namespace weft::nats_plugin {
+
+namespace {
+// The bound of the round trip that retires a feed's subscription (~KeyFeed).
+constexpr int64_t kUnsubscribeFlushMs = 1000;
+}  // namespace
 
 bool isDeleteMarker(natsMsg* msg) {
   const char* op = nullptr;
@@ -136,8 +143,21 @@ Result<bool> KeyFeed::behind(const Deadline& deadline) {
 }
 
 KeyFeed::~KeyFeed() {
-  // Destroying a subscription the library created also removes its consumer.
-  if (sub_ != nullptr) natsSubscription_Destroy(sub_);
+  if (sub_ == nullptr) return;
+  // nats.c 3.4 frees a subscription while its read thread may still be
+  // handing it a message it looked up just before (fixed upstream in 3.6,
+  // nats.c#638): a feed replaced while a backlog streams in crashed weftd
+  // (SIGCONT after a stalled server). So: unsubscribe first (no new message
+  // finds it, and the library's consumer is removed), then let one PING/PONG
+  // round trip pass, which the one read thread answers only after whatever
+  // it had taken before, and only then free it.
+  if (natsSubscription_Unsubscribe(sub_) == NATS_OK &&
+      natsConnection_FlushTimeout(conn_->nc(), kUnsubscribeFlushMs) != NATS_OK) {
+    // No round trip (the server is away): the read thread is reconnecting,
+    // not delivering; a short pause covers a message it was finishing.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  natsSubscription_Destroy(sub_);
 }
 
 Result<KeyFeed::Event> KeyFeed::next(int64_t timeoutMs, FeedEntry* entry) {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <exception>
+#include <optional>
 #include <thread>
 
 #include "nats_bucket.h"
@@ -31,6 +32,12 @@ constexpr int64_t kReplayStallFloorMs = 5000;
 // on a replicated stream after a weftd restart during leader changes: the
 // consumer stayed silent, heartbeats and all, while the stream kept growing,
 // and the view fell behind for good.
+//
+// "Behind" is confirmed before anything is replaced: right after a server
+// pause the stream is ahead of the feed only because its backlog is still on
+// the wire. A feed found behind is looked at again kConfirmStallMs later and
+// replaced only when it read nothing in between.
+constexpr int64_t kConfirmStallMs = 1000;
 }  // namespace
 
 class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
@@ -168,6 +175,7 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
           continue;
         }
         feed_ = std::move(feed.value());
+        suspectRead_.reset();
         failedBefore = false;
         bucket_->connection()->log(
             LogLevel::Info, "watch on bucket " + bucket_->name() + " re-opened; replaying (Reset)");
@@ -197,8 +205,9 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
               LogLevel::Warn, "the replay of bucket " + bucket_->name() + " delivered nothing for " +
                                   std::to_string(stallLimit.count()) + " ms; re-opening the watch");
           feed_.reset();
-        } else if (!replaying && (checkLiveSoon_ || (now - lastProgress > stallLimit &&
-                                                     now - lastLiveCheck > stallLimit))) {
+        } else if (!replaying &&
+                   (checkLiveSoon_ || (suspectRead_ && now >= recheckAt_) ||
+                    (now - lastProgress > stallLimit && now - lastLiveCheck > stallLimit))) {
           checkLiveSoon_ = false;
           lastLiveCheck = now;
           resumeIfStalled();
@@ -224,15 +233,27 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
     }
   }
 
-  // A live feed that is behind its stream is replaced by one resuming after
-  // the last message it delivered. When the server cannot answer now, the
-  // feed stays and is checked again later.
+  // A live feed that is behind its stream, twice kConfirmStallMs apart with
+  // nothing read in between, is replaced by one resuming after the last
+  // message it delivered. When the server cannot answer now, the feed stays
+  // and is checked again later.
   void resumeIfStalled() {
     const auto& conn = bucket_->connection();
     if (!conn->checkAvailable().isOk()) return;
     Result<bool> behind = feed_->behind(Deadline(conn->timeoutMs()));
-    if (!behind || !*behind) return;
+    if (!behind) return;
+    if (!*behind) {
+      suspectRead_.reset();
+      return;
+    }
     const uint64_t after = feed_->lastStreamSeq();
+    if (!suspectRead_ || *suspectRead_ != after) {
+      // First sighting, or it read something since: look again later.
+      suspectRead_ = after;
+      recheckAt_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(kConfirmStallMs);
+      return;
+    }
+    suspectRead_.reset();
     if (after == 0) {
       feed_.reset();  // nothing read yet: a new feed replays (Reset)
       return;
@@ -261,6 +282,10 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
   uint64_t seenReconnects_ = 0;
   uint64_t seenAlarms_ = 0;
   bool checkLiveSoon_ = false;  // a reconnect or alarm since the last check
+  // Set when the live feed was found behind: what it had read then, and
+  // when to look again (resumeIfStalled).
+  std::optional<uint64_t> suspectRead_;
+  std::chrono::steady_clock::time_point recheckAt_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -136,9 +136,14 @@ Weftd::Weftd(WeftdOptions options) : options_(std::move(options)) {
 }
 
 Weftd::~Weftd() {
-  if (std::uncaught_exceptions() > 0) {
-    std::fprintf(stderr, "--- weftd log tail (%s) ---\n%s\n--- end of weftd log ---\n",
-                 logFile_.c_str(), logTail().c_str());
+  // A weftd that ended by itself (a crash, an abort) is always worth the log:
+  // the test's own checks only see refused connections.
+  const bool diedOnItsOwn = child_ && !stoppedByTest_ && !child_->running();
+  if (std::uncaught_exceptions() > 0 || diedOnItsOwn) {
+    const std::string how =
+        diedOnItsOwn ? " weftd ended by itself: " + child_->exitStatus()->toString() : "";
+    std::fprintf(stderr, "--- weftd log tail (%s)%s ---\n%s\n--- end of weftd log ---\n",
+                 logFile_.c_str(), how.c_str(), logTail().c_str());
   }
   client_.reset();
   child_.reset();  // SIGKILLs and reaps
@@ -167,6 +172,7 @@ bool Weftd::startOnce(std::string* failure) {
     std::ofstream marker(logFile_, std::ios::app);
     marker << "### start: " << command << "\n";
   }
+  stoppedByTest_ = false;
   try {
     child_.emplace(child);
   } catch (const std::exception& e) {
@@ -205,12 +211,14 @@ bool Weftd::waitServing(std::chrono::milliseconds timeout, const HttpHeaders& he
 
 void Weftd::kill9() {
   if (child_) child_->killAndWait();
+  child_.reset();
   if (client_) client_->reset();
 }
 
 std::optional<ExitStatus> Weftd::terminate(std::chrono::milliseconds timeout) {
   if (!child_) return std::nullopt;
   if (client_) client_->reset();
+  stoppedByTest_ = true;
   child_->kill(SIGTERM);
   auto status = child_->wait(timeout);
   if (!status) child_->killAndWait();

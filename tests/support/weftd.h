@@ -107,8 +107,9 @@ class Weftd {
   // the backend (use waitServing()), so a weftd can be started against a
   // backend that is down.
   explicit Weftd(WeftdOptions options);
-  // SIGKILLs the process when still running. When destroyed during a failed
-  // test (stack unwinding) prints the tail of the log to stderr.
+  // SIGKILLs the process when still running. Prints the tail of the log to
+  // stderr when destroyed during a failed test (stack unwinding) or when
+  // weftd ended by itself (a crash: the test only sees refused connections).
   ~Weftd();
   Weftd(const Weftd&) = delete;
   Weftd& operator=(const Weftd&) = delete;
@@ -160,6 +161,7 @@ class Weftd {
   std::string logFile_;
   int port_ = 0;
   std::optional<ChildProcess> child_;
+  bool stoppedByTest_ = false;  // terminate() was called on this child
   std::unique_ptr<HttpClient> client_;
 };
 

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -40,15 +41,30 @@ class Json {
   Json(const char* s) : type_(Type::String), string_(s) {}
   Json(std::string s) : type_(Type::String), string_(std::move(s)) {}
   Json(std::string_view s) : type_(Type::String), string_(s) {}
-  Json(Array a) : type_(Type::Array), array_(std::move(a)) {}
-  Json(Object o) : type_(Type::Object), object_(std::move(o)) {}
+  Json(Array a) : type_(Type::Array) { containers().array = std::move(a); }
+  Json(Object o) : type_(Type::Object) { containers().object = std::move(o); }
+  Json(const Json& o)
+      : type_(o.type_),
+        bool_(o.bool_),
+        isInt_(o.isInt_),
+        int_(o.int_),
+        double_(o.double_),
+        string_(o.string_),
+        containers_(o.containers_ ? std::make_unique<Containers>(*o.containers_) : nullptr) {}
+  Json(Json&&) noexcept = default;
+  Json& operator=(const Json& o) {
+    if (this != &o) *this = Json(o);
+    return *this;
+  }
+  Json& operator=(Json&&) noexcept = default;
+  ~Json() = default;
 
   static Json object() { return Json(Object{}); }
   static Json array() { return Json(Array{}); }
   // An array of the strings, in order.
   static Json stringArray(const std::vector<std::string>& values) {
     Json out = array();
-    for (const auto& v : values) out.array_.emplace_back(v);
+    for (const auto& v : values) out.asArray().emplace_back(v);
     return out;
   }
 
@@ -71,10 +87,12 @@ class Json {
   double asDouble() const { return double_; }
   const std::string& asString() const { return string_; }
   std::string& asString() { return string_; }
-  const Array& asArray() const { return array_; }
-  Array& asArray() { return array_; }
-  const Object& asObject() const { return object_; }
-  Object& asObject() { return object_; }
+  // The containers of a value of another type are empty (the mutable forms
+  // give it one, without changing its type).
+  const Array& asArray() const { return containers_ ? containers_->array : emptyArray(); }
+  Array& asArray() { return containers().array; }
+  const Object& asObject() const { return containers_ ? containers_->object : emptyObject(); }
+  Object& asObject() { return containers().object; }
 
   // Object access. find() returns nullptr when absent or when this is not an
   // object. get() returns a shared null value instead.
@@ -109,8 +127,19 @@ class Json {
   int64_t int_ = 0;
   double double_ = 0;
   std::string string_;
-  Array array_;
-  Object object_;
+  // Arrays and objects are rarer than scalars: their containers live on the
+  // heap, allocated on first use, so a scalar costs 64 bytes, not 104.
+  struct Containers {
+    Array array;
+    Object object;
+  };
+  std::unique_ptr<Containers> containers_;
+  Containers& containers() {
+    if (!containers_) containers_ = std::make_unique<Containers>();
+    return *containers_;
+  }
+  static const Array& emptyArray();
+  static const Object& emptyObject();
 };
 
 // Appends s to out as a JSON string literal (with quotes). Bytes that are not
