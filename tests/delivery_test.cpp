@@ -275,7 +275,7 @@ TEST_CASE("retry backoff: the server default applies to failures and expired lea
   options.retry.baseDelayMs = 4000;
   options.retry.jitterPercent = 0;
   options.leaseMs = 1000;
-  Services s(createMemoryStore(), clock, {}, options);
+  Services s(createMemoryStore(), clock, options);
   registerAgent(s, "a1");
   const std::string id = submitWork(s);
   REQUIRE(claimId(s, "a1") == id);

@@ -4,6 +4,7 @@
 // every backend's keys. Runs the built weftd as a child process.
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -105,4 +106,40 @@ TEST_CASE("weftd --help lists every backend's keys", "[startup]") {
     CHECK(help.find(std::string("  ") + key + " (default") != std::string::npos);
   }
   CHECK(help.find("also $NATS_URL") != std::string::npos);
+}
+
+// A crash says where it happened: a fatal signal makes weftd print the signal
+// and a stack trace on stderr (server/crash_report.h), then die of the same
+// signal, so the exit status and any core dump are what they would have been.
+TEST_CASE("a fatal signal makes weftd print the signal and a stack, then die of it",
+          "[startup]") {
+  for (int sig : {SIGSEGV, SIGABRT}) {
+    TempDir dir("weft-startup-");
+    const int port = findFreePort();
+    ChildOptions options;
+    options.argv = {weftdBinary(),         "--set", "http.host=127.0.0.1", "--port",
+                    std::to_string(port), "--backend", "sqlite", "--set",
+                    "sqlite.path=" + dir.file("w.db")};
+    options.env["WEFT_CONFIG"] = "";
+    options.outputFile = dir.file("out.log");
+    ChildProcess child(options);
+    REQUIRE(waitForPort(port, std::chrono::milliseconds(15000)));
+    child.kill(sig);
+    std::optional<ExitStatus> status = child.wait(std::chrono::seconds(20));
+    REQUIRE(status);
+    std::ifstream in(options.outputFile);
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::string out = text.str();
+    const std::string name = sig == SIGSEGV ? "SIGSEGV" : "SIGABRT";
+    INFO(name << "\n" << out);
+    CHECK_FALSE(status->exited);
+    CHECK(status->signal == sig);
+    const auto at = out.find("weftd: fatal signal " + name + "; stack:\n");
+    REQUIRE(at != std::string::npos);
+    // backtrace_symbols_fd: one "object(+offset) [address]" line per frame.
+    const std::string stack = out.substr(at);
+    CHECK(stack.find("weftd(") != std::string::npos);
+    CHECK(stack.find(") [0x") != std::string::npos);
+  }
 }
