@@ -311,6 +311,29 @@ TEST_CASE("dashboard: seeded data in every view, live updates, DLQ retry by clic
   WAIT_FOR(browser, "document.getElementById('item') && document.getElementById('item').dataset.status === 'cancelled'");
   CHECK(workStatus(http, toCancel) == "cancelled");
 
+  // Delayed work (§4.8): the board says when a pending item comes due, the
+  // item page and its timeline say from when it may be claimed. Cancelled
+  // afterwards, so the counts checked below stay as they were.
+  HttpResponse delayed = http.post(
+      "/api/work", J(R"({"taskId":"ui-delayed","capability":"build","boundary":"internal",)"
+                     R"("description":"task ui-delayed","projectId":"alpha","delayMs":3600000,)"
+                     R"("retry":{"backoff":"exponential","baseDelayMs":2000}})"));
+  REQUIRE(delayed.status == 201);
+  const std::string delayedId = delayed.json.getString("id");
+  browser.navigate(base + "/ui#/work");
+  WAIT_FOR(browser, "!!document.querySelector('tr[data-work-id=\"" + delayedId + "\"] [data-due]')");
+  CHECK(browser.eval("document.querySelector('tr[data-work-id=\"" + delayedId + "\"] [data-due]').innerText")
+            .asString()
+            .find("due in") != std::string::npos);
+  browser.navigate(base + "/ui#/work/" + delayedId);
+  WAIT_FOR(browser, "document.getElementById('item') && document.getElementById('item').innerText.includes('next attempt')");
+  CHECK(browser.eval("document.getElementById('item').innerText").asString().find("exponential") !=
+        std::string::npos);
+  CHECK(browser.eval("document.querySelector('#timeline li[data-step=submitted]').innerText")
+            .asString()
+            .find("not claimable before") != std::string::npos);
+  REQUIRE(http.post("/api/work/" + delayedId + "/cancel").status == 200);
+
   // Dead letters: the entry with its failure history; retry by click + confirm.
   browser.navigate(base + "/ui#/dlq");
   WAIT_FOR(browser, "document.querySelector('tr[data-dlq-id=\"" + doomed + "\"]')");

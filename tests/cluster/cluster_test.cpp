@@ -759,3 +759,112 @@ TEST_CASE("two instances on a three-node cluster under faults: claims stay exclu
   CHECK(v.lostSubmits.empty());
   CHECK(drained);  // every acknowledged item ended completed or dead-lettered
 }
+
+// Idempotent submits (docs/api.md §4.7) on the replicated cluster: every key
+// is sent by four clients at once, two through each instance, retried on
+// 503 and on dropped connections, while the leaders of the idempotency and
+// work streams are killed in turn. Exactly one item per key must exist, and
+// every 201 for a key must name it.
+TEST_CASE("idempotent submits on a three-node cluster: one item per key through leader kills",
+          "[cluster]") {
+  constexpr int kKeys = 60;
+  constexpr int kClients = 4;
+  // Keys are paced so that the faults fall among them (about 15 s in all).
+  constexpr auto kPace = 250ms;
+  NatsCluster cluster;
+  std::vector<std::unique_ptr<Weftd>> weftd;
+  weftd.push_back(std::make_unique<Weftd>(weftdOptions(cluster, 0, true)));
+  weftd.push_back(std::make_unique<Weftd>(weftdOptions(cluster, 1, true)));
+  for (auto& w : weftd) REQUIRE(w->waitServing(60s));
+
+  auto bodyOf = [](int k) {
+    return Json(Json::Object{{"boundary", Json("cluster")},
+                             {"capability", Json("keyed-cluster")},
+                             {"description", Json("key-" + std::to_string(k))},
+                             {"priority", Json(5)}});
+  };
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::map<std::string, std::set<std::string>> idsByKey;  // every id a 201 named
+  std::map<int, int> statuses;
+  std::atomic<int> keysDone{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      HttpClient http(weftd[static_cast<size_t>(c % 2)]->port(), 5s);
+      for (int k = 0; k < kKeys && !stop; ++k) {
+        const std::string key = "cluster-key-" + std::to_string(k);
+        const std::string body = bodyOf(k).dump();
+        for (bool done = false; !done && !stop;) {
+          HttpResponse r = http.request("POST", "/api/work", body, {{"Idempotency-Key", key}});
+          std::lock_guard<std::mutex> lock(mu);
+          ++statuses[r.status];
+          if (r.status == 201) {
+            idsByKey["key-" + std::to_string(k)].insert(r.json.getString("id"));
+            done = true;
+          } else if (r.status == 0) {
+            http.reset();
+          }
+          if (!done) std::this_thread::sleep_for(50ms);
+        }
+        if (c == 0) ++keysDone;
+        std::this_thread::sleep_for(kPace);
+      }
+    });
+  }
+
+  // The nemesis: kill -9 the leader of one stream, then the other, twice.
+  int kills = 0;
+  for (int round = 0; round < 4 && keysDone < kKeys; ++round) {
+    std::this_thread::sleep_for(1500ms);
+    const std::string stream = round % 2 == 0 ? "KV_weft-idempotency" : "KV_weft-work";
+    const int leader = cluster.leaderOf(stream);
+    if (leader < 0) continue;
+    cluster.node(leader).kill9();
+    ++kills;
+    std::printf("[cluster] idempotency round %d: kill -9 of the %s leader (n%d)\n", round + 1,
+                stream.c_str(), leader + 1);
+    std::fflush(stdout);
+    std::this_thread::sleep_for(2000ms);
+    cluster.node(leader).restart();
+  }
+  const auto deadline = SteadyClock::now() + 90s;
+  while (keysDone < kKeys && SteadyClock::now() < deadline) std::this_thread::sleep_for(100ms);
+  stop = true;
+  for (auto& t : clients) t.join();
+  REQUIRE(keysDone == kKeys);
+
+  // What the cluster holds: one item per key, the one every 201 named.
+  std::map<std::string, std::vector<std::string>> stored;
+  REQUIRE(eventually(
+      [&] {
+        HttpResponse page = weftd[0]->get("/api/work?capability=keyed-cluster&limit=200");
+        if (page.status != 200) return false;
+        stored.clear();
+        for (const Json& item : page.json.get("workItems").asArray()) {
+          stored[item.getString("description")].push_back(item.getString("id"));
+        }
+        return true;
+      },
+      30s));
+  std::string histogram;
+  for (const auto& [s, n] : statuses) histogram += " " + std::to_string(s) + "x" + std::to_string(n);
+  std::printf("[cluster] idempotent submits: %d keys, %d leader kills, statuses%s\n", kKeys, kills,
+              histogram.c_str());
+  std::fflush(stdout);
+  CHECK(kills >= 2);
+  CHECK(stored.size() == static_cast<size_t>(kKeys));
+  for (const auto& [status, n] : statuses) {
+    INFO("POST /api/work answered " << status << " x" << n);
+    CHECK((status == 201 || status == 503 || status == 0));
+  }
+  for (int k = 0; k < kKeys; ++k) {
+    const std::string key = "key-" + std::to_string(k);
+    INFO(key);
+    CHECK(stored[key].size() == 1);
+    CHECK(idsByKey[key].size() == 1);
+    if (stored[key].size() == 1 && idsByKey[key].size() == 1) {
+      CHECK(*idsByKey[key].begin() == stored[key].front());
+    }
+  }
+}

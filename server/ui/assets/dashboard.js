@@ -600,7 +600,7 @@
     }
     const rows = items.map((w) => `<tr data-work-id="${esc(w.id)}" data-status="${esc(w.status)}">
         <td><a href="#/work/${esc(w.id)}" class="mono">${esc(w.id.slice(0, 8))}</a><div class="muted">${esc(w.taskId)}</div></td>
-        <td class="status">${badge(w.status)}</td>
+        <td class="status">${badge(w.status)}${w.status === 'pending' && w.nextAttemptAt ? `<div class="muted" data-due="${esc(w.nextAttemptAt)}">due ${when(w.nextAttemptAt)}</div>` : ''}</td>
         <td>${esc((w.description || '').slice(0, 120))}</td>
         <td>${esc(w.capability)}</td><td>${esc(w.boundary)}</td><td>${esc(w.projectId)}</td>
         <td>${esc(w.priority)}</td><td>${esc(w.attempts)} / ${esc(w.maxAttempts)}</td>
@@ -633,7 +633,10 @@
     const used = new Set();
     const steps = (w.transitions || []).map((t) => {
       let text = '';
-      if (t.event === 'submitted') text = t.requeued ? 'submitted again (re-queued' + (t.recreated ? ', recreated' : '') + ')' : 'submitted';
+      if (t.event === 'submitted') {
+        text = t.requeued ? 'submitted again (re-queued' + (t.recreated ? ', recreated' : '') + ')' : 'submitted';
+        if (t.nextAttemptAt) text += `, not claimable before ${esc(t.nextAttemptAt)}`;
+      }
       else if (t.event === 'assigned') text = `assigned to ${esc(t.agentGuid || '?')} (attempt ${esc(t.attempt)})`;
       else if (t.event === 'started') text = `started by ${esc(t.agentGuid || '?')}`;
       else if (t.event === 'completed') text = `completed by ${esc(t.agentGuid || '?')}`;
@@ -641,7 +644,8 @@
       else if (t.event === 'failed') {
         const e = typeof t.error === 'number' ? errors[t.error] : null;
         if (e) used.add(t.error);
-        text = `failed (attempt ${esc(t.attempt)})${t.retrying ? ', retrying' : ''}${t.deadLettered ? ', dead-lettered' : ''}` +
+        text = `failed (attempt ${esc(t.attempt)})${t.retrying ? ', retrying' : ''}` +
+          `${t.retrying && t.nextAttemptAt ? ` from ${esc(t.nextAttemptAt)}` : ''}${t.deadLettered ? ', dead-lettered' : ''}` +
           (e ? `: <span class="error">${esc(e.message)}</span>${e.code ? ` <span class="mono">${esc(e.code)}</span>` : ''}` : '');
       } else text = esc(t.event);
       return `<li class="${esc(t.event)}" data-step="${esc(t.event)}"><span class="when">${esc(t.at)}</span>${text}</li>`;
@@ -660,6 +664,8 @@
           ${row('priority', esc(w.priority))}${row('attempts', esc(w.attempts) + ' / ' + esc(w.maxAttempts))}
           ${row('assigned to', w.assignedTo ? esc(w.assignedTo) + (w.assignedToAgent && w.assignedToAgent.handle ? ' (' + esc(w.assignedToAgent.handle) + ')' : '') : '')}
           ${row('lease expires', w.leaseExpiresAt ? when(w.leaseExpiresAt) : '')}
+          ${row('next attempt', w.status === 'pending' && w.nextAttemptAt ? when(w.nextAttemptAt) + ' (not claimable before)' : '')}
+          ${row('retry policy', w.retry ? esc(Object.entries(w.retry).map(([k, v]) => k + ' ' + v).join(', ')) : '')}
           ${row('result', w.result && w.result.summary ? esc(w.result.summary) : '')}
           ${row('cancel reason', esc(w.cancelReason))}
         </dl>
