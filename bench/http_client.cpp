@@ -57,7 +57,8 @@ HttpClient::HttpClient(std::string host, int port, int timeoutMs)
 HttpClient::~HttpClient() = default;
 
 HttpResult HttpClient::request(const std::string& method, const std::string& path,
-                               const std::string& body) {
+                               const std::string& body,
+                               const std::vector<std::pair<std::string, std::string>>& headers) {
   HttpResult r;
   r.sentAtNs = wallNowNs();
   bool connecting = false;
@@ -70,6 +71,7 @@ HttpResult HttpClient::request(const std::string& method, const std::string& pat
     }
     Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
     req.setKeepAlive(true);
+    for (const auto& [name, value] : headers) req.set(name, value);
     if (!body.empty()) {
       req.setContentType("application/json");
       req.setContentLength(static_cast<std::streamsize>(body.size()));

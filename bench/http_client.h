@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace Poco::Net {
 class HTTPClientSession;
@@ -44,10 +46,12 @@ class HttpClient {
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
-  // Sends one request; body (when not empty) as application/json. After a
-  // transport error the connection is dropped and the next call reconnects.
+  // Sends one request; body (when not empty) as application/json, plus any
+  // extra headers. After a transport error the connection is dropped and the
+  // next call reconnects.
   HttpResult request(const std::string& method, const std::string& path,
-                     const std::string& body = std::string());
+                     const std::string& body = std::string(),
+                     const std::vector<std::pair<std::string, std::string>>& headers = {});
 
  private:
   std::string host_;

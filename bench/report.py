@@ -266,7 +266,8 @@ def charts(doc, out_dir):
     written = []
 
     # Latency: p50 and p99 per workload, one bar per profile.
-    groups = [("submit", "closed"), ("submit", "open"), ("heartbeat", "closed"),
+    groups = [("submit", "closed"), ("submit", "open"), ("submit-idempotent", "closed"),
+              ("submit-replay", "closed"), ("submit-delayed", "closed"), ("heartbeat", "closed"),
               ("heartbeat", "open"), ("claim-complete", "closed"), ("agent-list", "closed")]
     kv_groups = [("put", 1), ("get", 1), ("create", 1), ("update", 1)]
     labels = []
@@ -309,7 +310,8 @@ def charts(doc, out_dir):
     written.append("latency.png")
 
     # Throughput: closed-loop ops/s.
-    t_groups = [("submit", None), ("heartbeat", None), ("claim-complete", None),
+    t_groups = [("submit", None), ("submit-idempotent", None), ("submit-replay", None),
+                ("submit-delayed", None), ("heartbeat", None), ("claim-complete", None),
                 ("agent-list", None), ("put", 8), ("get", 8), ("create", 8), ("update", 8)]
     labels = [f"REST {n}" if t is None else f"plugin {n}\n{t} threads" for n, t in t_groups]
     fig, ax = plt.subplots(figsize=(15, 6))

@@ -67,10 +67,13 @@ Json submitBody(const std::string& capability, const std::string& taskId,
   return b;
 }
 
-// A closed- or open-loop run of `request` built per call.
-LoadResult runPlain(const RestOptions& o, Clients& clients, double rate, int expected,
-                    const std::function<std::pair<std::string, std::string>(int, uint64_t)>& path,
-                    const std::string& method) {
+// A closed- or open-loop run of `request` built per call; header, when
+// given, adds one header per call (name, value for the call).
+LoadResult runPlain(
+    const RestOptions& o, Clients& clients, double rate, int expected,
+    const std::function<std::pair<std::string, std::string>(int, uint64_t)>& path,
+    const std::string& method,
+    const std::function<std::pair<std::string, std::string>(int, uint64_t)>& header = {}) {
   LoadOptions lo;
   lo.threads = o.threads;
   lo.warmupMs = o.warmupMs;
@@ -78,7 +81,8 @@ LoadResult runPlain(const RestOptions& o, Clients& clients, double rate, int exp
   lo.openRate = rate;
   return runLoad(lo, [&](int t, uint64_t seq) {
     auto [p, body] = path(t, seq);
-    return fromHttp(clients[t]->request(method, p, body), expected);
+    if (!header) return fromHttp(clients[t]->request(method, p, body), expected);
+    return fromHttp(clients[t]->request(method, p, body, {header(t, seq)}), expected);
   });
 }
 
@@ -157,6 +161,40 @@ Json runRestWorkloads(const RestOptions& o) {
     workloads.push(describe("submit", "POST /api/work",
                             runPlain(o, clients, o.openRate, 201, submit("o"), "POST")));
   }
+  // --- the delivery variants of submit, closed loop, beside the plain one:
+  // a fresh Idempotency-Key per request (the record written before the
+  // item), the same key and body again (a replay: reads only), and delayed
+  // items (delayMs: kept apart from the claimable ones until due).
+  workloads.push(describe(
+      "submit-idempotent", "POST /api/work (Idempotency-Key, new key)",
+      runPlain(o, clients, 0, 201, submit("i"), "POST", [&](int t, uint64_t seq) {
+        return std::make_pair(std::string("Idempotency-Key"),
+                              o.runId + "-i" + std::to_string(t) + "-" + std::to_string(seq));
+      })));
+  workloads.push(describe(
+      "submit-replay", "POST /api/work (Idempotency-Key, a key already used)",
+      runPlain(
+          o, clients, 0, 201,
+          [&](int t, uint64_t) {
+            return std::make_pair(std::string("/api/work"),
+                                  submitBody("bench", o.runId + "-replayed-" + std::to_string(t))
+                                      .dump());
+          },
+          "POST",
+          [&](int t, uint64_t) {
+            return std::make_pair(std::string("Idempotency-Key"),
+                                  o.runId + "-replayed-" + std::to_string(t));
+          })));
+  workloads.push(describe("submit-delayed", "POST /api/work (delayMs 3600000)",
+                          runPlain(
+                              o, clients, 0, 201,
+                              [&](int t, uint64_t seq) {
+                                Json b = submitBody("bench", o.runId + "-d" + std::to_string(t) +
+                                                                 "-" + std::to_string(seq));
+                                b.set("delayMs", Json(int64_t{3600000}));
+                                return std::make_pair(std::string("/api/work"), b.dump());
+                              },
+                              "POST")));
 
   // --- claim-complete on items submitted for it, one capability per thread.
   {
