@@ -137,9 +137,9 @@ TEST_CASE("a fatal signal makes weftd print the signal and a stack, then die of 
     CHECK(status->signal == sig);
     const auto at = out.find("weftd: fatal signal " + name + "; stack:\n");
     REQUIRE(at != std::string::npos);
-    // backtrace_symbols_fd: one "object(+offset) [address]" line per frame.
+    // backtrace_symbols_fd: one "object(+offset)[address]" line per frame.
     const std::string stack = out.substr(at);
     CHECK(stack.find("weftd(") != std::string::npos);
-    CHECK(stack.find(") [0x") != std::string::npos);
+    CHECK(stack.find(")[0x") != std::string::npos);
   }
 }
