@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "support/cdp.h"
 #include "support/child_process.h"
 #include "support/temp_dir.h"
 #include "support/weftd.h"
@@ -23,26 +24,13 @@
 using namespace weft;
 using weft::testing::ChildOptions;
 using weft::testing::ChildProcess;
+using weft::testing::findChromium;
 using weft::testing::HttpResponse;
 using weft::testing::TempDir;
 using weft::testing::Weftd;
 using weft::testing::WeftdOptions;
 
 namespace {
-
-std::string findChromium() {
-  if (const char* given = std::getenv("WEFT_TEST_CHROMIUM"); given && *given) return given;
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    for (const char* name : {"chromium", "chromium-browser"}) {
-      const std::string candidate = dir + "/" + name;
-      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-    }
-  }
-  return "";
-}
 
 std::string readFile(const std::string& path) {
   std::ifstream in(path);
