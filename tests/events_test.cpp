@@ -426,6 +426,13 @@ TEST_CASE("emit delivers events without a stored change; unsubscribe stops deliv
 
 namespace {
 
+// One value of the item: decoded whole (what the view's full listener
+// gets) and as the work view keeps it (what it passes as `before` next).
+struct Seen {
+  std::shared_ptr<const WorkRecord> record;
+  std::shared_ptr<const WorkEntry> entry;
+};
+
 // Every value the item had, oldest first, read from the backend after each step.
 class Snapshots {
  public:
@@ -437,29 +444,30 @@ class Snapshots {
     REQUIRE(entry.isOk());
     auto record = WorkQueue::decode(entry->value);
     REQUIRE(record);
-    values_.push_back(record);
+    values_.push_back({record, WorkEntry::of(*record, entry->value)});
   }
-  const std::vector<std::shared_ptr<const WorkRecord>>& values() const { return values_; }
+  const std::vector<Seen>& values() const { return values_; }
 
  private:
   Services& s_;
   std::string id_;
-  std::vector<std::shared_ptr<const WorkRecord>> values_;
+  std::vector<Seen> values_;
 };
 
 Json noSummary(const std::string&) { return Json(); }
 
 // The events a reader derives when it sees exactly the values whose bit is set
 // in mask (the last value is always seen), starting from "absent".
-std::vector<Event> seenThrough(const std::vector<std::shared_ptr<const WorkRecord>>& values,
-                               unsigned mask) {
+std::vector<Event> seenThrough(const std::vector<Seen>& values, unsigned mask) {
   std::vector<Event> out;
-  const WorkRecord* before = nullptr;
+  const WorkEntry* before = nullptr;
   for (size_t i = 0; i < values.size(); ++i) {
     const bool last = i + 1 == values.size();
     if (!last && !(mask & (1u << i))) continue;
-    for (auto& e : deriveWorkEvents(before, values[i].get(), 0, noSummary)) out.push_back(e);
-    before = values[i].get();
+    for (auto& e : deriveWorkEvents(before, values[i].record.get(), 0, noSummary)) {
+      out.push_back(e);
+    }
+    before = values[i].entry.get();
   }
   return out;
 }
@@ -473,7 +481,7 @@ std::vector<std::string> transitionNames(const std::vector<Event>& events) {
 }
 
 // Checks every subset of the intermediate values against the full history.
-void checkEverySubset(const std::vector<std::shared_ptr<const WorkRecord>>& values,
+void checkEverySubset(const std::vector<Seen>& values,
                       const std::vector<std::string>& expected) {
   REQUIRE(values.size() <= 16);
   const unsigned all = (1u << (values.size() - 1)) - 1;
@@ -589,7 +597,8 @@ TEST_CASE("coalesced feeds: every transition event once, in order, whatever was 
                                             "work:progress"});
     CHECK(events.back().data.get("progress").asInt() == 70);
     // Seeing the same value again (a replay after a Reset) adds nothing.
-    CHECK(deriveWorkEvents(snaps.values().back().get(), snaps.values().back().get(), 0, noSummary)
+    CHECK(deriveWorkEvents(snaps.values().back().entry.get(), snaps.values().back().record.get(), 0,
+                           noSummary)
               .empty());
   }
 }

@@ -486,6 +486,54 @@ TEST_CASE("put and get round-trip values", "[basic]") {
   }
 }
 
+TEST_CASE("getMany answers each key as get does, in the order asked", "[basic]") {
+  auto t = makeStore();
+  auto bucket = openBucket(t, "getmany");
+  // 300 keys: present, deleted, never written, and one present key asked twice.
+  std::vector<std::string> asked;
+  std::map<std::string, std::pair<std::string, uint64_t>> expected;  // key -> value, revision
+  for (int i = 0; i < 300; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    asked.push_back(key);
+    if (i % 3 == 2) continue;  // never written
+    const std::string value = "value " + std::to_string(i) + std::string(static_cast<size_t>(i), 'x');
+    auto rev = bucket->put(key, value);
+    REQUIRE_OK(rev);
+    if (i % 3 == 1) {
+      REQUIRE_OK(bucket->erase(key));
+    } else {
+      expected[key] = {value, *rev};
+    }
+  }
+  asked.push_back("k0");
+  std::reverse(asked.begin(), asked.end());
+  auto got = bucket->getMany(asked);
+  REQUIRE_OK(got);
+  REQUIRE(got->size() == asked.size());
+  size_t present = 0;
+  for (size_t i = 0; i < asked.size(); ++i) {
+    INFO("key " << asked[i]);
+    auto want = expected.find(asked[i]);
+    const auto& entry = (*got)[i];
+    if (want == expected.end()) {
+      CHECK_FALSE(entry.has_value());
+      continue;
+    }
+    REQUIRE(entry.has_value());
+    ++present;
+    CHECK(entry->key == asked[i]);
+    CHECK(entry->value == want->second.first);
+    CHECK(entry->revision == want->second.second);
+    auto one = bucket->get(asked[i]);
+    REQUIRE_OK(one);
+    CHECK(one->revision == entry->revision);
+  }
+  CHECK(present == 101);  // 100 written and kept, k0 twice
+  auto none = bucket->getMany({});
+  REQUIRE_OK(none);
+  CHECK(none->empty());
+}
+
 TEST_CASE("revisions are positive and strictly increase per bucket", "[basic]") {
   auto t = makeStore();
   auto bucket = openBucket(t, "revs");

@@ -7,12 +7,15 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <functional>
 #include <random>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "weft/agent_registry.h"
+#include "weft/sorted_blocks.h"
 #include "work_index.h"
 
 using namespace weft;
@@ -32,8 +35,8 @@ const T& pick(std::mt19937& rng, const std::vector<T>& from) {
   return from[rng() % from.size()];
 }
 
-std::shared_ptr<WorkRecord> randomRecord(std::mt19937& rng, const std::string& id) {
-  auto r = std::make_shared<WorkRecord>();
+std::shared_ptr<WorkEntry> randomRecord(std::mt19937& rng, const std::string& id) {
+  auto r = std::make_shared<WorkEntry>();
   r->id = id;
   r->projectId = pick(rng, kProjects);
   r->capability = pick(rng, kCaps);
@@ -45,15 +48,15 @@ std::shared_ptr<WorkRecord> randomRecord(std::mt19937& rng, const std::string& i
   return r;
 }
 
-bool inListOrder(const WorkRecord* a, const WorkRecord* b) {
+bool inListOrder(const WorkEntry* a, const WorkEntry* b) {
   if (a->priority != b->priority) return a->priority > b->priority;
   if (a->offeredAtMs != b->offeredAtMs) return a->offeredAtMs < b->offeredAtMs;
   return a->id < b->id;
 }
 
-std::vector<const WorkRecord*> expected(const std::map<std::string, std::shared_ptr<WorkRecord>>& all,
+std::vector<const WorkEntry*> expected(const std::map<std::string, std::shared_ptr<WorkEntry>>& all,
                                         const WorkFilter& f) {
-  std::vector<const WorkRecord*> out;
+  std::vector<const WorkEntry*> out;
   for (const auto& [id, r] : all) {
     if (f.projectId && r->projectId != *f.projectId) continue;
     if (f.status && r->statusText() != *f.status) continue;
@@ -66,7 +69,7 @@ std::vector<const WorkRecord*> expected(const std::map<std::string, std::shared_
   return out;
 }
 
-std::vector<std::string> ids(const std::vector<const WorkRecord*>& records) {
+std::vector<std::string> ids(const std::vector<const WorkEntry*>& records) {
   std::vector<std::string> out;
   for (const auto* r : records) out.push_back(r->id);
   return out;
@@ -99,22 +102,22 @@ TEST_CASE("work index: counts and keyed pages match a full scan after a random h
   INFO("seed " << seed);
   std::mt19937 rng(seed);
   WorkIndex index;
-  std::map<std::string, std::shared_ptr<WorkRecord>> model;  // what the view would hold
+  std::map<std::string, std::shared_ptr<WorkEntry>> model;  // what the view would hold
   for (int step = 0; step < 3000; ++step) {
     const std::string id = "item-" + std::to_string(rng() % 400);
     auto it = model.find(id);
-    std::shared_ptr<WorkRecord> before = it == model.end() ? nullptr : it->second;
+    std::shared_ptr<WorkEntry> before = it == model.end() ? nullptr : it->second;
     const int kind = static_cast<int>(rng() % 10);
     if (before && kind == 0) {  // deleted (retention, purge)
       index.update(before.get(), nullptr);
       model.erase(it);
       continue;
     }
-    std::shared_ptr<WorkRecord> after;
+    std::shared_ptr<WorkEntry> after;
     if (before && kind < 7) {
       // A later revision: any status (the feed may skip the ones between),
       // maybe another assignee; the list fields an item keeps stay.
-      after = std::make_shared<WorkRecord>(*before);
+      after = std::make_shared<WorkEntry>(*before);
       after->status = pick(rng, kStatuses);
       after->assignedTo = pick(rng, kAgents);
     } else {
@@ -137,7 +140,7 @@ TEST_CASE("work index: counts and keyed pages match a full scan after a random h
 
     // Forwards page by page, each page found by the key of the last one.
     const size_t limit = 1 + rng() % 7;
-    std::vector<std::vector<const WorkRecord*>> pages;
+    std::vector<std::vector<const WorkEntry*>> pages;
     WorkIndex::PageQuery q;
     q.limit = limit;
     for (int guard = 0; guard < 1000; ++guard) {
@@ -148,7 +151,7 @@ TEST_CASE("work index: counts and keyed pages match a full scan after a random h
       REQUIRE(page.size() == limit);  // a page with more after it is full
       q.after = WorkIndex::keyOf(*page.back());
     }
-    std::vector<const WorkRecord*> walked;
+    std::vector<const WorkEntry*> walked;
     for (const auto& p : pages) walked.insert(walked.end(), p.begin(), p.end());
     CHECK(ids(walked) == ids(want));
 
@@ -180,9 +183,9 @@ TEST_CASE("work index: counts and keyed pages match a full scan after a random h
 
 TEST_CASE("work index: a key that no longer exists still finds its place", "[work][index]") {
   WorkIndex index;
-  std::vector<std::shared_ptr<WorkRecord>> held;
+  std::vector<std::shared_ptr<WorkEntry>> held;
   for (int i = 0; i < 6; ++i) {
-    auto r = std::make_shared<WorkRecord>();
+    auto r = std::make_shared<WorkEntry>();
     r->id = "id-" + std::to_string(i);
     r->priority = 5;
     r->offeredAtMs = 100 + i;
@@ -266,4 +269,69 @@ TEST_CASE("list index: a field with several values (agent capabilities) counts a
     }
     CHECK(walked == want);
   }
+}
+
+TEST_CASE("sorted blocks: the same order, bounds and size as a std::set through random edits",
+          "[work][index]") {
+  const uint32_t seed = GENERATE(7u, 8u, 9u);
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  SortedBlocks<int, std::less<>> blocks;
+  std::set<int> model;
+  // Phases: ascending appends (restart replay), random inserts, erasures
+  // that empty and merge blocks, then random edits; checked after each.
+  auto check = [&] {
+    REQUIRE(blocks.size() == model.size());
+    CHECK(std::vector<int>(blocks.begin(), blocks.end()) == std::vector<int>(model.begin(), model.end()));
+    std::vector<int> backwards;
+    for (auto it = blocks.end(); it != blocks.begin();) backwards.push_back(*--it);
+    CHECK(std::vector<int>(backwards.rbegin(), backwards.rend()) ==
+          std::vector<int>(model.begin(), model.end()));
+    for (int probe = 0; probe < 50; ++probe) {
+      const int k = static_cast<int>(rng() % 6000) - 500;
+      auto lb = blocks.lower_bound(k);
+      auto mlb = model.lower_bound(k);
+      REQUIRE((lb == blocks.end()) == (mlb == model.end()));
+      if (mlb != model.end()) CHECK(*lb == *mlb);
+      auto ub = blocks.upper_bound(k);
+      auto mub = model.upper_bound(k);
+      REQUIRE((ub == blocks.end()) == (mub == model.end()));
+      if (mub != model.end()) CHECK(*ub == *mub);
+      CHECK((blocks.find(k) != blocks.end()) == (model.count(k) > 0));
+    }
+  };
+  for (int v = 0; v < 2000; v += 2) CHECK(blocks.insert(v) == model.insert(v).second);
+  check();
+  for (int i = 0; i < 2000; ++i) {
+    const int v = static_cast<int>(rng() % 5000);
+    CHECK(blocks.insert(v) == model.insert(v).second);
+  }
+  check();
+  for (int v = 0; v < 4000; ++v) {
+    if (v % 7 == 3) continue;
+    auto it = blocks.find(v);
+    REQUIRE((it != blocks.end()) == (model.erase(v) > 0));
+    if (it != blocks.end()) blocks.erase(it);
+  }
+  check();
+  for (int i = 0; i < 20000; ++i) {
+    const int v = static_cast<int>(rng() % 5000);
+    if (rng() % 2) {
+      CHECK(blocks.insert(v) == model.insert(v).second);
+    } else {
+      auto it = blocks.find(v);
+      REQUIRE((it != blocks.end()) == (model.erase(v) > 0));
+      if (it != blocks.end()) blocks.erase(it);
+    }
+    if (i % 5000 == 0) check();
+  }
+  check();
+  while (!model.empty()) {
+    auto it = blocks.find(*model.begin());
+    REQUIRE(it != blocks.end());
+    blocks.erase(it);
+    model.erase(model.begin());
+  }
+  check();
+  CHECK(blocks.empty());
 }

@@ -14,6 +14,11 @@ namespace {
 
 size_t errorCount(const WorkItem& item) { return item.errors.size(); }
 
+// The progress as the work view keeps it (WorkEntry::progress).
+std::optional<int64_t> readableProgress(const WorkItem& item) {
+  return item.has(WorkField::Progress) ? std::optional<int64_t>(item.progress) : std::nullopt;
+}
+
 // Copies item[field] into fields when present (and not null).
 void copyField(Json::Object& fields, const Json& item, const char* field,
                const char* as = nullptr) {
@@ -84,7 +89,7 @@ namespace {
 
 // The events of a record that carries a transition log: one per entry the
 // reader has not seen, then the latest progress of an active attempt.
-std::vector<Event> eventsFromLog(const WorkRecord* before, const WorkRecord& after, int64_t nowMs,
+std::vector<Event> eventsFromLog(const WorkEntry* before, const WorkRecord& after, int64_t nowMs,
                                  const std::function<Json(const std::string&)>& summaryOf) {
   std::vector<Event> out;
   const WorkItem& item = after;
@@ -97,7 +102,9 @@ std::vector<Event> eventsFromLog(const WorkRecord* before, const WorkRecord& aft
   auto emit = [&](const char* name, Json::Object fields) {
     out.push_back(makeEvent(name, after.projectId, nowMs, std::move(fields)));
   };
-  for (const Json* entry : unseenTransitions(before ? &before->transitions : nullptr, after.transitions)) {
+  const std::optional<int64_t> seen =
+      before ? std::optional<int64_t>(before->lastTransitionSeq) : std::nullopt;
+  for (const Json* entry : unseenTransitions(seen, after.transitions)) {
     const std::string event = entry->getString("event");
     const std::string agent = entry->getString("agentGuid");
     Json::Object f = base();
@@ -148,7 +155,7 @@ std::vector<Event> eventsFromLog(const WorkRecord* before, const WorkRecord& aft
   const Json progress = item.value(WorkField::Progress);
   if (after.isActive() && !progress.isNull()) {
     const bool sameAttempt = before && before->attempts == item.attempts;
-    if (!sameAttempt || before->value(WorkField::Progress) != progress) {
+    if (!sameAttempt || before->progress != readableProgress(item)) {
       Json::Object f = base();
       addAssignee(f, after.assignedTo, summaryOf);
       f.emplace_back("progress", progress);
@@ -160,7 +167,7 @@ std::vector<Event> eventsFromLog(const WorkRecord* before, const WorkRecord& aft
 
 }  // namespace
 
-std::vector<Event> deriveWorkEvents(const WorkRecord* before, const WorkRecord* after,
+std::vector<Event> deriveWorkEvents(const WorkEntry* before, const WorkRecord* after,
                                     int64_t nowMs,
                                     const std::function<Json(const std::string&)>& summaryOf) {
   std::vector<Event> out;
@@ -209,8 +216,7 @@ std::vector<Event> deriveWorkEvents(const WorkRecord* before, const WorkRecord* 
   if (status == previous) {
     // Lease renewals, idempotent starts and the like are not events; a
     // changed progress of an active item is.
-    if (after->isActive() &&
-        item.value(WorkField::Progress) != before->value(WorkField::Progress) &&
+    if (after->isActive() && readableProgress(item) != before->progress &&
         item.contains(WorkField::Progress)) {
       Json::Object f = started();
       copyField(f, item, WorkField::Progress);
@@ -219,7 +225,7 @@ std::vector<Event> deriveWorkEvents(const WorkRecord* before, const WorkRecord* 
     return out;
   }
 
-  const bool newError = errorCount(item) > errorCount(*before);
+  const bool newError = errorCount(item) > before->errorCount;
   if (newError && (status == "pending" || status == "failed")) {
     // A failure: the agent's report or a lease expiry, retried or
     // dead-lettered. The assignment was cleared by a retry, so take the
@@ -355,9 +361,10 @@ void EventHub::attach(AgentRegistry& agents, WorkQueue& work) {
         }
       });
   const AgentRegistry* registry = &agents;
-  work.view().addListener([this, clock, registry](const std::string&,
-                                                  const WorkQueue::View::Ptr& before,
-                                                  const WorkQueue::View::Ptr& after, bool live) {
+  work.view().addFullListener([this, clock, registry](const std::string&,
+                                                      const WorkQueue::View::Ptr& before,
+                                                      const WorkQueue::View::FullPtr& after,
+                                                      bool live) {
     if (!live) return;
     auto summaryOf = [registry](const std::string& guid) { return registry->summary(guid); };
     for (const Event& e : deriveWorkEvents(before.get(), after.get(), clock->nowMs(), summaryOf)) {

@@ -48,6 +48,10 @@ class InstrumentedBucket : public KvBucket {
   Result<KvEntry> get(const std::string& key) override {
     return probe_->measure(KvOp::Get, [&] { return inner_->get(key); });
   }
+  // A batch counts as one get (its latency is the batch's).
+  Result<std::vector<std::optional<KvEntry>>> getMany(const std::vector<std::string>& keys) override {
+    return probe_->measure(KvOp::Get, [&] { return inner_->getMany(keys); });
+  }
   Result<uint64_t> put(const std::string& key, const std::string& value) override {
     return probe_->measure(KvOp::Put, [&] { return inner_->put(key, value); });
   }

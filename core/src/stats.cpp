@@ -14,9 +14,9 @@ namespace weft {
 namespace {
 
 // A contributor backed by counts kept on the view.
-template <typename Record>
+template <typename Counts>
 StatsContributor counted(std::string source, const char* notLoaded,
-                         std::shared_ptr<ProjectCounts<Record>> counts) {
+                         std::shared_ptr<Counts> counts) {
   StatsContributor c;
   c.source = std::move(source);
   c.addTo = [counts, notLoaded](ProjectTotalsMap& totals) {
@@ -45,16 +45,16 @@ StatsContributor Stats::agentContributor(AgentRegistry& agents) {
 }
 
 StatsContributor Stats::workContributor(WorkQueue& work) {
-  auto counts = ProjectCounts<WorkRecord>::attach(
-      work.view(), [](const WorkRecord& w) -> const std::string& { return w.projectId; },
-      [](const WorkRecord& w, ProjectTotals& t, int64_t sign) {
+  auto counts = ProjectCounts<WorkEntry, WorkRecord>::attach(
+      work.view(), [](const WorkEntry& w) -> const std::string& { return w.projectId; },
+      [](const WorkEntry& w, ProjectTotals& t, int64_t sign) {
         if (w.status == WorkStatus::Pending) t.pendingWork += sign;
         else if (w.isActive()) t.activeWork += sign;
         else if (w.status == WorkStatus::Completed) t.completedWork += sign;
         else if (w.status == WorkStatus::Failed) t.failedWork += sign;
         else if (w.status == WorkStatus::Cancelled) t.cancelledWork += sign;
       },
-      [](const WorkRecord& w) -> std::optional<int64_t> { return w.updatedAtMs; });
+      [](const WorkEntry& w) -> std::optional<int64_t> { return w.updatedAtMs; });
   return counted("work", "work items not loaded yet", std::move(counts));
 }
 

@@ -16,7 +16,7 @@
 namespace weft {
 
 struct WorkListTraits {
-  using Record = WorkRecord;
+  using Record = WorkEntry;
   static constexpr size_t kFields = 5;
   enum Field : size_t { kProject, kStatus, kCapability, kBoundary, kAssignee };
   static constexpr unsigned P = 1u << kProject, S = 1u << kStatus, C = 1u << kCapability,
@@ -27,23 +27,23 @@ struct WorkListTraits {
                                           B,         P | B,     S | B,     P | S | B,
                                           C | B,     P | C | B, S | C | B, P | S | C | B};
 
-  static int64_t major(const WorkRecord& r) { return -r.priority; }
-  static int64_t minor(const WorkRecord& r) { return r.offeredAtMs; }
-  static const std::string& id(const WorkRecord& r) { return r.id; }
+  static int64_t major(const WorkEntry& r) { return -r.priority; }
+  static int64_t minor(const WorkEntry& r) { return r.offeredAtMs; }
+  static const std::string& id(const WorkEntry& r) { return r.id; }
   template <typename Emit>
-  static void values(const WorkRecord& r, size_t field, Emit&& emit) {
+  static void values(const WorkEntry& r, size_t field, Emit&& emit) {
     if (field == kStatus) {
       emit(r.statusText());
     } else {
       emit(text(r, field));
     }
   }
-  static bool has(const WorkRecord& r, size_t field, const std::string& value) {
+  static bool has(const WorkEntry& r, size_t field, const std::string& value) {
     return field == kStatus ? r.statusText() == value : text(r, field) == value;
   }
 
  private:
-  static const std::string& text(const WorkRecord& r, size_t field) {
+  static const std::string& text(const WorkEntry& r, size_t field) {
     switch (field) {
       case kProject: return r.projectId;
       case kCapability: return r.capability;
@@ -62,7 +62,7 @@ class WorkIndex : public ListIndex<WorkListTraits> {
     return {f.projectId, f.status, f.capability, f.boundary, f.assignedTo};
   }
   size_t count(const WorkFilter& f) const { return ListIndex::count(filterOf(f)); }
-  std::vector<const WorkRecord*> page(const WorkFilter& f, const PageQuery& query,
+  std::vector<const WorkEntry*> page(const WorkFilter& f, const PageQuery& query,
                                       bool* more) const {
     return ListIndex::page(filterOf(f), query, more);
   }

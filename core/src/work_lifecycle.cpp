@@ -121,9 +121,12 @@ Result<std::optional<ClaimedItem>> WorkQueue::claimSelected(const Selection& sel
         return Status::timeout("claim did not finish within kv.timeoutMs");
       }
       tried.insert(id);
-      auto [record, revision] = view_->findEntry(id);
+      auto [entry, revision] = view_->findEntry(id);
       const int64_t now = ctx_.now();
-      if (!record || record->status != WorkStatus::Pending || record->dueAtMs > now) continue;
+      if (!entry || entry->status != WorkStatus::Pending || entry->dueAtMs > now) continue;
+      // A live item's entry holds its stored value: decoding it spares a read.
+      auto record = decode(entry->stored);
+      if (!record) continue;
       const int64_t lease = request.leaseMs ? *request.leaseMs
                             : record->has(WorkField::LeaseMs) ? record->leaseMs
                                                               : ctx_.options.leaseMs;

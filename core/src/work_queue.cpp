@@ -17,6 +17,29 @@ namespace weft {
 
 using namespace work_rules;
 
+std::shared_ptr<const WorkEntry> WorkEntry::of(const WorkRecord& r, const std::string& stored) {
+  auto e = std::make_shared<WorkEntry>();
+  e->id = r.id;
+  e->projectId = r.projectId;
+  e->capability = r.capability;
+  e->boundary = r.boundary;
+  e->requiredAgentType = r.requiredAgentType;
+  e->assignedTo = r.assignedTo;
+  e->status = r.status;
+  if (r.status == WorkStatus::Unknown) e->unknownStatus = r.statusText();
+  if (!r.isTerminal()) e->stored = stored;
+  e->priority = r.priority;
+  e->attempts = r.attempts;
+  e->offeredAtMs = r.offeredAtMs;
+  e->updatedAtMs = r.updatedAtMs;
+  e->dueAtMs = r.dueAtMs;
+  e->leaseExpiresAtMs = r.leaseExpiresAtMs;
+  if (r.has(WorkField::Progress)) e->progress = r.progress;
+  e->lastTransitionSeq = weft::lastTransitionSeq(r.transitions);
+  e->errorCount = r.errors.size();
+  return e;
+}
+
 std::shared_ptr<const WorkRecord> WorkQueue::decode(const std::string& value) {
   auto parsed = Json::parse(value, 64);
   if (!parsed) return nullptr;
@@ -34,12 +57,14 @@ WorkQueue::WorkQueue(ServiceContext context, AgentRegistry& agents, DeadLetters&
       agents_(agents),
       deadLetters_(deadLetters),
       listIndex_(std::make_unique<WorkIndex>()) {
-  view_ = std::make_unique<View>(kWorkBucket, View::Options{},
-                                 [](const std::string&, const std::string& value) {
-                                   return decode(value);
-                                 });
-  view_->addIndexer([this](const std::string& key, const std::shared_ptr<const WorkRecord>& b,
-                           const std::shared_ptr<const WorkRecord>& a) { index(key, b, a); });
+  view_ = std::make_unique<View>(
+      kWorkBucket, View::Options{},
+      [](const std::string&, const std::string& value) { return decode(value); },
+      [](const std::shared_ptr<const WorkRecord>& record, const std::string& stored) {
+        return WorkEntry::of(*record, stored);
+      });
+  view_->addIndexer([this](const std::string& key, const std::shared_ptr<const WorkEntry>& b,
+                           const std::shared_ptr<const WorkEntry>& a) { index(key, b, a); });
 }
 
 WorkQueue::~WorkQueue() { stop(); }
@@ -83,8 +108,8 @@ void WorkQueue::stop() {
   view_->stop();
 }
 
-void WorkQueue::index(const std::string& key, const std::shared_ptr<const WorkRecord>& before,
-                      const std::shared_ptr<const WorkRecord>& after) {
+void WorkQueue::index(const std::string& key, const std::shared_ptr<const WorkEntry>& before,
+                      const std::shared_ptr<const WorkEntry>& after) {
   bool wasClaimable = false;
   if (before && before->status == WorkStatus::Pending) {
     auto it = pending_.find(pendingKeyOf(before->projectId, before->capability));
@@ -169,9 +194,36 @@ Result<WorkItemView> WorkQueue::get(const std::string& id) const {
   return viewOf(record);
 }
 
+Result<std::vector<std::shared_ptr<const WorkItem>>> WorkQueue::readItems(
+    const std::vector<std::shared_ptr<const WorkEntry>>& entries, size_t from,
+    size_t count) const {
+  const size_t end = std::min(entries.size(), from + count);
+  std::vector<std::shared_ptr<const WorkItem>> out(end > from ? end - from : 0);
+  std::vector<std::string> keys;
+  std::vector<size_t> slots;  // where each key's item goes
+  for (size_t i = from; i < end; ++i) {
+    const WorkEntry& e = *entries[i];
+    if (!e.stored.empty()) {
+      out[i - from] = decode(e.stored);  // live: the view holds it
+    } else {
+      keys.push_back(e.id);
+      slots.push_back(i - from);
+    }
+  }
+  if (keys.empty()) return out;
+  auto bucket = view_->bucket();
+  if (!bucket) return Status::unavailable("work bucket not open yet");
+  auto read = bucket->getMany(keys);
+  if (!read) return read.status();
+  for (size_t k = 0; k < keys.size() && k < read->size(); ++k) {
+    if ((*read)[k]) out[slots[k]] = decode((*read)[k]->value);
+  }
+  return out;
+}
+
 namespace {
 
-bool listOrder(const std::shared_ptr<const WorkRecord>& a, const std::shared_ptr<const WorkRecord>& b) {
+bool listOrder(const std::shared_ptr<const WorkEntry>& a, const std::shared_ptr<const WorkEntry>& b) {
   if (a->priority != b->priority) return a->priority > b->priority;
   if (a->offeredAtMs != b->offeredAtMs) return a->offeredAtMs < b->offeredAtMs;
   return a->id < b->id;
@@ -191,11 +243,19 @@ Result<WorkPage> WorkQueue::list(const WorkFilter& f, const PageRequest& page) c
   auto query = pageQuery<WorkIndex>(*pager);
   if (!query) return query.status();
   if (auto s = ready(); !s) return s;
-  WorkPage out{{}, *pager, 0, {}};
-  fillPage(*view_, *listIndex_, WorkIndex::filterOf(f), *query, out.items, out.total, out.pager);
-  // The records are immutable snapshots; the summaries are read as the page
+  WorkPage out{{}, *pager, 0, {}, {}, {}};
+  fillPage(*view_, *listIndex_, WorkIndex::filterOf(f), *query, out.entries, out.total, out.pager);
+  // The entries are immutable snapshots; the summaries are read as the page
   // is rendered.
   out.agentSummary = [this](const std::string& guid) { return agents_.summary(guid); };
+  out.read = [this](const std::vector<std::shared_ptr<const WorkEntry>>& entries, size_t from,
+                    size_t count) { return readItems(entries, from, count); };
+  if (!out.pager.all()) {
+    // A bounded page (at most 100) is read now, on the request's thread.
+    auto items = readItems(out.entries, 0, out.entries.size());
+    if (!items) return items.status();
+    out.items = std::move(*items);
+  }
   return out;
 }
 
@@ -245,8 +305,8 @@ Result<CancelBatchResult> WorkQueue::cancelBatch(const CancelBatchRequest& reque
   if (request.ids) {
     selected = *request.ids;
   } else {
-    std::vector<std::shared_ptr<const WorkRecord>> rows;
-    view_->forEach([&](const std::string&, const std::shared_ptr<const WorkRecord>& r) {
+    std::vector<std::shared_ptr<const WorkEntry>> rows;
+    view_->forEach([&](const std::string&, const std::shared_ptr<const WorkEntry>& r) {
       if (request.projectId && r->projectId != *request.projectId) return;
       if (filter.status && r->statusText() != *filter.status) return;
       if (filter.boundary && r->boundary != *filter.boundary) return;

@@ -31,7 +31,7 @@ WorkQueue::SweepReport WorkQueue::sweepOnce() {
   // Expired leases: a recoverable failure, by compare-and-set at the revision
   // this instance read, so two sweepers never both count one expiry.
   std::vector<std::string> expired;
-  view_->forEach([&](const std::string& id, const std::shared_ptr<const WorkRecord>& r) {
+  view_->forEach([&](const std::string& id, const std::shared_ptr<const WorkEntry>& r) {
     if (r->isActive() && r->leaseExpiresAtMs && *r->leaseExpiresAtMs <= now) expired.push_back(id);
   });
   for (const auto& id : expired) {
@@ -92,7 +92,7 @@ WorkQueue::SweepReport WorkQueue::sweepOnce() {
 
   // Terminal items past work.retentionMs.
   std::vector<std::pair<std::string, uint64_t>> old;
-  view_->forEachEntry([&](const std::string& id, const std::shared_ptr<const WorkRecord>& r,
+  view_->forEachEntry([&](const std::string& id, const std::shared_ptr<const WorkEntry>& r,
                           uint64_t revision) {
     if (r->isTerminal() && now - r->updatedAtMs >= ctx_.options.retentionMs) {
       old.emplace_back(id, revision);

@@ -41,13 +41,13 @@ int64_t lastTransitionSeq(const Json& transitions) {
   return log->back().getInt("seq", 0);
 }
 
-std::vector<const Json*> unseenTransitions(const Json* before, const Json& after) {
+std::vector<const Json*> unseenTransitions(std::optional<int64_t> seenSeq, const Json& after) {
   std::vector<const Json*> out;
   const Json::Array* log = logOf(after);
   if (!log) return out;
   size_t from = 0;
-  if (before) {
-    const int64_t seen = lastTransitionSeq(*before);
+  if (seenSeq) {
+    const int64_t seen = *seenSeq;
     while (from < log->size() && (*log)[from].getInt("seq", 0) <= seen) ++from;
   } else {
     for (size_t i = log->size(); i-- > 0;) {

@@ -1,5 +1,8 @@
 #include "nats_bucket.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include <algorithm>
 #include <chrono>
 #include <climits>
@@ -128,6 +131,92 @@ Result<KvEntry> NatsKvBucket::get(const std::string& key) {
   int len = natsMsg_GetDataLength(guard.msg);
   if (len > 0) out.value.assign(natsMsg_GetData(guard.msg), len);
   out.revision = natsMsg_GetSequence(guard.msg);
+  return out;
+}
+
+Result<std::vector<std::optional<KvEntry>>> NatsKvBucket::getMany(
+    const std::vector<std::string>& keys) {
+  if (keys.size() < 2 || !ref_.allowDirect || ref_.replicas > 1) return KvBucket::getMany(keys);
+  if (Status st = conn_->checkAvailable(); !st) return st;
+  const std::string what = "get " + std::to_string(keys.size()) + " keys of bucket " + ref_.name;
+  const Deadline deadline(conn_->timeoutMs());
+  natsConnection* nc = conn_->nc();
+  char* inbox = nullptr;
+  if (natsStatus s = natsInbox_Create(&inbox); s != NATS_OK) return fromNats(s, what);
+  const std::string replyPrefix = std::string(inbox) + ".";
+  natsInbox_Destroy(inbox);
+  natsSubscription* sub = nullptr;
+  if (natsStatus s = natsConnection_SubscribeSync(&sub, nc, (replyPrefix + "*").c_str());
+      s != NATS_OK) {
+    return fromNats(s, what);
+  }
+  // Unsubscribed, then destroyed only after a flush round trip: nats.c 3.4.1
+  // must not be handed a late answer for a destroyed subscription
+  // (docs/pitfalls.md, "A subscription destroyed while messages arrive").
+  auto close = [&](bool drained) {
+    natsSubscription_Unsubscribe(sub);
+    if (!drained) natsConnection_FlushTimeout(nc, 1000);
+    natsSubscription_Destroy(sub);
+  };
+
+  std::vector<std::optional<KvEntry>> out(keys.size());
+  size_t expected = 0;
+  const std::string directGet = "$JS.API.DIRECT.GET." + ref_.stream + ".";
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!isValidKey(keys[i])) continue;  // cannot exist: absent
+    const std::string reply = replyPrefix + std::to_string(i);
+    natsStatus s = natsConnection_PublishRequest(nc, (directGet + subject(keys[i])).c_str(),
+                                                 reply.c_str(), nullptr, 0);
+    if (s != NATS_OK) {
+      close(expected == 0);
+      return fromNats(s, what);
+    }
+    ++expected;
+  }
+  Status failed = Status::ok();
+  size_t received = 0;
+  while (received < expected && failed) {
+    const int64_t left = deadline.leftMs();
+    if (left <= 0) {
+      failed = Status::timeout(what + ": " + std::to_string(expected - received) +
+                               " answers missing after kv.timeoutMs");
+      break;
+    }
+    natsMsg* msg = nullptr;
+    natsStatus s = natsSubscription_NextMsg(&msg, sub, left);
+    if (s != NATS_OK) {
+      failed = s == NATS_TIMEOUT ? Status::timeout(what + ": no answer within kv.timeoutMs")
+                                 : fromNats(s, what);
+      break;
+    }
+    MsgGuard guard{msg};
+    ++received;
+    const char* replySubject = natsMsg_GetSubject(msg);
+    const size_t index =
+        std::strtoull(replySubject + std::min(std::strlen(replySubject), replyPrefix.size()),
+                      nullptr, 10);
+    if (index >= keys.size()) continue;
+    const char* status = nullptr;
+    if (natsMsgHeader_Get(msg, "Status", &status) == NATS_OK && status) {
+      if (std::strcmp(status, "404") == 0) continue;  // no message: absent
+      failed = Status::unavailable(what + ": the server answered status " + status);
+      break;
+    }
+    if (isDeleteMarker(msg)) continue;
+    const char* sequence = nullptr;
+    if (natsMsgHeader_Get(msg, "Nats-Sequence", &sequence) != NATS_OK || !sequence) {
+      failed = Status::internal(what + ": an answer without Nats-Sequence");
+      break;
+    }
+    KvEntry entry;
+    entry.key = keys[index];
+    const int len = natsMsg_GetDataLength(msg);
+    if (len > 0) entry.value.assign(natsMsg_GetData(msg), static_cast<size_t>(len));
+    entry.revision = std::strtoull(sequence, nullptr, 10);
+    out[index] = std::move(entry);
+  }
+  close(received == expected);
+  if (!failed) return failed;
   return out;
 }
 

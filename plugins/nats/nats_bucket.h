@@ -61,6 +61,11 @@ class NatsKvBucket : public KvBucket, public std::enable_shared_from_this<NatsKv
 
   const std::string& name() const override { return ref_.name; }
   Result<KvEntry> get(const std::string& key) override;
+  // On a stream with direct gets and one replica: every request is sent,
+  // then the answers are collected on one inbox (one round trip for the
+  // batch). Elsewhere (leader reads on a replicated stream) one get after
+  // the other.
+  Result<std::vector<std::optional<KvEntry>>> getMany(const std::vector<std::string>& keys) override;
   Result<uint64_t> put(const std::string& key, const std::string& value) override;
   Result<uint64_t> create(const std::string& key, const std::string& value) override;
   // One asynchronous publish expecting no message on the subject; only a

@@ -392,16 +392,35 @@ Json cancelledJson(const std::string& id) {
 }
 
 JsonListStream toJsonStream(WorkPage page) {
+  // The whole list is read from the backend in batches as it is written.
+  constexpr size_t kReadBatch = 256;
   JsonListStream out;
   out.head = "{\"workItems\":[";
-  out.count = page.items.size();
+  out.count = page.entries.size();
   out.tail = page.pager.listTail(page.total);
-  auto shared = std::make_shared<WorkPage>(std::move(page));
-  out.element = [shared](size_t i, std::string& text) {
-    const WorkItem& item = *shared->items[i];
+  struct State {
+    WorkPage page;
+    size_t batchFrom = 0;  // page.items holds entries [batchFrom, batchFrom + items.size())
+  };
+  auto state = std::make_shared<State>(State{std::move(page), 0});
+  out.element = [state](size_t i, std::string& text) {
+    WorkPage& p = state->page;
+    if (i < state->batchFrom || i >= state->batchFrom + p.items.size()) {
+      p.items.clear();
+      state->batchFrom = i;
+      if (p.read) {
+        auto batch = p.read(p.entries, i, kReadBatch);
+        // A backend failure in the middle of a streamed answer cannot turn
+        // into an error status any more: those items are left out.
+        if (batch) p.items = std::move(*batch);
+      }
+      if (p.items.empty()) p.items.assign(1, nullptr);
+    }
+    const std::shared_ptr<const WorkItem>& item = p.items[i - state->batchFrom];
+    if (!item) return;  // gone since the index was read: left out
     Json agent;
-    if (!item.assignedTo.empty() && shared->agentSummary) agent = shared->agentSummary(item.assignedTo);
-    itemJson(item, agent).dumpTo(text);
+    if (!item->assignedTo.empty() && p.agentSummary) agent = p.agentSummary(item->assignedTo);
+    itemJson(*item, agent).dumpTo(text);
   };
   return out;
 }

@@ -36,6 +36,7 @@ ApiResponse ApiResponse::jsonList(int status, JsonListStream list) {
     JsonListStream list;
     size_t next = 0;
     bool headDone = false;
+    bool any = false;  // an element was written
   };
   auto state = std::make_shared<State>();
   state->list = std::move(list);
@@ -50,8 +51,7 @@ ApiResponse ApiResponse::jsonList(int status, JsonListStream list) {
       state->headDone = true;
     }
     while (state->next < state->list.count && out.size() - start < kPieceBytes) {
-      if (state->next > 0) out += ',';
-      state->list.element(state->next++, out);
+      state->list.appendElement(state->next++, out, state->any);
     }
     if (state->next < state->list.count) return false;
     out += state->list.tail;

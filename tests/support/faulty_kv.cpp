@@ -13,6 +13,9 @@ class FaultyBucket : public KvBucket {
   Result<KvEntry> get(const std::string& key) override {
     return run<KvEntry>(KvOp::Get, [&] { return inner_->get(key); });
   }
+  Result<std::vector<std::optional<KvEntry>>> getMany(const std::vector<std::string>& keys) override {
+    return run<std::vector<std::optional<KvEntry>>>(KvOp::Get, [&] { return inner_->getMany(keys); });
+  }
   Result<uint64_t> put(const std::string& key, const std::string& value) override {
     return run<uint64_t>(KvOp::Put, [&] { return inner_->put(key, value); });
   }

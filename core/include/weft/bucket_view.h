@@ -1,5 +1,12 @@
-// BucketView<T>: a watch-fed, in-memory copy of one bucket, decoded into T.
-// Lists, routing and stats read it, so they cost no backend round trip.
+// BucketView<T, Full>: a watch-fed, in-memory copy of one bucket, decoded
+// into T. Lists, routing and stats read it, so they cost no backend round
+// trip.
+//
+// A view may keep less than a whole value: each change is decoded once into
+// Full, handed whole to the full listeners, and then reduced by the view's
+// compactor to the T it keeps (the work view keeps a finished item's index
+// fields only; docs/architecture.md, "Memory"). With Full = T (the default)
+// the view keeps the decoded value itself.
 //
 // Freshness: every change reaches the view through the backend's watch
 // (≤ 1 s). A service that has just written a key also applies the write
@@ -24,6 +31,7 @@
 #include <shared_mutex>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -33,12 +41,16 @@
 
 namespace weft {
 
-template <typename T>
+template <typename T, typename Full = T>
 class BucketView {
  public:
   using Ptr = std::shared_ptr<const T>;
+  using FullPtr = std::shared_ptr<const Full>;
   // Returns nullptr for a value that is invalid (it is then skipped and counted).
-  using Decoder = std::function<Ptr(const std::string& key, const std::string& value)>;
+  using Decoder = std::function<FullPtr(const std::string& key, const std::string& value)>;
+  // What the view keeps of a decoded value (`stored` is its stored text).
+  // Needed when T is not Full; must not return nullptr.
+  using Compactor = std::function<Ptr(const FullPtr& decoded, const std::string& stored)>;
   // Called after each applied change, outside the view's read/write lock but
   // in the order the changes were applied (one at a time per view). A
   // listener must not write through this view.
@@ -46,6 +58,10 @@ class BucketView {
   // initial replay and resyncs (the change may be old news).
   using Listener = std::function<void(const std::string& key, const Ptr& before, const Ptr& after,
                                       bool live)>;
+  // A listener that gets the change's whole decoded value as `after`
+  // (nullptr for a deletion) next to what the view kept before it.
+  using FullListener = std::function<void(const std::string& key, const Ptr& before,
+                                          const FullPtr& after, bool live)>;
 
   struct Options {
     BucketOptions bucket;
@@ -54,8 +70,11 @@ class BucketView {
     int64_t retryMaxMs = 5000;
   };
 
-  BucketView(std::string name, Options options, Decoder decoder)
-      : name_(std::move(name)), options_(options), decoder_(std::move(decoder)) {}
+  BucketView(std::string name, Options options, Decoder decoder, Compactor compactor = {})
+      : name_(std::move(name)),
+        options_(options),
+        decoder_(std::move(decoder)),
+        compactor_(std::move(compactor)) {}
   ~BucketView() { stop(); }
   BucketView(const BucketView&) = delete;
   BucketView& operator=(const BucketView&) = delete;
@@ -64,6 +83,7 @@ class BucketView {
 
   // Must be called before start().
   void addListener(Listener listener) { listeners_.push_back(std::move(listener)); }
+  void addFullListener(FullListener listener) { fullListeners_.push_back(std::move(listener)); }
 
   // An indexer sees every change under the view's exclusive lock, so an index
   // it maintains is always consistent with the view. It must be quick and
@@ -197,41 +217,62 @@ class BucketView {
     // apply races the watch for one key. Readers only take mutex_.
     std::lock_guard<std::mutex> ordered(notifyMutex_);
     Ptr before, after;
+    FullPtr full;
     {
       std::unique_lock<std::shared_mutex> lock(mutex_);
       if (resetting_) resetSeen_.insert(key);
-      uint64_t& seen = seen_[key];
+      // The highest revision seen for the key: the held item's, else the
+      // one remembered for a deleted or invalid value (absent_).
+      auto it = items_.find(key);
+      auto gone = it == items_.end() ? absent_.find(key) : absent_.end();
+      const uint64_t seen = it != items_.end()       ? it->second.revision
+                            : gone != absent_.end() ? gone->second
+                                                    : 0;
       // A put at or below the held revision is old news. A delete names the
       // revision of the value it removed (local erase) or of its own marker
       // (feed), so it applies when it is not older than what is held.
       if (revision != 0 && (value ? revision <= seen : revision < seen)) return;
-      if (revision > seen) seen = revision;
+      const uint64_t newest = std::max(seen, revision);
       if (revision > maxRevision_) maxRevision_ = revision;
-      auto it = items_.find(key);
       if (it != items_.end()) before = it->second.value;
       if (value) {
-        after = decodeSafely(key, *value);
-        if (after) {
-          items_[key] = Item{after, revision};
-          invalid_.erase(key);
+        full = decodeSafely(key, *value);
+        after = full ? compact(full, *value) : nullptr;
+      }
+      if (after) {
+        if (it != items_.end()) {
+          it->second = Item{after, newest};
         } else {
-          if (it != items_.end()) items_.erase(it);
-          invalid_.insert(key);
+          items_.emplace(key, Item{after, newest});
+          if (gone != absent_.end()) absent_.erase(gone);
         }
+        invalid_.erase(key);
       } else {
         if (it != items_.end()) items_.erase(it);
-        invalid_.erase(key);
+        absent_[key] = newest;
+        if (value) {
+          invalid_.insert(key);
+        } else {
+          invalid_.erase(key);
+        }
       }
       if (before || after) index(key, before, after);
     }
-    if (before || after) notify(key, before, after, live);
+    if (before || after) notify(key, before, after, full, live);
+  }
+
+  Ptr compact(const FullPtr& full, const std::string& stored) {
+    if constexpr (std::is_same_v<T, Full>) {
+      if (!compactor_) return full;
+    }
+    return compactor_(full, stored);
   }
 
   void index(const std::string& key, const Ptr& before, const Ptr& after) {
     for (const auto& indexer : indexers_) indexer(key, before, after);
   }
 
-  Ptr decodeSafely(const std::string& key, const std::string& value) {
+  FullPtr decodeSafely(const std::string& key, const std::string& value) {
     try {
       return decoder_(key, value);
     } catch (...) {
@@ -239,10 +280,18 @@ class BucketView {
     }
   }
 
-  void notify(const std::string& key, const Ptr& before, const Ptr& after, bool live) {
+  void notify(const std::string& key, const Ptr& before, const Ptr& after, const FullPtr& full,
+              bool live) {
     for (auto& l : listeners_) {
       try {
         l(key, before, after, live);
+      } catch (const std::exception& e) {
+        log::warn("bucket view listener failed", {{"bucket", name_}, {"error", e.what()}});
+      }
+    }
+    for (auto& l : fullListeners_) {
+      try {
+        l(key, before, full, live);
       } catch (const std::exception& e) {
         log::warn("bucket view listener failed", {{"bucket", name_}, {"error", e.what()}});
       }
@@ -294,10 +343,11 @@ class BucketView {
       if (it == items_.end()) return;
       if (maxRevision != 0 && it->second.revision > maxRevision) return;
       before = it->second.value;
+      absent_[key] = it->second.revision;
       items_.erase(it);
       index(key, before, nullptr);
     }
-    notify(key, before, nullptr, true);
+    notify(key, before, nullptr, nullptr, true);
   }
 
   // Re-lists the bucket and reconciles: picks up what the feed missed and
@@ -389,7 +439,9 @@ class BucketView {
   const std::string name_;
   const Options options_;
   const Decoder decoder_;
+  const Compactor compactor_;
   std::vector<Listener> listeners_;
+  std::vector<FullListener> fullListeners_;
   std::vector<Indexer> indexers_;
   std::shared_ptr<KvStore> store_;
 
@@ -403,7 +455,9 @@ class BucketView {
   std::mutex notifyMutex_;  // orders apply+notify; taken before mutex_
   mutable std::shared_mutex mutex_;
   std::unordered_map<std::string, Item> items_;
-  std::unordered_map<std::string, uint64_t> seen_;  // highest revision seen per key
+  // The highest revision seen of each key the view does not hold (deleted,
+  // or its value invalid); a held key's is in its Item.
+  std::unordered_map<std::string, uint64_t> absent_;
   std::unordered_set<std::string> invalid_;
   uint64_t maxRevision_ = 0;
   bool caughtUp_ = false;

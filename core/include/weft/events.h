@@ -57,6 +57,7 @@ namespace weft {
 
 struct AgentRecord;
 struct WorkRecord;
+struct WorkEntry;
 class AgentRegistry;
 class WorkQueue;
 
@@ -92,7 +93,9 @@ Json agentSummary(const AgentRecord& agent);
 // with the item now pending (retry) or failed (dead-lettered)
 // `work:failed`; -> cancelled `work:cancelled`. `summaryOf(guid)` returns
 // the AgentSummary of an agent, or null when it is not in the registry.
-std::vector<Event> deriveWorkEvents(const WorkRecord* before, const WorkRecord* after,
+// `before` is what the work view kept of the item, `after` the new value
+// decoded whole.
+std::vector<Event> deriveWorkEvents(const WorkEntry* before, const WorkRecord* after,
                                     int64_t nowMs,
                                     const std::function<Json(const std::string&)>& summaryOf);
 

@@ -18,18 +18,32 @@ namespace weft {
 struct JsonListStream {
   std::string head;  // e.g. {"workItems":[
   size_t count = 0;
-  std::function<void(size_t index, std::string& out)> element;  // appends element `index`
+  // Appends element `index`, or nothing when that element has gone (it is
+  // then left out, with its comma).
+  std::function<void(size_t index, std::string& out)> element;
   std::string tail;  // e.g. ],"total":12}
 
   // The whole document at once (short lists, tests).
   std::string renderAll() const {
     std::string out = head;
-    for (size_t i = 0; i < count; ++i) {
-      if (i > 0) out += ',';
-      element(i, out);
-    }
+    bool any = false;
+    for (size_t i = 0; i < count; ++i) appendElement(i, out, any);
     out += tail;
     return out;
+  }
+
+  // Appends element `index` with the comma it needs; `any`: whether an
+  // element was written before (updated).
+  void appendElement(size_t index, std::string& out, bool& any) const {
+    const size_t mark = out.size();
+    if (any) out += ',';
+    const size_t start = out.size();
+    element(index, out);
+    if (out.size() == start) {
+      out.resize(mark);
+    } else {
+      any = true;
+    }
   }
 };
 

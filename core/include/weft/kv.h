@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,27 @@ class KvBucket {
 
   // The value and revision of key. NotFound when absent, deleted or purged.
   virtual Result<KvEntry> get(const std::string& key) = 0;
+
+  // get() of each key, answered in the order asked: nullopt for a key that
+  // is absent, deleted or purged. Fails as a whole on the first other error.
+  // The default asks one key after the other; the nats plugin sends the
+  // requests together and then collects the answers, so a list page that
+  // reads 50 finished items costs about one round trip, not 50.
+  virtual Result<std::vector<std::optional<KvEntry>>> getMany(const std::vector<std::string>& keys) {
+    std::vector<std::optional<KvEntry>> out;
+    out.reserve(keys.size());
+    for (const auto& key : keys) {
+      auto entry = get(key);
+      if (entry) {
+        out.emplace_back(std::move(*entry));
+      } else if (entry.code() == Code::NotFound) {
+        out.emplace_back(std::nullopt);
+      } else {
+        return entry.status();
+      }
+    }
+    return out;
+  }
 
   // Unconditional write. Returns the new revision.
   virtual Result<uint64_t> put(const std::string& key, const std::string& value) = 0;

@@ -49,6 +49,7 @@
 
 #include "weft/json.h"
 #include "weft/pagination.h"
+#include "weft/sorted_blocks.h"
 #include "weft/status.h"
 
 namespace weft {
@@ -174,7 +175,8 @@ class ListIndex {
       return less(a.major, a.minor, a.id, b.major, b.minor, Traits::id(*b.record));
     }
   };
-  using OrderedSet = std::set<Entry, Order>;
+  // 24 bytes per entry instead of a 64-byte tree node (sorted_blocks.h).
+  using OrderedSet = SortedBlocks<Entry, Order>;
 
   // A combination: which fields, and the interned value of each (0 for a
   // field not in the mask).

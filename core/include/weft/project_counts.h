@@ -28,10 +28,10 @@
 
 namespace weft {
 
-template <typename Record>
+template <typename Record, typename Full = Record>
 class ProjectCounts {
  public:
-  using View = BucketView<Record>;
+  using View = BucketView<Record, Full>;
   using Ptr = std::shared_ptr<const Record>;
   // The project of a record.
   using ProjectOf = std::function<const std::string&(const Record&)>;

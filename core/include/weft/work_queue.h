@@ -35,15 +35,47 @@ namespace weft {
 
 class WorkIndex;
 
-// A work item as the view holds it: the stored item plus what the indexes and
-// the sweeper read often, derived once on decode. Always owned by a
-// shared_ptr (the list index hands out the records it points at).
-struct WorkRecord : WorkItem, std::enable_shared_from_this<WorkRecord> {
+// A stored work item decoded whole, plus what is derived from it once on
+// decode (times in ms). What the lifecycle reads and writes, and what the
+// view hands to its full listeners (the event stream).
+struct WorkRecord : WorkItem {
   int64_t offeredAtMs = 0;
   int64_t updatedAtMs = 0;
   std::optional<int64_t> leaseExpiresAtMs;
   // nextAttemptAt in ms; 0 when absent (due now).
   int64_t dueAtMs = 0;
+};
+
+// What the work view keeps of a stored item: the fields that lists, claims,
+// stats, events and the sweeper read, and the stored value itself only while
+// the item is live (pending, assigned, in progress), so a claim needs no
+// read. A finished item is not held whole: a list page or a get reads it from
+// the backend (docs/architecture.md, "Memory"). Always owned by a shared_ptr
+// (the list index hands out the entries it points at).
+struct WorkEntry : std::enable_shared_from_this<WorkEntry> {
+  std::string id, projectId, capability, boundary, requiredAgentType, assignedTo;
+  std::string stored;         // the stored value; empty when the item is finished
+  std::string unknownStatus;  // the stored status text when status is Unknown
+  WorkStatus status = WorkStatus::Pending;
+  int64_t priority = 5;
+  int64_t attempts = 0;
+  int64_t offeredAtMs = 0, updatedAtMs = 0;
+  int64_t dueAtMs = 0;  // 0: due now
+  std::optional<int64_t> leaseExpiresAtMs;
+  std::optional<int64_t> progress;  // a readable `progress`
+  int64_t lastTransitionSeq = 0;    // of the transition log (work_transitions.h)
+  size_t errorCount = 0;
+
+  bool isActive() const { return status == WorkStatus::Assigned || status == WorkStatus::InProgress; }
+  bool isTerminal() const {
+    return status == WorkStatus::Completed || status == WorkStatus::Failed ||
+           status == WorkStatus::Cancelled;
+  }
+  std::string statusText() const {
+    return status == WorkStatus::Unknown ? unknownStatus : workStatusText(status);
+  }
+  // The entry of a decoded item whose stored value is `stored`.
+  static std::shared_ptr<const WorkEntry> of(const WorkRecord& record, const std::string& stored);
 };
 
 struct WorkFilter {
@@ -114,13 +146,23 @@ struct ClaimedItem {
   WorkItemView work;
 };
 
-// A page of work items in list order, with the agent summary lookup the
-// rendering uses for each (called lazily, as the page is read).
+// A page of work items in list order. The items are read as the page is
+// rendered: a live one decoded from the view's entry, a finished one read
+// from the backend (a bounded page is read in list(); the whole list in
+// batches as it is streamed). An item deleted between the index and the read
+// is left out.
 struct WorkPage {
-  std::vector<std::shared_ptr<const WorkItem>> items;
+  std::vector<std::shared_ptr<const WorkEntry>> entries;
   Pager pager;
   size_t total = 0;
   std::function<Json(const std::string& agentGuid)> agentSummary;
+  // Reads the items of entries [from, from + count) whole: nullptr for one
+  // that is gone. Set by WorkQueue::list().
+  std::function<Result<std::vector<std::shared_ptr<const WorkItem>>>(
+      const std::vector<std::shared_ptr<const WorkEntry>>& entries, size_t from, size_t count)>
+      read;
+  // Items already read (list() reads a bounded page before answering).
+  std::vector<std::shared_ptr<const WorkItem>> items;
 };
 
 // What a claim asks for (§2.4). Absent optionals fall back to what the agent
@@ -183,7 +225,7 @@ struct CancelBatchResult {
 // value that cannot be used.
 class WorkQueue {
  public:
-  using View = BucketView<WorkRecord>;
+  using View = BucketView<WorkEntry, WorkRecord>;
 
   WorkQueue(ServiceContext context, AgentRegistry& agents, DeadLetters& deadLetters);
   ~WorkQueue();
@@ -195,8 +237,14 @@ class WorkQueue {
   const View& view() const { return *view_; }
   void setSpinUpRequester(SpinUpRequester requester) { spinUp_ = std::move(requester); }
 
-  // A stored value as the view holds it; nullptr when it is not a work item.
+  // A stored value decoded whole; nullptr when it is not a work item.
   static std::shared_ptr<const WorkRecord> decode(const std::string& value);
+  // Reads the given entries' items whole: a live one decoded from its entry,
+  // the others from the backend in one batch (KvBucket::getMany); nullptr
+  // for one that is gone meanwhile.
+  Result<std::vector<std::shared_ptr<const WorkItem>>> readItems(
+      const std::vector<std::shared_ptr<const WorkEntry>>& entries, size_t from,
+      size_t count) const;
 
   // Validates what needs state, routes, and stores the new item as pending
   // with one acknowledged write.
@@ -346,8 +394,8 @@ class WorkQueue {
     PendingKey key;
     Candidate candidate;
   };
-  void index(const std::string& key, const std::shared_ptr<const WorkRecord>& before,
-             const std::shared_ptr<const WorkRecord>& after);
+  void index(const std::string& key, const std::shared_ptr<const WorkEntry>& before,
+             const std::shared_ptr<const WorkEntry>& after);
 
   // Reads id fresh from the backend. NotFound with the spec message.
   Result<std::pair<std::shared_ptr<const WorkRecord>, uint64_t>> load(const std::string& id) const;

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,10 +53,11 @@ bool hasTransitions(const Json& log);
 // The seq of the newest entry, 0 when there is none.
 int64_t lastTransitionSeq(const Json& log);
 
-// The entries of afterLog that a reader who last saw beforeLog has not seen,
-// oldest first. beforeLog == nullptr means the reader never saw this key (or
-// saw it deleted): then the entries from the newest `recreated` entry on, or
-// all of them, since a recreated item carries the history of its earlier life.
-std::vector<const Json*> unseenTransitions(const Json* beforeLog, const Json& afterLog);
+// The entries of afterLog that a reader who last saw the entry with seq
+// `seenSeq` has not seen, oldest first. nullopt means the reader never saw
+// this key (or saw it deleted): then the entries from the newest `recreated`
+// entry on, or all of them, since a recreated item carries the history of its
+// earlier life.
+std::vector<const Json*> unseenTransitions(std::optional<int64_t> seenSeq, const Json& afterLog);
 
 }  // namespace weft
