@@ -290,5 +290,88 @@ TEST_CASE("stats of one instance follow writes made through another") {
   }
 }
 
+TEST_CASE("finished items are kept as index entries and read from the backend for pages") {
+  ManualClock clock;
+  auto store = createMemoryStore();
+  Services s(store, clock);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 30; ++i) {
+    Json submit = body(R"({"boundary":"default","capability":"c"})");
+    submit.set("description", Json("item " + std::to_string(i) + std::string(200, 'x')));
+    auto r = s.rest->submit(submit);
+    REQUIRE(r);
+    ids.push_back(r->getString("id"));
+  }
+  for (size_t i = 0; i < ids.size(); i += 2) REQUIRE(s.rest->cancel(ids[i]));
+  auto bucket = *store->openBucket(kWorkBucket, {});
+
+  // The view holds the stored value of a live item only.
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto entry = s.work->view().find(ids[i]);
+    REQUIRE(entry);
+    CHECK(entry->stored.empty() == (i % 2 == 0));
+    CHECK(entry->isTerminal() == (i % 2 == 0));
+  }
+
+  // A page of finished items shows each as the backend holds it.
+  const WorkFilter cancelled{std::string("cancelled"), std::nullopt, std::nullopt, std::nullopt,
+                             std::nullopt};
+  auto pageJson = [&](const WorkFilter& f) {
+    auto page = s.rest->list(f, PageRequest{std::string("100"), std::nullopt});
+    REQUIRE(page);
+    return *page;
+  };
+  Json page = pageJson(cancelled);
+  REQUIRE(page.get("workItems").asArray().size() == 15);
+  CHECK(page.get("total").asInt() == 15);
+  for (const Json& item : page.get("workItems").asArray()) {
+    auto stored = bucket->get(item.getString("id"));
+    REQUIRE(stored);
+    const Json want = *Json::parse(stored->value);
+    CHECK(item.getString("status") == "cancelled");
+    CHECK(item.getString("description") == want.getString("description"));
+    CHECK(item.getString("cancelledAt") == want.getString("cancelledAt"));
+  }
+
+  // A finished item rewritten (by other software, here) is shown as it is
+  // now once the view has its revision: the values cached for pages never
+  // answer for another revision.
+  const std::string changed = ids[4];
+  Json rewritten = *Json::parse(bucket->get(changed)->value);
+  rewritten.set("description", Json("rewritten"));
+  auto revision = bucket->put(changed, rewritten.dump());
+  REQUIRE(revision);
+  REQUIRE(eventually([&] { return s.work->view().findEntry(changed).second == *revision; }));
+  bool seen = false;
+  const Json reread = pageJson(cancelled);
+  for (const Json& item : reread.get("workItems").asArray()) {
+    if (item.getString("id") != changed) continue;
+    seen = true;
+    CHECK(item.getString("description") == "rewritten");
+  }
+  CHECK(seen);
+
+  // An item deleted after the index was read is left out, the others are
+  // read as usual.
+  auto listed = s.work->list(cancelled, PageRequest{std::string("100"), std::nullopt});
+  REQUIRE(listed);
+  REQUIRE(listed->entries.size() == 15);
+  const std::string gone = listed->entries[3]->id;
+  REQUIRE(bucket->erase(gone));
+  REQUIRE(eventually([&] { return s.work->view().find(gone) == nullptr; }));
+  auto again = listed->read(listed->entries, 0, listed->entries.size());
+  REQUIRE(again);
+  REQUIRE(again->size() == 15);
+  for (size_t i = 0; i < again->size(); ++i) {
+    INFO("entry " << i);
+    CHECK(((*again)[i] == nullptr) == (i == 3));
+    if ((*again)[i]) CHECK((*again)[i]->id == listed->entries[i]->id);
+  }
+  Json after = pageJson(cancelled);
+  CHECK(after.get("workItems").asArray().size() == 14);
+  CHECK(after.get("count").asInt() == 14);
+  CHECK(after.get("total").asInt() == 14);
+}
+
 }  // namespace
 }  // namespace weft

@@ -205,10 +205,16 @@ Result<std::vector<std::shared_ptr<const WorkItem>>> WorkQueue::readItems(
     const WorkEntry& e = *entries[i];
     if (!e.stored.empty()) {
       out[i - from] = decode(e.stored);  // live: the view holds it
-    } else {
-      keys.push_back(e.id);
-      slots.push_back(i - from);
+      continue;
     }
+    const uint64_t revision = view_->findEntry(e.id).second;
+    if (revision == 0) continue;  // deleted since the page was read: left out
+    if (auto value = cachedValue(e.id, revision)) {
+      out[i - from] = decode(*value);
+      continue;
+    }
+    keys.push_back(e.id);
+    slots.push_back(i - from);
   }
   if (keys.empty()) return out;
   auto bucket = view_->bucket();
@@ -216,9 +222,37 @@ Result<std::vector<std::shared_ptr<const WorkItem>>> WorkQueue::readItems(
   auto read = bucket->getMany(keys);
   if (!read) return read.status();
   for (size_t k = 0; k < keys.size() && k < read->size(); ++k) {
-    if ((*read)[k]) out[slots[k]] = decode((*read)[k]->value);
+    const auto& entry = (*read)[k];
+    if (!entry) continue;
+    out[slots[k]] = decode(entry->value);
+    cacheValue(entry->key, entry->revision, entry->value);
   }
   return out;
+}
+
+std::optional<std::string> WorkQueue::cachedValue(const std::string& id, uint64_t revision) const {
+  std::lock_guard<std::mutex> lock(cacheMutex_);
+  auto it = cache_.find(id);
+  if (it == cache_.end() || it->second.revision != revision) return std::nullopt;
+  cacheUse_.splice(cacheUse_.begin(), cacheUse_, it->second.use);
+  return it->second.value;
+}
+
+void WorkQueue::cacheValue(const std::string& id, uint64_t revision, const std::string& value) const {
+  std::lock_guard<std::mutex> lock(cacheMutex_);
+  auto it = cache_.find(id);
+  if (it != cache_.end()) {
+    it->second.revision = revision;
+    it->second.value = value;
+    cacheUse_.splice(cacheUse_.begin(), cacheUse_, it->second.use);
+    return;
+  }
+  if (cache_.size() >= kCachedValues) {
+    cache_.erase(cacheUse_.back());
+    cacheUse_.pop_back();
+  }
+  cacheUse_.push_front(id);
+  cache_.emplace(id, CachedValue{revision, value, cacheUse_.begin()});
 }
 
 namespace {
@@ -254,6 +288,16 @@ Result<WorkPage> WorkQueue::list(const WorkFilter& f, const PageRequest& page) c
     // A bounded page (at most 100) is read now, on the request's thread.
     auto items = readItems(out.entries, 0, out.entries.size());
     if (!items) return items.status();
+    // An item deleted since the index was read is left out of the page.
+    size_t kept = 0;
+    for (size_t i = 0; i < items->size(); ++i) {
+      if (!(*items)[i]) continue;
+      out.entries[kept] = std::move(out.entries[i]);
+      (*items)[kept++] = std::move((*items)[i]);
+    }
+    out.pager.leaveOut(items->size() - kept);
+    out.entries.resize(kept);
+    items->resize(kept);
     out.items = std::move(*items);
   }
   return out;

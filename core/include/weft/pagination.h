@@ -1,6 +1,7 @@
 // Positional pagination shared by the list endpoints (docs/api.md §1.8).
 #pragma once
 
+#include <algorithm>
 #include <optional>
 #include <string>
 
@@ -42,6 +43,9 @@ class Pager {
   // The page ends just before this key (from a prevCursor); null if none.
   const Json& before() const { return before_; }
   void setPageKeys(size_t count, Json first, Json last, bool hasMore);
+  // After setPageKeys: n items of the page were left out (deleted between
+  // the index and the read), so `count` says what the page holds.
+  void leaveOut(size_t n) { keyedCount_ -= std::min(n, keyedCount_); }
   // Writes count, total, hasMore, nextCursor, prevCursor into body.
   void writeMetadata(Json& body, size_t total) const;
   // The end of a streamed list document (json_list_stream.h): "]" and the

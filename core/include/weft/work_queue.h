@@ -16,6 +16,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <list>
 #include <map>
 #include <unordered_map>
 #include <mutex>
@@ -359,6 +360,10 @@ class WorkQueue {
   int64_t idempotencyWindowMs() const;
   // The item with its assignee's summary.
   WorkItemView viewOf(std::shared_ptr<const WorkItem> item) const;
+  // The stored value of a finished item read for a page at `revision`, when
+  // the cache has that revision; records one read (least recently used out).
+  std::optional<std::string> cachedValue(const std::string& id, uint64_t revision) const;
+  void cacheValue(const std::string& id, uint64_t revision, const std::string& value) const;
 
   Status ready() const;
   std::shared_ptr<KvBucket> bucket() const;
@@ -460,6 +465,19 @@ class WorkQueue {
   std::map<std::pair<int64_t, std::string>, DelayedEntry> delayed_;  // (due ms, id)
   std::map<std::string, int> activeByAgent_;             // guarded by the view's lock
   std::unique_ptr<WorkIndex> listIndex_;                 // guarded by the view's lock
+  // Finished items that pages read from the backend, by id, kept with the
+  // revision they were read at: a hit must match the view's revision, so a
+  // page read again (a dashboard polling it) needs no round trip. At most
+  // kCachedValues stored values (a few MB), least recently used out.
+  static constexpr size_t kCachedValues = 4096;
+  struct CachedValue {
+    uint64_t revision = 0;
+    std::string value;
+    std::list<std::string>::iterator use;  // in cacheUse_
+  };
+  mutable std::mutex cacheMutex_;
+  mutable std::list<std::string> cacheUse_;  // ids, most recently used first
+  mutable std::unordered_map<std::string, CachedValue> cache_;
 
   // Asynchronous submits not answered yet; stop() and the destructor wait
   // for them (the backend answers each within its timeout).
