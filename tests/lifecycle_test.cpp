@@ -477,6 +477,30 @@ TEST_CASE("retention removes old terminal items and dead-letter entries") {
   CHECK(statusOf(s, pending) == "pending");
 }
 
+TEST_CASE("retention takes finished items in the order they finished, and no live one") {
+  ManualClock clock;
+  Services s(createMemoryStore(), clock);
+  std::vector<std::string> finished;
+  for (int i = 0; i < 6; ++i) {
+    finished.push_back(submitWork(s));
+    REQUIRE(s.rest->cancel(finished.back()));
+    clock.advance(3600000);  // one an hour
+  }
+  const std::string pending = submitWork(s);
+  // 24 h after the first: the first one is due, then one more each hour.
+  clock.advance(86400000 - 6 * 3600000);
+  for (size_t due = 1; due <= finished.size(); ++due) {
+    INFO("hour " << due);
+    CHECK(s.work->sweepOnce().itemsPurged == 1);
+    for (size_t i = 0; i < finished.size(); ++i) {
+      CHECK((s.rest->get(finished[i]).code() == Code::NotFound) == (i < due));
+    }
+    clock.advance(3600000);
+  }
+  CHECK(s.work->sweepOnce().itemsPurged == 0);
+  CHECK(statusOf(s, pending) == "pending");
+}
+
 namespace {
 
 // The value stored under id, straight from the backend.

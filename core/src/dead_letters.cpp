@@ -68,12 +68,19 @@ std::shared_ptr<const DeadLetter> DeadLetter::decode(const std::string& stored) 
 DeadLetters::DeadLetters(ServiceContext context)
     : ctx_(std::move(context)),
       listIndex_(std::make_unique<ListIndex<DeadLetterListTraits>>()) {
-  view_ = std::make_unique<View>(kDlqBucket, View::Options{},
-                                 [](const std::string&, const std::string& value) {
-                                   return DeadLetter::decode(value);
-                                 });
-  view_->addIndexer([this](const std::string&, const std::shared_ptr<const DeadLetter>& before,
-                           const std::shared_ptr<const DeadLetter>& after) {
+  view_ = std::make_unique<View>(
+      kDlqBucket, View::Options{},
+      [](const std::string&, const std::string& value) { return DeadLetter::decode(value); },
+      [](const std::shared_ptr<const DeadLetter>& d, const std::string&) {
+        auto e = std::make_shared<DeadLetterEntry>();
+        e->id = d->id;
+        e->projectId = d->projectId;
+        e->capability = d->capability;
+        e->failedAtMs = d->failedAtMs;
+        return std::shared_ptr<const DeadLetterEntry>(std::move(e));
+      });
+  view_->addIndexer([this](const std::string&, const std::shared_ptr<const DeadLetterEntry>& before,
+                           const std::shared_ptr<const DeadLetterEntry>& after) {
     listIndex_->update(before.get(), after.get());
   });
 }
@@ -95,7 +102,33 @@ Result<DeadLetterPage> DeadLetters::list(const DeadLetterFilter& f,
   const ListIndex<DeadLetterListTraits>::Filter filter{f.capability, f.projectId};
   auto query = pageQuery<ListIndex<DeadLetterListTraits>>(*pager);
   if (!query) return query.status();
-  fillPage(*view_, *listIndex_, filter, *query, out.items, out.total, out.pager);
+  std::vector<std::shared_ptr<const DeadLetterEntry>> entries;
+  fillPage(*view_, *listIndex_, filter, *query, entries, out.total, out.pager);
+  // The entries whole, from the backend, a batch at a time.
+  auto bucket = view_->bucket();
+  if (!bucket) return Status::unavailable("dead-letter bucket not open yet");
+  constexpr size_t kBatch = 256;
+  size_t leftOut = 0;
+  out.items.reserve(entries.size());
+  for (size_t from = 0; from < entries.size(); from += kBatch) {
+    std::vector<std::string> keys;
+    for (size_t i = from; i < entries.size() && i < from + kBatch; ++i) keys.push_back(entries[i]->id);
+    auto read = bucket->getMany(keys);
+    if (!read) return read.status();
+    for (const auto& entry : *read) {
+      auto decoded = entry ? DeadLetter::decode(entry->value) : nullptr;
+      if (decoded) {
+        out.items.push_back(std::move(decoded));
+      } else {
+        ++leftOut;  // deleted (retried, discarded) since the index was read
+      }
+    }
+  }
+  if (out.pager.all()) {
+    out.total -= std::min(leftOut, out.total);
+  } else {
+    out.pager.leaveOut(leftOut);
+  }
   return out;
 }
 

@@ -59,10 +59,11 @@ StatsContributor Stats::workContributor(WorkQueue& work) {
 }
 
 StatsContributor Stats::deadLetterContributor(DeadLetters& deadLetters) {
-  auto counts = ProjectCounts<DeadLetter>::attach(
-      deadLetters.view(), [](const DeadLetter& d) -> const std::string& { return d.projectId; },
-      [](const DeadLetter&, ProjectTotals& t, int64_t sign) { t.deadLettered += sign; },
-      [](const DeadLetter&) -> std::optional<int64_t> { return std::nullopt; });
+  auto counts = ProjectCounts<DeadLetterEntry, DeadLetter>::attach(
+      deadLetters.view(),
+      [](const DeadLetterEntry& d) -> const std::string& { return d.projectId; },
+      [](const DeadLetterEntry&, ProjectTotals& t, int64_t sign) { t.deadLettered += sign; },
+      [](const DeadLetterEntry&) -> std::optional<int64_t> { return std::nullopt; });
   return counted("deadLetters", "dead letters not loaded yet", std::move(counts));
 }
 

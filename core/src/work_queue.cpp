@@ -142,6 +142,17 @@ void WorkQueue::index(const std::string& key, const std::shared_ptr<const WorkEn
   if (after && after->isActive() && !after->assignedTo.empty()) {
     ++activeByAgent_[after->assignedTo];
   }
+  if (before && before->isActive() && before->leaseExpiresAtMs) {
+    leases_.erase({*before->leaseExpiresAtMs, key});
+  }
+  if (after && after->isActive() && after->leaseExpiresAtMs) {
+    leases_.emplace(*after->leaseExpiresAtMs, key);
+  }
+  if (before && before->isTerminal()) {
+    auto it = finished_.find(Finished{before->updatedAtMs, before.get()});
+    if (it != finished_.end()) finished_.erase(it);
+  }
+  if (after && after->isTerminal()) finished_.insert(Finished{after->updatedAtMs, after.get()});
   listIndex_->update(before.get(), after.get());
 }
 

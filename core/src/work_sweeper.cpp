@@ -31,8 +31,10 @@ WorkQueue::SweepReport WorkQueue::sweepOnce() {
   // Expired leases: a recoverable failure, by compare-and-set at the revision
   // this instance read, so two sweepers never both count one expiry.
   std::vector<std::string> expired;
-  view_->forEach([&](const std::string& id, const std::shared_ptr<const WorkEntry>& r) {
-    if (r->isActive() && r->leaseExpiresAtMs && *r->leaseExpiresAtMs <= now) expired.push_back(id);
+  view_->read([&] {
+    for (auto it = leases_.begin(); it != leases_.end() && it->first <= now; ++it) {
+      expired.push_back(it->second);
+    }
   });
   for (const auto& id : expired) {
     auto loaded = load(id);
@@ -66,7 +68,7 @@ WorkQueue::SweepReport WorkQueue::sweepOnce() {
   constexpr int64_t kOrphanMarginMs = 60000;
   std::vector<std::pair<std::string, int64_t>> dead;
   deadLetters_.view().forEach(
-      [&](const std::string& id, const std::shared_ptr<const DeadLetter>& r) {
+      [&](const std::string& id, const std::shared_ptr<const DeadLetterEntry>& r) {
         dead.emplace_back(id, r->failedAtMs);
       });
   for (const auto& [id, failedAtMs] : dead) {
@@ -91,14 +93,21 @@ WorkQueue::SweepReport WorkQueue::sweepOnce() {
   }
 
   // Terminal items past work.retentionMs.
-  std::vector<std::pair<std::string, uint64_t>> old;
-  view_->forEachEntry([&](const std::string& id, const std::shared_ptr<const WorkEntry>& r,
-                          uint64_t revision) {
-    if (r->isTerminal() && now - r->updatedAtMs >= ctx_.options.retentionMs) {
-      old.emplace_back(id, revision);
+  std::vector<std::string> old;
+  view_->read([&] {
+    const int64_t updatedBefore = now - ctx_.options.retentionMs;
+    for (auto it = finished_.begin(); it != finished_.end() && it->updatedAtMs <= updatedBefore;
+         ++it) {
+      old.push_back(it->entry->id);
     }
   });
-  for (const auto& [id, revision] : old) {
+  for (const auto& id : old) {
+    // The entry and its revision together: one that changed meanwhile (a
+    // retried dead letter) is not removed.
+    const auto [entry, revision] = view_->findEntry(id);
+    if (!entry || !entry->isTerminal() || now - entry->updatedAtMs < ctx_.options.retentionMs) {
+      continue;
+    }
     auto b = bucket();
     if (b && b->erase(id, revision)) {
       view_->applyErase(id, revision);

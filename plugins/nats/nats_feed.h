@@ -33,6 +33,9 @@ struct BucketRef {
   std::string subjectPrefix;  // $KV.<name>.
   bool allowDirect = false;   // the stream answers direct gets
   int replicas = 1;           // the stream's replica count
+  // The stream keeps one message per key (bucket history 1): every message
+  // in it is the latest of its key.
+  bool oneValuePerKey = false;
   // Compare-and-set must be guarded by the stream-wide sequence check,
   // because the server's per-subject check is not exclusive on this stream
   // (replicated, server older than 2.9.21; see nats_bucket.h).

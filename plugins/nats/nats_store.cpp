@@ -282,6 +282,7 @@ Result<BucketRef> NatsKvStore::describeBucket(const std::string& name, const Dea
   ref.subjectPrefix = "$KV." + name + ".";
   ref.allowDirect = si->Config->AllowDirect;
   ref.replicas = si->Config->Replicas > 0 ? static_cast<int>(si->Config->Replicas) : 1;
+  ref.oneValuePerKey = si->Config->MaxMsgsPerSubject == 1;
   bool isKv = false;
   for (int i = 0; i < si->Config->SubjectsLen; ++i) {
     if (ref.subjectPrefix + ">" == si->Config->Subjects[i]) isKv = true;

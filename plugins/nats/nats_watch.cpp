@@ -38,6 +38,9 @@ constexpr int64_t kReplayStallFloorMs = 5000;
 // the wire. A feed found behind is looked at again kConfirmStallMs later and
 // replaced only when it read nothing in between.
 constexpr int64_t kConfirmStallMs = 1000;
+// How long opening a watch's feed may take (creating its consumer, reading
+// its first state).
+constexpr int64_t kOpenFeedMs = 60000;
 }  // namespace
 
 class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
@@ -89,8 +92,11 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
     Result<int64_t> created = bucket_->streamCreated();
     if (!created) return created.status();
     streamCreated_ = *created;
+    // No request waits on this: the server may take its time setting up a
+    // consumer on a large stream, and giving up early only makes it start
+    // over (with the abandoned one still being set up).
     return KeyFeed::open(conn, bucket_->ref(), keyFilterForPrefix(prefix_), false,
-                         Deadline(conn->timeoutMs()));
+                         Deadline(std::max<int64_t>(conn->timeoutMs(), kOpenFeedMs)));
   }
 
   // After a reconnect or a heartbeat alarm: false when the feed must be

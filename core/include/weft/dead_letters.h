@@ -27,9 +27,7 @@ const char* deadLetterReasonText(DeadLetterReason reason);
 
 // One dead-letter entry (docs/api.md §3.5): a work item that failed for good,
 // as stored in `weft-dlq` under the item's id.
-// Always owned by a shared_ptr (the list index hands out the entries it
-// points at).
-struct DeadLetter : std::enable_shared_from_this<DeadLetter> {
+struct DeadLetter {
   std::string id;  // the work item's id
   // The item as it was when it failed, without its claim token; nullptr when
   // the stored snapshot is not a JSON object (then it is kept, as stored, in
@@ -59,26 +57,38 @@ struct DeadLetter : std::enable_shared_from_this<DeadLetter> {
   static std::shared_ptr<const DeadLetter> decode(const std::string& stored);
 };
 
-// A page of entries and what the pagination metadata needs.
+// What the dead-letter view keeps of an entry: its list filters and order.
+// The entry itself (the failed item's snapshot, its errors) is read from the
+// backend when a client asks for it, so the dead-letter queue costs memory
+// by its count, not by the size of what failed. Always owned by a
+// shared_ptr (the list index hands out the entries it points at).
+struct DeadLetterEntry : std::enable_shared_from_this<DeadLetterEntry> {
+  std::string id, projectId, capability;
+  int64_t failedAtMs = 0;
+};
+
 // The dead-letter list: filters capability and projectId, order failedAt
 // then id (weft/list_index.h).
 struct DeadLetterListTraits {
-  using Record = DeadLetter;
+  using Record = DeadLetterEntry;
   static constexpr size_t kFields = 2;
   static constexpr unsigned kOrdered[] = {0, 1, 2, 3};
   static constexpr unsigned kCounted[] = {0, 1, 2, 3};
-  static int64_t major(const DeadLetter& d) { return d.failedAtMs; }
-  static int64_t minor(const DeadLetter&) { return 0; }
-  static const std::string& id(const DeadLetter& d) { return d.id; }
+  static int64_t major(const DeadLetterEntry& d) { return d.failedAtMs; }
+  static int64_t minor(const DeadLetterEntry&) { return 0; }
+  static const std::string& id(const DeadLetterEntry& d) { return d.id; }
   template <typename Emit>
-  static void values(const DeadLetter& d, size_t field, Emit&& emit) {
+  static void values(const DeadLetterEntry& d, size_t field, Emit&& emit) {
     emit(field == 0 ? d.capability : d.projectId);
   }
-  static bool has(const DeadLetter& d, size_t field, const std::string& value) {
+  static bool has(const DeadLetterEntry& d, size_t field, const std::string& value) {
     return (field == 0 ? d.capability : d.projectId) == value;
   }
 };
 
+// A page of entries, read whole from the backend (an entry deleted between
+// the index and the read is left out), and what the pagination metadata
+// needs.
 struct DeadLetterPage {
   std::vector<std::shared_ptr<const DeadLetter>> items;
   Pager pager;
@@ -96,7 +106,7 @@ struct DeadLetterFilter {
 // for an unknown id, Unavailable or Timeout for a backend outage.
 class DeadLetters {
  public:
-  using View = BucketView<DeadLetter>;
+  using View = BucketView<DeadLetterEntry, DeadLetter>;
 
   explicit DeadLetters(ServiceContext context);
   ~DeadLetters();

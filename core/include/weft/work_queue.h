@@ -30,6 +30,7 @@
 #include "weft/json.h"
 #include "weft/pagination.h"
 #include "weft/service_context.h"
+#include "weft/sorted_blocks.h"
 #include "weft/work_item.h"
 
 namespace weft {
@@ -465,6 +466,23 @@ class WorkQueue {
   std::map<std::pair<int64_t, std::string>, DelayedEntry> delayed_;  // (due ms, id)
   std::map<std::string, int> activeByAgent_;             // guarded by the view's lock
   std::unique_ptr<WorkIndex> listIndex_;                 // guarded by the view's lock
+  // The sweeper's indexes, guarded by the view's lock: active items by lease
+  // expiry, and finished items by their last update (retention), so a sweep
+  // costs what it finds and not what is stored.
+  std::set<std::pair<int64_t, std::string>> leases_;
+  struct Finished {
+    int64_t updatedAtMs;
+    const WorkEntry* entry;  // held by the view while it is in the index
+  };
+  struct FinishedOrder {
+    bool operator()(const Finished& a, const Finished& b) const {
+      if (a.updatedAtMs != b.updatedAtMs) return a.updatedAtMs < b.updatedAtMs;
+      return a.entry->id < b.entry->id;
+    }
+    bool operator()(const Finished& a, int64_t b) const { return a.updatedAtMs < b; }
+    bool operator()(int64_t a, const Finished& b) const { return a < b.updatedAtMs; }
+  };
+  SortedBlocks<Finished, FinishedOrder> finished_;
   // Finished items that pages read from the backend, by id, kept with the
   // revision they were read at: a hit must match the view's revision, so a
   // page read again (a dashboard polling it) needs no round trip. At most
