@@ -217,7 +217,8 @@ int serve(const Config& config, const Backend& backendPlugin, ShutdownLatch& lat
   if (!domain) throw std::logic_error("installDomain returned no domain");
   // After installDomain: it may have wrapped the store (metrics), and /ready's
   // ping should go through that wrapper like every other backend call.
-  http::addHealthRoutes(router, {context.store, &websocketConnections, retryAfter});
+  http::addHealthRoutes(router, {context.store, &websocketConnections, retryAfter,
+                                 [d = domain.get()] { return d->loading(); }});
   server.setRequestObserver(context.onRequest);
   server.start();
 

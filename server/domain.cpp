@@ -51,6 +51,8 @@ class WeftDomain : public Domain {
     services_.start();
   }
 
+  std::string loading() const override { return services_.loading(); }
+
   void beginShutdown() override {
     ws_->beginShutdown();           // WebSockets: close 1001
     services_.work.endClaimWaits();  // waiting claims: 204 now, none wait from here on

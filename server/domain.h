@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "app_context.h"
 
@@ -17,6 +18,9 @@ class Domain {
   // hold a connection open indefinitely (WebSockets: 1001 "Server shutting
   // down"). The default does nothing.
   virtual void beginShutdown() {}
+  // What is still loading (readiness: /ready answers 503 while it is not
+  // empty). The default: nothing.
+  virtual std::string loading() const { return {}; }
   // Shutdown, step 2, after HTTP drained: stop timers, watches and services.
   // No request runs any more. The store is released after this returns.
   virtual void stop() = 0;

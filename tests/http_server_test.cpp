@@ -444,7 +444,10 @@ class LogCapture {
 struct TestServer {
   explicit TestServer(std::vector<std::string> tokens = {}, size_t maxBody = 1024) {
     store = createMemoryStore();
-    addHealthRoutes(router, {store, &websocketConnections, 3});
+    addHealthRoutes(router, {store, &websocketConnections, 3, [this] {
+                               std::lock_guard<std::mutex> lock(loadingMutex);
+                               return loading;
+                             }});
     router.add(
         "POST", "/api/echo/{id}",
         [](const ApiRequest& req) {
@@ -502,8 +505,15 @@ struct TestServer {
     return s;
   }
 
+  void setLoading(std::string what) {
+    std::lock_guard<std::mutex> lock(loadingMutex);
+    loading = std::move(what);
+  }
+
   std::shared_ptr<MemoryStore> store;
   std::atomic<int64_t> websocketConnections{0};
+  std::mutex loadingMutex;
+  std::string loading;  // what /ready says is loading
   Router router;
   std::unique_ptr<HttpServer> server;
   std::mutex recordsMutex;
@@ -791,6 +801,19 @@ TEST_CASE("pipeline: /health and /ready", "[pipeline][health]") {
   CHECK(stillAlive.json.get("backend").getBool("connected", true) == false);
 
   ts.store->setAvailable(true);
+  CHECK(send(http, Call{"GET", "/ready"}).status == 200);
+
+  // Connected while the views still load: not ready, and it says what loads.
+  ts.setLoading("work items (1200 read)");
+  Reply loading = send(http, Call{"GET", "/ready"});
+  REQUIRE(loading.status == 503);
+  CHECK(loading.header("Retry-After") == "3");
+  CHECK(loading.json.getString("status") == "loading");
+  CHECK(loading.json.getString("loading") == "work items (1200 read)");
+  CHECK(loading.json.get("backend").getBool("connected") == true);
+  CHECK(loading.json.get("backend").get("latencyMs").isInteger());
+  CHECK(loading.json.getString("error") == "still loading: work items (1200 read)");
+  ts.setLoading("");
   CHECK(send(http, Call{"GET", "/ready"}).status == 200);
 }
 

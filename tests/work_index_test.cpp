@@ -16,6 +16,7 @@
 
 #include "weft/agent_registry.h"
 #include "weft/sorted_blocks.h"
+#include "weft/value_cache.h"
 #include "work_index.h"
 
 using namespace weft;
@@ -334,4 +335,27 @@ TEST_CASE("sorted blocks: the same order, bounds and size as a std::set through 
   }
   check();
   CHECK(blocks.empty());
+}
+
+TEST_CASE("value cache: answers only for the revision it read, least recently used out",
+          "[work][index]") {
+  ValueCache cache(3);
+  cache.put("a", 1, "a1");
+  cache.put("b", 5, "b5");
+  cache.put("c", 7, "c7");
+  CHECK(cache.find("a", 1) == std::optional<std::string>("a1"));
+  CHECK_FALSE(cache.find("a", 2));  // the view holds another revision
+  CHECK_FALSE(cache.find("x", 1));
+  cache.put("d", 2, "d2");  // b was used least recently: it goes
+  CHECK(cache.size() == 3);
+  CHECK_FALSE(cache.find("b", 5));
+  CHECK(cache.find("c", 7) == std::optional<std::string>("c7"));
+  CHECK(cache.find("d", 2) == std::optional<std::string>("d2"));
+  cache.put("a", 3, "a3");  // read again at a newer revision: replaced
+  CHECK_FALSE(cache.find("a", 1));
+  CHECK(cache.find("a", 3) == std::optional<std::string>("a3"));
+  CHECK(cache.size() == 3);
+  ValueCache none(0);
+  none.put("a", 1, "a1");
+  CHECK_FALSE(none.find("a", 1));
 }

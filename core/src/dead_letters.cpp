@@ -104,21 +104,42 @@ Result<DeadLetterPage> DeadLetters::list(const DeadLetterFilter& f,
   if (!query) return query.status();
   std::vector<std::shared_ptr<const DeadLetterEntry>> entries;
   fillPage(*view_, *listIndex_, filter, *query, entries, out.total, out.pager);
-  // The entries whole, from the backend, a batch at a time.
+  // The entries whole: from the cache when it has the revision the view
+  // holds, else from the backend, a batch at a time.
   auto bucket = view_->bucket();
   if (!bucket) return Status::unavailable("dead-letter bucket not open yet");
   constexpr size_t kBatch = 256;
   size_t leftOut = 0;
   out.items.reserve(entries.size());
   for (size_t from = 0; from < entries.size(); from += kBatch) {
+    const size_t end = std::min(entries.size(), from + kBatch);
+    std::vector<std::shared_ptr<const DeadLetter>> batch(end - from);
     std::vector<std::string> keys;
-    for (size_t i = from; i < entries.size() && i < from + kBatch; ++i) keys.push_back(entries[i]->id);
-    auto read = bucket->getMany(keys);
-    if (!read) return read.status();
-    for (const auto& entry : *read) {
-      auto decoded = entry ? DeadLetter::decode(entry->value) : nullptr;
-      if (decoded) {
-        out.items.push_back(std::move(decoded));
+    std::vector<size_t> slots;
+    for (size_t i = from; i < end; ++i) {
+      const std::string& id = entries[i]->id;
+      const uint64_t revision = view_->findEntry(id).second;
+      if (revision == 0) continue;  // deleted since the index was read
+      if (auto value = pageValues_.find(id, revision)) {
+        batch[i - from] = DeadLetter::decode(*value);
+        continue;
+      }
+      keys.push_back(id);
+      slots.push_back(i - from);
+    }
+    if (!keys.empty()) {
+      auto read = bucket->getMany(keys);
+      if (!read) return read.status();
+      for (size_t k = 0; k < keys.size() && k < read->size(); ++k) {
+        const auto& entry = (*read)[k];
+        if (!entry) continue;
+        batch[slots[k]] = DeadLetter::decode(entry->value);
+        pageValues_.put(entry->key, entry->revision, entry->value);
+      }
+    }
+    for (auto& d : batch) {
+      if (d) {
+        out.items.push_back(std::move(d));
       } else {
         ++leftOut;  // deleted (retried, discarded) since the index was read
       }

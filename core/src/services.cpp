@@ -74,6 +74,20 @@ Services::Services(ServiceContext ctx, SpinUpSetup spinUp)
 
 Services::~Services() { stop(); }
 
+std::string Services::loading() const {
+  std::string out;
+  auto note = [&out](const char* what, bool ready, size_t read) {
+    if (ready) return;
+    if (!out.empty()) out += ", ";
+    out += std::string(what) + " (" + std::to_string(read) + " read)";
+  };
+  note("agents", agents.view().ready(), agents.view().size());
+  note("work items", work.view().ready(), work.view().size());
+  note("dead-letter entries", deadLetters.view().ready(), deadLetters.view().size());
+  note("targets", targets.view().ready(), targets.view().size());
+  return out;
+}
+
 void Services::start() {
   agents.start();
   deadLetters.start();

@@ -220,7 +220,7 @@ Result<std::vector<std::shared_ptr<const WorkItem>>> WorkQueue::readItems(
     }
     const uint64_t revision = view_->findEntry(e.id).second;
     if (revision == 0) continue;  // deleted since the page was read: left out
-    if (auto value = cachedValue(e.id, revision)) {
+    if (auto value = pageValues_.find(e.id, revision)) {
       out[i - from] = decode(*value);
       continue;
     }
@@ -236,34 +236,9 @@ Result<std::vector<std::shared_ptr<const WorkItem>>> WorkQueue::readItems(
     const auto& entry = (*read)[k];
     if (!entry) continue;
     out[slots[k]] = decode(entry->value);
-    cacheValue(entry->key, entry->revision, entry->value);
+    pageValues_.put(entry->key, entry->revision, entry->value);
   }
   return out;
-}
-
-std::optional<std::string> WorkQueue::cachedValue(const std::string& id, uint64_t revision) const {
-  std::lock_guard<std::mutex> lock(cacheMutex_);
-  auto it = cache_.find(id);
-  if (it == cache_.end() || it->second.revision != revision) return std::nullopt;
-  cacheUse_.splice(cacheUse_.begin(), cacheUse_, it->second.use);
-  return it->second.value;
-}
-
-void WorkQueue::cacheValue(const std::string& id, uint64_t revision, const std::string& value) const {
-  std::lock_guard<std::mutex> lock(cacheMutex_);
-  auto it = cache_.find(id);
-  if (it != cache_.end()) {
-    it->second.revision = revision;
-    it->second.value = value;
-    cacheUse_.splice(cacheUse_.begin(), cacheUse_, it->second.use);
-    return;
-  }
-  if (cache_.size() >= kCachedValues) {
-    cache_.erase(cacheUse_.back());
-    cacheUse_.pop_back();
-  }
-  cacheUse_.push_front(id);
-  cache_.emplace(id, CachedValue{revision, value, cacheUse_.begin()});
 }
 
 namespace {

@@ -162,8 +162,9 @@ std::vector<OperationDoc> makeOperations() {
   ops.push_back(Op("GET", "/ready", "getReady", kOperational, "Readiness")
                     .describe("One cheap backend round trip bounded by kv.timeoutMs (nats: "
                               "JetStream account info; redis: PING; sqlite: SELECT 1).")
-                    .ok(200, "The backend answered.", "Ready")
-                    .ok(503, "The backend did not answer.", "NotReady")
+                    .ok(200, "The backend answered and everything stored is loaded.", "Ready")
+                    .ok(503, "The backend did not answer, or what it stores is still loading.",
+                        "NotReady")
                     .withHeader(503, "Retry-After", "RetryAfter"));
   {
     Json text = stringSchema();

@@ -49,10 +49,17 @@ void addHealthRoutes(Router& router, HealthDeps deps) {
       backend.set("connected", Json(true));
       backend.set("latencyMs", Json(static_cast<int64_t>(std::llround(
                                    std::chrono::duration<double, std::milli>(elapsed).count()))));
-      body.set("status", Json("ready"));
+      const std::string loading = shared->loading ? shared->loading() : std::string();
+      body.set("status", Json(loading.empty() ? "ready" : "loading"));
       body.set("timestamp", Json(timestamp));
       body.set("backend", std::move(backend));
-      return ApiResponse::jsonBody(200, std::move(body));
+      if (loading.empty()) return ApiResponse::jsonBody(200, std::move(body));
+      // Connected, but lists, stats, submits and claims would still answer
+      // 503 (reads by id are served already).
+      body.set("loading", Json(loading));
+      body.set("error", Json("still loading: " + loading));
+      return ApiResponse::jsonBody(503, std::move(body))
+          .withHeader("Retry-After", std::to_string(shared->retryAfterSeconds));
     }
     backend.set("connected", Json(false));
     body.set("status", Json("unavailable"));

@@ -16,6 +16,7 @@
 #include "weft/list_index.h"
 #include "weft/pagination.h"
 #include "weft/service_context.h"
+#include "weft/value_cache.h"
 #include "weft/work_item.h"
 
 namespace weft {
@@ -137,6 +138,8 @@ class DeadLetters {
   // Filters (capability, projectId) and order (failedAt, then id); guarded
   // by the view's lock.
   std::unique_ptr<ListIndex<DeadLetterListTraits>> listIndex_;
+  // The entries pages read from the backend (value_cache.h).
+  mutable ValueCache pageValues_{1024};
 };
 
 }  // namespace weft

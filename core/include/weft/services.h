@@ -4,6 +4,8 @@
 // only call into them. Nothing here knows HTTP.
 #pragma once
 
+#include <string>
+
 #include <memory>
 
 #include "weft/agent_monitor.h"
@@ -36,6 +38,10 @@ struct Services {
   ~Services();
   void start();
   void stop();
+  // What is still loading after a start: the views that have not replayed
+  // their bucket yet, with how many records each has read, e.g.
+  // "work items (412345 read)"; empty once every view is loaded (readiness).
+  std::string loading() const;
 
   ServiceContext context;
   AgentRegistry agents;

@@ -16,7 +16,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <list>
 #include <map>
 #include <unordered_map>
 #include <mutex>
@@ -31,6 +30,7 @@
 #include "weft/pagination.h"
 #include "weft/service_context.h"
 #include "weft/sorted_blocks.h"
+#include "weft/value_cache.h"
 #include "weft/work_item.h"
 
 namespace weft {
@@ -361,10 +361,6 @@ class WorkQueue {
   int64_t idempotencyWindowMs() const;
   // The item with its assignee's summary.
   WorkItemView viewOf(std::shared_ptr<const WorkItem> item) const;
-  // The stored value of a finished item read for a page at `revision`, when
-  // the cache has that revision; records one read (least recently used out).
-  std::optional<std::string> cachedValue(const std::string& id, uint64_t revision) const;
-  void cacheValue(const std::string& id, uint64_t revision, const std::string& value) const;
 
   Status ready() const;
   std::shared_ptr<KvBucket> bucket() const;
@@ -483,19 +479,9 @@ class WorkQueue {
     bool operator()(int64_t a, const Finished& b) const { return a < b.updatedAtMs; }
   };
   SortedBlocks<Finished, FinishedOrder> finished_;
-  // Finished items that pages read from the backend, by id, kept with the
-  // revision they were read at: a hit must match the view's revision, so a
-  // page read again (a dashboard polling it) needs no round trip. At most
-  // kCachedValues stored values (a few MB), least recently used out.
-  static constexpr size_t kCachedValues = 4096;
-  struct CachedValue {
-    uint64_t revision = 0;
-    std::string value;
-    std::list<std::string>::iterator use;  // in cacheUse_
-  };
-  mutable std::mutex cacheMutex_;
-  mutable std::list<std::string> cacheUse_;  // ids, most recently used first
-  mutable std::unordered_map<std::string, CachedValue> cache_;
+  // The finished items pages read from the backend (value_cache.h): a page
+  // read again needs no round trip. 4,096 values: a few MB.
+  mutable ValueCache pageValues_{4096};
 
   // Asynchronous submits not answered yet; stop() and the destructor wait
   // for them (the backend answers each within its timeout).
