@@ -501,6 +501,32 @@ TEST_CASE("retention takes finished items in the order they finished, and no liv
   CHECK(statusOf(s, pending) == "pending");
 }
 
+TEST_CASE("retention by an instance that saw the items finish only through the feed") {
+  ManualClock clock;
+  auto store = createMemoryStore();
+  Services a(store, clock);
+  Services b(store, clock);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) {
+    ids.push_back(submitWork(a));
+    REQUIRE(a.rest->cancel(ids.back()));
+  }
+  const std::string pending = submitWork(a);
+  REQUIRE(eventually([&] {
+    for (const auto& id : ids) {
+      auto e = b.work->view().find(id);
+      if (!e || !e->isTerminal()) return false;
+    }
+    return true;
+  }));
+  clock.advance(86400000);
+  CHECK(b.work->sweepOnce().itemsPurged == 10);
+  for (const auto& id : ids) CHECK(a.rest->get(id).code() == Code::NotFound);
+  REQUIRE(eventually([&] { return a.work->view().size() == 1; }));
+  CHECK(a.work->sweepOnce().itemsPurged == 0);
+  CHECK(statusOf(a, pending) == "pending");
+}
+
 namespace {
 
 // The value stored under id, straight from the backend.
