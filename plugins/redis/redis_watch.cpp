@@ -349,7 +349,7 @@ class WatchImpl : public WatchWorker {
         listed[e.key] = e.revision;
         emit({WatchEvent::Type::Put, std::move(e.key), std::move(e.value), e.revision});
       }
-      entries.clear();
+      std::vector<KvEntry>().swap(entries);  // the listing's memory back (a bucket may be large)
       emit({WatchEvent::Type::CaughtUp, "", "", 0});
       everEmitted = true;
       if (lost)
@@ -391,7 +391,7 @@ class WatchImpl : public WatchWorker {
     if (Status st = sendPing(); !st) return st;
     auto stopFiltering = [&] {
       filtering = false;
-      listed->clear();
+      std::unordered_map<std::string, uint64_t>().swap(*listed);
     };
     while (!stopping_) {
       const bool awaitingPong = pingsSent > pongs;

@@ -21,6 +21,9 @@
 #pragma once
 
 #include <algorithm>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -326,11 +329,22 @@ class BucketView {
           }
           caughtUp_ = true;
         }
-        caughtUpOnce_ = true;
+        const bool first = !caughtUpOnce_.exchange(true);
         for (const auto& key : gone) dropIfUnchanged(key, 0);
+        // A replay allocates and frees far more than the view keeps (every
+        // value is decoded whole once); glibc holds on to freed memory
+        // unless asked, so a large bucket would leave weftd's RSS at the
+        // replay's peak.
+        if (first) releaseFreedMemory();
         break;
       }
     }
+  }
+
+  static void releaseFreedMemory() {
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
   }
 
   // Removes key when its revision is still at most maxRevision (0 = any).
