@@ -6,6 +6,7 @@
 
 #include <limits>
 #include <random>
+#include <thread>
 
 #include "service_fixture.h"
 #include "support/rest_agents.h"
@@ -95,6 +96,35 @@ TEST_CASE("project counts equal a recount after coalesced, stale and deleted cha
   counts->skewForTest("nowhere", 1);
   CHECK(counts->verify() == 1);
   CHECK(counts->verify() == 0);
+}
+
+TEST_CASE("a view remembers deleted keys for a while, so old writes stay out, then forgets them") {
+  BucketView<Rec>::Options options;
+  options.rememberDeletedMs = 2000;
+  BucketView<Rec> view("recs", options, decodeRec);
+  view.applyPut("a", encodeRec("p", "pending", 1), 10);
+  view.applyErase("a", 11);
+  CHECK(view.rememberedAbsent() == 1);
+  // A write older than the deletion, applied after it (a writer's own apply
+  // overtaken by a sweeper's delete), does not bring the key back.
+  view.applyPut("a", encodeRec("p", "pending", 1), 10);
+  CHECK(view.find("a") == nullptr);
+  // Deletions long past are forgotten as new ones come: the memory of
+  // deleted keys does not grow with history.
+  for (int i = 0; i < 50; ++i) {
+    const std::string key = "old" + std::to_string(i);
+    view.applyPut(key, encodeRec("p", "done", 1), 100 + 2 * i);
+    view.applyErase(key, 101 + 2 * i);
+  }
+  CHECK(view.rememberedAbsent() == 51);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  view.applyPut("b", encodeRec("p", "pending", 1), 1000);
+  view.applyErase("b", 1001);
+  CHECK(view.rememberedAbsent() == 1);
+  // A key written again is held again, and no longer remembered as absent.
+  view.applyPut("b", encodeRec("p", "pending", 1), 1002);
+  CHECK(view.find("b") != nullptr);
+  CHECK(view.rememberedAbsent() == 0);
 }
 
 TEST_CASE("project activity is the newest of the project's records and forgets removed ones") {

@@ -27,6 +27,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -71,6 +72,11 @@ class BucketView {
     int64_t resyncIntervalMs = 0;   // 0 = never re-list
     int64_t retryInitialMs = 200;   // open/watch retry backoff
     int64_t retryMaxMs = 5000;
+    // How long the revision of a deleted key is remembered, so that an older
+    // write applied late (a writer's own apply overtaken by the deletion)
+    // cannot bring it back; then it is forgotten, and deleted keys do not
+    // accumulate with history.
+    int64_t rememberDeletedMs = 600000;
   };
 
   BucketView(std::string name, Options options, Decoder decoder, Compactor compactor = {})
@@ -194,6 +200,12 @@ class BucketView {
     return items_.size();
   }
 
+  // Deleted or invalid keys whose revision the view still remembers.
+  size_t rememberedAbsent() const {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    return absent_.size();
+  }
+
   uint64_t invalidCount() const {
     std::shared_lock<std::shared_mutex> lock(mutex_);
     return invalid_.size();
@@ -229,7 +241,7 @@ class BucketView {
       auto it = items_.find(key);
       auto gone = it == items_.end() ? absent_.find(key) : absent_.end();
       const uint64_t seen = it != items_.end()       ? it->second.revision
-                            : gone != absent_.end() ? gone->second
+                            : gone != absent_.end() ? gone->second.revision
                                                     : 0;
       // A put at or below the held revision is old news. A delete names the
       // revision of the value it removed (local erase) or of its own marker
@@ -252,7 +264,7 @@ class BucketView {
         invalid_.erase(key);
       } else {
         if (it != items_.end()) items_.erase(it);
-        absent_[key] = newest;
+        rememberAbsent(key, newest);
         if (value) {
           invalid_.insert(key);
         } else {
@@ -341,6 +353,21 @@ class BucketView {
     }
   }
 
+  // Under mutex_: key is not held; its last revision was `revision`. Kept
+  // options_.rememberDeletedMs (see Options), then forgotten: retention
+  // deletes as many items as are submitted.
+  void rememberAbsent(const std::string& key, uint64_t revision) {
+    const auto now = std::chrono::steady_clock::now();
+    const auto keep = std::chrono::milliseconds(options_.rememberDeletedMs);
+    absent_[key] = Absent{revision, now};
+    absentOrder_.emplace_back(now, key);
+    while (!absentOrder_.empty() && now - absentOrder_.front().first > keep) {
+      auto old = absent_.find(absentOrder_.front().second);
+      if (old != absent_.end() && old->second.at == absentOrder_.front().first) absent_.erase(old);
+      absentOrder_.pop_front();
+    }
+  }
+
   static void releaseFreedMemory() {
 #ifdef __GLIBC__
     malloc_trim(0);
@@ -357,7 +384,7 @@ class BucketView {
       if (it == items_.end()) return;
       if (maxRevision != 0 && it->second.revision > maxRevision) return;
       before = it->second.value;
-      absent_[key] = it->second.revision;
+      rememberAbsent(key, it->second.revision);
       items_.erase(it);
       index(key, before, nullptr);
     }
@@ -470,8 +497,14 @@ class BucketView {
   mutable std::shared_mutex mutex_;
   std::unordered_map<std::string, Item> items_;
   // The highest revision seen of each key the view does not hold (deleted,
-  // or its value invalid); a held key's is in its Item.
-  std::unordered_map<std::string, uint64_t> absent_;
+  // or its value invalid), for Options::rememberDeletedMs; a held key's is
+  // in its Item.
+  struct Absent {
+    uint64_t revision = 0;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::unordered_map<std::string, Absent> absent_;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>> absentOrder_;
   std::unordered_set<std::string> invalid_;
   uint64_t maxRevision_ = 0;
   bool caughtUp_ = false;
