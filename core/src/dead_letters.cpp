@@ -112,34 +112,16 @@ Result<DeadLetterPage> DeadLetters::list(const DeadLetterFilter& f,
   size_t leftOut = 0;
   out.items.reserve(entries.size());
   for (size_t from = 0; from < entries.size(); from += kBatch) {
-    const size_t end = std::min(entries.size(), from + kBatch);
-    std::vector<std::shared_ptr<const DeadLetter>> batch(end - from);
-    std::vector<std::string> keys;
-    std::vector<size_t> slots;
-    for (size_t i = from; i < end; ++i) {
-      const std::string& id = entries[i]->id;
-      const uint64_t revision = view_->findEntry(id).second;
-      if (revision == 0) continue;  // deleted since the index was read
-      if (auto value = pageValues_.find(id, revision)) {
-        batch[i - from] = DeadLetter::decode(*value);
-        continue;
-      }
-      keys.push_back(id);
-      slots.push_back(i - from);
+    std::vector<std::pair<std::string, uint64_t>> wanted;  // id, the view's revision
+    for (size_t i = from; i < entries.size() && i < from + kBatch; ++i) {
+      wanted.emplace_back(entries[i]->id, view_->findEntry(entries[i]->id).second);
     }
-    if (!keys.empty()) {
-      auto read = bucket->getMany(keys);
-      if (!read) return read.status();
-      for (size_t k = 0; k < keys.size() && k < read->size(); ++k) {
-        const auto& entry = (*read)[k];
-        if (!entry) continue;
-        batch[slots[k]] = DeadLetter::decode(entry->value);
-        pageValues_.put(entry->key, entry->revision, entry->value);
-      }
-    }
-    for (auto& d : batch) {
-      if (d) {
-        out.items.push_back(std::move(d));
+    auto values = pageValues_.read(*bucket, wanted);
+    if (!values) return values.status();
+    for (const auto& value : *values) {
+      auto decoded = value ? DeadLetter::decode(*value) : nullptr;
+      if (decoded) {
+        out.items.push_back(std::move(decoded));
       } else {
         ++leftOut;  // deleted (retried, discarded) since the index was read
       }

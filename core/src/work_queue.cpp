@@ -210,33 +210,25 @@ Result<std::vector<std::shared_ptr<const WorkItem>>> WorkQueue::readItems(
     size_t count) const {
   const size_t end = std::min(entries.size(), from + count);
   std::vector<std::shared_ptr<const WorkItem>> out(end > from ? end - from : 0);
-  std::vector<std::string> keys;
-  std::vector<size_t> slots;  // where each key's item goes
+  std::vector<std::pair<std::string, uint64_t>> wanted;  // finished: id, the view's revision
+  std::vector<size_t> slots;                              // where each one's item goes
   for (size_t i = from; i < end; ++i) {
     const WorkEntry& e = *entries[i];
     if (!e.stored.empty()) {
       out[i - from] = decode(e.stored);  // live: the view holds it
       continue;
     }
-    const uint64_t revision = view_->findEntry(e.id).second;
-    if (revision == 0) continue;  // deleted since the page was read: left out
-    if (auto value = pageValues_.find(e.id, revision)) {
-      out[i - from] = decode(*value);
-      continue;
-    }
-    keys.push_back(e.id);
+    // Revision 0: deleted since the page was read, left out.
+    wanted.emplace_back(e.id, view_->findEntry(e.id).second);
     slots.push_back(i - from);
   }
-  if (keys.empty()) return out;
+  if (wanted.empty()) return out;
   auto bucket = view_->bucket();
   if (!bucket) return Status::unavailable("work bucket not open yet");
-  auto read = bucket->getMany(keys);
-  if (!read) return read.status();
-  for (size_t k = 0; k < keys.size() && k < read->size(); ++k) {
-    const auto& entry = (*read)[k];
-    if (!entry) continue;
-    out[slots[k]] = decode(entry->value);
-    pageValues_.put(entry->key, entry->revision, entry->value);
+  auto values = pageValues_.read(*bucket, wanted);
+  if (!values) return values.status();
+  for (size_t k = 0; k < slots.size(); ++k) {
+    if ((*values)[k]) out[slots[k]] = decode(*(*values)[k]);
   }
   return out;
 }

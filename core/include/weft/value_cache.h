@@ -18,6 +18,10 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "weft/kv.h"
 
 namespace weft {
 
@@ -50,6 +54,34 @@ class ValueCache {
     }
     use_.push_front(key);
     values_.emplace(key, Kept{revision, value, use_.begin()});
+  }
+
+  // The values of `wanted`, each a key and the revision the caller's view
+  // holds of it (0: gone there): from the cache when it has that revision;
+  // the others read from `bucket` with one getMany and kept. nullopt for a
+  // key that is gone. Fails as the getMany does.
+  Result<std::vector<std::optional<std::string>>> read(
+      KvBucket& bucket, const std::vector<std::pair<std::string, uint64_t>>& wanted) {
+    std::vector<std::optional<std::string>> out(wanted.size());
+    std::vector<std::string> keys;
+    std::vector<size_t> slots;  // where each read key's value goes
+    for (size_t i = 0; i < wanted.size(); ++i) {
+      const auto& [key, revision] = wanted[i];
+      if (revision == 0) continue;
+      if ((out[i] = find(key, revision))) continue;
+      keys.push_back(key);
+      slots.push_back(i);
+    }
+    if (keys.empty()) return out;
+    auto got = bucket.getMany(keys);
+    if (!got) return got.status();
+    for (size_t k = 0; k < keys.size() && k < got->size(); ++k) {
+      auto& entry = (*got)[k];
+      if (!entry) continue;
+      put(entry->key, entry->revision, entry->value);
+      out[slots[k]] = std::move(entry->value);
+    }
+    return out;
   }
 
   size_t size() const {
