@@ -100,11 +100,20 @@ std::vector<WorkFilter> someFilters(std::mt19937& rng) {
 TEST_CASE("work index: counts and keyed pages match a full scan after a random history",
           "[work][index]") {
   const uint32_t seed = GENERATE(1u, 2u, 3u, 4u);
-  INFO("seed " << seed);
+  // Bulk: the first 2,000 changes arrive as a restart's replay would hand
+  // them over (ListIndex::beginBulk), changes and deletions among them, and
+  // the counts must be exact meanwhile.
+  const bool bulk = GENERATE(false, true);
+  INFO("seed " << seed << (bulk ? ", loaded in bulk" : ""));
   std::mt19937 rng(seed);
   WorkIndex index;
+  if (bulk) index.beginBulk();
   std::map<std::string, std::shared_ptr<WorkEntry>> model;  // what the view would hold
   for (int step = 0; step < 3000; ++step) {
+    if (bulk && step == 2000) {
+      for (const WorkFilter& f : someFilters(rng)) CHECK(index.count(f) == expected(model, f).size());
+      index.endBulk();
+    }
     const std::string id = "item-" + std::to_string(rng() % 400);
     auto it = model.find(id);
     std::shared_ptr<WorkEntry> before = it == model.end() ? nullptr : it->second;
@@ -216,10 +225,14 @@ TEST_CASE("work index: a key that no longer exists still finds its place", "[wor
 TEST_CASE("list index: a field with several values (agent capabilities) counts and pages once per record",
           "[index]") {
   std::mt19937 rng(7);
+  const bool bulk = GENERATE(false, true);  // the first 1,500 changes as a replay
+  INFO((bulk ? "loaded in bulk" : "one by one"));
   ListIndex<AgentListTraits> index;
+  if (bulk) index.beginBulk();
   std::map<std::string, std::shared_ptr<AgentRecord>> model;
   const std::vector<std::string> caps = {"a", "b", "c", "d"};
   for (int step = 0; step < 2000; ++step) {
+    if (bulk && step == 1500) index.endBulk();
     const std::string guid = "agent-" + std::to_string(rng() % 150);
     auto it = model.find(guid);
     std::shared_ptr<AgentRecord> before = it == model.end() ? nullptr : it->second;
@@ -335,6 +348,54 @@ TEST_CASE("sorted blocks: the same order, bounds and size as a std::set through 
   }
   check();
   CHECK(blocks.empty());
+}
+
+TEST_CASE("sorted blocks: values deferred in any order and settled equal a std::set",
+          "[work][index]") {
+  const uint32_t seed = GENERATE(11u, 12u, 13u);
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  SortedBlocks<int, std::less<>> blocks;
+  std::set<int> model;
+  auto check = [&] {
+    REQUIRE(blocks.settled());
+    REQUIRE(blocks.size() == model.size());
+    CHECK(std::vector<int>(blocks.begin(), blocks.end()) == std::vector<int>(model.begin(), model.end()));
+  };
+  // A bulk load into an empty set, duplicates among it.
+  for (int i = 0; i < 5000; ++i) {
+    const int v = static_cast<int>(rng() % 4000);
+    blocks.defer(v);
+    model.insert(v);
+  }
+  size_t deferred = 0;
+  blocks.forEachDeferred([&](int) { ++deferred; });
+  CHECK(deferred == 5000);
+  CHECK(blocks.size() == 5000);  // counted before they are put in order
+  blocks.settle();
+  check();
+  // A few next to many (inserted one by one), then many next to many
+  // (merged), each followed by erasures and random edits.
+  for (int round : {10, 3000}) {
+    for (int i = 0; i < round; ++i) {
+      const int v = static_cast<int>(rng() % 8000);
+      blocks.defer(v);
+      model.insert(v);
+    }
+    blocks.settle();
+    check();
+    for (int i = 0; i < 3000; ++i) {
+      const int v = static_cast<int>(rng() % 8000);
+      if (rng() % 2) {
+        CHECK(blocks.insert(v) == model.insert(v).second);
+      } else {
+        auto it = blocks.find(v);
+        REQUIRE((it != blocks.end()) == (model.erase(v) > 0));
+        if (it != blocks.end()) blocks.erase(it);
+      }
+    }
+    check();
+  }
 }
 
 TEST_CASE("value cache: answers only for the revision it read, least recently used out",

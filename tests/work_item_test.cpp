@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "support/work_entry_equal.h"
 #include "weft/work_item.h"
 
 using namespace weft;
@@ -166,4 +167,63 @@ TEST_CASE("work status text", "[work_item]") {
   }
   CHECK(std::string(workStatusText(WorkStatus::InProgress)) == "in-progress");
   CHECK_FALSE(parseWorkStatus("In-Progress"));
+}
+
+// WorkEntry::read (a restart's replay) builds only the members a work entry
+// needs and checks the rest: it must keep what the whole decode keeps and
+// reject exactly what it rejects, whatever is stored.
+TEST_CASE("the partial read of a stored item agrees with the whole decode", "[work_item]") {
+  size_t kept = 0, rejected = 0;
+  auto check = [&](const std::string& stored) {
+    INFO(stored);
+    REQUIRE(test::readAgreesWithDecode(stored));
+    (WorkEntry::read(stored) ? kept : rejected) += 1;
+  };
+  const char* const kMembers[] = {
+      "id",        "projectId", "capability",     "boundary",      "requiredAgentType",
+      "assignedTo", "status",   "priority",       "attempts",      "offeredAt",
+      "updatedAt", "leaseExpiresAt", "nextAttemptAt", "progress", "transitions",
+      "errors",    "description", "contextData"};
+  const char* const kValues[] = {
+      "null", "true", "7", "-3", "2.5", "5.0", "1e300", "99999999999999999999", R"("")",
+      R"("text")", R"("in-progress")", R"("2026-01-01T00:00:07.000Z")", "[]", R"([{"seq":9}])",
+      R"([1,{"seq":"x"},{"seq":4}])", R"({"seq":4})", R"([[[[[[[[[[]]]]]]]]]])"};
+  for (const auto& stored : kStored) {
+    check(stored);
+    auto parsed = Json::parse(stored, 64);
+    REQUIRE(parsed);
+    for (const char* member : kMembers) {
+      Json without = *parsed;
+      without.erase(member);
+      check(without.dump());
+      for (const char* value : kValues) {
+        auto replacement = Json::parse(value, 64);
+        REQUIRE(replacement);
+        Json changed = *parsed;
+        changed.set(member, *replacement);
+        check(changed.dump());
+        // The same member twice: the last one wins, first or last.
+        const std::string twice = std::string("\"") + member + "\":" + value;
+        check("{" + twice + "," + stored.substr(1));
+        check(stored.substr(0, stored.size() - 1) + "," + twice + "}");
+      }
+    }
+    // Broken anywhere: cut short, or one byte replaced (a quote, an escape,
+    // a control character, a byte that is not UTF-8, a bracket).
+    for (size_t n = 0; n < stored.size(); ++n) {
+      check(stored.substr(0, n));
+      for (char c : {'"', '\\', '\x01', '\xff', '{', ']'}) {
+        std::string flipped = stored;
+        flipped[n] = c;
+        check(flipped);
+      }
+    }
+  }
+  // Deeper than the decode allows, in a member the read does not build.
+  std::string deep = R"({"id":"d","status":"pending","contextData":)";
+  for (int i = 0; i < 70; ++i) deep += "[";
+  for (int i = 0; i < 70; ++i) deep += "]";
+  check(deep + "}");
+  CHECK(kept > 1000);
+  CHECK(rejected > 1000);
 }

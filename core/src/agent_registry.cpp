@@ -125,6 +125,7 @@ AgentRegistry::AgentRegistry(ServiceContext context)
                            const std::shared_ptr<const AgentRecord>& after) {
     listIndex_->update(before.get(), after.get());
   });
+  loadInBulk(*view_, *listIndex_);
 }
 
 AgentRegistry::~AgentRegistry() { stop(); }

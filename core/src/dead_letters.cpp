@@ -83,6 +83,7 @@ DeadLetters::DeadLetters(ServiceContext context)
                            const std::shared_ptr<const DeadLetterEntry>& after) {
     listIndex_->update(before.get(), after.get());
   });
+  loadInBulk(*view_, *listIndex_);
 }
 
 DeadLetters::~DeadLetters() { stop(); }

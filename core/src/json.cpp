@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <unordered_map>
 
 namespace weft {
@@ -28,12 +29,39 @@ const Json kNull;
 
 class Parser {
  public:
-  Parser(std::string_view text, int maxDepth) : s_(text), maxDepth_(maxDepth) {}
+  Parser(std::string_view text, int maxDepth, Json::KeepKey keep = nullptr,
+         Json::Spans* spans = nullptr)
+      : s_(text), maxDepth_(maxDepth), keep_(keep), spans_(spans) {}
+
+  // Of a valid array: its element count, and the text of the last one.
+  size_t arrayShape(std::string_view* last) {
+    *last = std::string_view();
+    size_t n = 0;
+    skipWs();
+    if (pos_ >= s_.size() || s_[pos_] != '[') return 0;
+    ++pos_;
+    skipWs();
+    if (pos_ < s_.size() && s_[pos_] == ']') return 0;
+    while (pos_ < s_.size()) {
+      skipWs();
+      const size_t from = pos_;
+      if (!skipValue(0)) return n;
+      *last = s_.substr(from, pos_ - from);
+      ++n;
+      skipWs();
+      if (pos_ >= s_.size() || s_[pos_] != ',') break;
+      ++pos_;
+    }
+    return n;
+  }
 
   Result<Json> run() {
     Json value;
     skipWs();
-    if (!parseValue(value, 0)) return Status::invalidArgument(error_);
+    // keep_ applies to the members of a top-level object only.
+    const bool ok = keep_ && pos_ < s_.size() && s_[pos_] == '{' ? parseObject(value, 1, keep_)
+                                                                  : parseValue(value, 0);
+    if (!ok) return Status::invalidArgument(error_);
     skipWs();
     if (pos_ != s_.size()) return Status::invalidArgument(at("unexpected trailing characters"));
     return value;
@@ -83,11 +111,13 @@ class Parser {
     }
   }
 
-  bool parseObject(Json& out, int depth) {
+  // keep: when set, a member whose key it refuses is checked (skipValue)
+  // and left out.
+  bool parseObject(Json& out, int depth, Json::KeepKey keep = nullptr) {
     if (depth > maxDepth_) return fail("nesting too deep");
     ++pos_;  // '{'
-    constexpr size_t kIndexFrom = 16;
     Json::Object members;
+    if (keep) members.reserve(16);  // the few members kept, without regrowing
     std::unordered_map<std::string, size_t> index;  // key -> member, once large
     skipWs();
     if (pos_ < s_.size() && s_[pos_] == '}') {
@@ -104,31 +134,12 @@ class Parser {
       if (pos_ >= s_.size() || s_[pos_] != ':') return fail("expected ':'");
       ++pos_;
       skipWs();
-      Json value;
-      if (!parseValue(value, depth)) return false;
-      // Duplicate keys: the last one wins, in place. Small objects scan their
-      // members; past kIndexFrom members an index keeps this linear overall
-      // (a body of n keys must not cost n^2 comparisons).
-      size_t at = members.size();
-      if (members.size() < kIndexFrom) {
-        for (size_t i = 0; i < members.size(); ++i) {
-          if (members[i].first == key) {
-            at = i;
-            break;
-          }
-        }
-      } else {
-        if (index.empty()) {
-          index.reserve(members.size() * 2);
-          for (size_t i = 0; i < members.size(); ++i) index.emplace(members[i].first, i);
-        }
-        auto [it, inserted] = index.emplace(key, members.size());
-        if (!inserted) at = it->second;
-      }
-      if (at < members.size()) {
-        members[at].second = std::move(value);
-      } else {
-        members.emplace_back(std::move(key), std::move(value));
+      if (keep && !keep(key)) {
+        const size_t from = pos_;
+        if (!skipValue(depth)) return false;
+        if (spans_) spans_->emplace_back(std::move(key), s_.substr(from, pos_ - from));
+      } else if (!addMember(members, index, std::move(key), depth)) {
+        return false;
       }
       skipWs();
       if (pos_ >= s_.size()) return fail("unexpected end of input");
@@ -142,6 +153,94 @@ class Parser {
         return true;
       }
       return fail("expected ',' or '}'");
+    }
+  }
+
+  // Parses a member's value and adds it to members.
+  bool addMember(Json::Object& members, std::unordered_map<std::string, size_t>& index,
+                 std::string key, int depth) {
+    constexpr size_t kIndexFrom = 16;
+    Json value;
+    if (!parseValue(value, depth)) return false;
+    // Duplicate keys: the last one wins, in place. Small objects scan their
+    // members; past kIndexFrom members an index keeps this linear overall
+    // (a body of n keys must not cost n^2 comparisons).
+    size_t at = members.size();
+    if (members.size() < kIndexFrom) {
+      for (size_t i = 0; i < members.size(); ++i) {
+        if (members[i].first == key) {
+          at = i;
+          break;
+        }
+      }
+    } else {
+      if (index.empty()) {
+        index.reserve(members.size() * 2);
+        for (size_t i = 0; i < members.size(); ++i) index.emplace(members[i].first, i);
+      }
+      auto [it, inserted] = index.emplace(key, members.size());
+      if (!inserted) at = it->second;
+    }
+    if (at < members.size()) {
+      members[at].second = std::move(value);
+    } else {
+      members.emplace_back(std::move(key), std::move(value));
+    }
+    return true;
+  }
+
+  // Checks a value exactly as parseValue does, without building it.
+  bool skipValue(int depth) {
+    if (pos_ >= s_.size()) return fail("unexpected end of input");
+    switch (s_[pos_]) {
+      case '{': return skipContainer(depth + 1, '}', true);
+      case '[': return skipContainer(depth + 1, ']', false);
+      case '"': {
+        Discard discard;
+        return parseString(discard);
+      }
+      case 't': return literal("true");
+      case 'f': return literal("false");
+      case 'n': return literal("null");
+      default: {
+        Json number;
+        return parseNumber(number);
+      }
+    }
+  }
+
+  // An object (keyed) or an array, as parseObject / parseArray check it.
+  bool skipContainer(int depth, char close, bool keyed) {
+    if (depth > maxDepth_) return fail("nesting too deep");
+    ++pos_;  // '{' or '['
+    skipWs();
+    if (pos_ < s_.size() && s_[pos_] == close) {
+      ++pos_;
+      return true;
+    }
+    for (;;) {
+      skipWs();
+      if (keyed) {
+        if (pos_ >= s_.size() || s_[pos_] != '"') return fail("expected object key");
+        Discard discard;
+        if (!parseString(discard)) return false;
+        skipWs();
+        if (pos_ >= s_.size() || s_[pos_] != ':') return fail("expected ':'");
+        ++pos_;
+        skipWs();
+      }
+      if (!skipValue(depth)) return false;
+      skipWs();
+      if (pos_ >= s_.size()) return fail("unexpected end of input");
+      if (s_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (s_[pos_] == close) {
+        ++pos_;
+        return true;
+      }
+      return fail(keyed ? "expected ',' or '}'" : "expected ',' or ']'");
     }
   }
 
@@ -175,7 +274,8 @@ class Parser {
     }
   }
 
-  static void appendUtf8(std::string& out, uint32_t cp) {
+  template <typename Out>
+  static void appendUtf8(Out& out, uint32_t cp) {
     if (cp < 0x80) {
       out += static_cast<char>(cp);
     } else if (cp < 0x800) {
@@ -207,8 +307,15 @@ class Parser {
     return true;
   }
 
+  // What a string is checked into when it is dropped: nothing.
+  struct Discard {
+    void operator+=(char) {}
+    void append(const char*, size_t) {}
+  };
+
   // Validates one UTF-8 sequence starting at pos_ and copies it.
-  bool copyUtf8(std::string& out) {
+  template <typename Out>
+  bool copyUtf8(Out& out) {
     auto b = static_cast<unsigned char>(s_[pos_]);
     int len;
     uint32_t cp;
@@ -232,9 +339,22 @@ class Parser {
     return true;
   }
 
-  bool parseString(std::string& out) {
+  // Out: std::string, or Discard to check a string without keeping it.
+  template <typename Out>
+  bool parseString(Out& out) {
     ++pos_;  // opening quote
     for (;;) {
+      // A run of plain ASCII in one go.
+      size_t run = pos_;
+      while (run < s_.size()) {
+        const auto c = static_cast<unsigned char>(s_[run]);
+        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) break;
+        ++run;
+      }
+      if (run > pos_) {
+        out.append(s_.data() + pos_, run - pos_);
+        pos_ = run;
+      }
       if (pos_ >= s_.size()) return fail("unterminated string");
       char c = s_[pos_];
       if (c == '"') {
@@ -329,6 +449,8 @@ class Parser {
 
   std::string_view s_;
   int maxDepth_;
+  Json::KeepKey keep_;
+  Json::Spans* spans_;
   size_t pos_ = 0;
   std::string error_;
 };
@@ -347,6 +469,16 @@ const Json::Object& Json::emptyObject() {
 
 Result<Json> Json::parse(std::string_view text, int maxDepth) {
   return Parser(text, maxDepth).run();
+}
+
+Result<Json> Json::parseMembers(std::string_view text, KeepKey keep, int maxDepth, Spans* spans) {
+  if (spans) spans->clear();
+  return Parser(text, maxDepth, keep, spans).run();
+}
+
+size_t Json::arrayShape(std::string_view validArray, std::string_view* last) {
+  // Nesting was checked when the text was parsed: no depth limit here.
+  return Parser(validArray, std::numeric_limits<int>::max()).arrayShape(last);
 }
 
 const Json* Json::find(std::string_view key) const {

@@ -131,6 +131,7 @@ Targets::Targets(ServiceContext context, SpinUpSettings settings,
   view_->addIndexer([this](const std::string&, const View::Ptr& before, const View::Ptr& after) {
     listIndex_->update(before.get(), after.get());
   });
+  loadInBulk(*view_, *listIndex_);
   view_->addListener(
       [this](const std::string&, const View::Ptr& before, const View::Ptr& after, bool live) {
         if (!live) return;  // the initial replay is old news

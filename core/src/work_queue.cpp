@@ -40,6 +40,74 @@ std::shared_ptr<const WorkEntry> WorkEntry::of(const WorkRecord& r, const std::s
   return e;
 }
 
+namespace {
+
+// The members WorkEntry::read builds; the others it only checks (the
+// transition log and the errors too: it reads their shape from their text).
+bool entryMember(std::string_view key) {
+  static constexpr std::string_view kMembers[] = {
+      "id",       "projectId",  "capability",     "boundary",      "requiredAgentType",
+      "assignedTo", "status",   "priority",       "attempts",      "offeredAt",
+      "updatedAt", "leaseExpiresAt", "nextAttemptAt", "progress"};
+  for (std::string_view m : kMembers) {
+    if (m == key) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::shared_ptr<const WorkEntry> WorkEntry::read(const std::string& stored) {
+  thread_local Json::Spans others;
+  auto parsed = Json::parseMembers(stored, entryMember, 64, &others);
+  if (!parsed || !parsed->isObject()) return nullptr;
+  Json& v = *parsed;
+  // As WorkItem::decodeInto and WorkItem::setTyped read them.
+  const Json& id = v.get("id");
+  const Json& status = v.get("status");
+  if (!id.isString() || id.asString().empty() || !status.isString()) return nullptr;
+  // A text member, moved out of the parsed value (each is read once).
+  auto text = [&](const char* name) {
+    Json* m = v.find(name);
+    return m && m->isString() ? std::move(m->asString()) : std::string();
+  };
+  auto number = [&](const char* name, int64_t fallback) {
+    const Json& m = v.get(name);
+    return m.isInteger() ? m.asInt() : fallback;
+  };
+  auto e = std::make_shared<WorkEntry>();
+  e->id = text("id");
+  e->projectId = text("projectId");
+  e->capability = text("capability");
+  e->boundary = text("boundary");
+  e->requiredAgentType = text("requiredAgentType");
+  e->assignedTo = text("assignedTo");
+  e->status = parseWorkStatus(status.asString()).value_or(WorkStatus::Unknown);
+  if (e->status == WorkStatus::Unknown) e->unknownStatus = text("status");
+  if (!e->isTerminal()) e->stored = stored;
+  e->priority = number("priority", 5);
+  e->attempts = number("attempts", 0);
+  e->offeredAtMs = parseIso(text("offeredAt")).value_or(0);
+  e->updatedAtMs = parseIso(text("updatedAt")).value_or(e->offeredAtMs);
+  if (const Json& m = v.get("leaseExpiresAt"); m.isString()) e->leaseExpiresAtMs = parseIso(m.asString());
+  if (const Json& m = v.get("nextAttemptAt"); m.isString()) e->dueAtMs = parseIso(m.asString()).value_or(0);
+  if (const Json& m = v.get("progress"); m.isInteger()) e->progress = m.asInt();
+  // The last of each (a member given twice: the last one counts).
+  std::string_view transitions, errors;
+  for (const auto& [key, text] : others) {
+    if (key == "transitions") transitions = text;
+    if (key == "errors") errors = text;
+  }
+  // As lastTransitionSeq reads the log: the seq of its last entry.
+  std::string_view last;
+  if (!transitions.empty() && transitions[0] == '[' && Json::arrayShape(transitions, &last) > 0) {
+    auto entry = Json::parse(last, 64);
+    e->lastTransitionSeq = entry ? entry->getInt("seq", 0) : 0;
+  }
+  if (!errors.empty() && errors[0] == '[') e->errorCount = Json::arrayShape(errors, &last);
+  return e;
+}
+
 std::shared_ptr<const WorkRecord> WorkQueue::decode(const std::string& value) {
   auto parsed = Json::parse(value, 64);
   if (!parsed) return nullptr;
@@ -65,6 +133,13 @@ WorkQueue::WorkQueue(ServiceContext context, AgentRegistry& agents, DeadLetters&
       });
   view_->addIndexer([this](const std::string& key, const std::shared_ptr<const WorkEntry>& b,
                            const std::shared_ptr<const WorkEntry>& a) { index(key, b, a); });
+  view_->setReplayDecoder(
+      [](const std::string&, const std::string& value) { return WorkEntry::read(value); });
+  loadInBulk(*view_, *listIndex_);
+  view_->addLoadedHook([this] {
+    loading_ = false;
+    finished_.settle();
+  });
 }
 
 WorkQueue::~WorkQueue() { stop(); }
@@ -149,10 +224,18 @@ void WorkQueue::index(const std::string& key, const std::shared_ptr<const WorkEn
     leases_.emplace(*after->leaseExpiresAtMs, key);
   }
   if (before && before->isTerminal()) {
+    finished_.settle();  // a no-op unless a record changed while loading
     auto it = finished_.find(Finished{before->updatedAtMs, before.get()});
     if (it != finished_.end()) finished_.erase(it);
   }
-  if (after && after->isTerminal()) finished_.insert(Finished{after->updatedAtMs, after.get()});
+  if (after && after->isTerminal()) {
+    const Finished entry{after->updatedAtMs, after.get()};
+    if (loading_) {
+      finished_.defer(entry);  // put in order once loaded
+    } else {
+      finished_.insert(entry);
+    }
+  }
   listIndex_->update(before.get(), after.get());
 }
 

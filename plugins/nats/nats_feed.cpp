@@ -150,6 +150,7 @@ Result<bool> KeyFeed::behind(const Deadline& deadline) {
 }
 
 KeyFeed::~KeyFeed() {
+  for (natsMsg* m : spent_) natsMsg_Destroy(m);
   if (sub_ == nullptr) return;
   // nats.c 3.4 frees a subscription while its read thread may still be
   // handing it a message it looked up just before (fixed upstream in 3.6,
@@ -202,8 +203,16 @@ Result<KeyFeed::Event> KeyFeed::next(int64_t timeoutMs, FeedEntry* entry) {
   if (!entry->isDelete && len > 0) entry->value.assign(natsMsg_GetData(msg), len);
   if (!caughtUp_ && meta->NumPending == 0) caughtUpDue_ = true;
   jsMsgMetaData_Destroy(meta);
-  natsMsg_Destroy(msg);
+  release(msg);
   return Event::Entry;
+}
+
+void KeyFeed::release(natsMsg* msg) {
+  constexpr size_t kSpentBatch = 64;
+  spent_.push_back(msg);
+  if (spent_.size() < kSpentBatch) return;
+  for (natsMsg* m : spent_) natsMsg_Destroy(m);
+  spent_.clear();
 }
 
 }  // namespace weft::nats_plugin

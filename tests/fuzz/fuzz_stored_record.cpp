@@ -4,7 +4,8 @@
 // AgentRegistry::decode, WorkQueue::decode, DeadLetter::decode,
 // Targets::decode, and the REST rendering (rest::toJson) of every agent that
 // decodes (it re-parses the cached prefix, so a decoder that accepts what it
-// cannot render would crash here).
+// cannot render would crash here). WorkEntry::read, the replay's partial
+// decode, must agree with the whole decode on every input.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -12,6 +13,7 @@
 
 #include "api/rest_agents.h"
 #include "fuzz_check.h"
+#include "../support/work_entry_equal.h"
 #include "weft/agent_registry.h"
 #include "weft/clock.h"
 #include "weft/dead_letters.h"
@@ -65,6 +67,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto again = weft::WorkItem::decode(encoded);
     WEFT_FUZZ_CHECK(again && again->encode() == encoded);
   }
+  WEFT_FUZZ_CHECK(weft::test::readAgreesWithDecode(value));
   (void)weft::DeadLetter::decode(value);
   (void)weft::Targets::decode(value, "default");
   return 0;

@@ -90,6 +90,15 @@ class BucketView {
 
   const std::string& name() const { return name_; }
 
+  // Decodes a value straight into the T the view keeps. When set, the first
+  // replay uses it instead of the decoder and compactor: nothing live needs
+  // the whole values of a restart's replay, and skipping them is most of its
+  // cost. Full listeners do not see those changes (plain listeners do, with
+  // live = false). It must keep what compactor(decoder(value)) keeps, and
+  // reject exactly what the decoder rejects. Call before start().
+  using ReplayDecoder = std::function<Ptr(const std::string& key, const std::string& value)>;
+  void setReplayDecoder(ReplayDecoder decoder) { replayDecoder_ = std::move(decoder); }
+
   // Must be called before start().
   void addListener(Listener listener) { listeners_.push_back(std::move(listener)); }
   void addFullListener(FullListener listener) { fullListeners_.push_back(std::move(listener)); }
@@ -100,6 +109,12 @@ class BucketView {
   // Indexers run in the order they were added; add them before start().
   using Indexer = std::function<void(const std::string& key, const Ptr& before, const Ptr& after)>;
   void addIndexer(Indexer indexer) { indexers_.push_back(std::move(indexer)); }
+
+  // Runs under the view's exclusive lock once, when the first replay has
+  // completed and before ready() turns true: an indexer that took the
+  // replayed records in bulk puts them in order here (ListIndex::endBulk).
+  // Add before start().
+  void addLoadedHook(std::function<void()> hook) { loadedHooks_.push_back(std::move(hook)); }
 
   // Runs f() under the view's shared lock (for reading an indexer's index).
   template <typename F>
@@ -250,7 +265,9 @@ class BucketView {
       const uint64_t newest = std::max(seen, revision);
       if (revision > maxRevision_) maxRevision_ = revision;
       if (it != items_.end()) before = it->second.value;
-      if (value) {
+      if (value && !live && replayDecoder_) {
+        after = replayDecodeSafely(key, *value);
+      } else if (value) {
         full = decodeSafely(key, *value);
         after = full ? compact(full, *value) : nullptr;
       }
@@ -295,6 +312,16 @@ class BucketView {
     }
   }
 
+  Ptr replayDecodeSafely(const std::string& key, const std::string& value) {
+    try {
+      return replayDecoder_(key, value);
+    } catch (...) {
+      return nullptr;
+    }
+  }
+
+  // full is nullptr for a deletion, and for a put the replay decoder read
+  // (the full listeners do not see those).
   void notify(const std::string& key, const Ptr& before, const Ptr& after, const FullPtr& full,
               bool live) {
     for (auto& l : listeners_) {
@@ -304,6 +331,7 @@ class BucketView {
         log::warn("bucket view listener failed", {{"bucket", name_}, {"error", e.what()}});
       }
     }
+    if (after && !full) return;
     for (auto& l : fullListeners_) {
       try {
         l(key, before, full, live);
@@ -338,6 +366,9 @@ class BucketView {
             }
             resetting_ = false;
             resetSeen_.clear();
+          }
+          if (!caughtUpOnce_) {
+            for (const auto& hook : loadedHooks_) hook();
           }
           caughtUp_ = true;
         }
@@ -481,9 +512,11 @@ class BucketView {
   const Options options_;
   const Decoder decoder_;
   const Compactor compactor_;
+  ReplayDecoder replayDecoder_;
   std::vector<Listener> listeners_;
   std::vector<FullListener> fullListeners_;
   std::vector<Indexer> indexers_;
+  std::vector<std::function<void()>> loadedHooks_;
   std::shared_ptr<KvStore> store_;
 
   mutable std::mutex runMutex_;

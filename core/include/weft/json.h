@@ -72,6 +72,22 @@ class Json {
   // JSON, is nested deeper than maxDepth, or contains invalid UTF-8.
   static Result<Json> parse(std::string_view text, int maxDepth = 32);
 
+  // Like parse(), but of a top-level object only the members whose key
+  // `keep` accepts are built; the others are checked as parse() checks them
+  // (the text is rejected exactly when parse() rejects it) and left out. For
+  // reading a few members of a large stored value.
+  // spans, when given, receives the text of each member left out, with its
+  // key, in order (a key may come twice; the last one is the member).
+  using KeepKey = bool (*)(std::string_view key);
+  using Spans = std::vector<std::pair<std::string, std::string_view>>;
+  static Result<Json> parseMembers(std::string_view text, KeepKey keep, int maxDepth = 32,
+                                   Spans* spans = nullptr);
+
+  // Of the text of a valid JSON array (as parse() accepts it): how many
+  // elements it has, and the text of the last one in *last (empty when
+  // none). For an array that is not worth building.
+  static size_t arrayShape(std::string_view validArray, std::string_view* last);
+
   Type type() const { return type_; }
   bool isNull() const { return type_ == Type::Null; }
   bool isBool() const { return type_ == Type::Bool; }

@@ -80,6 +80,21 @@ class ListIndex {
     size_t limit = 0;                      // 0 = all
   };
 
+  // Loading in bulk (a view's first replay, when nothing pages the index
+  // yet): a record added meanwhile is only appended to a list, and
+  // endBulk() counts them and puts them in order all at once (a tight loop
+  // per combination instead of some 26 scattered hash lookups and ordered
+  // inserts per record). count() is exact meanwhile; page() sees only
+  // records already in order, so call it after endBulk(). A record removed
+  // during the load (rare: a change that overtook the replay) first flushes
+  // the list.
+  void beginBulk() { bulk_ = true; }
+  void endBulk() {
+    flushBulk();
+    bulk_ = false;
+    for (auto& [combo, set] : ordered_) set.settle();
+  }
+
   // Applies one change of the view (nullptr = absent).
   void update(const Record* before, const Record* after) {
     if (before) apply(*before, false);
@@ -91,13 +106,18 @@ class ListIndex {
     if (!comboOf(filter, combo)) return 0;  // a value no record ever had
     if (isCounted(combo.mask)) {
       auto it = counts_.find(combo);
-      return it == counts_.end() ? 0 : it->second;
+      size_t n = it == counts_.end() ? 0 : it->second;
+      for (const BulkRecord& b : bulkRecords_) n += b.in(combo) ? 1 : 0;
+      return n;
     }
     size_t n = 0;
     unsigned residual = 0;
     const OrderedSet* set = bestSet(filter, combo, &residual);
     if (!set) return 0;
     for (const Entry& e : *set) n += matchesFields(*e.record, filter, residual) ? 1 : 0;
+    set->forEachDeferred(
+        [&](const Entry& e) { n += matchesFields(*e.record, filter, residual) ? 1 : 0; });
+    for (const BulkRecord& b : bulkRecords_) n += b.in(combo) ? 1 : 0;
     return n;
   }
 
@@ -193,6 +213,40 @@ class ListIndex {
     }
   };
 
+  // The interned values a record has for one field: most fields have one
+  // (an agent's capabilities several), kept inline so that an update does
+  // not allocate.
+  class FieldValues {
+   public:
+    void push_back(uint32_t v) {
+      if (n_ < small_.size() && more_.empty()) {
+        small_[n_++] = v;
+        return;
+      }
+      if (more_.empty()) more_.assign(small_.begin(), small_.begin() + n_);
+      more_.push_back(v);
+      ++n_;
+    }
+    size_t size() const { return n_; }
+    bool empty() const { return n_ == 0; }
+    uint32_t* begin() { return more_.empty() ? small_.data() : more_.data(); }
+    uint32_t* end() { return begin() + n_; }
+    uint32_t operator[](size_t i) const { return more_.empty() ? small_[i] : more_[i]; }
+    // Drops repeated values (a value listed twice counts once).
+    void makeUnique() {
+      if (n_ < 2) return;
+      std::sort(begin(), end());
+      n_ = static_cast<size_t>(std::unique(begin(), end()) - begin());
+      if (!more_.empty()) more_.resize(n_);
+    }
+
+   private:
+    std::array<uint32_t, 4> small_{};
+    std::vector<uint32_t> more_;
+    size_t n_ = 0;
+  };
+  using Values = std::array<FieldValues, N>;
+
   static bool isCounted(unsigned mask) {
     for (unsigned m : Traits::kCounted) {
       if (m == mask) return true;
@@ -245,14 +299,15 @@ class ListIndex {
   }
 
   uint32_t intern(size_t field, const std::string& value) {
-    auto [it, added] = dict_[field].emplace(value, static_cast<uint32_t>(dict_[field].size() + 1));
-    return it->second;
+    auto& dict = dict_[field];
+    if (auto it = dict.find(value); it != dict.end()) return it->second;  // no node made
+    return dict.emplace(value, static_cast<uint32_t>(dict.size() + 1)).first->second;
   }
 
   // Calls f(combo) for each combination of the record's values in `masks`:
   // for each mask, every pick of one value per field (distinct values).
   template <typename Masks, typename F>
-  static void forEachCombo(const std::array<std::vector<uint32_t>, N>& values, const Masks& masks,
+  static void forEachCombo(const Values& values, const Masks& masks,
                            F&& f) {
     for (unsigned mask : masks) {
       bool empty = false;
@@ -279,15 +334,75 @@ class ListIndex {
     }
   }
 
+  // A record added during a bulk load whose fields have one value at most
+  // (0: none), with its place in the order.
+  struct BulkRecord {
+    Entry entry;
+    std::array<uint32_t, N> value;
+    // Whether the record is counted under combo.
+    bool in(const Combo& combo) const {
+      for (size_t i = 0; i < N; ++i) {
+        if ((combo.mask & (1u << i)) && value[i] != combo.value[i]) return false;
+      }
+      return true;
+    }
+    // Its combination of the fields in mask; false when one has no value.
+    bool comboOf(unsigned mask, Combo& c) const {
+      c.mask = mask;
+      for (size_t i = 0; i < N; ++i) {
+        if (!(mask & (1u << i))) continue;
+        if (value[i] == 0) return false;
+        c.value[i] = value[i];
+      }
+      return true;
+    }
+  };
+
+  // Counts and orders the records of the bulk list (in list order, so each
+  // ordered set takes them sorted).
+  void flushBulk() {
+    if (bulkRecords_.empty()) return;
+    std::vector<BulkRecord> records;
+    records.swap(bulkRecords_);
+    const Order order;
+    std::sort(records.begin(), records.end(),
+              [&](const BulkRecord& a, const BulkRecord& b) { return order(a.entry, b.entry); });
+    for (unsigned mask : Traits::kCounted) {
+      for (const BulkRecord& b : records) {
+        Combo c;
+        if (b.comboOf(mask, c)) ++counts_[c];
+      }
+    }
+    for (unsigned mask : Traits::kOrdered) {
+      OrderedSet* set = nullptr;
+      Combo last;
+      for (const BulkRecord& b : records) {
+        Combo c;
+        if (!b.comboOf(mask, c)) continue;
+        if (!set || !(c == last)) {
+          set = &ordered_[c];
+          last = c;
+        }
+        set->defer(b.entry);
+      }
+    }
+  }
+
   void apply(const Record& r, bool add) {
-    std::array<std::vector<uint32_t>, N> values;
+    Values values;
+    bool single = true;
     for (size_t i = 0; i < N; ++i) {
       Traits::values(r, i, [&](const std::string& v) { values[i].push_back(intern(i, v)); });
-      auto& vs = values[i];
-      if (vs.size() > 1) {  // a value listed twice counts once
-        std::sort(vs.begin(), vs.end());
-        vs.erase(std::unique(vs.begin(), vs.end()), vs.end());
-      }
+      values[i].makeUnique();
+      single = single && values[i].size() <= 1;
+    }
+    if (bulk_ && !add) flushBulk();
+    if (bulk_ && add && single) {
+      const ListKey position = keyOf(r);
+      BulkRecord b{Entry{position.major, position.minor, &r}, {}};
+      for (size_t i = 0; i < N; ++i) b.value[i] = values[i].empty() ? 0 : values[i][0];
+      bulkRecords_.push_back(b);
+      return;
     }
     forEachCombo(values, Traits::kCounted, [&](const Combo& c) {
       if (add) {
@@ -299,21 +414,37 @@ class ListIndex {
     const ListKey position = keyOf(r);
     forEachCombo(values, Traits::kOrdered, [&](const Combo& c) {
       if (add) {
-        ordered_[c].insert(Entry{position.major, position.minor, &r});
+        const Entry entry{position.major, position.minor, &r};
+        if (bulk_) {
+          ordered_[c].defer(entry);
+        } else {
+          ordered_[c].insert(entry);
+        }
         return;
       }
       auto set = ordered_.find(c);
       if (set == ordered_.end()) return;
+      set->second.settle();  // a record changed during a bulk load: rare
       auto entry = set->second.find(position);
       if (entry != set->second.end()) set->second.erase(entry);
       if (set->second.empty()) ordered_.erase(set);
     });
   }
 
+  bool bulk_ = false;
+  std::vector<BulkRecord> bulkRecords_;  // added during the bulk load, not yet counted
   std::array<std::unordered_map<std::string, uint32_t>, N> dict_;
   std::unordered_map<Combo, size_t, ComboHash> counts_;
   std::unordered_map<Combo, OrderedSet, ComboHash> ordered_;
 };
+
+// Builds index in bulk while view replays for the first time (until then the
+// owning service answers lists with 503, so nothing pages it meanwhile).
+template <typename View, typename Index>
+void loadInBulk(View& view, Index& index) {
+  index.beginBulk();
+  view.addLoadedHook([&index] { index.endBulk(); });
+}
 
 // The index query a list request asks for: by key when its cursor has one,
 // else by position (the first page, or a cursor without a key).

@@ -12,6 +12,13 @@
 // lower_bound, upper_bound, find (Less may be transparent), insert, erase,
 // size, empty; iterators are bidirectional and, as with a vector, any
 // insert or erase invalidates them.
+//
+// Loading in bulk: defer() takes a value without putting it in order, and
+// settle() sorts what was deferred into the blocks in one go (a restart
+// replaying a million records in no particular order: one sort instead of a
+// million binary searches and block shifts). Until settle(), the deferred
+// values are counted by size() and seen by forEachDeferred() only: begin,
+// lower_bound, find and the rest see the settled ones.
 #pragma once
 
 #include <algorithm>
@@ -67,8 +74,8 @@ class SortedBlocks {
   };
   using iterator = const_iterator;
 
-  size_t size() const { return size_; }
-  bool empty() const { return size_ == 0; }
+  size_t size() const { return size_ + deferred_.size(); }
+  bool empty() const { return size() == 0; }
   const_iterator begin() const { return at(0, 0); }
   const_iterator end() const { return at(blocks_.size(), 0); }
 
@@ -129,6 +136,48 @@ class SortedBlocks {
     return true;
   }
 
+  // Takes value to be put in order by the next settle(). A value equal to
+  // one already there is dropped then (as insert() would).
+  void defer(const T& value) { deferred_.push_back(value); }
+
+  bool settled() const { return deferred_.empty(); }
+
+  // f(value) for each deferred value, in no particular order.
+  template <typename F>
+  void forEachDeferred(F&& f) const {
+    for (const T& v : deferred_) f(v);
+  }
+
+  // Puts the deferred values in order. A few next to many settled ones are
+  // inserted one by one; otherwise everything is merged and cut into full
+  // blocks, so settling after each of k deferrals costs O(n log n) in all.
+  void settle() {
+    if (deferred_.empty()) return;
+    const Less less;
+    auto equal = [&](const T& a, const T& b) { return !less(a, b) && !less(b, a); };
+    std::vector<T> incoming;
+    incoming.swap(deferred_);
+    if (incoming.size() * 8 < size_) {
+      for (const T& v : incoming) insert(v);
+      return;
+    }
+    std::stable_sort(incoming.begin(), incoming.end(), less);
+    std::vector<T> all;
+    all.reserve(size_ + incoming.size());
+    for (const auto& block : blocks_) all.insert(all.end(), block.begin(), block.end());
+    const auto middle = all.insert(all.end(), incoming.begin(), incoming.end());
+    // Settled values first among equals: they win, as with insert().
+    std::inplace_merge(all.begin(), middle, all.end(), less);
+    all.erase(std::unique(all.begin(), all.end(), equal), all.end());
+    blocks_.clear();
+    for (size_t from = 0; from < all.size(); from += kMaxBlock) {
+      const size_t n = std::min(kMaxBlock, all.size() - from);
+      blocks_.emplace_back(all.begin() + static_cast<std::ptrdiff_t>(from),
+                           all.begin() + static_cast<std::ptrdiff_t>(from + n));
+    }
+    size_ = all.size();
+  }
+
   void erase(const_iterator it) {
     std::vector<T>& block = blocks_[it.block_];
     block.erase(block.begin() + static_cast<std::ptrdiff_t>(it.index_));
@@ -183,7 +232,8 @@ class SortedBlocks {
   }
 
   std::vector<std::vector<T>> blocks_;  // each non-empty and sorted, in order
-  size_t size_ = 0;
+  size_t size_ = 0;                     // values in blocks_
+  std::vector<T> deferred_;             // taken by defer(), not in order yet
 };
 
 }  // namespace weft
