@@ -444,7 +444,7 @@ class Snapshots {
     REQUIRE(entry.isOk());
     auto record = WorkQueue::decode(entry->value);
     REQUIRE(record);
-    values_.push_back({record, WorkEntry::of(*record, entry->value)});
+    values_.push_back({record, WorkEntry::of(*record)});
   }
   const std::vector<Seen>& values() const { return values_; }
 

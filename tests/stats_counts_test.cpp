@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <limits>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -320,6 +321,47 @@ TEST_CASE("stats of one instance follow writes made through another") {
   }
 }
 
+TEST_CASE("an instance claims and lists items another instance wrote (values read, not held)") {
+  ManualClock clock;
+  auto store = createMemoryStore();
+  Services a(store, clock);
+  Services b(store, clock);
+  REQUIRE(testing::RestAgents(*b.agents)
+              .registerAgent(body(R"({"guid":"w1","handle":"h","capabilities":["c"]})")));
+  std::map<std::string, std::string> descriptions;  // id -> what a submitted
+  for (int i = 0; i < 6; ++i) {
+    Json submit = body(R"({"boundary":"default","capability":"c"})");
+    submit.set("description", Json("written by a, #" + std::to_string(i)));
+    auto r = a.rest->submit(submit);
+    REQUIRE(r);
+    descriptions[r->getString("id")] = submit.getString("description");
+  }
+  REQUIRE(eventually([&] {
+    return b.work->count(WorkFilter{std::string("pending"), {}, {}, {}, {}}) == 6;
+  }));
+  // b never saw these values but through its feed, and keeps none of them.
+  auto page = b.rest->list(WorkFilter{std::string("pending"), {}, {}, {}, {}},
+                           PageRequest{std::string("10"), std::nullopt});
+  REQUIRE(page);
+  REQUIRE(page->get("workItems").asArray().size() == 6);
+  for (const Json& item : page->get("workItems").asArray()) {
+    CHECK(item.getString("description") == descriptions[item.getString("id")]);
+  }
+  for (int i = 0; i < 6; ++i) {
+    auto claimed = b.rest->claim(body(R"({"agentGuid":"w1"})"));
+    REQUIRE(claimed);
+    REQUIRE(claimed->has_value());
+    const Json& item = **claimed;
+    CHECK(item.getString("status") == "assigned");
+    CHECK(item.getString("description") == descriptions[item.getString("id")]);
+    descriptions.erase(item.getString("id"));  // each one once
+  }
+  CHECK(descriptions.empty());
+  auto none = b.rest->claim(body(R"({"agentGuid":"w1"})"));
+  REQUIRE(none);
+  CHECK_FALSE(none->has_value());
+}
+
 TEST_CASE("finished items are kept as index entries and read from the backend for pages") {
   ManualClock clock;
   auto store = createMemoryStore();
@@ -335,11 +377,10 @@ TEST_CASE("finished items are kept as index entries and read from the backend fo
   for (size_t i = 0; i < ids.size(); i += 2) REQUIRE(s.rest->cancel(ids[i]));
   auto bucket = *store->openBucket(kWorkBucket, {});
 
-  // The view holds the stored value of a live item only.
+  // The view holds index entries, live or finished.
   for (size_t i = 0; i < ids.size(); ++i) {
     auto entry = s.work->view().find(ids[i]);
     REQUIRE(entry);
-    CHECK(entry->stored.empty() == (i % 2 == 0));
     CHECK(entry->isTerminal() == (i % 2 == 0));
   }
 

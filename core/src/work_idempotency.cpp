@@ -223,7 +223,7 @@ Result<Submitted> WorkQueue::submit(const SubmitRequest& request, const Idempote
       if (written.code() == Code::AlreadyExists) return replay();
       return written.status();
     }
-    view_->applyPut(found->itemId, found->itemValue, *written);
+    applyStored(found->itemId, found->itemValue, *written);
     log::info("idempotent submit completed the item of an earlier request",
               {{"workId", found->itemId}});
     if (outcome.spinUpTriggered && spinUp_) {

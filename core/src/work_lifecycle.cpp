@@ -33,7 +33,7 @@ Result<std::pair<std::shared_ptr<const WorkRecord>, uint64_t>> WorkQueue::load(
   // unless it is newer than what the view holds. A view that missed a
   // change to this key (its claims then lose every compare-and-set on it,
   // and its sweeper cannot see the lease) heals on the next read.
-  view_->applyPut(id, entry->value, entry->revision);
+  applyStored(id, entry->value, entry->revision);
   return std::make_pair(record, entry->revision);
 }
 
@@ -42,8 +42,14 @@ Result<uint64_t> WorkQueue::store(const std::string& id, const WorkItem& item, u
   if (!b) return Status::unavailable("work bucket not open yet");
   std::string value = item.encode();
   auto written = b->update(id, value, revision);
-  if (written) view_->applyPut(id, value, *written);
+  if (written) applyStored(id, value, *written);
   return written;
+}
+
+void WorkQueue::applyStored(const std::string& id, const std::string& value,
+                            uint64_t revision) const {
+  values_.put(id, revision, value);
+  view_->applyPut(id, value, revision);
 }
 
 bool WorkQueue::Selection::eligible(const Candidate& c) const {
@@ -124,8 +130,14 @@ Result<std::optional<ClaimedItem>> WorkQueue::claimSelected(const Selection& sel
       auto [entry, revision] = view_->findEntry(id);
       const int64_t now = ctx_.now();
       if (!entry || entry->status != WorkStatus::Pending || entry->dueAtMs > now) continue;
-      // A live item's entry holds its stored value: decoding it spares a read.
-      auto record = decode(entry->stored);
+      // The value: from the cache when this instance wrote or read it at
+      // that revision (an item submitted here), else one read.
+      auto bucket = view_->bucket();
+      if (!bucket) return Status::unavailable("work bucket not open yet");
+      auto values = values_.read(*bucket, {{id, revision}});
+      if (!values) return values.status();
+      if (values->empty() || !values->front()) continue;  // gone meanwhile
+      auto record = decode(*values->front());
       if (!record) continue;
       const int64_t lease = request.leaseMs ? *request.leaseMs
                             : record->has(WorkField::LeaseMs) ? record->leaseMs
@@ -380,7 +392,7 @@ Result<WorkItemView> WorkQueue::retryDeadLetter(const std::string& id, bool rese
       if (written.code() == Code::Conflict || written.code() == Code::AlreadyExists) continue;
       return written.status();
     }
-    view_->applyPut(id, value, *written);
+    applyStored(id, value, *written);
     // The item is pending again; the entry goes. If this removal fails the
     // sweeper removes the orphan later.
     deadLetters_.remove(id, entry->revision);

@@ -17,7 +17,7 @@ namespace weft {
 
 using namespace work_rules;
 
-std::shared_ptr<const WorkEntry> WorkEntry::of(const WorkRecord& r, const std::string& stored) {
+std::shared_ptr<const WorkEntry> WorkEntry::of(const WorkRecord& r) {
   auto e = std::make_shared<WorkEntry>();
   e->id = r.id;
   e->projectId = r.projectId;
@@ -27,7 +27,6 @@ std::shared_ptr<const WorkEntry> WorkEntry::of(const WorkRecord& r, const std::s
   e->assignedTo = r.assignedTo;
   e->status = r.status;
   if (r.status == WorkStatus::Unknown) e->unknownStatus = r.statusText();
-  if (!r.isTerminal()) e->stored = stored;
   e->priority = r.priority;
   e->attempts = r.attempts;
   e->offeredAtMs = r.offeredAtMs;
@@ -84,7 +83,6 @@ std::shared_ptr<const WorkEntry> WorkEntry::read(const std::string& stored) {
   e->assignedTo = text("assignedTo");
   e->status = parseWorkStatus(status.asString()).value_or(WorkStatus::Unknown);
   if (e->status == WorkStatus::Unknown) e->unknownStatus = text("status");
-  if (!e->isTerminal()) e->stored = stored;
   e->priority = number("priority", 5);
   e->attempts = number("attempts", 0);
   e->offeredAtMs = parseIso(text("offeredAt")).value_or(0);
@@ -128,8 +126,8 @@ WorkQueue::WorkQueue(ServiceContext context, AgentRegistry& agents, DeadLetters&
   view_ = std::make_unique<View>(
       kWorkBucket, View::Options{},
       [](const std::string&, const std::string& value) { return decode(value); },
-      [](const std::shared_ptr<const WorkRecord>& record, const std::string& stored) {
-        return WorkEntry::of(*record, stored);
+      [](const std::shared_ptr<const WorkRecord>& record, const std::string&) {
+        return WorkEntry::of(*record);
       });
   view_->addIndexer([this](const std::string& key, const std::shared_ptr<const WorkEntry>& b,
                            const std::shared_ptr<const WorkEntry>& a) { index(key, b, a); });
@@ -293,25 +291,19 @@ Result<std::vector<std::shared_ptr<const WorkItem>>> WorkQueue::readItems(
     size_t count) const {
   const size_t end = std::min(entries.size(), from + count);
   std::vector<std::shared_ptr<const WorkItem>> out(end > from ? end - from : 0);
-  std::vector<std::pair<std::string, uint64_t>> wanted;  // finished: id, the view's revision
-  std::vector<size_t> slots;                              // where each one's item goes
+  // Each id with the revision the view holds now (0: deleted since the page
+  // was read; left out).
+  std::vector<std::pair<std::string, uint64_t>> wanted;
   for (size_t i = from; i < end; ++i) {
-    const WorkEntry& e = *entries[i];
-    if (!e.stored.empty()) {
-      out[i - from] = decode(e.stored);  // live: the view holds it
-      continue;
-    }
-    // Revision 0: deleted since the page was read, left out.
-    wanted.emplace_back(e.id, view_->findEntry(e.id).second);
-    slots.push_back(i - from);
+    wanted.emplace_back(entries[i]->id, view_->findEntry(entries[i]->id).second);
   }
   if (wanted.empty()) return out;
   auto bucket = view_->bucket();
   if (!bucket) return Status::unavailable("work bucket not open yet");
-  auto values = pageValues_.read(*bucket, wanted);
+  auto values = values_.read(*bucket, wanted);
   if (!values) return values.status();
-  for (size_t k = 0; k < slots.size(); ++k) {
-    if ((*values)[k]) out[slots[k]] = decode(*(*values)[k]);
+  for (size_t k = 0; k < out.size(); ++k) {
+    if ((*values)[k]) out[k] = decode(*(*values)[k]);
   }
   return out;
 }
@@ -394,7 +386,7 @@ Result<std::shared_ptr<const WorkItem>> WorkQueue::cancel(const std::string& id)
     std::string value = item->encode();
     auto written = bucket->update(id, value, entry->revision);
     if (written) {
-      view_->applyPut(id, value, *written);
+      applyStored(id, value, *written);
       return std::shared_ptr<const WorkItem>(std::move(item));
     }
     if (written.code() != Code::Conflict) return written.status();

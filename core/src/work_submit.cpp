@@ -161,7 +161,7 @@ Result<Submitted> WorkQueue::finishSubmit(const NewItem& item, Result<uint64_t> 
     if (written.code() == Code::AlreadyExists) return Status::internal("work id collision");
     return written.status();
   }
-  view_->applyPut(item.id, item.value, *written);
+  applyStored(item.id, item.value, *written);
 
   Submitted out = plannedOutcome(item);
   if (out.spinUpTriggered) {

@@ -49,14 +49,14 @@ struct WorkRecord : WorkItem {
 };
 
 // What the work view keeps of a stored item: the fields that lists, claims,
-// stats, events and the sweeper read, and the stored value itself only while
-// the item is live (pending, assigned, in progress), so a claim needs no
-// read. A finished item is not held whole: a list page or a get reads it from
-// the backend (docs/architecture.md, "Memory"). Always owned by a shared_ptr
-// (the list index hands out the entries it points at).
+// stats, events and the sweeper read, never the stored value itself. A
+// claim, a list page or a get reads the value from the backend, through a
+// cache of recent values that every write of this instance fills, so a claim
+// of an item just submitted needs no read (docs/architecture.md, "Memory").
+// Always owned by a shared_ptr (the list index hands out the entries it
+// points at).
 struct WorkEntry : std::enable_shared_from_this<WorkEntry> {
   std::string id, projectId, capability, boundary, requiredAgentType, assignedTo;
-  std::string stored;         // the stored value; empty when the item is finished
   std::string unknownStatus;  // the stored status text when status is Unknown
   WorkStatus status = WorkStatus::Pending;
   int64_t priority = 5;
@@ -76,12 +76,12 @@ struct WorkEntry : std::enable_shared_from_this<WorkEntry> {
   std::string statusText() const {
     return status == WorkStatus::Unknown ? unknownStatus : workStatusText(status);
   }
-  // The entry of a decoded item whose stored value is `stored`.
-  static std::shared_ptr<const WorkEntry> of(const WorkRecord& record, const std::string& stored);
+  // The entry of a decoded item.
+  static std::shared_ptr<const WorkEntry> of(const WorkRecord& record);
   // The entry of a stored value read directly, building only the members an
-  // entry needs (checking the rest): what of(*WorkQueue::decode(stored),
-  // stored) makes, nullptr exactly when decode rejects the value, at a
-  // fraction of the cost. A restart's replay reads the bucket with it.
+  // entry needs (checking the rest): what of(*WorkQueue::decode(stored))
+  // makes, nullptr exactly when decode rejects the value, at a fraction of
+  // the cost. A restart's replay reads the bucket with it.
   static std::shared_ptr<const WorkEntry> read(const std::string& stored);
 };
 
@@ -408,6 +408,9 @@ class WorkQueue {
   Result<std::pair<std::shared_ptr<const WorkRecord>, uint64_t>> load(const std::string& id) const;
   // Writes item at revision; on success updates the view.
   Result<uint64_t> store(const std::string& id, const WorkItem& item, uint64_t revision);
+  // value is stored at revision (written or read here): into the view (read
+  // your writes) and the value cache (a claim of it needs no read).
+  void applyStored(const std::string& id, const std::string& value, uint64_t revision) const;
 
   // What is shared by start/progress/complete/fail: validation already
   // done; checks token and state, then applies mutate by compare-and-set,
@@ -487,9 +490,10 @@ class WorkQueue {
   // True during the view's first replay: finished_ takes its entries in
   // bulk and puts them in order once (the view's loaded hook).
   bool loading_ = true;
-  // The finished items pages read from the backend (value_cache.h): a page
-  // read again needs no round trip. 4,096 values: a few MB.
-  mutable ValueCache pageValues_{4096};
+  // Stored values (value_cache.h): those this instance wrote, and those
+  // pages and claims read from the backend, so a claim of an item submitted
+  // here and a page read again need no round trip. 4,096 values: a few MB.
+  mutable ValueCache values_{4096};
 
   // Asynchronous submits not answered yet; stop() and the destructor wait
   // for them (the backend answers each within its timeout).
