@@ -160,7 +160,7 @@ std::string get(const std::string& path) {
 struct FrontServer {
   explicit FrontServer(HttpServerOptions options = {}) {
     store = createMemoryStore();
-    addHealthRoutes(router, {store, &websocketConnections, 3});
+    addHealthRoutes(router, {store, &websocketConnections, 3, {}});
     router.add("GET", "/api/ping",
                [](const ApiRequest&) { return ApiResponse::jsonBody(200, Json::object()); });
     RouteOptions readsBody;

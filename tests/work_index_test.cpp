@@ -285,6 +285,21 @@ TEST_CASE("list index: a field with several values (agent capabilities) counts a
   }
 }
 
+// n random inserts and erasures of values below range, the same on both.
+static void randomEdits(SortedBlocks<int, std::less<>>& blocks, std::set<int>& model, std::mt19937& rng,
+                 int n, int range) {
+  for (int i = 0; i < n; ++i) {
+    const int v = static_cast<int>(rng() % static_cast<unsigned>(range));
+    if (rng() % 2) {
+      CHECK(blocks.insert(v) == model.insert(v).second);
+    } else {
+      auto it = blocks.find(v);
+      REQUIRE((it != blocks.end()) == (model.erase(v) > 0));
+      if (it != blocks.end()) blocks.erase(it);
+    }
+  }
+}
+
 TEST_CASE("sorted blocks: the same order, bounds and size as a std::set through random edits",
           "[work][index]") {
   const uint32_t seed = GENERATE(7u, 8u, 9u);
@@ -328,16 +343,9 @@ TEST_CASE("sorted blocks: the same order, bounds and size as a std::set through 
     if (it != blocks.end()) blocks.erase(it);
   }
   check();
-  for (int i = 0; i < 20000; ++i) {
-    const int v = static_cast<int>(rng() % 5000);
-    if (rng() % 2) {
-      CHECK(blocks.insert(v) == model.insert(v).second);
-    } else {
-      auto it = blocks.find(v);
-      REQUIRE((it != blocks.end()) == (model.erase(v) > 0));
-      if (it != blocks.end()) blocks.erase(it);
-    }
-    if (i % 5000 == 0) check();
+  for (int round = 0; round < 4; ++round) {
+    randomEdits(blocks, model, rng, 5000, 5000);
+    check();
   }
   check();
   while (!model.empty()) {
@@ -384,16 +392,7 @@ TEST_CASE("sorted blocks: values deferred in any order and settled equal a std::
     }
     blocks.settle();
     check();
-    for (int i = 0; i < 3000; ++i) {
-      const int v = static_cast<int>(rng() % 8000);
-      if (rng() % 2) {
-        CHECK(blocks.insert(v) == model.insert(v).second);
-      } else {
-        auto it = blocks.find(v);
-        REQUIRE((it != blocks.end()) == (model.erase(v) > 0));
-        if (it != blocks.end()) blocks.erase(it);
-      }
-    }
+    randomEdits(blocks, model, rng, 3000, 8000);
     check();
   }
 }

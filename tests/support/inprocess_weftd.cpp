@@ -36,7 +36,8 @@ InProcessWeftd::InProcessWeftd(const std::vector<std::string>& settings)
   // then /health and /ready on the final store, then serve.
   domain_ = installDomain(context_);
   http::addHealthRoutes(router_, {context_.store, &websocketConnections_,
-                                  static_cast<int>(config_.getInt("http.retryAfterSeconds"))});
+                                  static_cast<int>(config_.getInt("http.retryAfterSeconds")),
+                                  [d = domain_.get()] { return d->loading(); }});
   http::HttpServerOptions options;
   options.host = "127.0.0.1";
   options.port = 0;
