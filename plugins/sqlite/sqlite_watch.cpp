@@ -175,6 +175,7 @@ Status WatchWorker::snapshot(bool reset) {
     event.revision = entry.revision;
     deliver(event);
   }
+  std::vector<KvEntry>().swap(entries);  // the listing's memory back before CaughtUp
   WatchEvent caughtUp;
   caughtUp.type = WatchEvent::Type::CaughtUp;
   deliver(caughtUp);
