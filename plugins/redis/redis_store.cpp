@@ -88,6 +88,15 @@ Status listEntries(ConnectionManager& connections, const BucketKeys& keys,
                    const std::atomic<bool>* stop, std::vector<KvEntry>* out,
                    uint64_t* bucketRevision) {
   out->clear();
+  return listEntries(connections, keys, prefix, withValues, deadline, honourBreaker, stop,
+                     [out](KvEntry& e) { out->push_back(std::move(e)); }, bucketRevision);
+}
+
+Status listEntries(ConnectionManager& connections, const BucketKeys& keys,
+                   const std::string& prefix, bool withValues,
+                   std::optional<Clock::time_point> deadline, bool honourBreaker,
+                   const std::atomic<bool>* stop, const std::function<void(KvEntry&)>& each,
+                   uint64_t* bucketRevision) {
   auto conn = connections.acquire(honourBreaker);
   if (!conn) return conn.status();
   std::string min;
@@ -119,7 +128,7 @@ Status listEntries(ConnectionManager& connections, const BucketKeys& keys,
         e.value = replyString(items->element[i + 1]);
         e.revision = replyRevision(items->element[i + 2]);
       }
-      out->push_back(std::move(e));
+      each(e);
     }
     if (bucketRevision != nullptr) *bucketRevision = replyRevision(reply->element[2]);
     if (reply->element[0]->integer == 1) break;

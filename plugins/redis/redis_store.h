@@ -23,6 +23,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -70,6 +71,13 @@ Status listEntries(ConnectionManager& connections, const BucketKeys& keys,
                    const std::string& prefix, bool withValues,
                    std::optional<Clock::time_point> deadline, bool honourBreaker,
                    const std::atomic<bool>* stop, std::vector<KvEntry>* out,
+                   uint64_t* bucketRevision);
+// The same, each entry handed to each(entry) batch by batch as it is read
+// (the entry may be moved from): a whole bucket without holding it whole.
+Status listEntries(ConnectionManager& connections, const BucketKeys& keys,
+                   const std::string& prefix, bool withValues,
+                   std::optional<Clock::time_point> deadline, bool honourBreaker,
+                   const std::atomic<bool>* stop, const std::function<void(KvEntry&)>& each,
                    uint64_t* bucketRevision);
 
 class RedisBucket : public KvBucket {

@@ -326,10 +326,26 @@ class WatchImpl : public WatchWorker {
         subscribed = true;
       }
 
-      std::vector<KvEntry> entries;
+      // The values are handed on batch by batch as they are listed: a bucket
+      // of a million values is never held whole (held, it cost weftd a
+      // gigabyte at the peak, and the view's entries, allocated in the holes
+      // the freed values left, kept that memory fragmented). A listing that
+      // fails after emitting is followed by one that starts with a Reset, so
+      // a key emitted here and deleted meanwhile does not stay in a view.
       uint64_t listedRevision = 0;
-      Status st = listEntries(core_->connections, keys_, prefix_, /*withValues=*/true, std::nullopt,
-                              /*honourBreaker=*/false, &stopping_, &entries, &listedRevision);
+      std::unordered_map<std::string, uint64_t> listed;
+      bool begun = false;  // this listing emitted (after its Reset, when one is due)
+      Status st = listEntries(
+          core_->connections, keys_, prefix_, /*withValues=*/true, std::nullopt,
+          /*honourBreaker=*/false, &stopping_,
+          [&](KvEntry& e) {
+            if (everEmitted && !begun) emit({WatchEvent::Type::Reset, "", "", 0});
+            begun = true;
+            everEmitted = true;
+            listed[e.key] = e.revision;
+            emit({WatchEvent::Type::Put, std::move(e.key), std::move(e.value), e.revision});
+          },
+          &listedRevision);
       if (!st) {
         if (stopping_) break;
         ++failures;
@@ -340,16 +356,8 @@ class WatchImpl : public WatchWorker {
         continue;
       }
 
-      // Nothing is emitted before the listing succeeded, so a consumer never
-      // sees a Reset followed by a long silence.
-      if (everEmitted) emit({WatchEvent::Type::Reset, "", "", 0});
-      std::unordered_map<std::string, uint64_t> listed;
-      listed.reserve(entries.size());
-      for (auto& e : entries) {
-        listed[e.key] = e.revision;
-        emit({WatchEvent::Type::Put, std::move(e.key), std::move(e.value), e.revision});
-      }
-      std::vector<KvEntry>().swap(entries);  // the listing's memory back (a bucket may be large)
+      // An empty listing after a reset still says so.
+      if (everEmitted && !begun) emit({WatchEvent::Type::Reset, "", "", 0});
       emit({WatchEvent::Type::CaughtUp, "", "", 0});
       everEmitted = true;
       if (lost)

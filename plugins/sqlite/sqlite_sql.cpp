@@ -60,6 +60,12 @@ void rollbackQuietly(Connection& conn, std::chrono::milliseconds bound) {
 
 Status readEntries(Connection& conn, const std::string& bucket, const std::string& prefix,
                    int64_t cutoff, std::vector<KvEntry>* out) {
+  return forEachEntry(conn, bucket, prefix, cutoff,
+                      [out](KvEntry& entry) { out->push_back(std::move(entry)); });
+}
+
+Status forEachEntry(Connection& conn, const std::string& bucket, const std::string& prefix,
+                    int64_t cutoff, const std::function<void(KvEntry&)>& each) {
   std::string upper;
   const bool bounded = prefixSuccessor(prefix, &upper);
   Status st;
@@ -76,7 +82,7 @@ Status readEntries(Connection& conn, const std::string& bucket, const std::strin
     entry.key = stmt.columnBytes(0);
     entry.value = stmt.columnBytes(1);
     entry.revision = static_cast<uint64_t>(stmt.columnInt64(2));
-    out->push_back(std::move(entry));
+    each(entry);
   }
   if (rc != SQLITE_DONE) return stepFailure(conn, rc, "scan");
   return Status::ok();

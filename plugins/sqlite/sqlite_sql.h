@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <exception>
 #include <limits>
@@ -138,6 +139,10 @@ void rollbackQuietly(Connection& conn, std::chrono::milliseconds bound);
 // the caller's transaction when there is one.
 Status readEntries(Connection& conn, const std::string& bucket, const std::string& prefix,
                    int64_t cutoff, std::vector<KvEntry>* out);
+// The same entries, each handed to each(entry) as it is read (the entry may
+// be moved from): a whole bucket without holding it whole.
+Status forEachEntry(Connection& conn, const std::string& bucket, const std::string& prefix,
+                    int64_t cutoff, const std::function<void(KvEntry&)>& each);
 
 // Runs fn, turning an exception into Internal: no exception leaves the plugin.
 template <typename F>

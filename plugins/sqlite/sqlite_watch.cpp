@@ -38,10 +38,13 @@ class WatchWorker {
   std::string describe() const { return "watch on " + bucket_ + " prefix '" + prefix_ + "'"; }
   Status ensureConnection();
   Status readDataVersion(int64_t* version);
-  Status readSnapshot(std::vector<KvEntry>* entries, uint64_t* maxSeq);
+  // Reads the bucket in one read transaction, handing each entry to each()
+  // as it is read.
+  Status readSnapshot(const std::function<void(KvEntry&)>& each, uint64_t* maxSeq);
   Status readChanges(std::vector<Change>* changes, bool* trimmed, uint64_t* examinedThrough);
   // Emits (Reset), the snapshot's Puts and CaughtUp.
   Status snapshot(bool reset);
+  bool partial_ = false;  // a snapshot failed after emitting: the next one resets
   void deliver(const WatchEvent& event);
   void handleFailure(const Status& status);
 
@@ -75,16 +78,21 @@ Status WatchWorker::readDataVersion(int64_t* version) {
   return queryInt(*conn_, kDataVersion, "read data_version", version);
 }
 
-Status WatchWorker::readSnapshot(std::vector<KvEntry>* entries, uint64_t* maxSeq) {
-  // A large bucket may take longer than one call's budget; this thread has no
-  // caller waiting, the bound only stops it from hanging.
-  conn_->setDeadline(Clock::now() + core_->timeout() * 10);
+Status WatchWorker::readSnapshot(const std::function<void(KvEntry&)>& each, uint64_t* maxSeq) {
+  // The deadline bounds a read that makes no progress: it moves on every
+  // 1,024 rows (a large bucket takes many calls' budgets, and each row is
+  // handed on before the next is read).
+  conn_->setDeadline(Clock::now() + core_->timeout());
   // One read transaction: the values and the max seq are of the same instant,
   // so the poll that follows misses nothing and repeats nothing.
   Status status = runSimple(*conn_, kBegin, "begin watch snapshot");
   if (!status.isOk()) return status;
   const int64_t cutoff = maxAgeMs_ > 0 ? nowMs() - maxAgeMs_ : kNever;
-  status = readEntries(*conn_, bucket_, prefix_, cutoff, entries);
+  size_t rows = 0;
+  status = forEachEntry(*conn_, bucket_, prefix_, cutoff, [&](KvEntry& entry) {
+    each(entry);
+    if (++rows % 1024 == 0) conn_->setDeadline(Clock::now() + core_->timeout());
+  });
   int64_t seq = 0;
   if (status.isOk()) status = queryInt(*conn_, kMaxSeq, "read max seq", &seq);
   if (status.isOk()) status = runSimple(*conn_, kCommit, "end watch snapshot");
@@ -152,30 +160,45 @@ void WatchWorker::deliver(const WatchEvent& event) {
 }
 
 Status WatchWorker::snapshot(bool reset) {
-  std::vector<KvEntry> entries;
   uint64_t maxSeq = 0;
   int64_t version = 0;
   // data_version first: a commit after it makes the next check differ, so
   // nothing committed after the snapshot can be skipped.
   Status status = readDataVersion(&version);
-  if (status.isOk()) status = readSnapshot(&entries, &maxSeq);
   if (!status.isOk()) return status;
-  dataVersion_ = version;
-  lastSeq_ = maxSeq;
-  if (reset) {
+  // Each value is handed on as it is read, inside the snapshot's read
+  // transaction: a bucket of a million values is never held whole (held, it
+  // cost weftd a gigabyte at the peak, and the view's entries, allocated in
+  // the holes the freed values left, kept that memory fragmented).
+  bool resetSent = false;
+  const bool resetting = reset || partial_;
+  auto sendReset = [&] {
+    if (resetSent || !resetting) return;
+    resetSent = true;
     WatchEvent event;
     event.type = WatchEvent::Type::Reset;
     deliver(event);
-  }
-  for (KvEntry& entry : entries) {
-    WatchEvent event;
-    event.type = WatchEvent::Type::Put;
-    event.key = std::move(entry.key);
-    event.value = std::move(entry.value);
-    event.revision = entry.revision;
-    deliver(event);
-  }
-  std::vector<KvEntry>().swap(entries);  // the listing's memory back before CaughtUp
+  };
+  status = readSnapshot(
+      [&](KvEntry& entry) {
+        sendReset();
+        partial_ = true;  // until the snapshot completes
+        WatchEvent event;
+        event.type = WatchEvent::Type::Put;
+        event.key = std::move(entry.key);
+        event.value = std::move(entry.value);
+        event.revision = entry.revision;
+        deliver(event);
+      },
+      &maxSeq);
+  // A snapshot that failed after emitting some values is followed by one
+  // that resets: a key emitted here and deleted before the next snapshot
+  // must not stay in the consumer's view.
+  if (!status.isOk()) return status;
+  sendReset();  // an empty bucket after a reset
+  partial_ = false;
+  dataVersion_ = version;
+  lastSeq_ = maxSeq;
   WatchEvent caughtUp;
   caughtUp.type = WatchEvent::Type::CaughtUp;
   deliver(caughtUp);
