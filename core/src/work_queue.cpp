@@ -222,9 +222,7 @@ void WorkQueue::index(const std::string& key, const std::shared_ptr<const WorkEn
     leases_.emplace(*after->leaseExpiresAtMs, key);
   }
   if (before && before->isTerminal()) {
-    finished_.settle();  // a no-op unless a record changed while loading
-    auto it = finished_.find(Finished{before->updatedAtMs, before.get()});
-    if (it != finished_.end()) finished_.erase(it);
+    finished_.eraseKey(Finished{before->updatedAtMs, before.get()});
   }
   if (after && after->isTerminal()) {
     const Finished entry{after->updatedAtMs, after.get()};

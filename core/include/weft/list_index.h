@@ -424,9 +424,7 @@ class ListIndex {
       }
       auto set = ordered_.find(c);
       if (set == ordered_.end()) return;
-      set->second.settle();  // a record changed during a bulk load: rare
-      auto entry = set->second.find(position);
-      if (entry != set->second.end()) set->second.erase(entry);
+      set->second.eraseKey(position);
       if (set->second.empty()) ordered_.erase(set);
     });
   }

@@ -140,8 +140,7 @@ class ProjectCounts {
       } else if (sign > 0) {
         e.activity.insert(a);
       } else {
-        e.activity.settle();  // a no-op unless a record changed while loading
-        if (auto it = e.activity.find(a); it != e.activity.end()) e.activity.erase(it);
+        e.activity.eraseKey(a);
       }
     }
     if (e.records <= 0) into.erase(project);

@@ -178,6 +178,17 @@ class SortedBlocks {
     size_ = all.size();
   }
 
+  // Erases the value equal to key, deferred values put in order first (a
+  // value changed while loading in bulk: rare); true when one was there.
+  template <typename K>
+  bool eraseKey(const K& key) {
+    settle();
+    auto it = find(key);
+    if (it == end()) return false;
+    erase(it);
+    return true;
+  }
+
   void erase(const_iterator it) {
     std::vector<T>& block = blocks_[it.block_];
     block.erase(block.begin() + static_cast<std::ptrdiff_t>(it.index_));
