@@ -24,6 +24,14 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define WEFT_SANITIZED_ALLOCATOR 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define WEFT_SANITIZED_ALLOCATOR 1
+#endif
+#endif
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -399,8 +407,11 @@ class BucketView {
     }
   }
 
+  // Not under a sanitizer: its allocator replaces glibc's, whose arenas are
+  // then never set up, and malloc_trim walked a null arena list (a SEGV in
+  // mtrim seen in the ASan fuzz build).
   static void releaseFreedMemory() {
-#ifdef __GLIBC__
+#if defined(__GLIBC__) && !defined(WEFT_SANITIZED_ALLOCATOR)
     malloc_trim(0);
 #endif
   }
