@@ -89,7 +89,13 @@ def main():
                   "ran on the same data at each size, the baseline first.", ""]
     lines += [
         "Columns: *serving* is the time from spawning weftd to the first `GET /api/work?limit=1` "
-        "that lists every stored item (its resolution is the cost of that list, see below); "
+        "that lists every stored item (its resolution is the cost of that list, see below), "
+        "after the bulk of the items was written with weftd stopped (a saved view, if any, "
+        "covers only the items before the fill, so this is close to a cold start); *serving, "
+        "saved view* is the same for a second restart right after weftd stopped (SIGTERM) on "
+        "unchanged data, when it loads the work view it saved and reads only what came after "
+        "it (nats; redis and sqlite cannot resume a watch and replay again); *stop* is how "
+        "long the SIGTERM took, saving included; "
         "*RSS* is weftd's VmRSS right then; *bytes/item* is (RSS - RSS of the same binary started "
         "on an empty backend) / stored items, so the agents' share is in it too; *marginal* is "
         "the RSS growth from the previous size divided by the items added; *peak* is VmHWM after "
@@ -121,9 +127,10 @@ def main():
         by = {(r["size"], r["label"]): r for r in rows}
         agents = rows[0].get("agents", 0)
         lines += [f"{agents:,} agents registered at every size.", "",
-                  "| items stored | binary | /health | /ready | serving | RSS | bytes/item | marginal "
+                  "| items stored | binary | /health | /ready | serving | serving, saved view | stop "
+                  "| RSS | bytes/item | marginal "
                   "| peak | backend RSS | data on disk | plugin fill | REST submits | load |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         prev = {}
         for size in sizes:
             for label in labels:
@@ -145,6 +152,7 @@ def main():
                 lines.append(
                     f"| {r['stored']:,} | {label} | {num(st.get('healthMs'))} ms | "
                     f"{num(st.get('readyMs'))} ms | {num(st.get('servingMs'))} ms | "
+                    f"{num(r.get('restartSaved', {}).get('servingMs'))} ms | {num(r.get('stopMs'))} ms | "
                     f"{mib(r['rssServingKb'])} | {per_item:,.0f} | {marginal} | {mib(r['hwmKb'])} | "
                     f"{mib(r['backendRssKb'])} | {r['dataBytes'] / 2**20:,.0f} MiB | "
                     f"{fill.get('itemsPerSec', 0):,.0f}/s | {rest_cell} | "

@@ -2063,6 +2063,59 @@ TEST_CASE("submitted work survives kill -9 and restart of weftd", "[restart]") {
   CHECK(exit->code == 0);
 }
 
+TEST_CASE("a restarted weftd shows what changed while it was down (saved view or replay)",
+          "[restart]") {
+  auto backend = startBackend();
+  auto w = startWeftd(*backend);
+  // The other instance deletes finished items at once (retention 1 ms).
+  auto other = startWeftd(*backend, {{"work.retentionMs", "1"}});
+  registerAgent(*w, "worker", {"cpp"}, "wk");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 8; ++i) ids.push_back(submit(*w, workBody("cpp", "b1", 1 + i)));
+  auto exit = w->terminate();  // SIGTERM: the work view is saved on the way out
+  REQUIRE(exit);
+  CHECK(exit->code == 0);
+
+  // While it is down: one cancelled and one completed (both then deleted by
+  // the retention of `other`), two new ones.
+  REQUIRE_STATUS(other->post("/api/work/" + ids[0] + "/cancel", Json::object()), 200);
+  const Json c = claim(*other, "worker");
+  CHECK(c.getString("id") == ids[7]);
+  REQUIRE_STATUS(other->post("/api/work/" + ids[7] + "/complete",
+                             fenced("worker", c.getString("claimToken"))),
+                 200);
+  const std::string added1 = submit(*other, workBody("cpp", "b2", 10));
+  const std::string added2 = submit(*other, workBody("rust", "b2", 3));
+  REQUIRE(eventually(
+      [&] { return other->get("/api/work/" + ids[0]).status == 404 &&
+                   other->get("/api/work/" + ids[7]).status == 404; },
+      10000ms));
+
+  w->restart();
+  REQUIRE(w->waitServing());
+  const Strings expected = column(other->get("/api/work?limit=100").json, "workItems", "id");
+  CHECK(expected.size() == 8);
+  HttpResponse list = w->get("/api/work?limit=100");
+  REQUIRE_STATUS(list, 200);
+  CHECK(column(list.json, "workItems", "id") == expected);
+  CHECK(list.json.get("total") == Json(8));
+  CHECK(w->get("/api/work/" + ids[0]).status == 404);
+  CHECK(w->get("/api/work/" + added2).json.getString("capability") == "rust");
+  const Json mine = w->get("/api/stats").json.get("totals");
+  const Json theirs = other->get("/api/stats").json.get("totals");
+  for (const char* field : {"pendingWork", "activeWork", "completedWork", "cancelledWork"}) {
+    INFO(field);
+    CHECK(mine.get(field) == theirs.get(field));
+  }
+  CHECK(mine.get("pendingWork") == Json(8));
+  // The next claim is the new priority-10 item, whichever instance answers.
+  CHECK(claim(*w, "worker").getString("id") == added1);
+  // nats resumes from the saved copy; redis and sqlite cannot, and replay.
+  const bool resumed = w->logTail(1 << 20).find("bucket view loaded its saved copy") !=
+                       std::string::npos;
+  CHECK(resumed == (backend->name == "nats"));
+}
+
 // ===========================================================================
 // Issue 2/4: backend outage (nats, redis)
 

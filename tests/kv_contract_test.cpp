@@ -972,6 +972,76 @@ TEST_CASE("watch of an empty bucket, and of one whose latest op was a delete", "
   }
 }
 
+TEST_CASE("watchFrom: only the changes after a revision, deletions included, then live",
+          "[watch][resume]") {
+  auto t = makeStore();
+  auto bucket = openBucket(t, "resume");
+  const weft::WatchCallback ignore = [](const WatchEvent&) {};
+  auto token = bucket->resumeToken();
+  REQUIRE_OK(token);
+  const bool resumable = t.backend == "memory" || t.backend == "nats";
+  CHECK(token->empty() == !resumable);
+  REQUIRE_OK(bucket->put("r.a", "1"));
+  REQUIRE_OK(bucket->put("r.b", "2"));
+  REQUIRE_OK(bucket->put("r.c", "3"));
+  auto at = bucket->put("r.d", "4");
+  REQUIRE_OK(at);
+
+  // A full replay's CaughtUp names the bucket it read.
+  {
+    EventLog full;
+    auto watch = startWatch(*bucket, "", full);
+    REQUIRE(full.waitForCaughtUp());
+    auto events = full.events();
+    CHECK(events[EventLog::caughtUpIndex(events)].value == *token);
+  }
+  // Values that expire leave no trace to resume from.
+  auto aging = openBucket(t, "resume-age", weft::BucketOptions{60000, 1});
+  auto agingToken = aging->resumeToken();
+  REQUIRE_OK(agingToken);
+  CHECK(agingToken->empty());
+  if (!resumable) {
+    CHECK_CODE(bucket->watchFrom("", "any", *at, ignore), Code::NotFound);
+    return;
+  }
+
+  auto rb = bucket->put("r.b", "22");
+  REQUIRE_OK(rb);
+  REQUIRE_OK(bucket->erase("r.c"));
+  auto re = bucket->put("r.e", "5");
+  REQUIRE_OK(re);
+  REQUIRE_OK(bucket->put("x.out", "outside the prefix"));
+
+  EventLog log;
+  auto resumed = bucket->watchFrom("r.", *token, *at, log.callback());
+  REQUIRE_OK(resumed);
+  REQUIRE(log.waitForCaughtUp());
+  auto events = log.events();
+  const int caughtUp = EventLog::caughtUpIndex(events);
+  std::vector<std::string> before;
+  for (int i = 0; i < caughtUp; ++i) before.push_back(show(events[i]));
+  CHECK(before == std::vector<std::string>{"Put r.b=22", "Delete r.c", "Put r.e=5"});
+  REQUIRE(caughtUp == 3);
+  CHECK(events[0].revision == *rb);
+  CHECK(events[2].revision == *re);
+  CHECK(events[caughtUp].value == *token);
+  auto rf = bucket->put("r.f", "6");
+  REQUIRE_OK(rf);
+  CHECK(log.waitForPut("r.f", caughtUp));
+
+  // Nothing after the newest revision: caught up at once.
+  EventLog quiet;
+  auto quietWatch = bucket->watchFrom("r.", *token, *rf, quiet.callback());
+  REQUIRE_OK(quietWatch);
+  REQUIRE(quiet.waitForCaughtUp());
+  CHECK(show(quiet.events().front()) == "CaughtUp");
+
+  // Refused: another incarnation's token, a revision the bucket never had.
+  CHECK_CODE(bucket->watchFrom("", *token + "x", *at, ignore), Code::NotFound);
+  CHECK_CODE(bucket->watchFrom("", *token, *rf + 1000, ignore), Code::NotFound);
+  CHECK_CODE(bucket->watchFrom("", *token, 0, ignore), Code::NotFound);
+}
+
 TEST_CASE("maxAgeMs: values not rewritten expire", "[expiry]") {
   auto t = makeStore();
   weft::BucketOptions options;

@@ -85,6 +85,11 @@ class InstrumentedBucket : public KvBucket {
                                          WatchCallback callback) override {
     return inner_->watch(prefix, std::move(callback));
   }
+  Result<std::string> resumeToken() override { return inner_->resumeToken(); }
+  Result<std::unique_ptr<KvWatch>> watchFrom(const std::string& prefix, const std::string& token,
+                                             uint64_t after, WatchCallback callback) override {
+    return inner_->watchFrom(prefix, token, after, std::move(callback));
+  }
 
  private:
   const std::shared_ptr<KvBucket> inner_;

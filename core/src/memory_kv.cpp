@@ -27,6 +27,13 @@ struct StoreShared {
   std::function<int64_t()> nowMs;
 };
 
+// A token per bucket ever made in this process: a new store's bucket never
+// passes for an older one.
+std::string nextToken() {
+  static std::atomic<uint64_t> made{0};
+  return "memory@" + std::to_string(++made);
+}
+
 Status outage() {
   return Status::unavailable("memory store is unavailable (simulated outage)");
 }
@@ -173,6 +180,7 @@ class MemoryBucket : public KvBucket, public std::enable_shared_from_this<Memory
     event.type = WatchEvent::Type::Delete;
     event.key = key;
     event.revision = ++lastRevision_;
+    deleted_[key] = event.revision;
     publishLocked(event);
     return Status::ok();
   }
@@ -206,6 +214,54 @@ class MemoryBucket : public KvBucket, public std::enable_shared_from_this<Memory
       // the snapshot and the first live event, nor appear in both.
       std::lock_guard<std::mutex> lock(mu_);
       replayLocked(*feed, nowMs());
+      feeds_.push_back(feed);
+    }
+    feed->start();
+    return std::unique_ptr<KvWatch>(new MemoryWatch(shared_from_this(), feed));
+  }
+
+  // Resumable unless values expire (expiry leaves no trace to resume from).
+  // Deleted keys are remembered for this: tests only, nothing is trimmed.
+  Result<std::string> resumeToken() override {
+    if (!shared_->available) return outage();
+    return maxAgeMs_ > 0 ? std::string() : token_;
+  }
+
+  Result<std::unique_ptr<KvWatch>> watchFrom(const std::string& prefix, const std::string& token,
+                                             uint64_t after, WatchCallback callback) override {
+    if (!shared_->available) return outage();
+    if (!callback) return Status::invalidArgument("watch needs a callback");
+    auto feed = std::make_shared<WatchFeed>(prefix, std::move(callback));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (maxAgeMs_ > 0 || token != token_ || after == 0 || after > lastRevision_) {
+        return Status::notFound("bucket '" + name_ + "' cannot resume from revision " +
+                                std::to_string(after) + " of " + token);
+      }
+      std::vector<WatchEvent> events;
+      forEachLiveLocked(prefix, nowMs(), [&](const std::string& key, const Item& item) {
+        if (item.revision <= after) return;
+        WatchEvent event;
+        event.key = key;
+        event.value = item.value;
+        event.revision = item.revision;
+        events.push_back(std::move(event));
+      });
+      for (const auto& [key, revision] : deleted_) {
+        if (revision <= after || !hasPrefix(key, prefix) || items_.count(key)) continue;
+        WatchEvent event;
+        event.type = WatchEvent::Type::Delete;
+        event.key = key;
+        event.revision = revision;
+        events.push_back(std::move(event));
+      }
+      std::sort(events.begin(), events.end(),
+                [](const WatchEvent& a, const WatchEvent& b) { return a.revision < b.revision; });
+      for (auto& event : events) feed->push(std::move(event));
+      WatchEvent caughtUp;
+      caughtUp.type = WatchEvent::Type::CaughtUp;
+      caughtUp.value = token_;
+      feed->push(caughtUp);
       feeds_.push_back(feed);
     }
     feed->start();
@@ -301,6 +357,7 @@ class MemoryBucket : public KvBucket, public std::enable_shared_from_this<Memory
     for (auto& event : events) feed.push(std::move(event));
     WatchEvent caughtUp;
     caughtUp.type = WatchEvent::Type::CaughtUp;
+    caughtUp.value = maxAgeMs_ > 0 ? std::string() : token_;
     feed.push(caughtUp);
   }
 
@@ -316,7 +373,9 @@ class MemoryBucket : public KvBucket, public std::enable_shared_from_this<Memory
 
   std::mutex mu_;
   std::map<std::string, Item> items_;  // ordered, so a prefix is one contiguous range
+  std::map<std::string, uint64_t> deleted_;  // key -> revision of its last deletion
   uint64_t lastRevision_ = 0;
+  const std::string token_ = nextToken();
   std::vector<std::shared_ptr<WatchFeed>> feeds_;
 };
 

@@ -118,6 +118,53 @@ Result<int64_t> NatsKvBucket::streamCreated() {
   return created;
 }
 
+Result<NatsKvBucket::Incarnation> NatsKvBucket::incarnation() {
+  if (Status st = conn_->checkAvailable(); !st) return st;
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = conn_->timeoutMs();
+  jsStreamInfo* si = nullptr;
+  jsErrCode ec = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, conn_->js(), ref_.stream.c_str(), &jo, &ec);
+  if (s != NATS_OK) return fromJetStream(s, ec, "stream info of bucket " + ref_.name);
+  Incarnation out;
+  const jsStreamConfig* config = si->Config;
+  const bool losesSilently =
+      config == nullptr || config->MaxAge > 0 || config->MaxMsgs > 0 || config->MaxBytes > 0;
+  if (!losesSilently) out.token = ref_.stream + "@" + std::to_string(si->Created);
+  out.created = si->Created;
+  out.lastSeq = si->State.LastSeq;
+  jsStreamInfo_Destroy(si);
+  return out;
+}
+
+Result<std::string> NatsKvBucket::resumeToken() {
+  Result<Incarnation> now = incarnation();
+  if (!now) return now.status();
+  return now->token;
+}
+
+Result<std::unique_ptr<KvWatch>> NatsKvBucket::watchFrom(const std::string& prefix,
+                                                         const std::string& token,
+                                                         uint64_t after, WatchCallback callback) {
+  Result<Incarnation> now = incarnation();
+  if (!now) return now.status();
+  if (now->token.empty() || now->token != token) {
+    return Status::notFound("bucket " + ref_.name + " is not the one the saved state was read " +
+                            "from (stream " + (now->token.empty() ? "not resumable" : now->token) +
+                            ", saved " + token + ")");
+  }
+  if (after == 0 || after > now->lastSeq) {
+    return Status::notFound("bucket " + ref_.name + " has no revision " + std::to_string(after) +
+                            " (newest " + std::to_string(now->lastSeq) + ")");
+  }
+  try {
+    return startWatch(shared_from_this(), prefix, std::move(callback), watches_, after);
+  } catch (const std::exception& ex) {
+    return Status::internal("watch bucket " + ref_.name + ": " + ex.what());
+  }
+}
+
 Result<KvEntry> NatsKvBucket::get(const std::string& key) {
   if (!isValidKey(key)) return unrepresentableKey(key, ref_.name);
   if (Status st = conn_->checkAvailable(); !st) return st;

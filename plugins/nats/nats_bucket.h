@@ -85,11 +85,25 @@ class NatsKvBucket : public KvBucket, public std::enable_shared_from_this<NatsKv
   Result<std::vector<KvEntry>> scan(const std::string& prefix) override;
   Result<std::unique_ptr<KvWatch>> watch(const std::string& prefix,
                                          WatchCallback callback) override;
+  // "<stream>@<creation time>", or "" when the stream can lose messages
+  // without a trace in it (a max age, or a message or byte limit): then a
+  // deletion could vanish before a resumed watch reads its marker.
+  Result<std::string> resumeToken() override;
+  Result<std::unique_ptr<KvWatch>> watchFrom(const std::string& prefix, const std::string& token,
+                                             uint64_t after, WatchCallback callback) override;
 
   const BucketRef& ref() const { return ref_; }
   // The creation time of the bucket's stream (nanoseconds), which tells a
   // stream apart from a deleted and re-created one of the same name.
   Result<int64_t> streamCreated();
+  // Which stream the bucket is now: its token (resumeToken()), creation
+  // time and last sequence, from one stream info.
+  struct Incarnation {
+    std::string token;
+    int64_t created = 0;
+    uint64_t lastSeq = 0;
+  };
+  Result<Incarnation> incarnation();
   const std::shared_ptr<NatsConnection>& connection() const { return conn_; }
 
  private:

@@ -24,7 +24,7 @@ Result<std::unique_ptr<KeyFeed>> KeyFeed::open(const std::shared_ptr<NatsConnect
                                                const BucketRef& bucket,
                                                const std::string& keyFilter, bool headersOnly,
                                                const Deadline& deadline) {
-  return subscribe(conn, bucket, keyFilter, headersOnly, 0, deadline);
+  return subscribe(conn, bucket, keyFilter, headersOnly, 0, false, deadline);
 }
 
 Result<std::unique_ptr<KeyFeed>> KeyFeed::resume(const std::shared_ptr<NatsConnection>& conn,
@@ -32,14 +32,22 @@ Result<std::unique_ptr<KeyFeed>> KeyFeed::resume(const std::shared_ptr<NatsConne
                                                  const std::string& keyFilter, uint64_t after,
                                                  const Deadline& deadline) {
   if (after == 0) return Status::invalidArgument("resume needs the last sequence read");
-  return subscribe(conn, bucket, keyFilter, false, after, deadline);
+  return subscribe(conn, bucket, keyFilter, false, after, false, deadline);
+}
+
+Result<std::unique_ptr<KeyFeed>> KeyFeed::catchUp(const std::shared_ptr<NatsConnection>& conn,
+                                                  const BucketRef& bucket,
+                                                  const std::string& keyFilter, uint64_t after,
+                                                  const Deadline& deadline) {
+  if (after == 0) return Status::invalidArgument("a catch-up needs the sequence it starts after");
+  return subscribe(conn, bucket, keyFilter, false, after, true, deadline);
 }
 
 Result<std::unique_ptr<KeyFeed>> KeyFeed::subscribe(const std::shared_ptr<NatsConnection>& conn,
                                                     const BucketRef& bucket,
                                                     const std::string& keyFilter,
                                                     bool headersOnly, uint64_t after,
-                                                    const Deadline& deadline) {
+                                                    bool catchUp, const Deadline& deadline) {
   const std::string what = "read bucket " + bucket.name;
   std::unique_ptr<KeyFeed> feed(new KeyFeed());
   feed->conn_ = conn;
@@ -80,9 +88,9 @@ Result<std::unique_ptr<KeyFeed>> KeyFeed::subscribe(const std::shared_ptr<NatsCo
   // side needs no limit of its own; the defaults (65k messages) would turn a
   // large replay into a slow-consumer error.
   natsSubscription_SetPendingLimits(feed->sub_, -1, -1);
-  if (after > 0) {
+  if (after > 0) feed->lastStreamSeq_ = after;
+  if (after > 0 && !catchUp) {
     feed->caughtUp_ = true;
-    feed->lastStreamSeq_ = after;
     return feed;
   }
 
@@ -95,6 +103,13 @@ Result<std::unique_ptr<KeyFeed>> KeyFeed::subscribe(const std::shared_ptr<NatsCo
   // message with no pending successor ends it (see next()).
   const bool looksEmpty = ci->NumPending == 0 && ci->Delivered.Consumer == 0;
   jsConsumerInfo_Destroy(ci);
+  if (catchUp) {
+    // Nothing after `after`: caught up at once. Should the server count its
+    // pending messages late (seen on busy replicated streams, see below),
+    // they still arrive, as live changes.
+    feed->caughtUpDue_ = looksEmpty;
+    return feed;
+  }
   if (looksEmpty) {
     // A new consumer on a busy replicated stream has been seen to report
     // nothing pending before it counted its messages. Ask the stream whether

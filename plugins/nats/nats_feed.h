@@ -68,6 +68,13 @@ class KeyFeed {
                                                  const BucketRef& bucket,
                                                  const std::string& keyFilter, uint64_t after,
                                                  const Deadline& deadline);
+  // Every message after stream sequence `after` (delete markers included),
+  // then CaughtUp once they are read, then every later message: for a
+  // watcher that holds the bucket as it was at `after` (KvBucket::watchFrom).
+  static Result<std::unique_ptr<KeyFeed>> catchUp(const std::shared_ptr<NatsConnection>& conn,
+                                                  const BucketRef& bucket,
+                                                  const std::string& keyFilter, uint64_t after,
+                                                  const Deadline& deadline);
   ~KeyFeed();
   KeyFeed(const KeyFeed&) = delete;
   KeyFeed& operator=(const KeyFeed&) = delete;
@@ -101,7 +108,7 @@ class KeyFeed {
                                                     const BucketRef& bucket,
                                                     const std::string& keyFilter,
                                                     bool headersOnly, uint64_t after,
-                                                    const Deadline& deadline);
+                                                    bool catchUp, const Deadline& deadline);
   // True when the server has nothing left to deliver and everything it
   // delivered was read (see next()).
   bool replayDrained();

@@ -45,8 +45,13 @@ constexpr int64_t kOpenFeedMs = 60000;
 
 class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
  public:
-  WatchWorker(std::shared_ptr<NatsKvBucket> bucket, std::string prefix, WatchCallback callback)
-      : bucket_(std::move(bucket)), prefix_(std::move(prefix)), callback_(std::move(callback)) {}
+  WatchWorker(std::shared_ptr<NatsKvBucket> bucket, std::string prefix, WatchCallback callback,
+              uint64_t resumeAfter)
+      : bucket_(std::move(bucket)),
+        prefix_(std::move(prefix)),
+        callback_(std::move(callback)),
+        catchingUp_(resumeAfter > 0),
+        resumeAfter_(resumeAfter) {}
 
   ~WatchWorker() {
     // Joinable only when the last reference was the thread's own (a callback
@@ -89,14 +94,19 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
     seenAlarms_ = conn->heartbeatAlarms();
     // Taken before subscribing: a stream re-created in between makes the
     // next check fail, which costs a needless replay but loses nothing.
-    Result<int64_t> created = bucket_->streamCreated();
-    if (!created) return created.status();
-    streamCreated_ = *created;
+    Result<NatsKvBucket::Incarnation> now = bucket_->incarnation();
+    if (!now) return now.status();
+    streamCreated_ = now->created;
+    resumeToken_ = now->token;
     // No request waits on this: the server may take its time setting up a
     // consumer on a large stream, and giving up early only makes it start
     // over (with the abandoned one still being set up).
-    return KeyFeed::open(conn, bucket_->ref(), keyFilterForPrefix(prefix_), false,
-                         Deadline(std::max<int64_t>(conn->timeoutMs(), kOpenFeedMs)));
+    const Deadline deadline(std::max<int64_t>(conn->timeoutMs(), kOpenFeedMs));
+    if (catchingUp_) {
+      return KeyFeed::catchUp(conn, bucket_->ref(), keyFilterForPrefix(prefix_), resumeAfter_,
+                              deadline);
+    }
+    return KeyFeed::open(conn, bucket_->ref(), keyFilterForPrefix(prefix_), false, deadline);
   }
 
   // After a reconnect or a heartbeat alarm: false when the feed must be
@@ -169,6 +179,7 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
           pause(kRetryMs);
           continue;
         }
+        catchingUp_ = false;  // a re-opened feed replays everything
         Result<std::unique_ptr<KeyFeed>> feed = openFeed();
         if (!feed) {
           if (!failedBefore) {
@@ -225,11 +236,14 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
         replaying = false;
         WatchEvent caughtUp;
         caughtUp.type = WatchEvent::Type::CaughtUp;
+        caughtUp.value = resumeToken_;
         deliver(caughtUp);
         continue;
       }
       if (!hasPrefix(entry.key, prefix_)) continue;
-      if (entry.isDelete && replaying) continue;
+      // A replay's delete markers are not current values; a catch-up's are
+      // deletions the watcher has not seen.
+      if (entry.isDelete && replaying && !catchingUp_) continue;
       WatchEvent event;
       event.type = entry.isDelete ? WatchEvent::Type::Delete : WatchEvent::Type::Put;
       event.key = std::move(entry.key);
@@ -283,8 +297,11 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
   std::string prefix_;
   WatchCallback callback_;
   // Used by the thread only, once it runs.
+  bool catchingUp_;  // the current feed is the first, a catch-up after resumeAfter_
+  const uint64_t resumeAfter_;
   std::unique_ptr<KeyFeed> feed_;
   int64_t streamCreated_ = 0;
+  std::string resumeToken_;  // of the stream the feed reads, sent with CaughtUp
   uint64_t seenReconnects_ = 0;
   uint64_t seenAlarms_ = 0;
   bool checkLiveSoon_ = false;  // a reconnect or alarm since the last check
@@ -357,10 +374,12 @@ bool WatchRegistry::closed() const {
 
 Result<std::unique_ptr<KvWatch>> startWatch(std::shared_ptr<NatsKvBucket> bucket,
                                             const std::string& prefix, WatchCallback callback,
-                                            const std::shared_ptr<WatchRegistry>& registry) {
+                                            const std::shared_ptr<WatchRegistry>& registry,
+                                            uint64_t resumeAfter) {
   if (registry->closed()) return Status::unavailable("the NATS store is shut down");
   if (!callback) return Status::invalidArgument("watch needs a callback");
-  auto worker = std::make_shared<WatchWorker>(std::move(bucket), prefix, std::move(callback));
+  auto worker = std::make_shared<WatchWorker>(std::move(bucket), prefix, std::move(callback),
+                                              resumeAfter);
   if (Status st = worker->start(); !st) return st;
   registry->add(worker);
   return std::unique_ptr<KvWatch>(new NatsKvWatch(worker));

@@ -48,9 +48,13 @@ class WatchRegistry {
 };
 
 // Starts a watch: opens its feed now (Unavailable when the connection
-// is down) and then its thread.
+// is down) and then its thread. resumeAfter > 0: the watcher holds the
+// bucket as of that stream sequence, and the first feed delivers only what
+// came after it, delete markers included (KvBucket::watchFrom); a re-opened
+// feed replays in full all the same.
 Result<std::unique_ptr<KvWatch>> startWatch(std::shared_ptr<NatsKvBucket> bucket,
                                             const std::string& prefix, WatchCallback callback,
-                                            const std::shared_ptr<WatchRegistry>& registry);
+                                            const std::shared_ptr<WatchRegistry>& registry,
+                                            uint64_t resumeAfter = 0);
 
 }  // namespace weft::nats_plugin

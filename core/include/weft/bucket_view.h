@@ -40,6 +40,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -106,6 +107,63 @@ class BucketView {
   // reject exactly what the decoder rejects. Call before start().
   using ReplayDecoder = std::function<Ptr(const std::string& key, const std::string& value)>;
   void setReplayDecoder(ReplayDecoder decoder) { replayDecoder_ = std::move(decoder); }
+
+  // A saved copy of the view (docs/architecture.md, "Restart: a saved
+  // view"): what it held once the feed had delivered every change up to
+  // `revision` of the bucket incarnation `token` (KvBucket::resumeToken).
+  struct SavedEntry {
+    std::string key;
+    uint64_t revision = 0;
+    Ptr value;
+  };
+  struct Saved {
+    std::string token;
+    uint64_t revision = 0;
+    std::vector<SavedEntry> entries;
+  };
+  // Reads what an earlier run saved, if it was saved under `token`: nullopt
+  // when there is none, it is unreadable or it belongs to another token.
+  using SavedLoader = std::function<std::optional<Saved>(const std::string& token)>;
+  // Before start(): once the bucket is open, the view asks it for its
+  // token, loads what `loader` returns as if replayed (indexers and
+  // listeners see it with live = false) and asks the bucket for the changes
+  // after its revision only (KvBucket::watchFrom), instead of a full replay.
+  // When the bucket cannot resume from there, the loaded entries are
+  // dropped again and the view replays in full.
+  void setSavedLoader(SavedLoader loader) { savedLoader_ = std::move(loader); }
+
+  // The view as it stands, to be saved: nullopt while it cannot be resumed
+  // from (not loaded, inside a Reset's replay, a backend that cannot
+  // resume). Entries are shared, not copied: values are immutable.
+  std::optional<Saved> cut() const {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    if (!caughtUp_ || resetting_ || feedToken_.empty() || feedRevision_ == 0) return std::nullopt;
+    Saved out;
+    out.token = feedToken_;
+    out.revision = feedRevision_;
+    out.entries.reserve(items_.size());
+    for (const auto& [key, item] : items_) out.entries.push_back({key, item.revision, item.value});
+    return out;
+  }
+
+  // The feed position cut() would save (0 when it would save nothing).
+  uint64_t feedRevision() const {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    return feedToken_.empty() ? 0 : feedRevision_;
+  }
+
+  // The highest revision the view applied, from its feed or its writers.
+  uint64_t appliedRevision() const {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    return maxRevision_;
+  }
+
+  // How the view started: "replay", "resumed" (from a saved copy) or
+  // "replay (saved copy refused: ...)"; "" before it started watching.
+  std::string startedBy() const {
+    std::lock_guard<std::mutex> lock(runMutex_);
+    return startedBy_;
+  }
 
   // Must be called before start().
   void addListener(Listener listener) { listeners_.push_back(std::move(listener)); }
@@ -249,7 +307,10 @@ class BucketView {
     uint64_t revision = 0;
   };
 
-  void apply(const std::string& key, const std::string* value, uint64_t revision, bool live) {
+  // fromFeed: the change came from the watch, in feed order (it moves the
+  // position cut() saves).
+  void apply(const std::string& key, const std::string* value, uint64_t revision, bool live,
+             bool fromFeed = false) {
     // Held across the update and the notification, so listeners see the
     // changes in the order the view applied them even when the writer's own
     // apply races the watch for one key. Readers only take mutex_.
@@ -259,6 +320,7 @@ class BucketView {
     {
       std::unique_lock<std::shared_mutex> lock(mutex_);
       if (resetting_) resetSeen_.insert(key);
+      if (fromFeed && revision > feedRevision_) feedRevision_ = revision;
       // The highest revision seen for the key: the held item's, else the
       // one remembered for a deleted or invalid value (absent_).
       auto it = items_.find(key);
@@ -352,22 +414,27 @@ class BucketView {
   void onEvent(const WatchEvent& ev) {
     switch (ev.type) {
       case WatchEvent::Type::Put:
-        apply(ev.key, &ev.value, ev.revision, caughtUpOnce_);
+        apply(ev.key, &ev.value, ev.revision, caughtUpOnce_, true);
         break;
       case WatchEvent::Type::Delete: {
-        apply(ev.key, nullptr, ev.revision, caughtUpOnce_);
+        apply(ev.key, nullptr, ev.revision, caughtUpOnce_, true);
         break;
       }
       case WatchEvent::Type::Reset: {
         std::unique_lock<std::shared_mutex> lock(mutex_);
         resetting_ = true;
         resetSeen_.clear();
+        // The replay may read another incarnation, whose revisions start
+        // over: the position is the replay's own.
+        feedRevision_ = 0;
+        feedToken_.clear();
         break;
       }
       case WatchEvent::Type::CaughtUp: {
         std::vector<std::string> gone;
         {
           std::unique_lock<std::shared_mutex> lock(mutex_);
+          feedToken_ = ev.value;  // the incarnation this replay read
           if (resetting_) {
             for (const auto& kv : items_) {
               if (!resetSeen_.count(kv.first)) gone.push_back(kv.first);
@@ -414,6 +481,120 @@ class BucketView {
 #if defined(__GLIBC__) && !defined(WEFT_SANITIZED_ALLOCATOR)
     malloc_trim(0);
 #endif
+  }
+
+  // What a saved copy held, applied as a replay would have (under the same
+  // revision rules), without decoding anything.
+  void preload(std::vector<SavedEntry>& entries) {
+    for (auto& e : entries) {
+      if (!e.value) continue;
+      std::lock_guard<std::mutex> ordered(notifyMutex_);
+      Ptr before;
+      {
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        auto it = items_.find(e.key);
+        if (it != items_.end()) {
+          if (e.revision <= it->second.revision) continue;
+          before = it->second.value;
+          it->second = Item{e.value, e.revision};
+        } else {
+          items_.emplace(e.key, Item{e.value, e.revision});
+        }
+        if (e.revision > maxRevision_) maxRevision_ = e.revision;
+        index(e.key, before, e.value);
+      }
+      notify(e.key, before, e.value, nullptr, false);
+      e.value.reset();
+    }
+  }
+
+  // Drops every entry (a preloaded copy the bucket could not resume from).
+  void dropAll() {
+    std::vector<std::string> keys;
+    {
+      std::shared_lock<std::shared_mutex> lock(mutex_);
+      keys.reserve(items_.size());
+      for (const auto& kv : items_) keys.push_back(kv.first);
+    }
+    for (const auto& key : keys) {
+      std::lock_guard<std::mutex> ordered(notifyMutex_);
+      Ptr before;
+      {
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        auto it = items_.find(key);
+        if (it == items_.end()) continue;
+        before = it->second.value;
+        items_.erase(it);
+        index(key, before, nullptr);
+      }
+      notify(key, before, nullptr, nullptr, false);
+    }
+    std::unique_lock<std::shared_mutex> lock(mutex_);
+    maxRevision_ = 0;
+    feedRevision_ = 0;
+  }
+
+  // With a saved loader: loads the saved copy (once) and resumes the feed
+  // after it. Returns the watch, or nullptr when the view must watch from
+  // the start instead; keeps the loaded copy across a failure that may pass
+  // (backend unavailable), so the next attempt resumes again.
+  std::unique_ptr<KvWatch> resume(const std::shared_ptr<KvBucket>& bucket, bool* retryLater) {
+    *retryLater = false;
+    if (!resumeFrom_) {
+      SavedLoader loader = std::move(savedLoader_);
+      savedLoader_ = nullptr;
+      auto token = bucket->resumeToken();
+      if (!token) {
+        savedLoader_ = std::move(loader);  // ask again once the backend answers
+        *retryLater = true;
+        return nullptr;
+      }
+      if (token->empty()) {
+        setStartedBy("replay (the backend cannot resume a watch)");
+        return nullptr;
+      }
+      const auto started = std::chrono::steady_clock::now();
+      std::optional<Saved> saved = loader(*token);
+      if (!saved) {
+        setStartedBy("replay (no saved copy of this bucket)");
+        return nullptr;
+      }
+      preload(saved->entries);
+      resumeFrom_ = Resume{saved->token, saved->revision};
+      log::info("bucket view loaded its saved copy",
+                {{"bucket", name_},
+                 {"entries", std::to_string(saved->entries.size())},
+                 {"revision", std::to_string(saved->revision)},
+                 {"ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           std::chrono::steady_clock::now() - started)
+                                           .count())}});
+    }
+    auto watch = bucket->watchFrom("", resumeFrom_->token, resumeFrom_->revision,
+                                   [this](const WatchEvent& ev) { onEvent(ev); });
+    if (watch) {
+      {
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        feedRevision_ = resumeFrom_->revision;
+      }
+      setStartedBy("resumed");
+      resumeFrom_.reset();
+      return std::move(*watch);
+    }
+    if (watch.code() != Code::NotFound) {
+      *retryLater = true;
+      return nullptr;
+    }
+    log::warn("bucket view cannot resume from its saved copy; replaying the bucket",
+              {{"bucket", name_}, {"error", watch.status().toString()}});
+    setStartedBy("replay (saved copy refused: " + watch.status().message() + ")");
+    resumeFrom_.reset();
+    dropAll();
+    return nullptr;
+  }
+
+  void setStartedBy(std::string how) {
+    std::lock_guard<std::mutex> lock(runMutex_);
+    startedBy_ = std::move(how);
   }
 
   // Removes key when its revision is still at most maxRevision (0 = any).
@@ -493,11 +674,26 @@ class BucketView {
         std::lock_guard<std::mutex> lock(runMutex_);
         watching = watch_ != nullptr;
       }
+      if (bucket && !watching && (savedLoader_ || resumeFrom_)) {
+        bool retryLater = false;
+        std::unique_ptr<KvWatch> resumed = resume(bucket, &retryLater);
+        if (resumed) {
+          std::lock_guard<std::mutex> lock(runMutex_);
+          watch_ = std::move(resumed);
+          watching = true;
+          nextResync = std::chrono::steady_clock::now() +
+                       std::chrono::milliseconds(options_.resyncIntervalMs);
+        } else if (retryLater) {
+          healthy = false;
+          watching = true;  // not yet: try the resume again after the backoff
+        }
+      }
       if (bucket && !watching) {
         auto watch = bucket->watch("", [this](const WatchEvent& ev) { onEvent(ev); });
         if (watch) {
           std::lock_guard<std::mutex> lock(runMutex_);
           watch_ = std::move(*watch);
+          if (startedBy_.empty()) startedBy_ = "replay";
           nextResync = std::chrono::steady_clock::now() +
                        std::chrono::milliseconds(options_.resyncIntervalMs);
         } else {
@@ -524,6 +720,15 @@ class BucketView {
   const Decoder decoder_;
   const Compactor compactor_;
   ReplayDecoder replayDecoder_;
+  // Run thread only: the saved copy still to load, and where a loaded one
+  // resumes the feed until watchFrom succeeded.
+  SavedLoader savedLoader_;
+  struct Resume {
+    std::string token;
+    uint64_t revision = 0;
+  };
+  std::optional<Resume> resumeFrom_;
+  std::string startedBy_;  // runMutex_
   std::vector<Listener> listeners_;
   std::vector<FullListener> fullListeners_;
   std::vector<Indexer> indexers_;
@@ -551,6 +756,11 @@ class BucketView {
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>> absentOrder_;
   std::unordered_set<std::string> invalid_;
   uint64_t maxRevision_ = 0;
+  // The revision of the last change the feed delivered (feed order: every
+  // change at or below it has been applied), and the token of the bucket
+  // incarnation the feed reads (from CaughtUp; "" = cannot resume).
+  uint64_t feedRevision_ = 0;
+  std::string feedToken_;
   bool caughtUp_ = false;
   bool resetting_ = false;
   std::unordered_set<std::string> resetSeen_;

@@ -54,7 +54,9 @@ struct WatchEvent {
   enum class Type {
     Put,       // key now holds value at revision
     Delete,    // key was deleted (revision of the delete, 0 if unknown)
-    CaughtUp,  // the replay of current values is complete; live changes follow
+    CaughtUp,  // the replay of current values is complete; live changes follow.
+               // value: the resumeToken() of the bucket the replay read ("" when
+               // it cannot be resumed), for saving a view (see watchFrom)
     Reset,     // the feed restarts: a full replay of current values follows,
                // then CaughtUp; keys not replayed before CaughtUp are gone
   };
@@ -179,6 +181,37 @@ class KvBucket {
   //    when the watcher fell behind the trimmed change log).
   virtual Result<std::unique_ptr<KvWatch>> watch(const std::string& prefix,
                                                  WatchCallback callback) = 0;
+
+  // Resuming a watch where an earlier one left off (a restart that loaded a
+  // saved copy of a view: docs/architecture.md, "Restart: a saved view").
+  //
+  // resumeToken() names this incarnation of the bucket: two equal tokens
+  // mean one sequence of revisions, so a state saved at revision R under a
+  // token can be brought up to date by the changes after R. "" when the
+  // backend cannot resume (the default; redis and sqlite replay).
+  virtual Result<std::string> resumeToken() { return std::string(); }
+
+  // watch() for a watcher that already holds every key under prefix as it
+  // was at revision `after` of the bucket `token` names: each change after
+  // it, as Puts and Deletes (coalescing allowed, as in watch()), then
+  // CaughtUp, then live changes as watch(). A later re-open of the feed
+  // sends Reset and the full replay, as watch() does. NotFound when it
+  // cannot resume from there: another incarnation (the token differs),
+  // `after` beyond the newest revision, or no support (the default). The
+  // caller then drops what it held and starts over with watch().
+  // The changes after `after` must still be in the bucket, deletions
+  // included: resuming is only as good as the backend's record of them
+  // (nats keeps a delete marker per key; a bucket whose values expire by
+  // max age can lose deletions this way and must not be resumed).
+  virtual Result<std::unique_ptr<KvWatch>> watchFrom(const std::string& prefix,
+                                                     const std::string& token, uint64_t after,
+                                                     WatchCallback callback) {
+    (void)prefix;
+    (void)token;
+    (void)after;
+    (void)callback;
+    return Status::notFound("bucket " + name() + " cannot resume a watch");
+  }
 };
 
 // A JetStream stream as the channel reads of docs/api.md §2.8 need it.

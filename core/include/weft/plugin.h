@@ -23,7 +23,7 @@
 #include "weft/kv.h"
 #include "weft/log_level.h"
 
-#define WEFT_KV_ABI_VERSION 6u
+#define WEFT_KV_ABI_VERSION 7u
 
 // A hash of kv.h, status.h, log_level.h and this file, computed by CMake at configure
 // time (the top-level CMakeLists) and compared by the loader.

@@ -36,6 +36,10 @@ struct CoreOptions {
   // retentionMs, so the item a key names is never purged before the key).
   int64_t idempotencyRetentionMs = 86400000;
   int64_t statsVerifyIntervalMs = 300000;  // 0 = never
+  // The work view's saved copy (work.savedViewPath; "" = none) and how often
+  // it is written while it changes (work.saveIntervalMs).
+  std::string workSavedViewPath;
+  int64_t workSaveIntervalMs = 300000;
   bool spinupOnSubmit = true;
   int64_t timeoutMs = 2000;  // kv.timeoutMs: the deadline of one request's backend work
   RetryPolicy retry;  // work.retry*: the wait before a failed item's next attempt
