@@ -437,6 +437,45 @@ TEST_CASE("a watch notices a deleted and re-created stream and replays", "[watch
   CHECK(view.resets == 1);
 }
 
+TEST_CASE("a re-created stream has another resume token, and a saved position is refused",
+          "[watch][resume]") {
+  weft::testing::NatsServer server;
+  auto store = loadNats({{"nats.url", server.url()}});
+  auto bucket = *store->openBucket("reborn", {});
+  REQUIRE(bucket->put("a", "1").isOk());
+  auto at = bucket->put("b", "2");
+  REQUIRE(at.isOk());
+  auto token = bucket->resumeToken();
+  REQUIRE(token.isOk());
+  CHECK(token->rfind("KV_reborn@", 0) == 0);
+
+  RawNats raw(server.url());
+  REQUIRE(js_DeleteStream(raw.js, "KV_reborn", nullptr, nullptr) == NATS_OK);
+  auto other = loadNats({{"nats.url", server.url()}});
+  auto again = *other->openBucket("reborn", {});
+  for (int i = 0; i < 5; ++i) REQUIRE(again->put("k" + std::to_string(i), "v").isOk());
+  // The new stream is past the saved revision, yet it is not the same one.
+  auto newToken = again->resumeToken();
+  REQUIRE(newToken.isOk());
+  CHECK(*newToken != *token);
+  CHECK_FALSE(newToken->empty());
+  auto refused = again->watchFrom("", *token, *at, [](const WatchEvent&) {});
+  CHECK(refused.code() == Code::NotFound);
+  // With its own token it resumes: only what came after.
+  std::mutex mu;
+  std::vector<std::string> keys;
+  bool caughtUp = false;
+  auto resumed = again->watchFrom("", *newToken, 3, [&](const WatchEvent& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (e.type == WatchEvent::Type::CaughtUp) caughtUp = true;
+    if (e.type == WatchEvent::Type::Put) keys.push_back(e.key);
+  });
+  REQUIRE(resumed.isOk());
+  REQUIRE(waitUntil([&] { std::lock_guard<std::mutex> lock(mu); return caughtUp; }, 5000));
+  std::lock_guard<std::mutex> lock(mu);
+  CHECK(keys == std::vector<std::string>{"k3", "k4"});
+}
+
 // A live feed that went silent while its stream moved on is replaced by one
 // resuming after the last message read (nats_watch.cpp); these are the two
 // pieces that takes, against a real server.

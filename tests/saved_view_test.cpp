@@ -1,4 +1,4 @@
-// The work view's saved copy (work.savedViewPath): a restart loads it and
+// The work view's saved copy (views.saveDir): a restart loads it and
 // reads only the changes made since; a copy that does not fit the bucket
 // (another bucket, a damaged file, a revision the bucket cannot resume
 // from) is never used, and the view then replays in full. Every check
@@ -18,10 +18,11 @@
 namespace weft::test {
 namespace {
 
-CoreOptions savingTo(const std::string& path) {
+// The work view's file in dir is dir + "/weft-work.view".
+CoreOptions savingTo(const std::string& dir) {
   CoreOptions options;
-  options.workSavedViewPath = path;
-  options.workSaveIntervalMs = 0;  // saved on stop only: the tests decide when
+  options.viewSaveDir = dir;
+  options.viewSaveIntervalMs = 0;  // saved on stop only: the tests decide when
   return options;
 }
 
@@ -86,12 +87,12 @@ long fileSize(const std::string& path) {
 
 TEST_CASE("a restart loads the saved work view and reads only the changes since", "[saved]") {
   testing::TempDir dir("weft-saved-view-");
-  const std::string path = dir.file("work.view");
+  const std::string path = dir.file("weft-work.view");
   auto store = createMemoryStore();
   ManualClock clock(1700000000000);
   std::vector<std::string> ids;
   {
-    Services first(store, clock, savingTo(path));
+    Services first(store, clock, savingTo(dir.path()));
     CHECK(first.work->view().startedBy() == "replay (no saved copy of this bucket)");
     for (int i = 0; i < 40; ++i) {
       ids.push_back(submitWork(first, "\"priority\":" + std::to_string(1 + i % 10) +
@@ -118,7 +119,7 @@ TEST_CASE("a restart loads the saved work view and reads only the changes since"
     submitWork(other, "\"capability\":\"rust\"");
   }
 
-  Services restarted(store, clock, savingTo(path));
+  Services restarted(store, clock, savingTo(dir.path()));
   CHECK(restarted.work->view().startedBy() == "resumed");
   CHECK_FALSE(restarted.work->view().find(ids[22]));
   CHECK_FALSE(restarted.work->view().find(ids[3]));
@@ -135,11 +136,11 @@ TEST_CASE("a restart loads the saved work view and reads only the changes since"
 
 TEST_CASE("a saved view of another bucket, or a damaged one, is not used", "[saved]") {
   testing::TempDir dir("weft-saved-view-");
-  const std::string path = dir.file("work.view");
+  const std::string path = dir.file("weft-work.view");
   ManualClock clock(1700000000000);
   auto store = createMemoryStore();
   {
-    Services first(store, clock, savingTo(path));
+    Services first(store, clock, savingTo(dir.path()));
     std::string last;
     for (int i = 0; i < 12; ++i) last = submitWork(first);
     waitFed(first, last);
@@ -153,7 +154,7 @@ TEST_CASE("a saved view of another bucket, or a damaged one, is not used", "[sav
       Services seed(other, clock);
       for (int i = 0; i < 3; ++i) submitWork(seed);
     }
-    Services restarted(other, clock, savingTo(path));
+    Services restarted(other, clock, savingTo(dir.path()));
     CHECK(restarted.work->view().startedBy() == "replay (no saved copy of this bucket)");
     CHECK(restarted.work->view().size() == 3);
     checkSameAsReplay(restarted, other, clock);
@@ -162,7 +163,7 @@ TEST_CASE("a saved view of another bucket, or a damaged one, is not used", "[sav
     for (long offset : {8L, size / 2, size - 9, size - 1}) {
       INFO("offset " << offset);
       flipByte(path, offset);
-      Services restarted(store, clock, savingTo(path));
+      Services restarted(store, clock, savingTo(dir.path()));
       CHECK(restarted.work->view().startedBy() == "replay (no saved copy of this bucket)");
       checkSameAsReplay(restarted, store, clock);
     }  // each restart saves a good copy again on stop
@@ -172,7 +173,7 @@ TEST_CASE("a saved view of another bucket, or a damaged one, is not used", "[sav
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     in.close();
     std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() / 2);
-    Services restarted(store, clock, savingTo(path));
+    Services restarted(store, clock, savingTo(dir.path()));
     CHECK(restarted.work->view().startedBy() == "replay (no saved copy of this bucket)");
     checkSameAsReplay(restarted, store, clock);
   }
@@ -180,7 +181,7 @@ TEST_CASE("a saved view of another bucket, or a damaged one, is not used", "[sav
 
 TEST_CASE("a saved view the bucket cannot resume from is dropped before replaying", "[saved]") {
   testing::TempDir dir("weft-saved-view-");
-  const std::string path = dir.file("work.view");
+  const std::string path = dir.file("weft-work.view");
   ManualClock clock(1700000000000);
   auto store = createMemoryStore();
   std::string token;
@@ -207,11 +208,75 @@ TEST_CASE("a saved view the bucket cannot resume from is dropped before replayin
                   WorkQueue::encodeSaved("ghost", ghost, out);
                 }).isOk());
   }
-  Services restarted(store, clock, savingTo(path));
+  Services restarted(store, clock, savingTo(dir.path()));
   CHECK(restarted.work->view().startedBy().rfind("replay (saved copy refused:", 0) == 0);
   CHECK_FALSE(restarted.work->view().find("ghost"));
   CHECK(restarted.work->view().size() == 5);
   checkSameAsReplay(restarted, store, clock);
+}
+
+TEST_CASE("the dead-letter view is saved and resumed too", "[saved]") {
+  testing::TempDir dir("weft-saved-view-");
+  auto store = createMemoryStore();
+  ManualClock clock(1700000000000);
+  // Items that fail for good go to the dead-letter queue.
+  auto deadLetter = [&](Services& s, const std::string& project) {
+    const std::string id = submitWork(s, "\"maxAttempts\":1,\"projectId\":\"" + project + "\"");
+    const std::string guid = "agent-" + project;
+    RegisterRequest agent;
+    agent.guid = guid;
+    agent.handle = guid;
+    agent.capabilities = {"cpp"};
+    agent.projectId = project;
+    REQUIRE(s.agents->registerAgent(agent).isOk());
+    auto claimed = s.rest->claim(Json::parse(R"({"agentGuid":")" + guid + "\"}").value());
+    REQUIRE(claimed.isOk());
+    REQUIRE(claimed->has_value());
+    REQUIRE((*claimed)->getString("id") == id);
+    auto failed = s.rest->fail(
+        id, Json::parse(R"({"agentGuid":")" + guid + R"(","claimToken":")" +
+                        (*claimed)->getString("claimToken") +
+                        R"(","error":{"message":"boom","recoverable":false}})")
+                .value());
+    INFO(failed.status().toString());
+    REQUIRE(failed.isOk());
+    REQUIRE(eventually([&] { return s.dlq->view().find(id) != nullptr; }));
+    clock.advance(1000);
+    return id;
+  };
+  std::vector<std::string> ids;
+  {
+    Services first(store, clock, savingTo(dir.path()));
+    for (const char* project : {"p1", "p2", "p3"}) ids.push_back(deadLetter(first, project));
+    REQUIRE(eventually([&] { return first.dlq->view().feedRevision() >= first.dlq->view().appliedRevision(); }));
+  }
+  {
+    Services other(store, clock);  // saves nothing
+    REQUIRE(other.dlq->discard(ids[1]).isOk());
+    ids.push_back(deadLetter(other, "p4"));
+  }
+  Services restarted(store, clock, savingTo(dir.path()));
+  CHECK(restarted.dlq->view().startedBy() == "resumed");
+  CHECK(restarted.work->view().startedBy() == "resumed");
+  CHECK(restarted.dlq->view().size() == 3);
+  CHECK_FALSE(restarted.dlq->view().find(ids[1]));
+  REQUIRE(restarted.dlq->view().find(ids[3]));
+  CHECK(restarted.dlq->view().find(ids[3])->projectId == "p4");
+  Services replayed(store, clock);
+  for (const char* project : {"p1", "p2", "p3", "p4"}) {
+    DeadLetterFilter filter;
+    filter.projectId = project;
+    INFO(project);
+    CHECK(restarted.dlq->count(filter) == replayed.dlq->count(filter));
+  }
+  std::map<std::string, std::string> mine, theirs;
+  restarted.dlq->view().forEach([&](const std::string& key, const auto& e) {
+    mine[key] = e->projectId + "/" + e->capability + "/" + std::to_string(e->failedAtMs);
+  });
+  replayed.dlq->view().forEach([&](const std::string& key, const auto& e) {
+    theirs[key] = e->projectId + "/" + e->capability + "/" + std::to_string(e->failedAtMs);
+  });
+  CHECK(mine == theirs);
 }
 
 TEST_CASE("saved work entries decode to what was encoded; damaged records do not", "[saved]") {

@@ -214,9 +214,10 @@ const std::vector<KeySpec>& keyTable() {
       num("work.retryMaxDelayMs", nullptr, "300000", 0, kMaxDelayMs),
       num("work.retryJitterPercent", nullptr, "20", 0, 100),
       // Weft additions (docs/architecture.md, "Restart: a saved view"): where
-      // the work view is saved for a fast restart ("" = never), and how often.
-      str("work.savedViewPath", nullptr, "./var/weft-work.view"),
-      num("work.saveIntervalMs", nullptr, "300000", 0, kMaxMs),
+      // the work and dead-letter views are saved for a fast restart ("" =
+      // never), and how often.
+      str("views.saveDir", nullptr, "./var/views"),
+      num("views.saveIntervalMs", nullptr, "300000", 0, kMaxMs),
       num("dlq.retentionMs", nullptr, "604800000", 0, kMaxMs),
       num("stats.verifyIntervalMs", nullptr, "300000", 0, kMaxMs),
       num("agents.staleAfterMs", nullptr, "180000", 1, kMaxMs),

@@ -84,11 +84,39 @@ DeadLetters::DeadLetters(ServiceContext context)
     listIndex_->update(before.get(), after.get());
   });
   loadInBulk(*view_, *listIndex_);
+  // The saved copy (saved_view.h): an entry's four fields, the id left out
+  // when it is the key.
+  saver_ = std::make_unique<ViewSaver<DeadLetterEntry, DeadLetter>>(
+      *view_, "dead-letter-entry/1",
+      [](const std::string& key, const DeadLetterEntry& e, ByteSink& out) {
+        out.u8(e.id == key ? 1 : 0);
+        if (e.id != key) out.str(e.id);
+        out.str(e.projectId);
+        out.str(e.capability);
+        out.i64(e.failedAtMs);
+      },
+      [](const std::string& key, ByteSource& in) -> std::shared_ptr<const DeadLetterEntry> {
+        auto e = std::make_shared<DeadLetterEntry>();
+        const uint8_t idIsKey = in.u8();
+        if (idIsKey > 1) return nullptr;
+        e->id = idIsKey ? key : std::string(in.str());
+        e->projectId = in.str();
+        e->capability = in.str();
+        e->failedAtMs = in.i64();
+        if (!in.ok()) return nullptr;
+        return e;
+      });
 }
 
 DeadLetters::~DeadLetters() { stop(); }
-void DeadLetters::start() { view_->start(ctx_.store); }
-void DeadLetters::stop() { view_->stop(); }
+void DeadLetters::start() {
+  saver_->start(ctx_.options.viewSaveDir, ctx_.options.viewSaveIntervalMs);
+  view_->start(ctx_.store);
+}
+void DeadLetters::stop() {
+  saver_->stop();
+  view_->stop();
+}
 
 Result<DeadLetterPage> DeadLetters::list(const DeadLetterFilter& f,
                                          const PageRequest& page) const {

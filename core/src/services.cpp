@@ -16,8 +16,8 @@ CoreOptions coreOptionsFrom(const Config& config) {
   o.leaseMs = config.getInt("work.leaseMs");
   o.sweepIntervalMs = config.getInt("work.sweepIntervalMs");
   o.statsVerifyIntervalMs = config.getInt("stats.verifyIntervalMs");
-  o.workSavedViewPath = config.getString("work.savedViewPath");
-  o.workSaveIntervalMs = config.getInt("work.saveIntervalMs");
+  o.viewSaveDir = config.getString("views.saveDir");
+  o.viewSaveIntervalMs = config.getInt("views.saveIntervalMs");
   o.retentionMs = config.getInt("work.retentionMs");
   o.dlqRetentionMs = config.getInt("dlq.retentionMs");
   o.idempotencyRetentionMs = config.getInt("work.idempotencyRetentionMs");

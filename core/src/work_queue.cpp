@@ -138,22 +138,20 @@ WorkQueue::WorkQueue(ServiceContext context, AgentRegistry& agents, DeadLetters&
     loading_ = false;
     finished_.settle();
   });
+  saver_ = std::make_unique<ViewSaver<WorkEntry, WorkRecord>>(*view_, kSavedKind, encodeSaved,
+                                                              decodeSaved);
 }
 
 WorkQueue::~WorkQueue() { stop(); }
 
 void WorkQueue::start(int64_t sweepIntervalMs) {
-  openSavedView();
+  saver_->start(ctx_.options.viewSaveDir, ctx_.options.viewSaveIntervalMs);
   view_->start(ctx_.store);
   timer_ = std::thread([this] { timerLoop(); });
   constexpr int kClaimThreads = 4;
   for (int i = 0; i < kClaimThreads; ++i) claimWorkers_.emplace_back([this] { claimWorkerLoop(); });
   if (sweepIntervalMs > 0) {
     sweeper_ = std::thread([this, sweepIntervalMs] { sweeperLoop(sweepIntervalMs); });
-  }
-  const int64_t saveIntervalMs = ctx_.options.workSaveIntervalMs;
-  if (saveIntervalMs > 0 && savedFile_) {
-    saver_ = std::thread([this, saveIntervalMs] { saverLoop(saveIntervalMs); });
   }
 }
 
@@ -179,13 +177,11 @@ void WorkQueue::stop() {
   }
   sweeperCv_.notify_all();
   if (sweeper_.joinable()) sweeper_.join();
-  if (saver_.joinable()) saver_.join();
   {
     std::unique_lock<std::mutex> lock(asyncMutex_);
     asyncIdle_.wait(lock, [this] { return asyncInFlight_ == 0; });
   }
-  awaitOwnWritesInFeed(2000);
-  saveView();  // the last state, so the next start reads only what follows
+  saver_->stop();  // the last state, so the next start reads only what follows
   view_->stop();
 }
 

@@ -2,18 +2,12 @@
 // the entries from a local file and reads only the changes made since it
 // was written, instead of reading and parsing every stored value
 // (docs/architecture.md, "Restart: a saved view").
-#include <thread>
-
 #include "weft/log.h"
 #include "weft/work_queue.h"
 
 namespace weft {
 
 namespace {
-// The record encoding below; change it when the encoding changes (an older
-// file is then ignored, and the view replays once).
-constexpr const char* kRecordKind = "work-entry/1";
-
 void putOptional(ByteSink& out, const std::optional<int64_t>& v) {
   out.u8(v ? 1 : 0);
   out.i64(v.value_or(0));
@@ -74,70 +68,6 @@ std::shared_ptr<const WorkEntry> WorkQueue::decodeSaved(const std::string& key, 
   e->errorCount = static_cast<size_t>(in.u64());
   if (!in.ok()) return nullptr;
   return e;
-}
-
-void WorkQueue::openSavedView() {
-  const std::string& path = ctx_.options.workSavedViewPath;
-  if (path.empty()) return;
-  auto file = std::make_shared<SavedViewFile>(path, kRecordKind);
-  if (Status st = file->lock(); !st) {
-    log::warn("the work view will not be saved or loaded from a file",
-              {{"path", path}, {"reason", st.message()}});
-    return;
-  }
-  view_->setSavedLoader(savedViewLoader<WorkEntry, WorkRecord>(file, decodeSaved));
-  std::lock_guard<std::mutex> lock(saveMutex_);
-  savedFile_ = std::move(file);
-}
-
-void WorkQueue::awaitOwnWritesInFeed(int64_t maxMs) {
-  {
-    std::lock_guard<std::mutex> lock(saveMutex_);
-    if (!savedFile_) return;
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(maxMs);
-  while (std::chrono::steady_clock::now() < deadline) {
-    const uint64_t fed = view_->feedRevision();
-    if (fed == 0 || fed >= view_->appliedRevision()) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-}
-
-bool WorkQueue::saveView() {
-  std::lock_guard<std::mutex> lock(saveMutex_);
-  if (!savedFile_) return false;
-  const uint64_t at = view_->feedRevision();
-  if (at == 0 || at == savedRevision_) return false;
-  const auto started = std::chrono::steady_clock::now();
-  // Shares the entries (no copy) under the view's read lock; encoding and
-  // writing happen outside it.
-  std::optional<View::Saved> cut = view_->cut();
-  if (!cut) return false;
-  Status st = weft::saveView<WorkEntry, WorkRecord>(*cut, *savedFile_, encodeSaved);
-  if (!st) {
-    log::warn("saving the work view failed", {{"path", savedFile_->path()}, {"error", st.message()}});
-    return false;
-  }
-  savedRevision_ = cut->revision;
-  log::info("work view saved",
-            {{"path", savedFile_->path()},
-             {"entries", std::to_string(cut->entries.size())},
-             {"revision", std::to_string(cut->revision)},
-             {"ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                       std::chrono::steady_clock::now() - started)
-                                       .count())}});
-  return true;
-}
-
-void WorkQueue::saverLoop(int64_t intervalMs) {
-  std::unique_lock<std::mutex> lock(sweeperMutex_);
-  while (!stopping_) {
-    sweeperCv_.wait_for(lock, std::chrono::milliseconds(intervalMs), [this] { return stopping_; });
-    if (stopping_) break;
-    lock.unlock();
-    saveView();
-    lock.lock();
-  }
 }
 
 }  // namespace weft

@@ -160,11 +160,11 @@ std::string Weftd::logTail(size_t maxBytes) const {
 bool Weftd::startOnce(std::string* failure) {
   ChildOptions child;
   child.argv = {binary(), "--port", std::to_string(port_), "--set", "http.host=127.0.0.1"};
-  // Each weftd saves its work view in its own directory (kept across
+  // Each weftd saves its views in its own directory (kept across
   // restart()), unless the test says where.
-  if (options_.settings.count("work.savedViewPath") == 0) {
+  if (options_.settings.count("views.saveDir") == 0) {
     child.argv.push_back("--set");
-    child.argv.push_back("work.savedViewPath=" + dir_->file("work.view"));
+    child.argv.push_back("views.saveDir=" + dir_->file("views"));
   }
   for (const auto& [key, value] : options_.settings) {
     child.argv.push_back("--set");

@@ -121,9 +121,21 @@ class BucketView {
     uint64_t revision = 0;
     std::vector<SavedEntry> entries;
   };
-  // Reads what an earlier run saved, if it was saved under `token`: nullopt
-  // when there is none, it is unreadable or it belongs to another token.
-  using SavedLoader = std::function<std::optional<Saved>(const std::string& token)>;
+  // What a saved copy's header says.
+  struct SavedHeader {
+    uint64_t revision = 0;
+    uint64_t count = 0;  // entries
+  };
+  // total: the entries the copy holds in all (for reserving room).
+  using SavedBatch = std::function<void(std::vector<SavedEntry>&& entries, uint64_t total)>;
+  // Reads what an earlier run saved, if it was saved under `token`, handing
+  // its entries to `batch` a few thousand at a time (on the loader's
+  // thread): the header, or nullopt when there is none, it belongs to
+  // another token or it is unreadable (checked before any batch is handed
+  // over, except a record that fails to decode: the batches handed over
+  // before it are then to be dropped).
+  using SavedLoader =
+      std::function<std::optional<SavedHeader>(const std::string& token, const SavedBatch& batch)>;
   // Before start(): once the bucket is open, the view asks it for its
   // token, loads what `loader` returns as if replayed (indexers and
   // listeners see it with live = false) and asks the bucket for the changes
@@ -179,7 +191,8 @@ class BucketView {
   // Runs under the view's exclusive lock once, when the first replay has
   // completed and before ready() turns true: an indexer that took the
   // replayed records in bulk puts them in order here (ListIndex::endBulk).
-  // Add before start().
+  // The hooks run at the same time, each on a thread of its own: a hook
+  // must touch only data of its own. Add before start().
   void addLoadedHook(std::function<void()> hook) { loadedHooks_.push_back(std::move(hook)); }
 
   // Runs f() under the view's shared lock (for reading an indexer's index).
@@ -443,7 +456,14 @@ class BucketView {
             resetSeen_.clear();
           }
           if (!caughtUpOnce_) {
-            for (const auto& hook : loadedHooks_) hook();
+            const auto started = std::chrono::steady_clock::now();
+            runLoadedHooks();
+            log::info("bucket view loaded",
+                      {{"bucket", name_},
+                       {"entries", std::to_string(items_.size())},
+                       {"hooksMs", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                      std::chrono::steady_clock::now() - started)
+                                                      .count())}});
           }
           caughtUp_ = true;
         }
@@ -483,29 +503,84 @@ class BucketView {
 #endif
   }
 
+  // Hands the saved copy's batches from the thread that decodes the file to
+  // the view's thread; holds a few batches at most.
+  class BatchQueue {
+   public:
+    void push(std::vector<SavedEntry>&& batch) {
+      std::unique_lock<std::mutex> lock(mu_);
+      roomCv_.wait(lock, [this] { return batches_.size() < kMaxBatches; });
+      batches_.push_back(std::move(batch));
+      readyCv_.notify_one();
+    }
+    void expect(uint64_t total) { expected_ = total; }
+    uint64_t expected() const { return expected_; }
+    void close() {
+      std::lock_guard<std::mutex> lock(mu_);
+      closed_ = true;
+      readyCv_.notify_one();
+    }
+    // False once closed and drained.
+    bool pop(std::vector<SavedEntry>* out) {
+      std::unique_lock<std::mutex> lock(mu_);
+      readyCv_.wait(lock, [this] { return !batches_.empty() || closed_; });
+      if (batches_.empty()) return false;
+      *out = std::move(batches_.front());
+      batches_.pop_front();
+      roomCv_.notify_one();
+      return true;
+    }
+
+   private:
+    static constexpr size_t kMaxBatches = 8;
+    std::mutex mu_;
+    std::condition_variable readyCv_, roomCv_;
+    std::deque<std::vector<SavedEntry>> batches_;
+    bool closed_ = false;
+    std::atomic<uint64_t> expected_{0};
+  };
+
+  // Under the exclusive lock. The hooks order data of their own (each its
+  // index), so they run side by side: at a million entries each takes a
+  // second or more, and the lock is held until the last one is done.
+  void runLoadedHooks() {
+    std::vector<std::thread> others;
+    for (size_t i = 1; i < loadedHooks_.size(); ++i) others.emplace_back(loadedHooks_[i]);
+    if (!loadedHooks_.empty()) loadedHooks_.front()();
+    for (auto& t : others) t.join();
+  }
+
   // What a saved copy held, applied as a replay would have (under the same
-  // revision rules), without decoding anything.
+  // revision rules), without decoding anything: a batch under one lock.
   void preload(std::vector<SavedEntry>& entries) {
-    for (auto& e : entries) {
-      if (!e.value) continue;
-      std::lock_guard<std::mutex> ordered(notifyMutex_);
-      Ptr before;
-      {
-        std::unique_lock<std::shared_mutex> lock(mutex_);
+    struct Change {
+      const std::string* key;
+      Ptr before, after;
+    };
+    std::vector<Change> changed;  // for the listeners
+    if (!listeners_.empty()) changed.reserve(entries.size());
+    std::lock_guard<std::mutex> ordered(notifyMutex_);
+    {
+      std::unique_lock<std::shared_mutex> lock(mutex_);
+      for (auto& e : entries) {
+        if (!e.value) continue;
         auto it = items_.find(e.key);
+        Ptr before;
         if (it != items_.end()) {
           if (e.revision <= it->second.revision) continue;
           before = it->second.value;
           it->second = Item{e.value, e.revision};
         } else {
-          items_.emplace(e.key, Item{e.value, e.revision});
+          it = items_.emplace(std::move(e.key), Item{e.value, e.revision}).first;
         }
         if (e.revision > maxRevision_) maxRevision_ = e.revision;
-        index(e.key, before, e.value);
+        index(it->first, before, e.value);
+        if (!listeners_.empty()) changed.push_back({&it->first, std::move(before), e.value});
       }
-      notify(e.key, before, e.value, nullptr, false);
-      e.value.reset();
     }
+    // The keys stay valid: nothing else changes the view while
+    // notifyMutex_ is held.
+    for (const auto& c : changed) notify(*c.key, c.before, c.after, nullptr, false);
   }
 
   // Drops every entry (a preloaded copy the bucket could not resume from).
@@ -554,20 +629,44 @@ class BucketView {
         return nullptr;
       }
       const auto started = std::chrono::steady_clock::now();
-      std::optional<Saved> saved = loader(*token);
-      if (!saved) {
+      const auto msSince = [](std::chrono::steady_clock::time_point t) {
+        return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::steady_clock::now() - t)
+                                  .count());
+      };
+      // The file is decoded on a thread of its own while this one applies
+      // what it decoded: on two cores the two halves overlap.
+      BatchQueue queue;
+      std::optional<SavedHeader> header;
+      std::thread reader([&] {
+        header = loader(*token, [&](std::vector<SavedEntry>&& entries, uint64_t total) {
+          queue.expect(total);
+          queue.push(std::move(entries));
+        });
+        queue.close();
+      });
+      size_t count = 0;
+      std::vector<SavedEntry> batch;
+      while (queue.pop(&batch)) {
+        if (count == 0) {
+          std::unique_lock<std::shared_mutex> lock(mutex_);
+          items_.reserve(items_.size() + queue.expected());
+        }
+        count += batch.size();
+        preload(batch);
+      }
+      reader.join();
+      if (!header) {
+        if (count > 0) dropAll();
         setStartedBy("replay (no saved copy of this bucket)");
         return nullptr;
       }
-      preload(saved->entries);
-      resumeFrom_ = Resume{saved->token, saved->revision};
+      resumeFrom_ = Resume{*token, header->revision};
       log::info("bucket view loaded its saved copy",
                 {{"bucket", name_},
-                 {"entries", std::to_string(saved->entries.size())},
-                 {"revision", std::to_string(saved->revision)},
-                 {"ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                           std::chrono::steady_clock::now() - started)
-                                           .count())}});
+                 {"entries", std::to_string(count)},
+                 {"revision", std::to_string(header->revision)},
+                 {"ms", msSince(started)}});
     }
     auto watch = bucket->watchFrom("", resumeFrom_->token, resumeFrom_->revision,
                                    [this](const WatchEvent& ev) { onEvent(ev); });

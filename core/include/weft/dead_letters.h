@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "weft/bucket_view.h"
+#include "weft/saved_view.h"
 #include "weft/json.h"
 #include "weft/list_index.h"
 #include "weft/pagination.h"
@@ -140,6 +141,8 @@ class DeadLetters {
   std::unique_ptr<ListIndex<DeadLetterListTraits>> listIndex_;
   // The entries pages read from the backend (value_cache.h).
   mutable ValueCache pageValues_{1024};
+  // The view's saved copy (saved_view.h).
+  std::unique_ptr<ViewSaver<DeadLetterEntry, DeadLetter>> saver_;
 };
 
 }  // namespace weft

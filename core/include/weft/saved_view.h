@@ -11,11 +11,16 @@
 // is ignored too.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "weft/bucket_view.h"
 #include "weft/status.h"
@@ -138,30 +143,153 @@ template <typename T, typename Full>
 typename BucketView<T, Full>::SavedLoader savedViewLoader(
     std::shared_ptr<SavedViewFile> file,
     std::function<std::shared_ptr<const T>(const std::string& key, ByteSource&)> decode) {
-  using Saved = typename BucketView<T, Full>::Saved;
-  return [file, decode](const std::string& token) -> std::optional<Saved> {
-    Saved saved;
-    saved.token = token;
-    uint64_t count = 0;
-    Status st = file->read(token, &saved.revision, &count, [&](ByteSource& in) {
-      if (saved.entries.empty()) saved.entries.reserve(count);
-      typename BucketView<T, Full>::SavedEntry e;
+  using View = BucketView<T, Full>;
+  return [file, decode](const std::string& token, const typename View::SavedBatch& batch)
+             -> std::optional<typename View::SavedHeader> {
+    constexpr size_t kBatch = 4096;
+    typename View::SavedHeader header;
+    std::vector<typename View::SavedEntry> entries;
+    Status st = file->read(token, &header.revision, &header.count, [&](ByteSource& in) {
+      if (entries.empty()) entries.reserve(kBatch);
+      typename View::SavedEntry e;
       e.key = std::string(in.str());
       e.revision = in.u64();
       if (!in.ok() || e.revision == 0) return false;
       e.value = decode(e.key, in);
       if (!e.value || !in.ok()) return false;
-      saved.entries.push_back(std::move(e));
+      entries.push_back(std::move(e));
+      if (entries.size() == kBatch) {
+        batch(std::move(entries), header.count);
+        entries.clear();
+      }
       return true;
     });
+    if (st && !entries.empty()) batch(std::move(entries), header.count);
     if (!st) {
       if (st.code() != Code::NotFound) {
         log::warn("saved view not used", {{"path", file->path()}, {"reason", st.message()}});
       }
       return std::nullopt;
     }
-    return saved;
+    return header;
   };
 }
+
+// Keeps a view's saved copy: `<dir>/<bucket>.view`, loaded by the view at
+// start (when it fits the bucket), written every intervalMs while the view
+// moves and once more at stop. A service owns one per view it saves.
+template <typename T, typename Full>
+class ViewSaver {
+ public:
+  using View = BucketView<T, Full>;
+  using Encode = std::function<void(const std::string& key, const T& value, ByteSink& out)>;
+  using Decode = std::function<std::shared_ptr<const T>(const std::string& key, ByteSource& in)>;
+
+  // kind names the record encoding (SavedViewFile).
+  ViewSaver(View& view, std::string kind, Encode encode, Decode decode)
+      : view_(view), kind_(std::move(kind)), encode_(std::move(encode)), decode_(std::move(decode)) {}
+  ~ViewSaver() { stopThread(); }
+  ViewSaver(const ViewSaver&) = delete;
+  ViewSaver& operator=(const ViewSaver&) = delete;
+
+  // Before the view starts. dir "": saving is off. A file another process
+  // holds is logged and not used.
+  void start(const std::string& dir, int64_t intervalMs) {
+    if (dir.empty()) return;
+    auto file = std::make_shared<SavedViewFile>(dir + "/" + view_.name() + ".view", kind_);
+    if (Status st = file->lock(); !st) {
+      log::warn("a view will not be saved or loaded from a file",
+                {{"bucket", view_.name()}, {"path", file->path()}, {"reason", st.message()}});
+      return;
+    }
+    view_.setSavedLoader(savedViewLoader<T, Full>(file, decode_));
+    {
+      std::lock_guard<std::mutex> lock(saveMutex_);
+      file_ = std::move(file);
+    }
+    if (intervalMs > 0) thread_ = std::thread([this, intervalMs] { loop(intervalMs); });
+  }
+
+  // Before the view stops: ends the periodic saves, lets the feed deliver
+  // this instance's own writes (they reach the view first; up to 2 s, so
+  // the copy's revision covers them) and saves once more.
+  void stop() {
+    stopThread();
+    if (!file()) return;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (std::chrono::steady_clock::now() < deadline) {
+      const uint64_t fed = view_.feedRevision();
+      if (fed == 0 || fed >= view_.appliedRevision()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    saveNow();
+  }
+
+  // Saves if the view moved since the last save and can be saved; true when
+  // a copy was written.
+  bool saveNow() {
+    std::lock_guard<std::mutex> lock(saveMutex_);
+    if (!file_) return false;
+    const uint64_t at = view_.feedRevision();
+    if (at == 0 || at == savedRevision_) return false;
+    const auto started = std::chrono::steady_clock::now();
+    // Shares the entries (no copy) under the view's read lock; encoding and
+    // writing happen outside it.
+    std::optional<typename View::Saved> cut = view_.cut();
+    if (!cut) return false;
+    Status st = saveView<T, Full>(*cut, *file_, encode_);
+    if (!st) {
+      log::warn("saving a view failed", {{"path", file_->path()}, {"error", st.message()}});
+      return false;
+    }
+    savedRevision_ = cut->revision;
+    log::info("view saved",
+              {{"path", file_->path()},
+               {"entries", std::to_string(cut->entries.size())},
+               {"revision", std::to_string(cut->revision)},
+               {"ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::steady_clock::now() - started)
+                                         .count())}});
+    return true;
+  }
+
+ private:
+  std::shared_ptr<SavedViewFile> file() {
+    std::lock_guard<std::mutex> lock(saveMutex_);
+    return file_;
+  }
+
+  void loop(int64_t intervalMs) {
+    std::unique_lock<std::mutex> lock(threadMutex_);
+    while (!stopping_) {
+      cv_.wait_for(lock, std::chrono::milliseconds(intervalMs), [this] { return stopping_; });
+      if (stopping_) break;
+      lock.unlock();
+      saveNow();
+      lock.lock();
+    }
+  }
+
+  void stopThread() {
+    {
+      std::lock_guard<std::mutex> lock(threadMutex_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  View& view_;
+  const std::string kind_;
+  const Encode encode_;
+  const Decode decode_;
+  std::mutex saveMutex_;
+  std::shared_ptr<SavedViewFile> file_;  // null: saving is off
+  uint64_t savedRevision_ = 0;
+  std::mutex threadMutex_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
 
 }  // namespace weft

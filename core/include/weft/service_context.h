@@ -36,10 +36,10 @@ struct CoreOptions {
   // retentionMs, so the item a key names is never purged before the key).
   int64_t idempotencyRetentionMs = 86400000;
   int64_t statsVerifyIntervalMs = 300000;  // 0 = never
-  // The work view's saved copy (work.savedViewPath; "" = none) and how often
-  // it is written while it changes (work.saveIntervalMs).
-  std::string workSavedViewPath;
-  int64_t workSaveIntervalMs = 300000;
+  // Where the work and dead-letter views are saved (views.saveDir; "" =
+  // never) and how often while they change (views.saveIntervalMs).
+  std::string viewSaveDir;
+  int64_t viewSaveIntervalMs = 300000;
   bool spinupOnSubmit = true;
   int64_t timeoutMs = 2000;  // kv.timeoutMs: the deadline of one request's backend work
   RetryPolicy retry;  // work.retry*: the wait before a failed item's next attempt

@@ -248,14 +248,12 @@ class WorkQueue {
   // A stored value decoded whole; nullptr when it is not a work item.
   static std::shared_ptr<const WorkRecord> decode(const std::string& value);
 
-  // The saved copy of the view (work.savedViewPath; work_saved.cpp): an
-  // entry in the file's record encoding, and back (nullptr for a record
-  // that is not one).
+  // The saved copy of the view (views.saveDir; work_saved.cpp): an entry in
+  // the file's record encoding, and back (nullptr for a record that is not
+  // one).
   static void encodeSaved(const std::string& key, const WorkEntry& entry, ByteSink& out);
   static std::shared_ptr<const WorkEntry> decodeSaved(const std::string& key, ByteSource& in);
-  // Saves the view now if it moved since the last save (and can be saved).
-  // Returns whether a copy was written; false also when saving is off.
-  bool saveView();
+  static constexpr const char* kSavedKind = "work-entry/1";
   // Reads the given entries' items whole: a live one decoded from its entry,
   // the others from the backend in one batch (KvBucket::getMany); nullptr
   // for one that is gone meanwhile.
@@ -518,19 +516,8 @@ class WorkQueue {
   bool stopping_ = false;
   std::thread sweeper_;
 
-  // The saved copy of the view: its file (null when saving is off) and the
-  // feed revision last saved; the saver thread writes it every
-  // work.saveIntervalMs, stop() once more. Guarded by saveMutex_.
-  void openSavedView();
-  // Before the last save: lets the feed deliver what this instance wrote
-  // (its own writes reach the view first), so the copy's revision covers
-  // them; gives up after maxMs (the copy is then only older, not wrong).
-  void awaitOwnWritesInFeed(int64_t maxMs);
-  void saverLoop(int64_t intervalMs);
-  std::mutex saveMutex_;
-  std::shared_ptr<SavedViewFile> savedFile_;
-  uint64_t savedRevision_ = 0;
-  std::thread saver_;  // sleeps on sweeperCv_ (stopping_)
+  // The view's saved copy (saved_view.h).
+  std::unique_ptr<ViewSaver<WorkEntry, WorkRecord>> saver_;
 
   // Long-poll claims. Lock order: the view's lock, then waitersMutex_, then
   // timerMutex_; claim attempts and `done` run with none of them held.
