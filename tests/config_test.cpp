@@ -99,13 +99,15 @@ TEST_CASE("defaults apply when no source sets a key", "[config]") {
   CHECK(c.getInt("work.retryBaseDelayMs") == 1000);
   CHECK(c.getInt("work.retryMaxDelayMs") == 300000);
   CHECK(c.getInt("work.retryJitterPercent") == 20);
-  // weftd's own 52 keys (the contract's, less the backend keys, plus
+  CHECK(c.getString("views.saveDir") == "./var/views");
+  CHECK(c.getInt("views.saveIntervalMs") == 300000);
+  // weftd's own 54 keys (the contract's, less the backend keys, plus
   // log.format, http.drainMs, spinup.sshPath, ws.maxConnections, the four
   // HTTP connection limits, stats.verifyIntervalMs,
-  // work.idempotencyRetentionMs and the four work.retry* keys) and the 5
-  // that the nats plugin declares.
-  CHECK(c.all().size() == 57);
-  CHECK(load({}, {}, {}).all().size() == 52);
+  // work.idempotencyRetentionMs, the four work.retry* keys and the two
+  // views.save* keys) and the 5 that the nats plugin declares.
+  CHECK(c.all().size() == 59);
+  CHECK(load({}, {}, {}).all().size() == 54);
   CHECK(c.getString("nats.replicas") == "1");
   CHECK(c.getString("nats.casGuard") == "auto");
   CHECK(c.getInt("http.maxConnections") == 16384);

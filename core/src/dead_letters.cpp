@@ -89,17 +89,14 @@ DeadLetters::DeadLetters(ServiceContext context)
   saver_ = std::make_unique<ViewSaver<DeadLetterEntry, DeadLetter>>(
       *view_, "dead-letter-entry/1",
       [](const std::string& key, const DeadLetterEntry& e, ByteSink& out) {
-        out.u8(e.id == key ? 1 : 0);
-        if (e.id != key) out.str(e.id);
+        putKeyedId(out, key, e.id);
         out.str(e.projectId);
         out.str(e.capability);
         out.i64(e.failedAtMs);
       },
       [](const std::string& key, ByteSource& in) -> std::shared_ptr<const DeadLetterEntry> {
         auto e = std::make_shared<DeadLetterEntry>();
-        const uint8_t idIsKey = in.u8();
-        if (idIsKey > 1) return nullptr;
-        e->id = idIsKey ? key : std::string(in.str());
+        if (!getKeyedId(in, key, &e->id)) return nullptr;
         e->projectId = in.str();
         e->capability = in.str();
         e->failedAtMs = in.i64();

@@ -23,9 +23,7 @@ bool getOptional(ByteSource& in, std::optional<int64_t>* v) {
 }  // namespace
 
 void WorkQueue::encodeSaved(const std::string& key, const WorkEntry& e, ByteSink& out) {
-  // The id is the key unless a stored value says otherwise.
-  out.u8(e.id == key ? 1 : 0);
-  if (e.id != key) out.str(e.id);
+  putKeyedId(out, key, e.id);  // the key, unless a stored value says otherwise
   out.str(e.projectId);
   out.str(e.capability);
   out.str(e.boundary);
@@ -46,9 +44,7 @@ void WorkQueue::encodeSaved(const std::string& key, const WorkEntry& e, ByteSink
 
 std::shared_ptr<const WorkEntry> WorkQueue::decodeSaved(const std::string& key, ByteSource& in) {
   auto e = std::make_shared<WorkEntry>();
-  const uint8_t idIsKey = in.u8();
-  if (idIsKey > 1) return nullptr;
-  e->id = idIsKey ? key : std::string(in.str());
+  if (!getKeyedId(in, key, &e->id)) return nullptr;
   e->projectId = in.str();
   e->capability = in.str();
   e->boundary = in.str();

@@ -11,6 +11,7 @@
 // is ignored too.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -87,6 +88,19 @@ class ByteSource {
   const char* end_;
   bool ok_ = true;
 };
+
+// An entry's id, which is nearly always its key: one byte when it is.
+inline void putKeyedId(ByteSink& out, const std::string& key, const std::string& id) {
+  out.u8(id == key ? 1 : 0);
+  if (id != key) out.str(id);
+}
+// False for a damaged record.
+inline bool getKeyedId(ByteSource& in, const std::string& key, std::string* id) {
+  const uint8_t isKey = in.u8();
+  if (isKey > 1) return false;
+  *id = isKey ? key : std::string(in.str());
+  return in.ok();
+}
 
 class SavedViewFile {
  public:
@@ -211,15 +225,24 @@ class ViewSaver {
   }
 
   // Before the view stops: ends the periodic saves, lets the feed deliver
-  // this instance's own writes (they reach the view first; up to 2 s, so
-  // the copy's revision covers them) and saves once more.
+  // this instance's own writes (they reach the view first), so the copy's
+  // revision covers them, and saves once more. It waits while the feed
+  // moves, 2 s at most, and not at all for a feed that stands still (the
+  // backend is away): the copy is then only older, not wrong. Idempotent.
   void stop() {
     stopThread();
-    if (!file()) return;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    while (std::chrono::steady_clock::now() < deadline) {
+    if (!file() || stopped_.exchange(true)) return;
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + std::chrono::seconds(2);
+    uint64_t last = view_.feedRevision();
+    auto moved = Clock::now();
+    while (Clock::now() < deadline && Clock::now() - moved < std::chrono::milliseconds(300)) {
       const uint64_t fed = view_.feedRevision();
       if (fed == 0 || fed >= view_.appliedRevision()) break;
+      if (fed != last) {
+        last = fed;
+        moved = Clock::now();
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     saveNow();
@@ -286,6 +309,7 @@ class ViewSaver {
   std::mutex saveMutex_;
   std::shared_ptr<SavedViewFile> file_;  // null: saving is off
   uint64_t savedRevision_ = 0;
+  std::atomic<bool> stopped_{false};
   std::mutex threadMutex_;
   std::condition_variable cv_;
   bool stopping_ = false;
