@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unistd.h>
 #include <utility>
 #include <vector>
 
@@ -27,11 +28,14 @@ struct StoreShared {
   std::function<int64_t()> nowMs;
 };
 
-// A token per bucket ever made in this process: a new store's bucket never
-// passes for an older one.
+// A token per bucket ever made: a new store's bucket never passes for an
+// older one, in this process or another (a saved view outlives both).
 std::string nextToken() {
   static std::atomic<uint64_t> made{0};
-  return "memory@" + std::to_string(++made);
+  static const std::string process =
+      std::to_string(::getpid()) + "-" +
+      std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+  return "memory@" + process + "-" + std::to_string(++made);
 }
 
 Status outage() {

@@ -8,7 +8,10 @@
 namespace weft::testing {
 
 Config InProcessWeftd::load(const std::vector<std::string>& settings) {
-  std::vector<std::string> args = {"weftd", "--set", "http.host=127.0.0.1"};
+  // Its store lives in memory: nothing to save views for (and the default
+  // directory would be shared by every test process).
+  std::vector<std::string> args = {"weftd", "--set", "http.host=127.0.0.1", "--set",
+                                   "views.saveDir="};
   for (const std::string& s : settings) {
     args.push_back("--set");
     args.push_back(s);
