@@ -108,16 +108,6 @@ void NatsKvBucket::askLeaderToStepDown(const std::string& reason) {
                                  answer.substr(0, 200));
 }
 
-Result<int64_t> NatsKvBucket::streamCreated() {
-  jsStreamInfo* si = nullptr;
-  jsErrCode ec = static_cast<jsErrCode>(0);
-  natsStatus s = js_GetStreamInfo(&si, conn_->js(), ref_.stream.c_str(), nullptr, &ec);
-  if (s != NATS_OK) return fromJetStream(s, ec, "stream info of bucket " + ref_.name);
-  int64_t created = si->Created;
-  jsStreamInfo_Destroy(si);
-  return created;
-}
-
 Result<NatsKvBucket::Incarnation> NatsKvBucket::incarnation() {
   if (Status st = conn_->checkAvailable(); !st) return st;
   jsOptions jo;

@@ -93,11 +93,9 @@ class NatsKvBucket : public KvBucket, public std::enable_shared_from_this<NatsKv
                                              uint64_t after, WatchCallback callback) override;
 
   const BucketRef& ref() const { return ref_; }
-  // The creation time of the bucket's stream (nanoseconds), which tells a
-  // stream apart from a deleted and re-created one of the same name.
-  Result<int64_t> streamCreated();
-  // Which stream the bucket is now: its token (resumeToken()), creation
-  // time and last sequence, from one stream info.
+  // Which stream the bucket is now, from one stream info: its token
+  // (resumeToken()), its creation time (nanoseconds: tells a stream apart
+  // from a deleted and re-created one of the same name) and last sequence.
   struct Incarnation {
     std::string token;
     int64_t created = 0;

@@ -119,11 +119,11 @@ class WatchWorker : public std::enable_shared_from_this<WatchWorker> {
     if (reconnects == seenReconnects_ && alarms == seenAlarms_) return true;
     checkLiveSoon_ = true;
     if (!conn->checkAvailable().isOk()) return true;  // look again once connected
-    Result<int64_t> created = bucket_->streamCreated();
-    if (!created && created.code() != Code::NotFound) return true;  // transient: retry later
+    Result<NatsKvBucket::Incarnation> now = bucket_->incarnation();
+    if (!now && now.code() != Code::NotFound) return true;  // transient: retry later
     seenReconnects_ = reconnects;
     seenAlarms_ = alarms;
-    if (created.isOk() && *created == streamCreated_) return true;
+    if (now.isOk() && now->created == streamCreated_) return true;
     conn->log(LogLevel::Warn, "stream of bucket " + bucket_->name() +
                                   " was deleted or re-created; the watch replays (Reset)");
     return false;

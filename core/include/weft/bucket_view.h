@@ -54,6 +54,13 @@
 
 namespace weft {
 
+// Milliseconds since t, as text (for the log lines of loading and saving).
+inline std::string msSince(std::chrono::steady_clock::time_point t) {
+  return std::to_string(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t)
+          .count());
+}
+
 template <typename T, typename Full = T>
 class BucketView {
  public:
@@ -461,9 +468,7 @@ class BucketView {
             log::info("bucket view loaded",
                       {{"bucket", name_},
                        {"entries", std::to_string(items_.size())},
-                       {"hooksMs", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                      std::chrono::steady_clock::now() - started)
-                                                      .count())}});
+                       {"hooksMs", msSince(started)}});
           }
           caughtUp_ = true;
         }
@@ -629,11 +634,6 @@ class BucketView {
         return nullptr;
       }
       const auto started = std::chrono::steady_clock::now();
-      const auto msSince = [](std::chrono::steady_clock::time_point t) {
-        return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                  std::chrono::steady_clock::now() - t)
-                                  .count());
-      };
       // The file is decoded on a thread of its own while this one applies
       // what it decoded: on two cores the two halves overlap.
       BatchQueue queue;

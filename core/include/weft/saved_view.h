@@ -270,9 +270,7 @@ class ViewSaver {
               {{"path", file_->path()},
                {"entries", std::to_string(cut->entries.size())},
                {"revision", std::to_string(cut->revision)},
-               {"ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                         std::chrono::steady_clock::now() - started)
-                                         .count())}});
+               {"ms", msSince(started)}});
     return true;
   }
 
